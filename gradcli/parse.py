@@ -1,0 +1,706 @@
+"""Text to sympy, without ever evaluating the text.
+
+The expression is read by Python's own `ast.parse(mode="eval")` and only a whitelist of node
+types is turned into sympy objects; everything else is an error that points at its column.
+`sympify` and `parse_expr` are never used on user text, because both call `eval`.
+
+Values (`x=[1,2]`, `x=ones(2,3)`, `x=pi/4`, `x=-5:5:200`) go through the same reader and come
+out as `ValueSpec`s: plain numbers and shapes. This module knows nothing of torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import sympy
+
+from gradcli import mathfuncs
+from gradcli.errors import GradcliError, Span
+from gradcli.limits import MAX_CONSTANT_DIGITS, MAX_EXPRESSION_CHARS, MAX_NESTING
+
+# --------------------------------------------------------------------------- functions
+
+def _log(x, base=None):
+    return sympy.log(x) if base is None else sympy.log(x, base)
+
+
+def _digamma(x):
+    return sympy.polygamma(0, x)
+
+
+def _polygamma(n, x):
+    if not (n.is_Integer and n >= 0):
+        raise ValueError("the order of polygamma(n, x) must be a whole number n >= 0")
+    return sympy.polygamma(n, x)
+
+
+def _sinc(x):
+    return sympy.sinc(x)
+
+
+# name -> (fewest arguments, most arguments, builder). Several spellings map to one builder:
+# lower case as in numpy/torch, and sympy's own capitalised names for users coming from sympy.
+_F: dict[str, tuple[int, int, Callable[..., sympy.Expr]]] = {}
+
+
+def _define(names: str, lo: int, hi: int, builder: Callable[..., sympy.Expr]) -> None:
+    for name in names.split():
+        _F[name] = (lo, hi, builder)
+
+
+_define("sin", 1, 1, sympy.sin)
+_define("cos", 1, 1, sympy.cos)
+_define("tan", 1, 1, sympy.tan)
+_define("cot", 1, 1, sympy.cot)
+_define("sec", 1, 1, sympy.sec)
+_define("csc", 1, 1, sympy.csc)
+_define("asin arcsin", 1, 1, sympy.asin)
+_define("acos arccos", 1, 1, sympy.acos)
+_define("atan arctan", 1, 1, sympy.atan)
+_define("acot arccot", 1, 1, sympy.acot)
+_define("asec arcsec", 1, 1, sympy.asec)
+_define("acsc arccsc", 1, 1, sympy.acsc)
+_define("atan2 arctan2", 2, 2, sympy.atan2)
+_define("sinh", 1, 1, sympy.sinh)
+_define("cosh", 1, 1, sympy.cosh)
+_define("tanh", 1, 1, sympy.tanh)
+_define("coth", 1, 1, sympy.coth)
+_define("sech", 1, 1, sympy.sech)
+_define("csch", 1, 1, sympy.csch)
+_define("asinh arcsinh", 1, 1, sympy.asinh)
+_define("acosh arccosh", 1, 1, sympy.acosh)
+_define("atanh arctanh", 1, 1, sympy.atanh)
+_define("acoth arccoth", 1, 1, sympy.acoth)
+_define("asech arcsech", 1, 1, sympy.asech)
+_define("acsch arccsch", 1, 1, sympy.acsch)
+_define("exp", 1, 1, sympy.exp)
+_define("log ln", 1, 2, _log)
+_define("log2", 1, 1, lambda x: sympy.log(x, 2))
+_define("log10", 1, 1, lambda x: sympy.log(x, 10))
+_define("sqrt", 1, 1, sympy.sqrt)
+_define("cbrt", 1, 1, mathfuncs.cbrt)
+_define("abs Abs", 1, 1, sympy.Abs)
+_define("sign sgn", 1, 1, sympy.sign)
+_define("floor", 1, 1, sympy.floor)
+_define("ceil ceiling", 1, 1, sympy.ceiling)
+_define("erf", 1, 1, sympy.erf)
+_define("erfc", 1, 1, sympy.erfc)
+_define("erfinv", 1, 1, sympy.erfinv)
+_define("gamma", 1, 1, sympy.gamma)
+_define("lgamma loggamma", 1, 1, sympy.loggamma)
+_define("digamma", 1, 1, _digamma)
+_define("polygamma", 2, 2, _polygamma)
+_define("sinc", 1, 1, _sinc)
+_define("min Min minimum", 2, 64, sympy.Min)
+_define("max Max maximum", 2, 64, sympy.Max)
+_define("sigmoid", 1, 1, mathfuncs.sigmoid)
+_define("relu", 1, 1, mathfuncs.relu)
+_define("softplus", 1, 1, mathfuncs.softplus)
+_define("pow", 2, 2, lambda a, b: a**b)
+_define("sum", 1, 1, mathfuncs.tsum)
+_define("mean", 1, 1, mathfuncs.tmean)
+
+FUNCTION_NAMES = frozenset(_F)
+CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
+
+# Functions whose value at a large whole number sympy would compute exactly (a factorial):
+# given a plain number, they are evaluated in floating point instead.
+_COMBINATORIAL = {sympy.gamma, sympy.loggamma, sympy.polygamma}
+
+# Value constructors: name -> (fewest, most arguments).
+CONSTRUCTORS: dict[str, tuple[int, int]] = {
+    "ones": (1, 8),
+    "zeros": (1, 8),
+    "eye": (1, 2),
+    "full": (2, 2),
+    "linspace": (3, 3),
+    "arange": (1, 3),
+    "rand": (1, 8),
+    "randn": (1, 8),
+}
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Variable:
+    """A name the expression uses as a variable, as the user wrote it."""
+
+    name: str
+    symbol: sympy.Symbol  # the whole variable, used elementwise
+    # index as written (may be negative) -> the scalar symbol that stands for that element
+    indices: dict[tuple[int, ...], sympy.Symbol] = field(default_factory=dict)
+    used_whole: bool = False
+    span: Span | None = None
+
+
+@dataclass
+class ParsedExpression:
+    """What `parse_expression` returns."""
+
+    text: str
+    components: list[sympy.Expr]  # one expression, or the entries of a bracketed list, flattened
+    shape: tuple[int, ...] | None  # None for one expression, else the shape of the list
+    variables: dict[str, Variable]  # in order of first appearance
+
+    @property
+    def is_list(self) -> bool:
+        return self.shape is not None
+
+    @property
+    def expr(self) -> sympy.Expr:
+        """The single expression (only when the input is not a bracketed list)."""
+        assert self.shape is None
+        return self.components[0]
+
+    def symbol_table(self) -> dict[sympy.Symbol, tuple[str, tuple[int, ...] | None]]:
+        """sympy symbol -> (variable name, element index or None for the whole variable)."""
+        table: dict[sympy.Symbol, tuple[str, tuple[int, ...] | None]] = {}
+        for var in self.variables.values():
+            table[var.symbol] = (var.name, None)
+            for index, sym in var.indices.items():
+                table[sym] = (var.name, index)
+        return table
+
+    def pretty(self) -> str:
+        texts = [sympy.sstr(c) for c in self.components]
+        if self.shape is None:
+            return texts[0]
+        return _nest_text(texts, self.shape)
+
+
+def _nest_text(texts: list[str], shape: tuple[int, ...]) -> str:
+    if len(shape) == 1:
+        return "[" + ", ".join(texts) + "]"
+    step = len(texts) // shape[0]
+    return "[" + ", ".join(_nest_text(texts[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """A value as typed: a literal array, or a constructor call with plain-number arguments.
+
+    kind: "literal" (data holds nested lists of floats, or one float), or a constructor name
+    from CONSTRUCTORS (args holds its arguments, shape the resulting shape).
+    """
+
+    text: str
+    kind: str
+    shape: tuple[int, ...]
+    data: object = None
+    args: tuple = ()
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def is_random(self) -> bool:
+        return self.kind in ("rand", "randn")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Source:
+    """The text as typed, with `^` read as `**`, and a map back to the typed columns."""
+
+    def __init__(self, text: str, what: str):
+        self.original = text
+        if len(text) > MAX_EXPRESSION_CHARS:
+            raise GradcliError(
+                f"the {what} is {len(text)} characters long; the limit is {MAX_EXPRESSION_CHARS}",
+                hint="write it in several smaller pieces",
+            )
+        for i, ch in enumerate(text):
+            if ch in "\r\n" or (unicodedata.category(ch) == "Cc" and ch != "\t"):
+                raise GradcliError(
+                    f"the {what} contains a line break or control character",
+                    hint="write the whole expression on one line",
+                    span=Span(text.replace("\n", " ").replace("\r", " "), i, i + 1),
+                )
+        # `^` means power, as in maths and sympy. Replace it textually (strings are refused
+        # anyway) rather than as XOR in the tree: Python gives ^ a lower precedence than +,
+        # so x^2+1 would otherwise read as x^(2+1).
+        converted: list[str] = []
+        self._to_original: list[int] = []
+        for i, ch in enumerate(text):
+            if ch == "^":
+                converted.append("**")
+                self._to_original += [i, i]
+            else:
+                converted.append(ch)
+                self._to_original.append(i)
+        self._to_original.append(len(text))
+        self.text = "".join(converted)
+        self._bytes = self.text.encode("utf-8")
+
+    def _char(self, byte_offset: int) -> int:
+        """ast columns are UTF-8 byte offsets; `θ` is two bytes but one column."""
+        chars = len(self._bytes[:byte_offset].decode("utf-8", errors="ignore"))
+        return self._to_original[min(chars, len(self._to_original) - 1)]
+
+    def span(self, node: ast.AST) -> Span:
+        start = self._char(getattr(node, "col_offset", 0))
+        end = self._char(getattr(node, "end_col_offset", None) or getattr(node, "col_offset", 0) + 1)
+        return Span(self.original, start, max(end, start + 1))
+
+    def segment(self, node: ast.AST) -> str:
+        s = self.span(node)
+        return self.original[s.start:s.end]
+
+    def parse(self) -> ast.expr:
+        if not self.original.strip():
+            raise GradcliError("the expression is empty", hint='write something like "x**2 + 1"')
+        try:
+            tree = ast.parse(self.text.strip() and self.text, mode="eval")
+        except SyntaxError as exc:
+            column = (exc.offset or 1) - 1
+            column = self._to_original[min(max(column, 0), len(self._to_original) - 1)]
+            message = exc.msg or "invalid syntax"
+            if "unterminated" in message or "EOL" in message:
+                message = "strings are not allowed"
+            raise GradcliError(
+                f"could not read this: {message}",
+                span=Span(self.original, min(column, max(len(self.original) - 1, 0)),
+                          min(column, max(len(self.original) - 1, 0)) + 1),
+            ) from None
+        except (RecursionError, MemoryError, ValueError) as exc:
+            raise GradcliError(f"could not read this: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        return tree.body
+
+
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+_REFUSED_BINOPS = {
+    ast.FloorDiv: "'//' (floor division)", ast.Mod: "'%' (modulo or string formatting)",
+    ast.MatMult: "'@' (matrix product)", ast.LShift: "'<<'", ast.RShift: "'>>'",
+    ast.BitAnd: "'&'", ast.BitOr: "'|'", ast.BitXor: "'^'",
+}
+_REFUSED_NODES = {
+    ast.Attribute: "attribute access ('.') is not allowed",
+    ast.Lambda: "lambda is not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "generator expressions are not allowed",
+    ast.NamedExpr: "assignment ':=' is not allowed",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.FormattedValue: "f-strings are not allowed",
+    ast.Dict: "dictionaries are not allowed",
+    ast.Set: "sets are not allowed",
+    ast.Compare: "comparisons are not allowed",
+    ast.BoolOp: "'and'/'or' are not allowed",
+    ast.IfExp: "'if ... else' is not allowed",
+    ast.Starred: "'*' unpacking is not allowed",
+    ast.Slice: "slices are not supported yet; index single elements like x[0]",
+    ast.Await: "'await' is not allowed",
+    ast.Yield: "'yield' is not allowed",
+    ast.YieldFrom: "'yield' is not allowed",
+}
+
+
+def _check_magnitude(value: sympy.Expr, src: _Source, node: ast.AST) -> sympy.Expr:
+    if value.has(sympy.zoo, sympy.nan) or value in (sympy.oo, -sympy.oo):
+        raise GradcliError("division by zero", span=src.span(node))
+    return value
+
+
+class _Reader:
+    """Walks the ast whitelist into sympy. `constant_only` is for values: no variables."""
+
+    def __init__(self, src: _Source, *, constant_only: bool = False):
+        self.src = src
+        self.constant_only = constant_only
+        self.variables: dict[str, Variable] = {}
+        self.depth = 0
+
+    def error(self, message: str, node: ast.AST, hint: str | None = None) -> GradcliError:
+        return GradcliError(message, span=self.src.span(node), hint=hint)
+
+    def read(self, node: ast.AST) -> sympy.Expr:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(f"the expression is nested more than {MAX_NESTING} levels deep", node)
+        try:
+            return self._read(node)
+        except (RecursionError, MemoryError):
+            raise self.error("the expression is too deeply nested or too large to handle", node) from None
+        finally:
+            self.depth -= 1
+
+    def _read(self, node: ast.AST) -> sympy.Expr:
+        if isinstance(node, ast.Constant):
+            return self.number(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                return -self.read(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return self.read(node.operand)
+            raise self.error(f"the operator {_unary_name(node.op)} is not allowed", node)
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            raise self.error(
+                "a list can only be the whole expression (a vector function, as for jacobian)", node
+            )
+        for kind, message in _REFUSED_NODES.items():
+            if isinstance(node, kind):
+                raise self.error(message, node)
+        raise self.error(f"'{type(node).__name__}' is not allowed here", node)
+
+    def number(self, node: ast.Constant) -> sympy.Expr:
+        value = node.value
+        if isinstance(value, bool) or value is None or value is Ellipsis:
+            raise self.error(f"{value!r} is not a number", node)
+        if isinstance(value, str):
+            raise self.error("strings are not allowed", node)
+        if isinstance(value, bytes):
+            raise self.error("bytes are not allowed", node)
+        if isinstance(value, complex):
+            raise self.error("complex numbers are not supported", node)
+        if isinstance(value, int):
+            if value.bit_length() > MAX_CONSTANT_DIGITS * 3.33:
+                raise self.error("this whole number is too large for any floating type", node)
+            return sympy.Integer(value)
+        if isinstance(value, float):
+            if math.isinf(value):
+                raise self.error("this number is too large for any floating type", node)
+            # From the literal's text, so 0.1 stays the decimal 0.1 in formulas.
+            return sympy.Float(self.src.segment(node).replace("_", ""), 15) if _is_plain_float(
+                self.src.segment(node)) else sympy.Float(value)
+        raise self.error(f"{type(value).__name__} literals are not allowed", node)
+
+    def name(self, node: ast.Name) -> sympy.Expr:
+        written = self.src.segment(node)
+        if written != node.id:
+            raise self.error(
+                f"'{written}' is written with look-alike characters that Python reads as '{node.id}'",
+                node, hint=f"type it in plain letters: {node.id}",
+            )
+        if node.id in CONSTANTS:
+            return CONSTANTS[node.id]
+        if node.id in FUNCTION_NAMES:
+            raise self.error(f"{node.id} is a function: call it, like {node.id}(x)", node)
+        if node.id in CONSTRUCTORS:
+            raise self.error(f"{node.id}(...) makes a value; use it after '=' (x={node.id}(3))", node)
+        if node.id.startswith("_"):
+            raise self.error(f"names starting with '_' are not allowed: {node.id}", node)
+        if self.constant_only:
+            raise self.error(
+                f"a value cannot refer to a variable ({node.id})", node,
+                hint="values are numbers, lists, constants (pi, e) or ones(...)/zeros(...)/...",
+            )
+        var = self._variable(node.id, node)
+        var.used_whole = True
+        return var.symbol
+
+    def _variable(self, name: str, node: ast.AST) -> Variable:
+        if name not in self.variables:
+            self.variables[name] = Variable(name, sympy.Symbol(name, real=True), span=self.src.span(node))
+        return self.variables[name]
+
+    def binop(self, node: ast.BinOp) -> sympy.Expr:
+        op = type(node.op)
+        if op not in _BINOPS:
+            raise self.error(f"the operator {_REFUSED_BINOPS.get(op, op.__name__)} is not allowed", node,
+                             hint="use ** or ^ for powers" if op is ast.BitXor else None)
+        left = self.read(node.left)
+        right = self.read(node.right)
+        if op is ast.Add:
+            result = left + right
+        elif op is ast.Sub:
+            result = left - right
+        elif op is ast.Mult:
+            result = left * right
+        elif op is ast.Div:
+            if right.is_zero:
+                raise self.error("division by zero", node)
+            result = left / right
+        else:
+            result = self.power(left, right, node)
+        return _check_magnitude(result, self.src, node)
+
+    def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        if base.is_number and exponent.is_number:
+            # 9**9**9 has 370 million digits: sympy would compute every one of them.
+            try:
+                b = abs(complex(sympy.N(base, 15)))
+                x = abs(complex(sympy.N(exponent, 15)))
+            except (TypeError, ValueError, OverflowError):
+                b, x = 0.0, 0.0
+            if b > 1 and x * math.log10(b) > MAX_CONSTANT_DIGITS:
+                raise self.error(
+                    f"this power is too large for any floating type (about 10^{x * math.log10(b):.3g})", node
+                )
+            if base.is_zero and exponent.is_negative:
+                raise self.error("division by zero (0 to a negative power)", node)
+        if exponent.is_number and abs(exponent) > 10**6 and base.free_symbols and exponent.is_Integer:
+            # Symbolic powers this large make sympy's later work (and torch's pow) meaningless.
+            raise self.error("this exponent is too large (the limit is 10^6)", node)
+        return base**exponent
+
+    def call(self, node: ast.Call) -> sympy.Expr:
+        if not isinstance(node.func, ast.Name):
+            if isinstance(node.func, ast.Attribute):
+                raise self.error("attribute access ('.') is not allowed", node.func)
+            raise self.error("only named functions can be called, like sin(x)", node.func)
+        fname = node.func.id
+        written = self.src.segment(node.func)
+        if written != fname:
+            raise self.error(
+                f"'{written}' is written with look-alike characters that Python reads as '{fname}'",
+                node.func, hint=f"type it in plain letters: {fname}",
+            )
+        if fname in CONSTRUCTORS:
+            raise self.error(f"{fname}(...) makes a value; use it after '=' (x={fname}(3))", node.func)
+        if fname not in _F:
+            close = difflib.get_close_matches(fname, sorted(FUNCTION_NAMES), n=1)
+            raise self.error(
+                f"unknown function '{fname}'", node.func,
+                hint=f"did you mean {close[0]}?" if close else "gradcli --help lists the functions",
+            )
+        if node.keywords:
+            raise self.error("keyword arguments are not allowed", node.keywords[0].value)
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise self.error("'*' unpacking is not allowed", arg)
+        lo, hi, builder = _F[fname]
+        if not lo <= len(node.args) <= hi:
+            wanted = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.error(f"{fname} takes {wanted} argument{'s' if hi > 1 else ''}, not {len(node.args)}", node)
+        args = [self.read(a) for a in node.args]
+        if builder in _COMBINATORIAL and all(a.is_number for a in args):
+            args = [sympy.Float(a) if not a.is_Integer or abs(a) > 100 else a for a in args]
+        try:
+            result = builder(*args)
+        except ValueError as exc:
+            raise self.error(str(exc), node) from None
+        except (TypeError, AttributeError) as exc:
+            raise self.error(f"{fname} cannot take these arguments ({exc})", node) from None
+        return _check_magnitude(result, self.src, node)
+
+    def subscript(self, node: ast.Subscript) -> sympy.Expr:
+        if self.constant_only:
+            raise self.error("indexing is not allowed in a value", node)
+        if not isinstance(node.value, ast.Name):
+            raise self.error("only variables can be indexed, like x[0]", node.value)
+        name = node.value.id
+        written = self.src.segment(node.value)
+        if written != name:
+            raise self.error(
+                f"'{written}' is written with look-alike characters that Python reads as '{name}'",
+                node.value, hint=f"type it in plain letters: {name}",
+            )
+        if name in CONSTANTS or name in FUNCTION_NAMES or name.startswith("_"):
+            raise self.error(f"{name} cannot be indexed", node.value)
+        parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        index = tuple(self._index(p) for p in parts)
+        var = self._variable(name, node.value)
+        if index not in var.indices:
+            label = f"{name}[{','.join(str(i) for i in index)}]"
+            var.indices[index] = sympy.Symbol(label, real=True)
+        return var.indices[index]
+
+    def _index(self, node: ast.AST) -> int:
+        if isinstance(node, ast.Slice):
+            raise self.error("slices are not supported yet; index single elements like x[0]", node)
+        negative = False
+        inner = node
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            negative, inner = True, node.operand
+        if isinstance(inner, ast.Constant) and type(inner.value) is int:
+            if inner.value > 10**12:
+                raise self.error("this index is far too large", node)
+            return -inner.value if negative else inner.value
+        raise self.error("an index must be a whole number, like x[0] or x[1,2]", node)
+
+
+def _unary_name(op: ast.unaryop) -> str:
+    return {ast.Not: "'not'", ast.Invert: "'~'"}.get(type(op), type(op).__name__)
+
+
+def _is_plain_float(text: str) -> bool:
+    return all(c in "0123456789.eE+-_" for c in text)
+
+
+def _read_list(reader: _Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[int, ...]]:
+    """A (nested) bracketed list: its entries flattened, and its shape."""
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        return [reader.read(node)], ()
+    if not node.elts:
+        raise reader.error("an empty list has nothing to compute", node)
+    reader.depth += 1
+    if reader.depth > MAX_NESTING:
+        raise reader.error(f"lists are nested more than {MAX_NESTING} levels deep", node)
+    try:
+        parts = [_read_list(reader, e) for e in node.elts]
+    finally:
+        reader.depth -= 1
+    inner = parts[0][1]
+    for (_, shape), elt in zip(parts, node.elts):
+        if shape != inner:
+            raise reader.error("the list is ragged: every row must have the same length", elt)
+    flat = [x for entries, _ in parts for x in entries]
+    return flat, (len(parts),) + inner
+
+
+def parse_expression(text: str) -> ParsedExpression:
+    """Read an expression typed by a user. Raises GradcliError for anything not allowed."""
+    text = text.strip()
+    src = _Source(text, "expression")
+    tree = src.parse()
+    reader = _Reader(src)
+    if isinstance(tree, (ast.List, ast.Tuple)):
+        components, shape = _read_list(reader, tree)
+        return ParsedExpression(text, components, shape, reader.variables)
+    return ParsedExpression(text, [reader.read(tree)], None, reader.variables)
+
+
+# --------------------------------------------------------------------------- values
+
+def _is_identifier(name: str) -> bool:
+    return name.isidentifier() and unicodedata.normalize("NFKC", name) == name
+
+
+def parse_assignment(argument: str) -> tuple[str, ValueSpec]:
+    """Read one `NAME=VALUE` argument."""
+    if "=" not in argument:
+        if argument.startswith("--"):
+            raise GradcliError(f"no such option: {argument.split('=')[0]}", hint="see --help for the options")
+        raise GradcliError(
+            f"expected NAME=VALUE, got '{argument}'",
+            hint="give each variable a value, like x=2 or \"x=[1,2,3]\"",
+        )
+    name, _, value_text = argument.partition("=")
+    name = name.strip()
+    if name.startswith("-"):
+        raise GradcliError(f"no such option: {name}", hint="see --help for the options")
+    if not _is_identifier(name) or name.startswith("_"):
+        raise GradcliError(f"'{name}' is not a variable name", hint="a name is letters, digits and _, like x or θ1")
+    if name in CONSTANTS or name in FUNCTION_NAMES or name in CONSTRUCTORS:
+        raise GradcliError(f"'{name}' is a reserved name (a function or constant) and cannot be a variable")
+    try:
+        return name, parse_value(value_text)
+    except GradcliError as exc:
+        raise GradcliError(f"in the value of {name}: {exc.message}", hint=exc.hint, span=exc.span) from None
+
+
+def parse_value(text: str) -> ValueSpec:
+    """Read a value: a number, a constant expression, a nested list, a constructor, or a:b:n."""
+    text = text.strip()
+    if not text:
+        raise GradcliError("the value is empty", hint="write a number, like x=2")
+    if ":" in text and "[" not in text:
+        return _parse_range(text)
+    src = _Source(text, "value")
+    tree = src.parse()
+    reader = _Reader(src, constant_only=True)
+    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id in CONSTRUCTORS:
+        return _constructor(reader, tree, text)
+    if isinstance(tree, (ast.List, ast.Tuple)):
+        entries, shape = _read_list(reader, tree)
+        numbers = [_to_float(reader, e, tree) for e in entries]
+        return ValueSpec(text, "literal", shape, data=_nest(numbers, shape))
+    return ValueSpec(text, "literal", (), data=_to_float(reader, reader.read(tree), tree))
+
+
+def _parse_range(text: str) -> ValueSpec:
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise GradcliError(
+            f"a range is START:STOP:COUNT, got '{text}'", hint="for example x=-5:5:200 (200 points from -5 to 5)"
+        )
+    numbers = []
+    for part in parts:
+        src = _Source(part.strip(), "range")
+        reader = _Reader(src, constant_only=True)
+        numbers.append(_to_float(reader, reader.read(src.parse()), None))
+    start, stop, count = numbers
+    if count != int(count) or count < 1:
+        raise GradcliError(f"the COUNT of a range must be a whole number >= 1, got {count:g}")
+    return ValueSpec(text, "linspace", (int(count),), args=(start, stop, int(count)))
+
+
+def _to_float(reader: _Reader, expr: sympy.Expr, node: ast.AST | None) -> float:
+    span = reader.src.span(node) if node is not None else None
+    if expr.free_symbols:
+        raise GradcliError("a value must be a number", span=span)
+    value = complex(sympy.N(expr, 20)) if not expr.is_real else None
+    if value is not None and value.imag != 0:
+        raise GradcliError(f"the value {sympy.sstr(expr)} is not a real number", span=span)
+    number = float(sympy.N(expr, 20)) if value is None else value.real
+    if not math.isfinite(number):
+        raise GradcliError(f"the value {sympy.sstr(expr)} is not a finite number", span=span)
+    return number
+
+
+def _nest(flat: Sequence[float], shape: tuple[int, ...]):
+    if not shape:
+        return flat[0]
+    if len(shape) == 1:
+        return list(flat)
+    step = len(flat) // shape[0]
+    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def _constructor(reader: _Reader, node: ast.Call, text: str) -> ValueSpec:
+    name = node.func.id
+    lo, hi = CONSTRUCTORS[name]
+    if node.keywords:
+        raise reader.error("keyword arguments are not allowed", node.keywords[0].value)
+    args_nodes = list(node.args)
+    # ones((2,3)) and ones([2,3]) mean ones(2,3), as in numpy and torch.
+    if name in ("ones", "zeros", "rand", "randn") and len(args_nodes) == 1 and isinstance(
+        args_nodes[0], (ast.List, ast.Tuple)
+    ):
+        args_nodes = list(args_nodes[0].elts)
+    if not lo <= len(args_nodes) <= hi:
+        wanted = str(lo) if lo == hi else f"{lo} to {hi}"
+        raise reader.error(f"{name} takes {wanted} arguments, not {len(args_nodes)}", node)
+
+    def whole(n: ast.AST, what: str, minimum: int = 0) -> int:
+        v = _to_float(reader, reader.read(n), n)
+        if v != int(v) or v < minimum:
+            raise reader.error(f"{what} must be a whole number >= {minimum}, got {v:g}", n)
+        if v > 10**15:
+            raise reader.error(f"{what} is far too large ({v:g})", n)
+        return int(v)
+
+    if name in ("ones", "zeros", "rand", "randn"):
+        shape = tuple(whole(a, "a size") for a in args_nodes)
+        return ValueSpec(text, name, shape, args=shape)
+    if name == "eye":
+        n = whole(args_nodes[0], "the size", 1)
+        m = whole(args_nodes[1], "the size", 1) if len(args_nodes) > 1 else n
+        return ValueSpec(text, name, (n, m), args=(n, m))
+    if name == "full":
+        shape_node = args_nodes[0]
+        dims = shape_node.elts if isinstance(shape_node, (ast.List, ast.Tuple)) else [shape_node]
+        shape = tuple(whole(d, "a size") for d in dims)
+        fill = _to_float(reader, reader.read(args_nodes[1]), args_nodes[1])
+        return ValueSpec(text, name, shape, args=(shape, fill))
+    if name == "linspace":
+        start = _to_float(reader, reader.read(args_nodes[0]), args_nodes[0])
+        stop = _to_float(reader, reader.read(args_nodes[1]), args_nodes[1])
+        count = whole(args_nodes[2], "the count", 1)
+        return ValueSpec(text, name, (count,), args=(start, stop, count))
+    # arange(stop) | arange(start, stop) | arange(start, stop, step)
+    nums = [_to_float(reader, reader.read(a), a) for a in args_nodes]
+    start, stop, step = (0.0, nums[0], 1.0) if len(nums) == 1 else (nums[0], nums[1], nums[2] if len(nums) > 2 else 1.0)
+    if step == 0:
+        raise reader.error("the step of arange cannot be 0", node)
+    count = max(0, math.ceil((stop - start) / step))
+    if count == 0:
+        raise reader.error("this arange is empty", node)
+    return ValueSpec(text, name, (count,), args=(start, stop, step))

@@ -1,0 +1,153 @@
+"""Plain data: the one thing the renderers see. No torch, no sympy, no rich.
+
+`to_dict` gives the JSON document; its layout is the contract documented in the README
+under "JSON output" and versioned by SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TensorData:
+    """A tensor as Python numbers: nested lists (or one float) with its shape and dtype."""
+
+    data: Any
+    shape: list[int]
+    dtype: str
+
+    def flat(self) -> list[float]:
+        out: list[float] = []
+
+        def walk(x):
+            if isinstance(x, list):
+                for y in x:
+                    walk(y)
+            else:
+                out.append(x)
+        walk(self.data)
+        return out
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": _json_numbers(self.data), "shape": self.shape, "dtype": self.dtype}
+
+
+def _json_numbers(x: Any) -> Any:
+    """JSON has no NaN or infinity: those become the strings "nan", "inf", "-inf"."""
+    if isinstance(x, list):
+        return [_json_numbers(y) for y in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+@dataclass
+class VariableResult:
+    name: str
+    value: TensorData
+    gradient: TensorData  # by autograd, in the user's dtype
+    formula: str | None  # the symbolic derivative, as sympy prints it
+    symbolic: TensorData | None  # its value, computed in float64
+    status: str  # ok | mismatch | domain | undefined | unavailable | skipped
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "max_abs_error": self.max_abs_error,
+            "max_rel_error": self.max_rel_error,
+            "note": self.note,
+        }
+
+
+@dataclass
+class MethodResult:
+    """One autograd method's gradients, when --method all runs several."""
+
+    method: str
+    call: str
+    gradients: dict[str, TensorData]
+    agrees: bool
+
+
+@dataclass
+class GradReport:
+    expression: str  # as typed
+    parsed: str  # as sympy reads it
+    dtype: str
+    device: str
+    device_note: str
+    method: str
+    call: str
+    f: TensorData  # the expression's value, before any reduction
+    reduction: str | None  # "sum"/"mean" when f was not a scalar, else None
+    differentiated: TensorData  # the scalar that was differentiated
+    variables: list[VariableResult]  # one per --wrt variable, in order
+    constants: dict[str, TensorData]  # values not differentiated
+    checked: bool
+    rtol: float
+    atol: float
+    methods: list[MethodResult] = field(default_factory=list)
+    seed: int | None = None  # the random seed, when a value used rand/randn
+    warnings: list[str] = field(default_factory=list)
+    command: str = "grad"
+    version: str = ""
+
+    @property
+    def status(self) -> str:
+        """ok, or failed when a check disagreed or the point is outside the domain."""
+        bad = any(v.status in ("mismatch", "domain") for v in self.variables)
+        bad = bad or any(not m.agrees for m in self.methods)
+        return "failed" if bad else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "gradcli_version": self.version,
+            "command": self.command,
+            "expression": self.expression,
+            "parsed": self.parsed,
+            "dtype": self.dtype,
+            "device": self.device,
+            "method": self.method,
+            "call": self.call,
+            "values": {v.name: v.value.to_dict() for v in self.variables}
+            | {n: t.to_dict() for n, t in self.constants.items()},
+            "wrt": [v.name for v in self.variables],
+            "f": self.f.to_dict(),
+            "reduction": self.reduction,
+            "differentiated": self.differentiated.to_dict(),
+            "gradient": {v.name: v.gradient.to_dict() for v in self.variables},
+            "symbolic": {
+                v.name: {"formula": v.formula, "value": v.symbolic.to_dict() if v.symbolic else None}
+                for v in self.variables
+            },
+            "check": {
+                "performed": self.checked,
+                "status": self.status,
+                "rtol": self.rtol,
+                "atol": self.atol,
+                "reference_dtype": "float64",
+                "variables": {v.name: v.to_dict() for v in self.variables},
+            },
+            "seed": self.seed,
+            "warnings": list(self.warnings),
+        }
+        if self.methods:
+            doc["methods"] = {
+                m.method: {"call": m.call, "agrees": m.agrees,
+                           "gradient": {n: t.to_dict() for n, t in m.gradients.items()}}
+                for m in self.methods
+            }
+        return doc
