@@ -45,7 +45,7 @@ class GradcliError(Exception):
         if self.span is not None and "\n" not in self.span.source and len(self.span.source) <= 200:
             width = max(1, self.span.end - self.span.start)
             out.append(f"  {self.span.source}")
-            out.append("  " + " " * self.span.start + "^" * min(width, len(self.span.source) - self.span.start or 1))
+            out.append("  " + " " * self.span.start + "^" * max(1, min(width, len(self.span.source) - self.span.start)))
         if self.hint:
             out.append(f"hint: {self.hint}")
         return out

@@ -260,15 +260,18 @@ class _Source:
         try:
             tree = ast.parse(self.text.strip() and self.text, mode="eval")
         except SyntaxError as exc:
-            column = (exc.offset or 1) - 1
-            column = self._to_original[min(max(column, 0), len(self._to_original) - 1)]
             message = exc.msg or "invalid syntax"
+            if not exc.offset or exc.offset > len(self.text):  # Python's way of saying "at the end"
+                column = len(self.original)
+                if message == "invalid syntax":
+                    message = "the expression ends too early"
+            else:
+                column = self._to_original[min(exc.offset - 1, len(self._to_original) - 1)]
             if "unterminated" in message or "EOL" in message:
                 message = "strings are not allowed"
             raise GradcliError(
                 f"could not read this: {message}",
-                span=Span(self.original, min(column, max(len(self.original) - 1, 0)),
-                          min(column, max(len(self.original) - 1, 0)) + 1),
+                span=Span(self.original, column, column + 1),
             ) from None
         except (RecursionError, MemoryError, ValueError) as exc:
             raise GradcliError(f"could not read this: {type(exc).__name__}: {exc}".rstrip(": ")) from None

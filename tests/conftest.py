@@ -1,0 +1,56 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gradcli.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run():
+    """Run gradcli in-process; returns the click Result (stdout and stderr apart)."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+    return invoke
+
+
+@pytest.fixture
+def run_json(run):
+    """Run gradcli with --json in-process; returns (exit code, parsed document)."""
+
+    def invoke(*args: str):
+        result = run(*args, "--json")
+        assert result.stdout.strip(), f"no JSON on stdout; stderr: {result.stderr}"
+        return result.exit_code, json.loads(result.stdout)
+    return invoke
+
+
+def gradcli_executable() -> str:
+    """The installed console script next to this interpreter (what a user runs)."""
+    here = Path(sys.executable).parent / ("gradcli.exe" if os.name == "nt" else "gradcli")
+    found = str(here) if here.exists() else shutil.which("gradcli")
+    if not found:
+        pytest.fail("the gradcli entry point is not installed: pip install -e '.[test]'")
+    return found
+
+
+@pytest.fixture
+def sh():
+    """Run the installed `gradcli` in a subprocess, as a shell user would."""
+    exe = gradcli_executable()
+
+    def invoke(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 120):
+        full_env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+        full_env.update(env or {})
+        return subprocess.run([exe, *args], input=input, capture_output=True, text=True, env=full_env,
+                              timeout=timeout)
+    return invoke

@@ -1,0 +1,28 @@
+"""Every line of examples.txt runs through the installed entry point and exits 0."""
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples.txt"
+
+
+def example_lines():
+    for number, line in enumerate(EXAMPLES.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield pytest.param(line, id=f"line{number}")
+
+
+@pytest.mark.parametrize("line", list(example_lines()))
+def test_example_runs(sh, line):
+    argv = shlex.split(line)
+    assert argv[0] == "gradcli", "every example starts with gradcli"
+    result = sh(*argv[1:])
+    assert result.returncode == 0, f"{line}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.stdout.strip(), f"{line} printed nothing"
+
+
+def test_there_are_examples():
+    assert len(list(example_lines())) >= 10
