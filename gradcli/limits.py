@@ -3,7 +3,7 @@
 A real user never meets them; each one names the option that raises it.
 """
 
-MAX_EXPRESSION_CHARS = 10_000  # a longer expression is refused before parsing
+MAX_EXPRESSION_CHARS = 200_000  # a longer expression is refused before parsing (100 KB must work)
 MAX_NESTING = 100  # parentheses/calls/operators deep; sympy and our walkers recurse
 MAX_CONSTANT_DIGITS = 400  # a literal or folded constant beyond ~1e400 is no float anyway
 DEFAULT_MAX_ELEMENTS = 50_000_000  # per tensor value; --max-elements raises it

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -238,11 +239,21 @@ class _Source:
                 self._to_original.append(i)
         self._to_original.append(len(text))
         self.text = "".join(converted)
-        self._bytes = self.text.encode("utf-8")
+        self.is_ascii = self.text.isascii()
+        self._byte_to_char: list[int] | None = None
 
     def _char(self, byte_offset: int) -> int:
         """ast columns are UTF-8 byte offsets; `θ` is two bytes but one column."""
-        chars = len(self._bytes[:byte_offset].decode("utf-8", errors="ignore"))
+        if self.is_ascii:
+            chars = byte_offset
+        else:
+            if self._byte_to_char is None:
+                table = []
+                for i, ch in enumerate(self.text):
+                    table += [i] * len(ch.encode("utf-8"))
+                table.append(len(self.text))
+                self._byte_to_char = table
+            chars = self._byte_to_char[min(byte_offset, len(self._byte_to_char) - 1)]
         return self._to_original[min(chars, len(self._to_original) - 1)]
 
     def span(self, node: ast.AST) -> Span:
@@ -257,8 +268,14 @@ class _Source:
     def parse(self) -> ast.expr:
         if not self.original.strip():
             raise GradcliError("the expression is empty", hint='write something like "x**2 + 1"')
+        # Building the tree of a long flat sum recurses once per term inside CPython; the
+        # nesting that could exhaust the C stack is capped by CPython's parser itself (200
+        # parentheses; "too complex" for thousands of unary signs), so the depth Python
+        # allows here may grow with the length of the text.
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 1000 + len(self.text) // 2))
         try:
-            tree = ast.parse(self.text.strip() and self.text, mode="eval")
+            tree = ast.parse(self.text, mode="eval")
         except SyntaxError as exc:
             message = exc.msg or "invalid syntax"
             if not exc.offset or exc.offset > len(self.text):  # Python's way of saying "at the end"
@@ -275,6 +292,8 @@ class _Source:
             ) from None
         except (RecursionError, MemoryError, ValueError) as exc:
             raise GradcliError(f"could not read this: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        finally:
+            sys.setrecursionlimit(limit)
         return tree.body
 
 
@@ -307,9 +326,14 @@ _REFUSED_NODES = {
 }
 
 
+_UNDEFINED = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
+
+
 def _check_magnitude(value: sympy.Expr, src: _Source, node: ast.AST) -> sympy.Expr:
-    if value.has(sympy.zoo, sympy.nan) or value in (sympy.oo, -sympy.oo):
-        raise GradcliError("division by zero", span=src.span(node))
+    # Checked where it appears (log(0), 0**-1, tan(pi/2) evaluate to zoo at once), in O(1):
+    # a walk of the whole subtree at every node would make long sums quadratic.
+    if value in _UNDEFINED or (value.is_Mul and sympy.zoo in value.args):
+        raise GradcliError("this is infinite or undefined (a division by zero?)", span=src.span(node))
     return value
 
 
@@ -385,7 +409,7 @@ class _Reader:
         raise self.error(f"{type(value).__name__} literals are not allowed", node)
 
     def name(self, node: ast.Name) -> sympy.Expr:
-        written = self.src.segment(node)
+        written = node.id if self.src.is_ascii else self.src.segment(node)
         if written != node.id:
             raise self.error(
                 f"'{written}' is written with look-alike characters that Python reads as '{node.id}'",
@@ -418,20 +442,29 @@ class _Reader:
         if op not in _BINOPS:
             raise self.error(f"the operator {_REFUSED_BINOPS.get(op, op.__name__)} is not allowed", node,
                              hint="use ** or ^ for powers" if op is ast.BitXor else None)
-        left = self.read(node.left)
-        right = self.read(node.right)
-        if op is ast.Add:
-            result = left + right
-        elif op is ast.Sub:
-            result = left - right
-        elif op is ast.Mult:
-            result = left * right
-        elif op is ast.Div:
-            if right.is_zero:
-                raise self.error("division by zero", node)
-            result = left / right
-        else:
-            result = self.power(left, right, node)
+        if op is ast.Pow:
+            result = self.power(self.read(node.left), self.read(node.right), node)
+            return _check_magnitude(result, self.src, node)
+        # a + b - c + ... arrives as a left-leaning tree as deep as the sum is long: walk its
+        # spine in a loop, so a sum of 10^4 terms costs no recursion.
+        additive = op in (ast.Add, ast.Sub)
+        family = (ast.Add, ast.Sub) if additive else (ast.Mult, ast.Div)
+        chain: list[tuple[type, ast.AST]] = []
+        spine: ast.AST = node
+        while isinstance(spine, ast.BinOp) and type(spine.op) in family:
+            chain.append((type(spine.op), spine.right))
+            spine = spine.left
+        terms = [self.read(spine)]
+        for kind, operand in reversed(chain):
+            value = self.read(operand)
+            if kind is ast.Sub:
+                value = -value
+            elif kind is ast.Div:
+                if value.is_zero:
+                    raise self.error("division by zero", operand)
+                value = sympy.Pow(value, -1)
+            terms.append(value)
+        result = sympy.Add(*terms) if additive else sympy.Mul(*terms)
         return _check_magnitude(result, self.src, node)
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
@@ -459,7 +492,7 @@ class _Reader:
                 raise self.error("attribute access ('.') is not allowed", node.func)
             raise self.error("only named functions can be called, like sin(x)", node.func)
         fname = node.func.id
-        written = self.src.segment(node.func)
+        written = fname if self.src.is_ascii else self.src.segment(node.func)
         if written != fname:
             raise self.error(
                 f"'{written}' is written with look-alike characters that Python reads as '{fname}'",
@@ -499,7 +532,7 @@ class _Reader:
         if not isinstance(node.value, ast.Name):
             raise self.error("only variables can be indexed, like x[0]", node.value)
         name = node.value.id
-        written = self.src.segment(node.value)
+        written = name if self.src.is_ascii else self.src.segment(node.value)
         if written != name:
             raise self.error(
                 f"'{written}' is written with look-alike characters that Python reads as '{name}'",
