@@ -11,18 +11,34 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import random
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from gradcli import __version__
-from gradcli.autodiff import METHODS, gradient, torch_error
+from gradcli.autodiff import JACOBIAN_METHODS, METHODS, gradient, nth_derivatives, pick_jacobian_method, torch_error
+from gradcli.autodiff import hessian as hessian_by_autograd
+from gradcli.autodiff import jacobian as jacobian_by_autograd
+from gradcli.autodiff import jvp as jvp_by_autograd
+from gradcli.autodiff import vjp as vjp_by_autograd
 from gradcli.errors import GradcliError
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.lower import compile_components, make_tensor, resolve_device, resolve_dtype
 from gradcli.parse import ParsedExpression, ValueSpec, parse_assignment, parse_expression, parse_value
 from gradcli.report import GradReport, MethodResult, TensorData, VariableResult
-from gradcli.verify import TOLERANCES, compare, symbolic_gradients
+from gradcli.verify import (
+    TOLERANCES,
+    SymbolicGradient,
+    compare,
+    is_elementwise_in,
+    symbolic_gradients,
+    symbolic_hessian,
+    symbolic_jacobians,
+    symbolic_jvp,
+    symbolic_order,
+    symbolic_vjps,
+)
 
 ValuesArg = Mapping[str, Any] | Sequence[str]
 
@@ -92,6 +108,109 @@ def _wrt(parsed: ParsedExpression, specs: Mapping[str, ValueSpec], wrt: str | Se
     return names
 
 
+@dataclass
+class _Setup:
+    """What every command needs before it differentiates anything."""
+
+    expression: str
+    parsed: ParsedExpression
+    tensors: dict[str, torch.Tensor]
+    wrt: list[str]
+    dtype: str
+    device: torch.device
+    device_note: str
+    table: dict
+    fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+    rtol: float
+    atol: float
+    seed: int | None
+    max_elements: int
+    extra_specs: dict[str, ValueSpec]
+    generator: torch.Generator | None
+
+    def tensor(self, spec: ValueSpec, name: str) -> torch.Tensor:
+        return make_tensor(spec, dtype=resolve_dtype(self.dtype), device=self.device, generator=self.generator,
+                           max_elements=self.max_elements, name=name)
+
+
+def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, rtol, atol, seed,
+           max_elements: int, vector_name: str | None = None) -> _Setup:
+    parsed = parse_expression(expression)
+    specs = read_values(values)
+    extra: dict[str, ValueSpec] = {}
+    if vector_name and vector_name in specs and vector_name not in parsed.variables:
+        extra[vector_name] = specs.pop(vector_name)
+    _bind(parsed, specs)
+    names = _wrt(parsed, specs, wrt)
+    torch_dtype = resolve_dtype(dtype)
+    torch_device, device_note = resolve_device(device)
+    default_rtol, default_atol = TOLERANCES[dtype]
+    used_seed = None
+    generator = None
+    if any(s.is_random for s in [*specs.values(), *extra.values()]):
+        used_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        generator = torch.Generator().manual_seed(used_seed)
+    tensors = {
+        n: make_tensor(specs[n], dtype=torch_dtype, device=torch_device, generator=generator,
+                       max_elements=max_elements, name=n)
+        for n in specs
+    }
+    table = parsed.symbol_table()
+    fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
+    return _Setup(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
+                  default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
+                  max_elements, extra, generator)
+
+
+def _checked(name: str, st: _Setup, result: torch.Tensor, ref: SymbolicGradient | None, *, f_finite: bool,
+             value: torch.Tensor | None = None, **labels) -> VariableResult:
+    """A result and its verdict against the symbolic reference (None: --no-check)."""
+    shown_value = tensor_data(value) if value is not None else None
+    if ref is None:
+        return VariableResult(name, shown_value, tensor_data(result), None, None, "skipped", **labels)
+    cmp = compare(result, ref, f_finite=f_finite, rtol=st.rtol, atol=st.atol)
+    return VariableResult(name, shown_value, tensor_data(result), ref.formula,
+                          tensor_data(ref.value) if ref.value is not None else None,
+                          cmp.status, cmp.max_abs_error, cmp.max_rel_error, cmp.note, **labels)
+
+
+def _report(st: _Setup, command: str, method: str, call: str, output: torch.Tensor, results: list[VariableResult],
+            *, check: bool, reduction: str | None = None, differentiated: torch.Tensor | None = None,
+            warnings: list[str] | None = None, methods: list[MethodResult] | None = None,
+            vector: torch.Tensor | None = None, extra: dict | None = None) -> GradReport:
+    warnings = list(warnings or [])
+    if not bool(torch.isfinite(output).all()):
+        warnings.append("f is not finite at this point: the point is outside the function's domain")
+    return GradReport(
+        expression=st.expression, parsed=st.parsed.pretty(), dtype=st.dtype, device=str(st.device),
+        device_note=st.device_note, method=method, call=call, f=tensor_data(output), reduction=reduction,
+        differentiated=tensor_data(differentiated) if differentiated is not None else None,
+        variables=results, values={n: tensor_data(t) for n, t in st.tensors.items()}, wrt=list(st.wrt),
+        checked=check, rtol=st.rtol, atol=st.atol, methods=methods or [], seed=st.seed, warnings=warnings,
+        command=command, version=__version__, vector=tensor_data(vector) if vector is not None else None,
+        extra=extra or {},
+    )
+
+
+def _reduction_note(output: torch.Tensor, reduce: str) -> tuple[str | None, list[str]]:
+    if output.dim() == 0:
+        return None, []
+    return reduce, [f"f has shape {list(output.shape)}: its {reduce} was differentiated "
+                    f"(backward needs a scalar; --reduce chooses sum or mean)"]
+
+
+def _common(st: _Setup) -> tuple[int, ...]:
+    """The broadcast shape of the components of a bracketed list (or of the one expression)."""
+    with torch.no_grad():
+        env = {n: t for n, t in st.tensors.items()}
+        shapes = [tuple(compile_components([c], None, st.table, dtype=resolve_dtype(st.dtype),
+                                           device=st.device)(env).shape) for c in st.parsed.components]
+    return tuple(torch.broadcast_shapes(*shapes))
+
+
+MAX_ORDER = 50  # --order beyond this is refused: no one needs the 51st derivative
+
+
 def grad(
     expression: str,
     values: ValuesArg,
@@ -101,102 +220,229 @@ def grad(
     dtype: str = "float32",
     device: str = "auto",
     reduce: str = "sum",
+    order: int = 1,
     check: bool = True,
     rtol: float | None = None,
     atol: float | None = None,
     seed: int | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> GradReport:
-    """The gradient of `expression` at `values` by autograd, checked against sympy."""
-    parsed = parse_expression(expression)
-    specs = read_values(values)
-    _bind(parsed, specs)
-    names = _wrt(parsed, specs, wrt)
+    """The gradient of `expression` at `values` by autograd, checked against sympy.
+
+    order > 1 gives every derivative up to that order of one variable; with several
+    variables, order 2 is the Hessian.
+    """
+    if not 1 <= order <= MAX_ORDER:
+        raise GradcliError(f"--order must be between 1 and {MAX_ORDER}, not {order}")
     if method not in METHODS + ("all",):
         raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(METHODS) + " or all")
-    torch_dtype = resolve_dtype(dtype)
-    torch_device, device_note = resolve_device(device)
-    default_rtol, default_atol = TOLERANCES[dtype]
-    rtol = default_rtol if rtol is None else rtol
-    atol = default_atol if atol is None else atol
+    if reduce not in ("sum", "mean"):
+        raise GradcliError(f"unknown reduction '{reduce}'", hint="choose sum or mean")
+    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements)
+    if order > 1:
+        if len(st.wrt) > 1:
+            if order == 2:
+                return _hessian(st, check=check, reduce=reduce)
+            raise GradcliError(f"--order {order} with several variables: choose one with --wrt",
+                               hint="--order 2 with several variables gives the Hessian")
+        return _order(st, order, check=check, reduce=reduce)
 
-    used_seed = None
-    generator = None
-    if any(s.is_random for s in specs.values()):
-        used_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-        generator = torch.Generator().manual_seed(used_seed)
-    tensors = {
-        n: make_tensor(specs[n], dtype=torch_dtype, device=torch_device, generator=generator,
-                       max_elements=max_elements, name=n)
-        for n in parsed.variables
-    }
-
-    table = parsed.symbol_table()
-    fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
     methods = list(METHODS) if method == "all" else [method]
-    results = [gradient(fn, tensors, names, method=m, reduction=reduce) for m in methods]
-    main = results[0]
-
-    warnings: list[str] = []
-    reduction = None
-    if main.output.dim() > 0:
-        reduction = reduce
-        warnings.append(
-            f"f has shape {list(main.output.shape)}: its {reduce} was differentiated "
-            f"(backward needs a scalar; --reduce chooses sum or mean)"
-        )
+    runs = [gradient(st.fn, st.tensors, st.wrt, method=m, reduction=reduce) for m in methods]
+    main = runs[0]
+    reduction, warnings = _reduction_note(main.output, reduce)
     f_finite = bool(torch.isfinite(main.output).all())
-    if not f_finite:
-        warnings.append("f is not finite at this point: the point is outside the function's domain")
-
     try:
-        symbolic = symbolic_gradients(parsed.components, parsed.shape, table, tensors, names, reduce) if check else {}
+        symbolic = (symbolic_gradients(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt, reduce)
+                    if check else {})
     except RuntimeError as exc:  # torch failing on the float64 reference: report, don't crash
         raise torch_error(exc) from None
-
-    variables = []
-    for n in names:
-        g = main.gradients[n]
-        if check:
-            ref = symbolic[n]
-            cmp = compare(g, ref, f_finite=f_finite, rtol=rtol, atol=atol)
-            variables.append(VariableResult(
-                n, tensor_data(tensors[n]), tensor_data(g), ref.formula,
-                tensor_data(ref.value) if ref.value is not None else None,
-                cmp.status, cmp.max_abs_error, cmp.max_rel_error, cmp.note,
-            ))
-        else:
-            variables.append(VariableResult(n, tensor_data(tensors[n]), tensor_data(g), None, None, "skipped"))
-
+    results = [_checked(n, st, main.gradients[n], symbolic.get(n), f_finite=f_finite, value=st.tensors[n])
+               for n in st.wrt]
     method_results = []
-    if len(results) > 1:
-        for r in results:
+    if len(runs) > 1:
+        for r in runs:
             agrees = all(
                 torch.allclose(r.gradients[n].double().cpu(), main.gradients[n].double().cpu(),
-                               rtol=rtol, atol=atol, equal_nan=True)
-                for n in names
+                               rtol=st.rtol, atol=st.atol, equal_nan=True)
+                for n in st.wrt
             )
-            method_results.append(MethodResult(r.method, r.call, {n: tensor_data(r.gradients[n]) for n in names},
+            method_results.append(MethodResult(r.method, r.call, {n: tensor_data(r.gradients[n]) for n in st.wrt},
                                                agrees))
+    return _report(st, "grad", method, " | ".join(r.call for r in runs), main.output, results, check=check,
+                   reduction=reduction, differentiated=main.differentiated, warnings=warnings,
+                   methods=method_results)
 
-    return GradReport(
-        expression=expression,
-        parsed=parsed.pretty(),
-        dtype=dtype,
-        device=str(torch_device),
-        device_note=device_note,
-        method=method,
-        call=" | ".join(r.call for r in results),
-        f=tensor_data(main.output),
-        reduction=reduction,
-        differentiated=tensor_data(main.differentiated),
-        variables=variables,
-        constants={n: tensor_data(t) for n, t in tensors.items() if n not in names},
-        checked=check,
-        rtol=rtol,
-        atol=atol,
-        methods=method_results,
-        seed=used_seed,
-        warnings=warnings,
-        version=__version__,
-    )
+
+def _order(st: _Setup, order: int, *, check: bool, reduce: str) -> GradReport:
+    var = st.wrt[0]
+    components = st.parsed.components
+    if st.parsed.shape is not None or (st.tensors[var].dim() > 0 and not is_elementwise_in(components[0], st.table, var)):
+        raise GradcliError(
+            f"--order {order} needs a scalar {var} or an expression elementwise in {var}",
+            hint="for second derivatives of a tensor function use gradcli hessian",
+        )
+    run = nth_derivatives(st.fn, st.tensors, var, order, reduction=reduce)
+    reduction, warnings = _reduction_note(run.output, reduce)
+    f_finite = bool(torch.isfinite(run.output).all())
+    refs = symbolic_order(components[0], st.table, st.tensors, var, order, reduce) if check else [None] * order
+    results = []
+    for k in range(1, order + 1):
+        label = f"d{var}" if k == 1 else f"d{k}/d{var}{k}"
+        results.append(_checked(str(k), st, run.results[str(k)], refs[k - 1], f_finite=f_finite,
+                                label=f"order {k} ({'df/d' + var if k == 1 else f'd{k}f/d{var}^{k}'})"))
+        del label
+    return _report(st, "order", "grad", run.call, run.output, results, check=check, reduction=reduction,
+                   warnings=warnings, extra={"order": order, "variable": var})
+
+
+def _element_labels(st: _Setup, names: Sequence[str]) -> list[str]:
+    labels = []
+    for n in names:
+        t = st.tensors[n]
+        if t.dim() == 0:
+            labels.append(n)
+        else:
+            labels += [f"{n}[{','.join(map(str, idx))}]" for idx in _indices(tuple(t.shape))]
+    return labels
+
+
+def _indices(shape: tuple[int, ...]):
+    import itertools
+
+    return itertools.product(*(range(n) for n in shape))
+
+
+def hessian(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32", device: str = "auto",
+            reduce: str = "sum", check: bool = True, rtol=None, atol=None, seed=None,
+            max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+    """The Hessian of a scalar function over every element of the wrt variables."""
+    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements)
+    return _hessian(st, check=check, reduce=reduce)
+
+
+def _hessian(st: _Setup, *, check: bool, reduce: str) -> GradReport:
+    n = sum(st.tensors[v].numel() for v in st.wrt)
+    if n * n > st.max_elements:
+        raise GradcliError(f"the Hessian would have {n * n:,} entries; the limit is {st.max_elements:,}",
+                           hint="use grad, or vjp for Hessian-free products; --max-elements raises the limit")
+    run = hessian_by_autograd(st.fn, st.tensors, st.wrt, reduction=reduce)
+    reduction, warnings = _reduction_note(run.output, reduce)
+    f_finite = bool(torch.isfinite(run.output).all())
+    ref = symbolic_hessian(st.parsed.components, st.table, st.tensors, st.wrt, reduce) if check else None
+    labels = _element_labels(st, st.wrt)
+    h = run.results["hessian"]
+    asym = float((h.double() - h.double().T).abs().max()) if h.numel() else 0.0
+    result = _checked("hessian", st, h, ref, f_finite=f_finite, rows=labels, columns=labels,
+                      label="Hessian")
+    if asym > 0:
+        warnings.append(f"the Hessian is symmetric to within {asym:.3g}")
+    return _report(st, "hessian", "hessian", run.call, run.output, [result], check=check, reduction=reduction,
+                   warnings=warnings, extra={"symmetric": asym <= st.atol * max(1.0, float(h.abs().max()) if h.numel() else 1.0),
+                                             "max_asymmetry": asym})
+
+
+def jacobian(expression: str, values: ValuesArg, *, wrt=None, method: str = "auto", dtype: str = "float32",
+             device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
+             max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+    """The Jacobian of f with respect to each wrt variable: shape f.shape + variable.shape."""
+    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements)
+    valid = ("auto", "all") + JACOBIAN_METHODS
+    if method not in valid:
+        raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(valid))
+    common = _common(st)
+    out_shape = ((len(st.parsed.components),) if st.parsed.shape is not None else ()) + common
+    if st.parsed.shape is not None:
+        out_shape = tuple(st.parsed.shape) + common
+    out_numel = _numel(out_shape)
+    for n in st.wrt:
+        size = out_numel * st.tensors[n].numel()
+        if size > st.max_elements:
+            raise GradcliError(
+                f"the Jacobian with respect to {n} would have {size:,} entries "
+                f"({list(out_shape)} outputs by {list(st.tensors[n].shape)} inputs); the limit is {st.max_elements:,}",
+                hint="gradcli grad gives the gradient of the sum, gradcli vjp and jvp give products with "
+                     "the Jacobian without building it; --max-elements raises the limit",
+            )
+    in_numel = sum(st.tensors[n].numel() for n in st.wrt)
+    chosen = pick_jacobian_method(out_numel, in_numel) if method in ("auto", "all") else method
+    note = []
+    if method == "auto":
+        note.append(f"method: {chosen} ({'forward' if chosen == 'fwd' else 'reverse'} mode: "
+                    f"{in_numel} input(s), {out_numel} output(s))")
+    methods = list(JACOBIAN_METHODS) if method == "all" else [chosen]
+    runs = [jacobian_by_autograd(st.fn, st.tensors, st.wrt, method=m) for m in methods]
+    main = runs[0]
+    f_finite = bool(torch.isfinite(main.output).all())
+    refs = symbolic_jacobians(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt) if check else {}
+    out_labels = [f"f[{','.join(map(str, i))}]" for i in _indices(out_shape)] if out_shape else ["f"]
+    results = []
+    for n in st.wrt:
+        two_d = len(out_shape) <= 1 and st.tensors[n].dim() <= 1
+        results.append(_checked(n, st, main.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n],
+                                rows=out_labels if two_d else None,
+                                columns=_element_labels(st, [n]) if two_d else None))
+    method_results = []
+    if len(runs) > 1:
+        for r in runs:
+            agrees = all(torch.allclose(r.results[n].double().cpu(), main.results[n].double().cpu(),
+                                        rtol=st.rtol, atol=st.atol, equal_nan=True) for n in st.wrt)
+            method_results.append(MethodResult(r.method, r.call, {n: tensor_data(r.results[n]) for n in st.wrt},
+                                               agrees))
+    return _report(st, "jacobian", chosen if method != "all" else "all", " | ".join(r.call for r in runs),
+                   main.output, results, check=check, warnings=note, methods=method_results)
+
+
+def _vector(st: _Setup, vector: Any, name: str = "v") -> torch.Tensor:
+    if vector is None:
+        if name in st.extra_specs:
+            spec = st.extra_specs[name]
+        else:
+            raise GradcliError(f"no vector: give one as {name}=VALUE",
+                               hint=f"for example {name}=ones(3); if the expression has its own variable "
+                                    f"{name}, use --vector VALUE")
+    else:
+        spec = vector if isinstance(vector, ValueSpec) else parse_value(vector if isinstance(vector, str) else repr(vector))
+    return st.tensor(spec, name)
+
+
+def vjp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dtype: str = "float32",
+        device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
+        max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+    """vᵀ·J for each wrt variable, by f.backward(v). v comes from `vector` or a value named v."""
+    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements, vector_name="v" if vector is None else None)
+    v = _vector(st, vector)
+    run = vjp_by_autograd(st.fn, st.tensors, st.wrt, v)
+    f_finite = bool(torch.isfinite(run.output).all())
+    refs = symbolic_vjps(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt, v) if check else {}
+    results = [_checked(n, st, run.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n]) for n in st.wrt]
+    return _report(st, "vjp", "backward", run.call, run.output, results, check=check, vector=v)
+
+
+def jvp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dtype: str = "float32",
+        device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
+        max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+    """J·v along one input variable, by forward mode (torch.func.jvp)."""
+    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements, vector_name="v" if vector is None else None)
+    if len(st.wrt) != 1:
+        raise GradcliError(f"jvp moves one input along v; these have several ({', '.join(st.wrt)})",
+                           hint="choose the input with --wrt")
+    var = st.wrt[0]
+    v = _vector(st, vector)
+    run = jvp_by_autograd(st.fn, st.tensors, var, v)
+    f_finite = bool(torch.isfinite(run.output).all())
+    ref = symbolic_jvp(st.parsed.components, st.parsed.shape, st.table, st.tensors, var, v) if check else None
+    result = _checked(var, st, run.results[var], ref, f_finite=f_finite, value=st.tensors[var])
+    return _report(st, "jvp", "fwd", run.call, run.output, [result], check=check, vector=v)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

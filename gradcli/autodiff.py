@@ -110,3 +110,149 @@ def torch_error(exc: BaseException) -> GradcliError:
     elif "out of memory" in message.lower():
         hint = "use smaller values, or --device cpu"
     return GradcliError(f"torch could not compute this: {message}", hint=hint)
+
+
+# --------------------------------------------------------------------------- Jacobians and beyond
+
+JACOBIAN_METHODS = ("loop", "autograd", "rev", "fwd")
+
+
+@dataclass
+class Derivative:
+    """A derivative other than a plain gradient: what was computed and by which call."""
+
+    method: str
+    call: str
+    output: torch.Tensor  # f (detached)
+    results: dict[str, torch.Tensor]
+
+
+def _guard(run):
+    try:
+        return run()
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise torch_error(exc) from None
+
+
+def pick_jacobian_method(out_numel: int, in_numel: int) -> str:
+    """Reverse mode costs one pass per output, forward mode one per input: take the fewer."""
+    return "fwd" if in_numel < out_numel else "rev"
+
+
+def jacobian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *, method: str) -> Derivative:
+    """d f / d each wrt variable, each of shape f.shape + variable.shape."""
+    if method not in JACOBIAN_METHODS:
+        raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(JACOBIAN_METHODS))
+
+    def f(*tensors: torch.Tensor) -> torch.Tensor:
+        return fn(_env(values, dict(zip(wrt, tensors))))
+
+    inputs = tuple(values[n].detach() for n in wrt)
+    names = ", ".join(wrt)
+
+    def run() -> Derivative:
+        if method == "loop":
+            # The seeds' way: one backward per output element, retain_graph between them.
+            leaves = _leaves(values, wrt)
+            out = fn(_env(values, leaves))
+            flat = out.reshape(-1)
+            rows = {n: [] for n in wrt}
+            for i in range(flat.numel()):
+                for t in leaves.values():
+                    t.grad = None  # gradients accumulate unless zeroed
+                if flat[i].requires_grad:
+                    flat[i].backward(retain_graph=True)
+                for n, t in leaves.items():
+                    rows[n].append(t.grad.clone() if t.grad is not None else torch.zeros_like(t))
+            results = {n: torch.stack(r).reshape(out.shape + leaves[n].shape) for n, r in rows.items()}
+            return Derivative("loop", "for i: y[i].backward(retain_graph=True); J[i] = x.grad; x.grad.zero_()",
+                              out.detach(), results)
+        out = f(*inputs).detach()
+        if method == "autograd":
+            jac = torch.autograd.functional.jacobian(f, inputs, vectorize=True)
+            call = f"torch.autograd.functional.jacobian(f, ({names},), vectorize=True)"
+        else:
+            from torch import func
+
+            transform = func.jacrev if method == "rev" else func.jacfwd
+            jac = transform(f, argnums=tuple(range(len(inputs))))(*inputs)
+            call = f"torch.func.{transform.__name__}(f, argnums={tuple(range(len(inputs)))})({names})"
+        return Derivative(method, call, out, {n: j.detach() for n, j in zip(wrt, jac)})
+    return _guard(run)
+
+
+def hessian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *, reduction: str) -> Derivative:
+    """The Hessian of f (reduced to a scalar) over every element of the wrt variables, flattened."""
+    shapes = [tuple(values[n].shape) for n in wrt]
+    sizes = [values[n].numel() for n in wrt]
+
+    def f(flat: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(flat, sizes)
+        return _reduce(fn(_env(values, {n: p.reshape(s) for n, p, s in zip(wrt, parts, shapes)})), reduction)
+
+    def run() -> Derivative:
+        flat = torch.cat([values[n].detach().reshape(-1) for n in wrt])
+        out = fn(_env(values, {})).detach()
+        hess = torch.autograd.functional.hessian(f, flat)
+        return Derivative("hessian", "torch.autograd.functional.hessian(f, x)", out, {"hessian": hess.detach()})
+    return _guard(run)
+
+
+def nth_derivatives(fn: Function, values: Mapping[str, torch.Tensor], var: str, order: int, *,
+                    reduction: str) -> Derivative:
+    """d^k f / d var^k for k = 1..order, by repeated torch.autograd.grad(..., create_graph=True)."""
+
+    def run() -> Derivative:
+        leaves = _leaves(values, [var])
+        x = leaves[var]
+        out = fn(_env(values, leaves))
+        current = _reduce(out, reduction)
+        results = {}
+        for k in range(1, order + 1):
+            if current.requires_grad:
+                (current,) = torch.autograd.grad(current.sum(), x, create_graph=True, allow_unused=True,
+                                                 materialize_grads=True)
+            else:  # an earlier derivative was constant: every later one is zero
+                current = torch.zeros_like(x)
+            results[str(k)] = current.detach()
+        return Derivative("grad", f"d_k = torch.autograd.grad(d_(k-1).sum(), {var}, create_graph=True), k = 1..{order}",
+                          out.detach(), results)
+    return _guard(run)
+
+
+def vjp(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], v: torch.Tensor) -> Derivative:
+    """vᵀ·J for each wrt variable: f.backward(v), as the seeds do."""
+
+    def run() -> Derivative:
+        leaves = _leaves(values, wrt)
+        out = fn(_env(values, leaves))
+        if tuple(v.shape) != tuple(out.shape):
+            raise GradcliError(
+                f"v has shape {list(v.shape)} but f has shape {list(out.shape)}: they must match",
+                hint=f"give v the shape of f, e.g. v=ones({', '.join(map(str, out.shape)) or ''})",
+            )
+        if out.requires_grad:
+            out.backward(v)
+        results = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).detach() for n, t in leaves.items()}
+        return Derivative("backward", "f.backward(v); " + ", ".join(f"{n}.grad" for n in wrt), out.detach(), results)
+    return _guard(run)
+
+
+def jvp(fn: Function, values: Mapping[str, torch.Tensor], var: str, u: torch.Tensor) -> Derivative:
+    """J·u along the variable var: forward mode, torch.func.jvp."""
+    from torch import func
+
+    x = values[var].detach()
+    if tuple(u.shape) != tuple(x.shape):
+        raise GradcliError(
+            f"v has shape {list(u.shape)} but {var} has shape {list(x.shape)}: they must match",
+            hint=f"a jvp direction has the shape of the input {var}",
+        )
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return fn(_env(values, {var: t}))
+
+    def run() -> Derivative:
+        out, tangent = func.jvp(f, (x,), (u.to(x.dtype),))
+        return Derivative("fwd", f"torch.func.jvp(f, ({var},), (v,))", out.detach(), {var: tangent.detach()})
+    return _guard(run)

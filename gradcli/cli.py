@@ -28,6 +28,14 @@ Examples:
 
   gradcli grad "mean((t - p)**2)" "p=[1,2,3]" "t=[2,3,4]" --wrt p --json
 
+  gradcli grad "x**2" x=3 --order 2
+
+  gradcli jacobian "[x[0]**2 + 4*x[1], x[1]**3 + log(x[0])]" "x=[2,3]"
+
+  gradcli hessian "x**2*y + sin(x*y)" x=1 y=2
+
+  gradcli vjp "(x + 1)**2" "x=eye(5)" "v=ones(5,5)"
+
 Exit status: 0 ok, 1 the cross-check did not confirm the result, 2 bad input.
 """
 
@@ -57,6 +65,8 @@ Examples:
   gradcli grad "sin(x)*exp(y)" x=1 y=2 --method all --json
 
   gradcli grad "2*x**2 + 5" x=5 --plain
+
+  gradcli grad "x**3" x=2 --order 3
 """
 
 
@@ -130,41 +140,42 @@ def _format(fmt: Format, json_flag: bool, plain_flag: bool) -> str:
     return fmt.value
 
 
-@app.command(
-    help=GRAD_HELP,
-    context_settings={"ignore_unknown_options": True},  # so "-x**2" is an expression, not an option
-    no_args_is_help=True,
-)
-def grad(
-    expression: Annotated[str, typer.Argument(metavar="EXPR", help="The function, in quotes.", show_default=False)],
-    values: Annotated[
-        Optional[list[str]], typer.Argument(metavar="[VALUE]...", help="NAME=VALUE for every variable.", show_default=False)
-    ] = None,
-    wrt: Annotated[
-        Optional[str], typer.Option("--wrt", help="Differentiate with respect to these (comma-separated); the others are constants. Default: all.")
-    ] = None,
-    method: Annotated[Method, typer.Option(help="grad: torch.autograd.grad; backward: f.backward() and .grad; jacobian: torch.autograd.functional.jacobian; all: each, compared.")] = Method.grad,
-    dtype: Annotated[str, typer.Option(help="float16, bfloat16, float32 or float64.")] = "float32",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps. auto picks the best available and says which.")] = "auto",
-    reduce: Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")] = Reduce.sum,
-    rtol: Annotated[Optional[float], typer.Option(help="Relative tolerance of the check. Default: by dtype.", show_default=False)] = None,
-    atol: Annotated[Optional[float], typer.Option(help="Absolute tolerance of the check, times the gradient's largest magnitude. Default: by dtype.", show_default=False)] = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Cross-check against sympy's symbolic derivative.")] = True,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for rand(...)/randn(...) values.", show_default=False)] = None,
-    max_elements: Annotated[int, typer.Option(help="Refuse a value with more elements than this.")] = DEFAULT_MAX_ELEMENTS,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs, plain for $(...).")] = Format.table,
-    json_flag: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
-    plain_flag: Annotated[bool, typer.Option("--plain", help="Same as --format plain: only the numbers.")] = False,
-) -> None:
+# Options every command shares, spelled once.
+WrtOption = Annotated[Optional[str], typer.Option(
+    "--wrt", help="Differentiate with respect to these (comma-separated); the others are constants. Default: all.")]
+DtypeOption = Annotated[str, typer.Option("--dtype", help="float16, bfloat16, float32 or float64.")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", help="auto, cpu, cuda, cuda:N or mps. auto picks the best available and says which.")]
+RtolOption = Annotated[Optional[float], typer.Option(
+    "--rtol", help="Relative tolerance of the check. Default: by dtype.", show_default=False)]
+AtolOption = Annotated[Optional[float], typer.Option(
+    "--atol", help="Absolute tolerance of the check, times the result's largest magnitude. Default: by dtype.",
+    show_default=False)]
+CheckOption = Annotated[bool, typer.Option("--check/--no-check", help="Cross-check against sympy's symbolic derivative.")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
+MaxElementsOption = Annotated[int, typer.Option(
+    "--max-elements", help="Refuse a value, Jacobian or Hessian with more elements than this.")]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs, plain for $(...).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+PlainOption = Annotated[bool, typer.Option("--plain", help="Same as --format plain: only the numbers.")]
+ExprArgument = Annotated[str, typer.Argument(metavar="EXPR", help="The function, in quotes.", show_default=False)]
+ValuesArgument = Annotated[Optional[list[str]], typer.Argument(
+    metavar="[VALUE]...", help="NAME=VALUE for every variable.", show_default=False)]
+VectorOption = Annotated[Optional[str], typer.Option(
+    "--vector", help="The vector v, when the expression has a variable named v itself.", show_default=False)]
+ReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
+
+# "-x**2" is an expression, not an option.
+_COMMAND_SETTINGS = {"ignore_unknown_options": True}
+
+
+def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool) -> None:
+    """Compute a report, render it, and leave with the promised exit status."""
     try:
         output = _format(fmt, json_flag, plain_flag)
-        from gradcli.api import grad as run_grad
         from gradcli.render import render
 
-        report = run_grad(
-            expression, values or [], wrt=wrt, method=method.value, dtype=dtype, device=device,
-            reduce=reduce.value, check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements,
-        )
+        report = compute()
         render(report, output, sys.stdout, sys.stderr)
     except GradcliError as exc:
         raise fail(exc) from None
@@ -174,6 +185,205 @@ def grad(
         raise internal_error(exc) from None
     if report.status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+
+
+@app.command(help=GRAD_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def grad(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    wrt: WrtOption = None,
+    method: Annotated[Method, typer.Option(help="grad: torch.autograd.grad; backward: f.backward() and .grad; jacobian: torch.autograd.functional.jacobian; all: each, compared.")] = Method.grad,
+    order: Annotated[int, typer.Option("--order", "-n", help="Every derivative up to this order (one variable); with several variables, 2 gives the Hessian.")] = 1,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    reduce: ReduceOption = Reduce.sum,
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    def compute():
+        from gradcli import api
+
+        return api.grad(expression, values or [], wrt=wrt, method=method.value, order=order, dtype=dtype,
+                        device=device, reduce=reduce.value, check=check, rtol=rtol, atol=atol, seed=seed,
+                        max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag)
+
+
+JACOBIAN_HELP = """\
+The Jacobian of EXPR by autograd, checked entry by entry against sympy.
+
+A bracketed list "[f1, f2, ...]" gives the m x n Jacobian over the inputs; an elementwise
+expression of tensors gives the full Jacobian, of shape output shape + input shape, one
+per variable. The default method picks forward or reverse mode by the shapes and says which.
+
+Examples:
+
+  gradcli jacobian "[x[0]**2 + 4*x[1], x[1]**3 + log(x[0])]" "x=[2,3]"
+
+  gradcli jacobian "2*x**3 + 5*x**2 + 7*x + 10" "x=[[1,2,3],[4,5,6]]" --json
+
+  gradcli jacobian "2*x**2 + 5*y**2" "x=[[1,2,3],[4,5,6]]" "y=[[5,6,7],[8,9,10]]"
+
+  gradcli jacobian "[x*y, x + y]" x=1 y=2 --method all
+"""
+
+
+class JacobianMethod(str, Enum):
+    auto = "auto"
+    loop = "loop"
+    autograd = "autograd"
+    rev = "rev"
+    fwd = "fwd"
+    all = "all"
+
+
+@app.command(help=JACOBIAN_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def jacobian(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    wrt: WrtOption = None,
+    method: Annotated[JacobianMethod, typer.Option(help="loop: one backward per output row (as the seeds teach); autograd: torch.autograd.functional.jacobian(vectorize=True); rev/fwd: torch.func.jacrev/jacfwd; auto: rev or fwd by the shapes; all: each, compared.")] = JacobianMethod.auto,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    def compute():
+        from gradcli import api
+
+        return api.jacobian(expression, values or [], wrt=wrt, method=method.value, dtype=dtype, device=device,
+                            check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag)
+
+
+HESSIAN_HELP = """\
+The Hessian of a scalar EXPR by autograd (torch.autograd.functional.hessian), checked
+against sympy.hessian, with its symmetry reported. Tensor variables are flattened: the
+Hessian is over every element of every --wrt variable.
+
+Examples:
+
+  gradcli hessian "x**2*y + sin(x*y)" x=1 y=2
+
+  gradcli hessian "x[0]**2 * x[1] + exp(x[1])" "x=[1,2]"
+
+  gradcli hessian "sum(x**3)" "x=[1,2,3]" --json
+"""
+
+
+@app.command(help=HESSIAN_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def hessian(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    wrt: WrtOption = None,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    reduce: ReduceOption = Reduce.sum,
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    def compute():
+        from gradcli import api
+
+        return api.hessian(expression, values or [], wrt=wrt, dtype=dtype, device=device, reduce=reduce.value,
+                           check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag)
+
+
+VJP_HELP = """\
+The vector-Jacobian product vᵀ·J, by f.backward(v), checked against sympy.
+
+v has the shape of EXPR's value; give it as v=VALUE (or --vector VALUE when the expression
+has a variable named v). This is how backward works on a non-scalar output.
+
+Examples:
+
+  gradcli vjp "(x + 1)**2" "x=eye(5)" "v=ones(5,5)"
+
+  gradcli vjp "[x*y, x + y]" x=1 y=2 "v=[1, -1]"
+"""
+
+
+@app.command(help=VJP_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def vjp(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    vector: VectorOption = None,
+    wrt: WrtOption = None,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    def compute():
+        from gradcli import api
+
+        return api.vjp(expression, values or [], vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
+                       rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag)
+
+
+JVP_HELP = """\
+The Jacobian-vector product J·v (forward mode, torch.func.jvp), checked against sympy.
+
+v has the shape of the input variable (choose it with --wrt when there are several); give
+it as v=VALUE (or --vector VALUE when the expression has a variable named v).
+
+Examples:
+
+  gradcli jvp "(x + 1)**2" "x=eye(3)" "v=ones(3,3)"
+
+  gradcli jvp "[x[0]*x[1], sin(x[0])]" "x=[1,2]" "v=[1,0]"
+"""
+
+
+@app.command(help=JVP_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def jvp(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    vector: VectorOption = None,
+    wrt: WrtOption = None,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    def compute():
+        from gradcli import api
+
+        return api.jvp(expression, values or [], vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
+                       rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any, TextIO
 
-from gradcli.report import GradReport, TensorData
+from gradcli.report import GradReport, TensorData, VariableResult
 
 FORMATS = ("table", "json", "plain")
 
@@ -100,6 +100,25 @@ def notes(report: GradReport) -> list[str]:
     return lines
 
 
+_FIRST_COLUMN = {"grad": "wrt", "jacobian": "wrt", "vjp": "wrt", "jvp": "wrt", "hessian": "", "order": "order"}
+_MATRIX_ROWS, _MATRIX_COLUMNS = 16, 10  # a labelled matrix larger than this is summarised
+
+
+def _matrix_table(v: VariableResult):
+    """A matrix with its row (outputs) and column (inputs) labels."""
+    from rich import box
+    from rich.table import Table
+
+    data = v.gradient.data
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("", style="bold")
+    for c in v.columns or []:
+        table.add_column(c, justify="right")
+    for label, row in zip(v.rows or [], data):
+        table.add_row(label, *(number(x, v.gradient.dtype) for x in row))
+    return table
+
+
 def render_table(report: GradReport, out: TextIO) -> None:
     from rich import box
     from rich.console import Console
@@ -107,51 +126,74 @@ def render_table(report: GradReport, out: TextIO) -> None:
     from rich.text import Text
 
     console = Console(file=out, highlight=False, soft_wrap=False)
-    sym = report.variables
-    f_name = "f"
+    command = "grad" if report.command == "order" else report.command
     header = Text()
-    header.append("gradcli grad  ", style="bold")
+    header.append(f"gradcli {command}  ", style="bold")
     header.append(report.parsed)
     console.print(header)
-    f_line = f"{f_name} = {tensor_text(report.f)}"
-    if report.reduction:
-        f_line += f"   (shape {_shape(report.f)}; {report.reduction} = {number(report.differentiated.data, report.differentiated.dtype)} was differentiated)"
+    f_line = f"f = {tensor_text(report.f)}"
+    if report.reduction and report.differentiated is not None:
+        f_line += (f"   (shape {_shape(report.f)}; {report.reduction} = "
+                   f"{number(report.differentiated.data, report.differentiated.dtype)} was differentiated)")
+    elif report.f.shape:
+        f_line += f"   (shape {_shape(report.f)})"
     console.print(f_line)
-    console.print(
-        Text(f"{report.dtype} on {report.device} ({report.device_note}); {report.call}", style="dim")
-    )
+    console.print(Text(f"{report.dtype} on {report.device} ({report.device_note}); {report.call}", style="dim"))
+    for name, t in report.values.items():
+        if name in report.wrt:
+            console.print(f"{name} = {tensor_text(t)}")
+        else:
+            console.print(Text(f"{name} = {tensor_text(t)}  (constant)", style="dim"))
+    if report.vector is not None:
+        console.print(f"v = {tensor_text(report.vector)}")
 
-    for v in sym:
-        console.print(f"{v.name} = {tensor_text(v.value)}")
-    for name, t in report.constants.items():
-        console.print(Text(f"{name} = {tensor_text(t)}  (constant)", style="dim"))
-    table = Table(box=box.ROUNDED, show_lines=len(sym) > 1)
-    table.add_column("wrt", style="bold")
+    summarised = False
+    for v in report.variables:
+        if v.rows and v.columns and len(v.gradient.shape) == 2:
+            if len(v.rows) <= _MATRIX_ROWS and len(v.columns) <= _MATRIX_COLUMNS:
+                title = v.label or (f"Jacobian df/d{v.name}" if report.command == "jacobian" else v.name)
+                console.print(Text(f"{title} by autograd" + (" (rows: outputs, columns: inputs)"
+                                                             if report.command == "jacobian" else ""), style="bold"))
+                console.print(_matrix_table(v))
+            else:
+                summarised = True
+
+    table = Table(box=box.ROUNDED, show_lines=len(report.variables) > 1)
+    table.add_column(_FIRST_COLUMN.get(report.command, ""), style="bold")
     table.add_column("autograd")
     if report.checked:
         table.add_column("symbolic derivative")
         table.add_column("its value")
         table.add_column("error", justify="right")
     table.add_column("check", no_wrap=True)
-    for v in sym:
+    for v in report.variables:
         mark, style = _MARKS.get(v.status, (v.status, ""))
-        row = [v.name, tensor_text(v.gradient, rows=True)]
+        big = v.gradient.numel > 12
+        summarised = summarised or big
+        shown = f"shape {_shape(v.gradient)}\n" + tensor_text(v.gradient) if big else tensor_text(v.gradient, rows=True)
+        row = [v.label or v.name, shown]
         if report.checked:
+            ref = "—"
+            if v.symbolic:
+                ref = (f"shape {_shape(v.symbolic)}\n" + tensor_text(v.symbolic)) if v.symbolic.numel > 12 \
+                    else tensor_text(v.symbolic, rows=True)
             row += [
                 v.formula or "",
-                tensor_text(v.symbolic, rows=True) if v.symbolic else "—",
+                ref,
                 f"{v.max_abs_error:.2g}" if v.max_abs_error is not None else "—",
             ]
         row.append(Text(mark, style=style))
         table.add_row(*row)
     console.print(table)
+    if summarised:
+        console.print(Text("large tensors are summarised: --json prints every element", style="dim"))
     if report.seed is not None:
         console.print(Text(f"random values drawn with --seed {report.seed}", style="dim"))
     if report.methods:
-        mt = Table(box=box.SIMPLE, title="methods")
+        mt = Table(box=box.SIMPLE, title="methods", title_justify="left")
         mt.add_column("method")
         mt.add_column("torch call")
-        mt.add_column("same gradients")
+        mt.add_column("same result")
         for m in report.methods:
             mt.add_row(m.method, m.call, Text("✓ yes", style="green") if m.agrees else Text("✗ no", style="bold red"))
         console.print(mt)

@@ -52,8 +52,10 @@ def _json_numbers(x: Any) -> Any:
 
 @dataclass
 class VariableResult:
-    name: str
-    value: TensorData
+    """One computed derivative (a gradient, a Jacobian, a k-th derivative...) and its check."""
+
+    name: str  # the variable, or what the entry is ("hessian", "2" for the 2nd derivative)
+    value: TensorData | None  # the variable's value, where the entry belongs to one variable
     gradient: TensorData  # by autograd, in the user's dtype
     formula: str | None  # the symbolic derivative, as sympy prints it
     symbolic: TensorData | None  # its value, computed in float64
@@ -61,6 +63,9 @@ class VariableResult:
     max_abs_error: float | None = None
     max_rel_error: float | None = None
     note: str | None = None
+    label: str | None = None  # how a table heads the entry (d2f/dx2), when not the name
+    rows: list[str] | None = None  # labels of a matrix's rows (outputs), and columns (inputs)
+    columns: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,12 +78,23 @@ class VariableResult:
 
 @dataclass
 class MethodResult:
-    """One autograd method's gradients, when --method all runs several."""
+    """One autograd method's results, when --method all runs several."""
 
     method: str
     call: str
     gradients: dict[str, TensorData]
     agrees: bool
+
+
+# The JSON key under which each command puts its results.
+RESULT_KEYS = {
+    "grad": "gradient",
+    "jacobian": "jacobian",
+    "hessian": "hessian",
+    "vjp": "vjp",
+    "jvp": "jvp",
+    "order": "derivatives",
+}
 
 
 @dataclass
@@ -91,10 +107,11 @@ class GradReport:
     method: str
     call: str
     f: TensorData  # the expression's value, before any reduction
-    reduction: str | None  # "sum"/"mean" when f was not a scalar, else None
-    differentiated: TensorData  # the scalar that was differentiated
-    variables: list[VariableResult]  # one per --wrt variable, in order
-    constants: dict[str, TensorData]  # values not differentiated
+    reduction: str | None  # "sum"/"mean" when f was reduced to a scalar, else None
+    differentiated: TensorData | None  # the scalar that was differentiated, where one was
+    variables: list[VariableResult]  # the results, in order
+    values: dict[str, TensorData]  # every variable's value
+    wrt: list[str]  # the variables differentiated; the others are constants
     checked: bool
     rtol: float
     atol: float
@@ -103,6 +120,16 @@ class GradReport:
     warnings: list[str] = field(default_factory=list)
     command: str = "grad"
     version: str = ""
+    vector: TensorData | None = None  # v of vjp/jvp
+    extra: dict[str, Any] = field(default_factory=dict)  # command-specific facts (symmetry...)
+
+    @property
+    def result_key(self) -> str:
+        return RESULT_KEYS[self.command]
+
+    @property
+    def constants(self) -> dict[str, TensorData]:
+        return {n: t for n, t in self.values.items() if n not in self.wrt}
 
     @property
     def status(self) -> str:
@@ -122,13 +149,12 @@ class GradReport:
             "device": self.device,
             "method": self.method,
             "call": self.call,
-            "values": {v.name: v.value.to_dict() for v in self.variables}
-            | {n: t.to_dict() for n, t in self.constants.items()},
-            "wrt": [v.name for v in self.variables],
+            "values": {n: t.to_dict() for n, t in self.values.items()},
+            "wrt": list(self.wrt),
             "f": self.f.to_dict(),
             "reduction": self.reduction,
-            "differentiated": self.differentiated.to_dict(),
-            "gradient": {v.name: v.gradient.to_dict() for v in self.variables},
+            "differentiated": self.differentiated.to_dict() if self.differentiated else None,
+            self.result_key: {v.name: v.gradient.to_dict() for v in self.variables},
             "symbolic": {
                 v.name: {"formula": v.formula, "value": v.symbolic.to_dict() if v.symbolic else None}
                 for v in self.variables
@@ -144,6 +170,11 @@ class GradReport:
             "seed": self.seed,
             "warnings": list(self.warnings),
         }
+        if self.vector is not None:
+            doc["v"] = self.vector.to_dict()
+        if any(v.rows for v in self.variables):
+            doc["labels"] = {v.name: {"rows": v.rows, "columns": v.columns} for v in self.variables if v.rows}
+        doc.update(self.extra)
         if self.methods:
             doc["methods"] = {
                 m.method: {"call": m.call, "agrees": m.agrees,

@@ -98,13 +98,24 @@ class _Part:
     elements: dict[tuple[int, ...], sympy.Expr] = field(default_factory=dict)  # x[i] parts
 
 
+@dataclass
+class _Layer:
+    """One level of the chain rule: expr with its outermost reductions replaced by symbols."""
+
+    flat: sympy.Expr
+    reductions: dict[sympy.Basic, sympy.Symbol]  # reduction -> its placeholder
+    back: dict[sympy.Symbol, sympy.Basic]
+    shape: tuple[int, ...]  # the broadcast shape of expr (with the requested output shape)
+
+
 class SymbolicDifferentiator:
-    """Symbolic gradients of sum(expression) with respect to each variable."""
+    """Symbolic derivatives of tensor expressions: gradients, Jacobians and J·u products."""
 
     def __init__(self, table: SymbolTable, env: Mapping[str, torch.Tensor]):
         self.table = dict(table)
         self.env = dict(env)
         self._values: dict[sympy.Basic, torch.Tensor] = {}
+        self._layers: dict[tuple[sympy.Basic, tuple[int, ...]], _Layer] = {}
 
     def evaluate(self, expr: sympy.Basic) -> torch.Tensor:
         if expr not in self._values:
@@ -112,61 +123,142 @@ class SymbolicDifferentiator:
             self._values[expr] = fn(self.env)
         return self._values[expr]
 
+    def _symbols_of(self, var: str) -> tuple[sympy.Symbol | None, dict[sympy.Symbol, tuple[int, ...]]]:
+        whole = next((s for s, (n, i) in self.table.items() if n == var and i is None), None)
+        elements = {s: i for s, (n, i) in self.table.items() if n == var and i is not None}
+        return whole, elements
+
+    def _layer(self, expr: sympy.Basic, out_shape: tuple[int, ...]) -> _Layer:
+        key = (expr, out_shape)
+        if key not in self._layers:
+            placeholders: dict[sympy.Basic, sympy.Symbol] = {}
+            for k, r in enumerate(_top_reductions(expr)):
+                ph = sympy.Dummy(f"r{k}", real=True)
+                name = f"\0{ph.dummy_index}"
+                placeholders[r] = ph
+                self.table[ph] = (name, None)
+                self.env[name] = self.evaluate(r)
+            flat = expr.xreplace(placeholders)
+            shape = tuple(torch.broadcast_shapes(tuple(self.evaluate(flat).shape), out_shape))
+            self._layers[key] = _Layer(flat, placeholders, {v: k for k, v in placeholders.items()}, shape)
+        return self._layers[key]
+
+    def _partial(self, layer: _Layer, symbol: sympy.Symbol) -> tuple[sympy.Expr, torch.Tensor]:
+        """d flat / d symbol: the formula, and its value expanded to the layer's shape."""
+        d = sympy.diff(layer.flat, symbol)
+        dv = self.evaluate(d)
+        return d, dv.expand(torch.broadcast_shapes(tuple(dv.shape), layer.shape))
+
+    def _reduction_scale(self, r: sympy.Basic) -> float:
+        return 1.0 / self.evaluate(r.args[0]).numel() if isinstance(r, mathfuncs.tmean) else 1.0
+
     def gradient_of_sum(self, expr: sympy.Basic, var: str, shape: tuple[int, ...],
-                        out_shape: tuple[int, ...] = ()) -> _Part:
-        """d sum(expr broadcast to out_shape) / d var, a tensor of the var's shape."""
-        whole_sym = next(s for s, (n, i) in self.table.items() if n == var and i is None)
-        element_syms = {s: i for s, (n, i) in self.table.items() if n == var and i is not None}
-        mine = {whole_sym, *element_syms}
+                        out_shape: tuple[int, ...] = (), weight: torch.Tensor | None = None) -> _Part:
+        """d sum(weight * expr) / d var, a tensor of the var's shape (weight: ones by default).
 
-        reductions = _top_reductions(expr)
-        placeholders: dict[sympy.Basic, sympy.Symbol] = {}
-        for k, r in enumerate(reductions):
-            ph = sympy.Dummy(f"r{k}", real=True)
-            key = f"\0{ph.dummy_index}"
-            placeholders[r] = ph
-            self.table[ph] = (key, None)
-            self.env[key] = self.evaluate(r)
-        flat = expr.xreplace(placeholders)
-        back = {ph: r for r, ph in placeholders.items()}
-        g_shape = torch.broadcast_shapes(tuple(self.evaluate(flat).shape), out_shape)
-        scalar_g = g_shape == ()
-
+        With a weight v this is the vector-Jacobian product vᵀJ.
+        """
+        whole_sym, element_syms = self._symbols_of(var)
+        mine = {whole_sym, *element_syms} - {None}
+        layer = self._layer(expr, out_shape)
+        w = None if weight is None else weight.to(F64).expand(layer.shape)
+        scalar_out = layer.shape == () and w is None
         total = torch.zeros(shape, dtype=F64)
         part = _Part(total)
-        free = flat.free_symbols
+        free = layer.flat.free_symbols
+
+        def shown(d: sympy.Expr) -> sympy.Expr:
+            d = d.xreplace(layer.back)
+            return d if scalar_out else mathfuncs.tsum(d)
+
         if whole_sym in free:
-            d = sympy.diff(flat, whole_sym)
-            dv = self.evaluate(d)
-            full = torch.broadcast_shapes(tuple(dv.shape), g_shape, shape)
+            d, dv = self._partial(layer, whole_sym)
+            if w is not None:
+                dv = dv * w
+            full = torch.broadcast_shapes(tuple(dv.shape), shape)
             total += _sum_to(dv.expand(full), shape)
-            part.whole += d.xreplace(back)
+            part.whole += d.xreplace(layer.back)
         for sym, index in element_syms.items():
             if sym in free:
-                d = sympy.diff(flat, sym)
-                dv = self.evaluate(d)
-                total[_normalise(index, shape)] += dv.expand(torch.broadcast_shapes(tuple(dv.shape), g_shape)).sum()
+                d, dv = self._partial(layer, sym)
                 key = _normalise(index, shape)
-                shown = d.xreplace(back) if scalar_g else mathfuncs.tsum(d.xreplace(back))
-                part.elements[key] = part.elements.get(key, sympy.S.Zero) + shown
-        for r, ph in placeholders.items():
+                total[key] += (dv if w is None else dv * w).sum()
+                part.elements[key] = part.elements.get(key, sympy.S.Zero) + shown(d)
+        for r, ph in layer.reductions.items():
             if not (r.free_symbols & mine) or ph not in free:
                 continue
-            d = sympy.diff(flat, ph)
-            dv = self.evaluate(d)
-            weight = dv.expand(torch.broadcast_shapes(tuple(dv.shape), g_shape)).sum()
+            d, dv = self._partial(layer, ph)
+            weight_r = (dv if w is None else dv * w).sum() * self._reduction_scale(r)
             inner = self.gradient_of_sum(r.args[0], var, shape)
-            scale = weight
-            shown = d.xreplace(back) if scalar_g else mathfuncs.tsum(d.xreplace(back))
-            if isinstance(r, mathfuncs.tmean):
-                n = self.evaluate(r.args[0]).numel()
-                scale = weight / n
-                shown = shown / n
-            total += scale * inner.value
-            part.whole += shown * inner.whole
+            total += weight_r * inner.value
+            factor = shown(d) * self._reduction_scale(r)
+            part.whole += factor * inner.whole
             for key, e in inner.elements.items():
-                part.elements[key] = part.elements.get(key, sympy.S.Zero) + shown * e
+                part.elements[key] = part.elements.get(key, sympy.S.Zero) + factor * e
         return part
+
+    def jacobian(self, expr: sympy.Basic, var: str, shape: tuple[int, ...],
+                 out_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        """d expr / d var, of shape (broadcast shape of expr) + var's shape.
+
+        An elementwise expression has a diagonal Jacobian: it is scattered from one vector of
+        derivatives, never built entry by entry. Reductions add rank-one terms (outer products
+        of dexpr/dR and the reduction's gradient), and x[i] adds one column.
+        """
+        whole_sym, element_syms = self._symbols_of(var)
+        mine = {whole_sym, *element_syms} - {None}
+        layer = self._layer(expr, out_shape)
+        n_out, n_in = _numel(layer.shape), _numel(shape)
+        jac = torch.zeros((n_out, n_in), dtype=F64)
+        free = layer.flat.free_symbols
+        if whole_sym in free:
+            _, dv = self._partial(layer, whole_sym)
+            # Which element of var each output element reads, after broadcasting.
+            source = torch.arange(n_in).reshape(shape).expand(layer.shape).reshape(-1)
+            jac[torch.arange(n_out), source] += dv.reshape(-1)
+        for sym, index in element_syms.items():
+            if sym in free:
+                _, dv = self._partial(layer, sym)
+                column = _flat_index(_normalise(index, shape), shape)
+                jac[:, column] += dv.reshape(-1)
+        for r, ph in layer.reductions.items():
+            if not (r.free_symbols & mine) or ph not in free:
+                continue
+            _, dv = self._partial(layer, ph)
+            inner = self.gradient_of_sum(r.args[0], var, shape).value * self._reduction_scale(r)
+            jac += torch.outer(dv.reshape(-1), inner.reshape(-1))
+        return jac.reshape(layer.shape + shape)
+
+    def jvp(self, expr: sympy.Basic, var: str, shape: tuple[int, ...], tangent: torch.Tensor,
+            out_shape: tuple[int, ...] = ()) -> torch.Tensor:
+        """J·u: the directional derivative of expr along u, of expr's broadcast shape."""
+        whole_sym, element_syms = self._symbols_of(var)
+        mine = {whole_sym, *element_syms} - {None}
+        layer = self._layer(expr, out_shape)
+        u = tangent.to(F64)
+        total = torch.zeros(layer.shape, dtype=F64)
+        free = layer.flat.free_symbols
+        if whole_sym in free:
+            _, dv = self._partial(layer, whole_sym)
+            total += dv * u.expand(torch.broadcast_shapes(tuple(u.shape), layer.shape))
+        for sym, index in element_syms.items():
+            if sym in free:
+                _, dv = self._partial(layer, sym)
+                total += dv * u[_normalise(index, shape)]
+        for r, ph in layer.reductions.items():
+            if not (r.free_symbols & mine) or ph not in free:
+                continue
+            _, dv = self._partial(layer, ph)
+            inner = self.gradient_of_sum(r.args[0], var, shape).value * self._reduction_scale(r)
+            total += dv * (inner * u).sum()
+        return total
+
+
+def _flat_index(index: tuple[int, ...], shape: tuple[int, ...]) -> int:
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * n + i
+    return flat
 
 
 def _normalise(index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -268,3 +360,213 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     if bool(close.all()):
         return Comparison("ok", abs_err, rel_err)
     return Comparison("mismatch", abs_err, rel_err, f"autograd and sympy differ by up to {abs_err:.3g}")
+
+
+# --------------------------------------------------------------------------- higher orders
+
+def is_elementwise_in(expr: sympy.Basic, table: SymbolTable, var: str) -> bool:
+    """True when var enters expr only elementwise: not indexed, not inside a reduction."""
+    for s_, (n, i) in table.items():
+        if n == var and i is not None and s_ in expr.free_symbols:
+            return False
+    whole = next((s_ for s_, (n, i) in table.items() if n == var and i is None), None)
+    return not any(whole in r.free_symbols for r in expr.atoms(mathfuncs.Reduction))
+
+
+def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, torch.Tensor], var: str,
+                   order: int, reduction: str) -> list[SymbolicGradient]:
+    """sympy.diff(f, x, k) for k = 1..order, each summed back to x's shape as autograd does."""
+    env = reference_env(values)
+    differ = SymbolicDifferentiator(table, env)
+    whole = next(s_ for s_, (n, i) in table.items() if n == var and i is None)
+    shape = tuple(env[var].shape)
+    out_shape = tuple(differ.evaluate(expr).shape)
+    scale = 1.0 / _numel(out_shape) if reduction == "mean" and out_shape else 1.0
+    results = []
+    d = expr
+    for _ in range(order):
+        d = sympy.diff(d, whole)
+        try:
+            value = differ.evaluate(d)
+            full = torch.broadcast_shapes(tuple(value.shape), out_shape, shape)
+            value = _sum_to(value.expand(full), shape) * scale
+            results.append(SymbolicGradient(_show(d if scale == 1.0 else d * scale), value))
+        except LoweringError as exc:
+            results.append(SymbolicGradient(_show(d), None, f"sympy's derivative cannot be evaluated: {exc.message}"))
+    return results
+
+
+HESSIAN_SYMBOLIC_LIMIT = 64  # elements; the symbolic Hessian has this many squared entries
+
+
+def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: Mapping[str, torch.Tensor],
+                     wrt: list[str], reduction: str) -> SymbolicGradient:
+    """sympy.hessian of the reduced output over every element of the wrt variables.
+
+    Tensor variables are spelled out element by element (x becomes x[0], x[1], ...) and
+    sum/mean become explicit sums, so sympy differentiates an ordinary scalar function.
+    """
+    env = reference_env(values)
+    n = sum(env[v].numel() for v in wrt)
+    if n > HESSIAN_SYMBOLIC_LIMIT:
+        return SymbolicGradient("?", None, f"the symbolic Hessian is checked up to {HESSIAN_SYMBOLIC_LIMIT} "
+                                           f"elements; these variables have {n}")
+    import numpy as np
+
+    elements: dict[str, np.ndarray] = {}
+    element_table: dict[sympy.Symbol, tuple[str, tuple[int, ...] | None]] = {}
+    order: list[sympy.Symbol] = []
+    for v in wrt:
+        shape = tuple(env[v].shape)
+        if not shape:
+            sym = sympy.Symbol(v, real=True)
+            arr = np.empty((), dtype=object)
+            arr[()] = sym
+            element_table[sym] = (v, None)
+            order.append(sym)
+        else:
+            arr = np.empty(shape, dtype=object)
+            for idx in np.ndindex(shape):
+                sym = sympy.Symbol(f"{v}[{','.join(map(str, idx))}]", real=True)
+                arr[idx] = sym
+                element_table[sym] = (v, idx)
+                order.append(sym)
+        elements[v] = arr
+
+    def constant(name: str) -> np.ndarray:
+        t = env[name]
+        arr = np.empty(tuple(t.shape), dtype=object)
+        for idx in np.ndindex(tuple(t.shape)):
+            arr[idx] = sympy.Float(float(t[idx]))
+        return arr
+
+    def spell(node: sympy.Basic):
+        if not node.free_symbols:
+            return node
+        if isinstance(node, sympy.Symbol):
+            name, index = table[node]
+            arr = elements[name] if name in elements else constant(name)
+            return arr if index is None else arr[_normalise(index, arr.shape)]
+        args = [spell(a) for a in node.args]
+        if isinstance(node, mathfuncs.Reduction):
+            arr = np.asarray(args[0], dtype=object)
+            total = sympy.Add(*arr.reshape(-1).tolist())
+            return total / arr.size if isinstance(node, mathfuncs.tmean) else total
+        if node.is_Add:
+            result = args[0]
+            for a in args[1:]:
+                result = np.add(result, a, dtype=object) if _is_array(result, a) else result + a
+            return result
+        if node.is_Mul:
+            result = args[0]
+            for a in args[1:]:
+                result = np.multiply(result, a, dtype=object) if _is_array(result, a) else result * a
+            return result
+        if node.is_Pow:
+            b, e = args
+            return np.vectorize(lambda p, q: p**q, otypes=[object])(b, e) if _is_array(b, e) else b**e
+        if _is_array(*args):
+            return np.vectorize(lambda *a: node.func(*a), otypes=[object])(*args)
+        return node.func(*args)
+
+    outputs = [np.asarray(spell(c), dtype=object) for c in components]
+    common = np.broadcast_shapes(*(o.shape for o in outputs))
+    entries = [e for o in outputs for e in np.broadcast_to(o, common).reshape(-1).tolist()]
+    f = sympy.Add(*entries)
+    if reduction == "mean" and len(entries) > 1:
+        f = f / len(entries)
+    hess = torch.zeros((n, n), dtype=F64)
+    element_env = dict(env)
+    try:
+        for i, si in enumerate(order):
+            di = sympy.diff(f, si)
+            for j in range(i, n):
+                dij = sympy.diff(di, order[j])
+                value = compile_expression(dij, element_table, dtype=F64, device=CPU)(element_env)
+                hess[i, j] = hess[j, i] = float(value)
+    except LoweringError as exc:
+        return SymbolicGradient("?", None, f"sympy's derivative cannot be evaluated: {exc.message}")
+    formula = "sympy.hessian(f), entry by entry"
+    if n <= 4 and len(str(f)) < 200:
+        formula = "[" + ", ".join("[" + ", ".join(_show(e) for e in row) + "]"
+                                  for row in sympy.hessian(f, order).tolist()) + "]"
+    return SymbolicGradient(formula, hess)
+
+
+def _is_array(*values) -> bool:
+    import numpy as np
+
+    return any(isinstance(v, np.ndarray) for v in values)
+
+
+def _guarded(compute, formula: str = "") -> SymbolicGradient:
+    """Run a symbolic computation; a derivative sympy leaves unevaluated is said, not raised."""
+    try:
+        return SymbolicGradient(formula, compute())
+    except LoweringError as exc:
+        return SymbolicGradient("?", None, f"sympy's derivative cannot be evaluated: {exc.message}")
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
+        return SymbolicGradient("?", None, f"the symbolic derivative failed: {exc}")
+
+
+def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Basic]) -> tuple[int, ...]:
+    return tuple(torch.broadcast_shapes(*(tuple(differ.evaluate(c).shape) for c in components)))
+
+
+def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
+                       values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, SymbolicGradient]:
+    """The symbolic Jacobian of f with respect to each variable: f.shape + variable.shape."""
+    env = reference_env(values)
+    out: dict[str, SymbolicGradient] = {}
+    for var in wrt:
+        differ = SymbolicDifferentiator(table, env)
+        var_shape = tuple(env[var].shape)
+
+        def compute():
+            common = _component_shapes(differ, components)
+            parts = [differ.jacobian(c, var, var_shape, common) for c in components]
+            if shape is None:
+                return parts[0]
+            return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
+        out[var] = _guarded(compute, "sympy.diff, entry by entry (elementwise: the diagonal only)")
+    return out
+
+
+def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
+                  values: Mapping[str, torch.Tensor], wrt: list[str], v: torch.Tensor) -> dict[str, SymbolicGradient]:
+    """vᵀ·J with the symbolic J, for each variable."""
+    env = reference_env(values)
+    vr = v.detach().to(device=CPU, dtype=F64)
+    out: dict[str, SymbolicGradient] = {}
+    for var in wrt:
+        differ = SymbolicDifferentiator(table, env)
+        var_shape = tuple(env[var].shape)
+
+        def compute():
+            common = _component_shapes(differ, components)
+            if shape is None:
+                return differ.gradient_of_sum(components[0], var, var_shape, tuple(vr.shape), weight=vr).value
+            weights = vr.reshape((len(components),) + common)
+            total = torch.zeros(var_shape, dtype=F64)
+            for c, w in zip(components, weights):
+                total += differ.gradient_of_sum(c, var, var_shape, common, weight=w).value
+            return total
+        out[var] = _guarded(compute, "sum(v * df/dx) by sympy.diff")
+    return out
+
+
+def symbolic_jvp(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
+                 values: Mapping[str, torch.Tensor], var: str, u: torch.Tensor) -> SymbolicGradient:
+    """J·u with the symbolic J."""
+    env = reference_env(values)
+    ur = u.detach().to(device=CPU, dtype=F64)
+    differ = SymbolicDifferentiator(table, env)
+    var_shape = tuple(env[var].shape)
+
+    def compute():
+        common = _component_shapes(differ, components)
+        parts = [differ.jvp(c, var, var_shape, ur, common) for c in components]
+        if shape is None:
+            return parts[0]
+        return torch.stack([p.expand(common) for p in parts]).reshape(tuple(shape) + common)
+    return _guarded(compute, "df/dx · v by sympy.diff")
