@@ -209,24 +209,32 @@ class SymbolicDifferentiator:
         mine = {whole_sym, *element_syms} - {None}
         layer = self._layer(expr, out_shape)
         n_out, n_in = _numel(layer.shape), _numel(shape)
-        jac = torch.zeros((n_out, n_in), dtype=F64)
         free = layer.flat.free_symbols
-        if whole_sym in free:
-            _, dv = self._partial(layer, whole_sym)
-            # Which element of var each output element reads, after broadcasting.
-            source = torch.arange(n_in).reshape(shape).expand(layer.shape).reshape(-1)
-            jac[torch.arange(n_out), source] += dv.reshape(-1)
-        for sym, index in element_syms.items():
-            if sym in free:
-                _, dv = self._partial(layer, sym)
-                column = _flat_index(_normalise(index, shape), shape)
-                jac[:, column] += dv.reshape(-1)
+        jac: torch.Tensor | None = None
         for r, ph in layer.reductions.items():
             if not (r.free_symbols & mine) or ph not in free:
                 continue
             _, dv = self._partial(layer, ph)
             inner = self.gradient_of_sum(r.args[0], var, shape).value * self._reduction_scale(r)
-            jac += torch.outer(dv.reshape(-1), inner.reshape(-1))
+            if jac is None:
+                jac = torch.outer(dv.reshape(-1), inner.reshape(-1))
+            else:
+                jac.addr_(dv.reshape(-1), inner.reshape(-1))
+        if jac is None:
+            jac = torch.zeros((n_out, n_in), dtype=F64)
+        if whole_sym in free:
+            _, dv = self._partial(layer, whole_sym)
+            if layer.shape == shape:
+                jac.diagonal().add_(dv.reshape(-1))
+            else:
+                # Which element of var each output element reads, after broadcasting.
+                source = torch.arange(n_in).reshape(shape).expand(layer.shape).reshape(-1)
+                jac[torch.arange(n_out), source] += dv.reshape(-1)
+        for sym, index in element_syms.items():
+            if sym in free:
+                _, dv = self._partial(layer, sym)
+                column = _flat_index(_normalise(index, shape), shape)
+                jac[:, column] += dv.reshape(-1)
         return jac.reshape(layer.shape + shape)
 
     def jvp(self, expr: sympy.Basic, var: str, shape: tuple[int, ...], tangent: torch.Tensor,
