@@ -7,14 +7,17 @@ Importing this package is cheap; torch and sympy load on first use.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "grad", "GradcliError", "ExitStatus"]
+__all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "GradcliError", "ExitStatus"]
+_API = {"grad", "jacobian", "hessian", "vjp", "jvp"}
 
 from gradcli.errors import ExitStatus, GradcliError
 
 
 def __getattr__(name: str):
-    if name == "grad":
-        from gradcli.api import grad
+    # Lazy, so `import gradcli` (and the CLI's --help) never loads torch or sympy.
+    if name in _API or name == "api":
+        import importlib
 
-        return grad
+        api = importlib.import_module("gradcli.api")
+        return api if name == "api" else getattr(api, name)
     raise AttributeError(f"module 'gradcli' has no attribute {name!r}")
