@@ -21,12 +21,14 @@ from gradcli.autodiff import JACOBIAN_METHODS, METHODS, gradient, nth_derivative
 from gradcli.autodiff import hessian as hessian_by_autograd
 from gradcli.autodiff import jacobian as jacobian_by_autograd
 from gradcli.autodiff import jvp as jvp_by_autograd
+from gradcli.autodiff import accumulate as accumulate_by_backward
+from gradcli.autodiff import autograd_graph
 from gradcli.autodiff import vjp as vjp_by_autograd
 from gradcli.errors import GradcliError
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
-from gradcli.lower import compile_components, make_tensor, resolve_device, resolve_dtype
+from gradcli.lower import compile_components, make_tensor, resolve_device, resolve_dtype, to_source
 from gradcli.parse import ParsedExpression, ValueSpec, parse_assignment, parse_expression, parse_value
-from gradcli.report import GradReport, MethodResult, TensorData, VariableResult
+from gradcli.report import GradReport, GraphReport, MethodResult, TensorData, VariableResult
 from gradcli.verify import (
     TOLERANCES,
     SymbolicGradient,
@@ -209,6 +211,84 @@ def _common(st: _Setup) -> tuple[int, ...]:
 
 
 MAX_ORDER = 50  # --order beyond this is refused: no one needs the 51st derivative
+MAX_ACCUMULATE = 1000
+
+# The pitfall each command's seeds teach, said once under --explain.
+_PITFALLS = {
+    "grad": "gradients accumulate: .grad adds up over backward calls unless zeroed (x.grad.zero_()); "
+            "gradcli gives every method fresh leaves",
+    "order": "higher derivatives need create_graph=True, so each gradient is itself differentiable",
+    "hessian": "a Hessian is the Jacobian of the gradient: it needs create_graph=True on the way",
+    "jacobian": "backward() needs a scalar: a Jacobian is one backward per output row (retain_graph=True), "
+                "or a vectorised jacrev/jacfwd",
+    "vjp": "backward() on a non-scalar output needs a vector v of the output's shape: f.backward(v) gives vᵀ·J",
+    "jvp": "forward mode pushes a direction v through f alongside its value: one pass gives J·v",
+}
+
+
+def _explained(report: GradReport, st: _Setup, explain: bool) -> GradReport:
+    """Add the account of how the result was computed (--explain)."""
+    if not explain:
+        return report
+    code = [to_source(c, st.table) for c in st.parsed.components]
+    torch_code = code[0] if st.parsed.shape is None else "torch.stack([" + ", ".join(code) + "])"
+    lines = [
+        ("parsed", f"f = {st.parsed.pretty()}  (read by a whitelist parser into sympy; nothing was evaluated)"),
+        ("torch", f"f = {torch_code}"),
+        ("leaves", ", ".join(f"{n} = torch.tensor(..., dtype=torch.{st.dtype}, requires_grad=True)" for n in st.wrt)
+         or "none"),
+        ("autograd", report.call),
+    ]
+    if report.reduction:
+        lines.append(("reduce", f"f has shape {report.f.shape}: f.{report.reduction}() is the scalar differentiated"))
+    if report.checked:
+        formulas = "; ".join(f"{v.label or v.name}: {v.formula}" for v in report.variables if v.formula)
+        lines.append(("symbolic", formulas or "—"))
+        lines.append(("check", f"sympy's derivative, lowered through the same table, evaluated in float64 at the "
+                               f"values rounded to {st.dtype}; agreement means |autograd - symbolic| <= "
+                               f"atol*scale + rtol*|symbolic| with rtol {st.rtol:g}, atol {st.atol:g}"))
+    lines.append(("pitfall", _PITFALLS[report.command]))
+    report.explain = lines
+    return report
+
+
+def evaluate(expression: str, values: ValuesArg, *, dtype: str = "float32", device: str = "auto", seed=None,
+             max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+    """The value of f alone, under torch.no_grad(): no graph is recorded."""
+    st = _setup(expression, values, wrt=None, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
+                max_elements=max_elements)
+    try:
+        with torch.no_grad():
+            out = st.fn(st.tensors)
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise torch_error(exc) from None
+    st.wrt = []
+    note = (f"computed under torch.no_grad(): no graph was recorded "
+            f"(f.requires_grad is {out.requires_grad}, f.grad_fn is {out.grad_fn})")
+    return _report(st, "eval", "no_grad", "with torch.no_grad(): f = ...", out, [], check=False, warnings=[note])
+
+
+def graph(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32", device: str = "auto", seed=None,
+          max_elements: int = DEFAULT_MAX_ELEMENTS) -> GraphReport:
+    """The autograd graph of f, from f.grad_fn to the leaves, after backward."""
+    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
+                max_elements=max_elements)
+    trace: list = []
+    fn = compile_components(st.parsed.components, st.parsed.shape, st.table, dtype=resolve_dtype(dtype),
+                            device=st.device, trace=trace)
+    try:
+        nodes, root, out, intermediates = autograd_graph(fn, st.tensors, st.wrt, trace,
+                                                         lambda node: to_source(node, st.table))
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise torch_error(exc) from None
+    warnings = []
+    if root is None:
+        warnings.append("f does not depend on any differentiated variable: it has no grad_fn and no graph")
+    if out.dim() > 0:
+        warnings.append(f"f has shape {list(out.shape)}: backward ran on f.sum()")
+    return GraphReport(expression, st.parsed.pretty(), st.dtype, str(st.device), tensor_data(out), root, nodes,
+                       intermediates, {n: tensor_data(t) for n, t in st.tensors.items()}, list(st.wrt),
+                       version=__version__, warnings=warnings)
 
 
 def grad(
@@ -226,11 +306,14 @@ def grad(
     atol: float | None = None,
     seed: int | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    explain: bool = False,
+    accumulate: int = 0,
 ) -> GradReport:
     """The gradient of `expression` at `values` by autograd, checked against sympy.
 
     order > 1 gives every derivative up to that order of one variable; with several
-    variables, order 2 is the Hessian.
+    variables, order 2 is the Hessian. accumulate=K also calls backward K times without
+    zeroing, to show the gradients adding up.
     """
     if not 1 <= order <= MAX_ORDER:
         raise GradcliError(f"--order must be between 1 and {MAX_ORDER}, not {order}")
@@ -238,15 +321,21 @@ def grad(
         raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(METHODS) + " or all")
     if reduce not in ("sum", "mean"):
         raise GradcliError(f"unknown reduction '{reduce}'", hint="choose sum or mean")
+    if not 0 <= accumulate <= MAX_ACCUMULATE:
+        raise GradcliError(f"--accumulate must be between 1 and {MAX_ACCUMULATE}, not {accumulate}")
+    if accumulate and order > 1:
+        raise GradcliError("--accumulate and --order cannot be used together")
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements)
     if order > 1:
         if len(st.wrt) > 1:
             if order == 2:
-                return _hessian(st, check=check, reduce=reduce)
+                return _explained(_hessian(st, check=check, reduce=reduce), st, explain)
             raise GradcliError(f"--order {order} with several variables: choose one with --wrt",
                                hint="--order 2 with several variables gives the Hessian")
-        return _order(st, order, check=check, reduce=reduce)
+        return _explained(_order(st, order, check=check, reduce=reduce), st, explain)
+    if accumulate:
+        method = "backward"
 
     methods = list(METHODS) if method == "all" else [method]
     runs = [gradient(st.fn, st.tensors, st.wrt, method=m, reduction=reduce) for m in methods]
@@ -270,9 +359,20 @@ def grad(
             )
             method_results.append(MethodResult(r.method, r.call, {n: tensor_data(r.gradients[n]) for n in st.wrt},
                                                agrees))
-    return _report(st, "grad", method, " | ".join(r.call for r in runs), main.output, results, check=check,
-                   reduction=reduction, differentiated=main.differentiated, warnings=warnings,
-                   methods=method_results)
+    extra = {}
+    if accumulate:
+        history = accumulate_by_backward(st.fn, st.tensors, st.wrt, accumulate, reduction=reduce)
+        extra["accumulate"] = {
+            "calls": accumulate,
+            "grad_after_each_call": {n: [tensor_data(h[n]).to_dict() for h in history] for n in st.wrt},
+            "after_zero_grad": {n: tensor_data(main.gradients[n]).to_dict() for n in st.wrt},
+        }
+        warnings.append(f"--accumulate {accumulate}: backward was called {accumulate} times on the same leaves "
+                        "without zeroing, so .grad added up; zero it (x.grad.zero_()) between calls")
+    report = _report(st, "grad", method, " | ".join(r.call for r in runs), main.output, results, check=check,
+                     reduction=reduction, differentiated=main.differentiated, warnings=warnings,
+                     methods=method_results, extra=extra)
+    return _explained(report, st, explain)
 
 
 def _order(st: _Setup, order: int, *, check: bool, reduce: str) -> GradReport:
@@ -316,11 +416,11 @@ def _indices(shape: tuple[int, ...]):
 
 def hessian(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32", device: str = "auto",
             reduce: str = "sum", check: bool = True, rtol=None, atol=None, seed=None,
-            max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+            max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
     """The Hessian of a scalar function over every element of the wrt variables."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements)
-    return _hessian(st, check=check, reduce=reduce)
+    return _explained(_hessian(st, check=check, reduce=reduce), st, explain)
 
 
 def _hessian(st: _Setup, *, check: bool, reduce: str) -> GradReport:
@@ -346,7 +446,7 @@ def _hessian(st: _Setup, *, check: bool, reduce: str) -> GradReport:
 
 def jacobian(expression: str, values: ValuesArg, *, wrt=None, method: str = "auto", dtype: str = "float32",
              device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-             max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
     """The Jacobian of f with respect to each wrt variable: shape f.shape + variable.shape."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements)
@@ -392,8 +492,9 @@ def jacobian(expression: str, values: ValuesArg, *, wrt=None, method: str = "aut
                                         rtol=st.rtol, atol=st.atol, equal_nan=True) for n in st.wrt)
             method_results.append(MethodResult(r.method, r.call, {n: tensor_data(r.results[n]) for n in st.wrt},
                                                agrees))
-    return _report(st, "jacobian", chosen if method != "all" else "all", " | ".join(r.call for r in runs),
-                   main.output, results, check=check, warnings=note, methods=method_results)
+    report = _report(st, "jacobian", chosen if method != "all" else "all", " | ".join(r.call for r in runs),
+                     main.output, results, check=check, warnings=note, methods=method_results)
+    return _explained(report, st, explain)
 
 
 def _vector(st: _Setup, vector: Any, name: str = "v") -> torch.Tensor:
@@ -411,7 +512,7 @@ def _vector(st: _Setup, vector: Any, name: str = "v") -> torch.Tensor:
 
 def vjp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dtype: str = "float32",
         device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-        max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
     """vᵀ·J for each wrt variable, by f.backward(v). v comes from `vector` or a value named v."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, vector_name="v" if vector is None else None)
@@ -420,12 +521,13 @@ def vjp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dty
     f_finite = bool(torch.isfinite(run.output).all())
     refs = symbolic_vjps(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt, v) if check else {}
     results = [_checked(n, st, run.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n]) for n in st.wrt]
-    return _report(st, "vjp", "backward", run.call, run.output, results, check=check, vector=v)
+    return _explained(_report(st, "vjp", "backward", run.call, run.output, results, check=check, vector=v),
+                      st, explain)
 
 
 def jvp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dtype: str = "float32",
         device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-        max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
     """J·v along one input variable, by forward mode (torch.func.jvp)."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, vector_name="v" if vector is None else None)
@@ -438,7 +540,8 @@ def jvp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dty
     f_finite = bool(torch.isfinite(run.output).all())
     ref = symbolic_jvp(st.parsed.components, st.parsed.shape, st.table, st.tensors, var, v) if check else None
     result = _checked(var, st, run.results[var], ref, f_finite=f_finite, value=st.tensors[var])
-    return _report(st, "jvp", "fwd", run.call, run.output, [result], check=check, vector=v)
+    return _explained(_report(st, "jvp", "fwd", run.call, run.output, [result], check=check, vector=v),
+                      st, explain)
 
 
 def _numel(shape) -> int:

@@ -256,3 +256,90 @@ def jvp(fn: Function, values: Mapping[str, torch.Tensor], var: str, u: torch.Ten
         out, tangent = func.jvp(f, (x,), (u.to(x.dtype),))
         return Derivative("fwd", f"torch.func.jvp(f, ({var},), (v,))", out.detach(), {var: tangent.detach()})
     return _guard(run)
+
+
+# --------------------------------------------------------------------------- showing the working
+
+@dataclass
+class GraphNode:
+    """One node of the autograd graph, as plain data."""
+
+    id: int
+    kind: str  # the grad_fn class name (MulBackward0, AccumulateGrad, ...)
+    label: str | None  # the subexpression whose result this node produced, or the leaf's name
+    leaf: dict | None = None  # for AccumulateGrad: name, shape, is_leaf, requires_grad, grad
+    children: list[int] | None = None
+
+
+def autograd_graph(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], trace: list,
+                   describe) -> tuple[list[GraphNode], int | None, torch.Tensor, list[dict]]:
+    """Build f on fresh leaves, call backward, and walk f.grad_fn down next_functions.
+
+    `trace` is filled by the lowering with (sympy node, tensor) for every intermediate result;
+    `describe` turns a sympy node into text. Returns the nodes, the root's id, f, and the
+    intermediate tensors as the seed prints them (is_leaf, requires_grad, grad, grad_fn).
+    """
+    leaves = _leaves(values, wrt)
+    trace.clear()
+    out = fn(_env(values, leaves))
+    labels: dict[int, str] = {}
+    intermediates = []
+    for node, tensor in trace:
+        if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
+            labels.setdefault(id(tensor.grad_fn), describe(node))
+            intermediates.append({"expression": describe(node), "shape": list(tensor.shape), "is_leaf": tensor.is_leaf,
+                                  "requires_grad": tensor.requires_grad, "grad_fn": type(tensor.grad_fn).__name__,
+                                  "grad": None})
+    if out.requires_grad:
+        _reduce(out, "sum").backward()
+    names = {id(t): n for n, t in leaves.items()}
+    nodes: list[GraphNode] = []
+    ids: dict[int, int] = {}
+
+    def node_for(fnode) -> tuple[int, bool]:
+        """The id of fnode's GraphNode, and whether it is new."""
+        key = id(fnode)
+        if key in ids:
+            return ids[key], False
+        ids[key] = len(nodes)
+        node = GraphNode(ids[key], type(fnode).__name__, labels.get(key), children=[])
+        variable = getattr(fnode, "variable", None)  # AccumulateGrad holds its leaf
+        if variable is not None:
+            node.label = names.get(id(variable), "?")
+            node.leaf = {"name": node.label, "shape": list(variable.shape), "is_leaf": variable.is_leaf,
+                         "requires_grad": variable.requires_grad,
+                         "grad": variable.grad.detach().double().cpu().tolist() if variable.grad is not None else None}
+        nodes.append(node)
+        return ids[key], True
+
+    def visit(fnode) -> int:
+        root, _ = node_for(fnode)
+        stack = [fnode]
+        # Iterative, so a long chain of operations cannot exhaust the recursion limit.
+        while stack:
+            current = stack.pop()
+            parent = nodes[ids[id(current)]]
+            for child, _ in getattr(current, "next_functions", ()):
+                if child is None:
+                    continue
+                child_id, new = node_for(child)
+                parent.children.append(child_id)
+                if new:
+                    stack.append(child)
+        return root
+
+    root = visit(out.grad_fn) if out.grad_fn is not None else None
+    return nodes, root, out.detach(), intermediates
+
+
+def accumulate(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], times: int, *,
+               reduction: str) -> list[dict[str, torch.Tensor]]:
+    """Call backward `times` times on the same leaves without zeroing: .grad after each call."""
+    leaves = _leaves(values, wrt)
+    history = []
+    for _ in range(times):
+        out = _reduce(fn(_env(values, leaves)), reduction)
+        if out.requires_grad:
+            out.backward()
+        history.append({n: (t.grad.clone() if t.grad is not None else torch.zeros_like(t)) for n, t in leaves.items()})
+    return history

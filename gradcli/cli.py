@@ -164,6 +164,7 @@ ValuesArgument = Annotated[Optional[list[str]], typer.Argument(
 VectorOption = Annotated[Optional[str], typer.Option(
     "--vector", help="The vector v, when the expression has a variable named v itself.", show_default=False)]
 ReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
+ExplainOption = Annotated[bool, typer.Option("--explain", help="After the result, show how it was computed: the torch code, the autograd call, the check.")]
 
 # "-x**2" is an expression, not an option.
 _COMMAND_SETTINGS = {"ignore_unknown_options": True}
@@ -194,6 +195,8 @@ def grad(
     wrt: WrtOption = None,
     method: Annotated[Method, typer.Option(help="grad: torch.autograd.grad; backward: f.backward() and .grad; jacobian: torch.autograd.functional.jacobian; all: each, compared.")] = Method.grad,
     order: Annotated[int, typer.Option("--order", "-n", help="Every derivative up to this order (one variable); with several variables, 2 gives the Hessian.")] = 1,
+    accumulate: Annotated[int, typer.Option("--accumulate", help="Also call backward K times without zeroing, to show .grad adding up (uses backward).", show_default=False)] = 0,
+    explain: ExplainOption = False,
     dtype: DtypeOption = "float32",
     device: DeviceOption = "auto",
     reduce: ReduceOption = Reduce.sum,
@@ -211,7 +214,7 @@ def grad(
 
         return api.grad(expression, values or [], wrt=wrt, method=method.value, order=order, dtype=dtype,
                         device=device, reduce=reduce.value, check=check, rtol=rtol, atol=atol, seed=seed,
-                        max_elements=max_elements)
+                        max_elements=max_elements, explain=explain, accumulate=accumulate)
     _run(compute, fmt, json_flag, plain_flag)
 
 
@@ -256,6 +259,7 @@ def jacobian(
     check: CheckOption = True,
     seed: SeedOption = None,
     max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    explain: ExplainOption = False,
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
@@ -264,7 +268,7 @@ def jacobian(
         from gradcli import api
 
         return api.jacobian(expression, values or [], wrt=wrt, method=method.value, dtype=dtype, device=device,
-                            check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+                            check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
     _run(compute, fmt, json_flag, plain_flag)
 
 
@@ -296,6 +300,7 @@ def hessian(
     check: CheckOption = True,
     seed: SeedOption = None,
     max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    explain: ExplainOption = False,
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
@@ -304,7 +309,7 @@ def hessian(
         from gradcli import api
 
         return api.hessian(expression, values or [], wrt=wrt, dtype=dtype, device=device, reduce=reduce.value,
-                           check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+                           check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
     _run(compute, fmt, json_flag, plain_flag)
 
 
@@ -335,6 +340,7 @@ def vjp(
     check: CheckOption = True,
     seed: SeedOption = None,
     max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    explain: ExplainOption = False,
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
@@ -343,7 +349,7 @@ def vjp(
         from gradcli import api
 
         return api.vjp(expression, values or [], vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
-                       rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+                       rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
     _run(compute, fmt, json_flag, plain_flag)
 
 
@@ -374,6 +380,7 @@ def jvp(
     check: CheckOption = True,
     seed: SeedOption = None,
     max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    explain: ExplainOption = False,
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
@@ -382,8 +389,130 @@ def jvp(
         from gradcli import api
 
         return api.jvp(expression, values or [], vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
-                       rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+                       rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
     _run(compute, fmt, json_flag, plain_flag)
+
+
+DIFF_HELP = """\
+The symbolic derivative alone: no values, no torch (it starts as fast as sympy allows).
+
+Every variable is read as a scalar. The result is simplified where that is cheap (at most
+a second). VARS chooses the variables (default: all); --order N gives every order up to N.
+
+Examples:
+
+  gradcli diff "sin(x)*exp(x**2)" x
+
+  gradcli diff "x**2*y + y**3" --order 2
+
+  gradcli diff "sigmoid(w*x + b)" w --format latex
+"""
+
+
+class DiffFormat(str, Enum):
+    pretty = "pretty"
+    plain = "plain"
+    latex = "latex"
+    json = "json"
+
+
+@app.command(help=DIFF_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def diff(
+    expression: ExprArgument,
+    variables: Annotated[Optional[list[str]], typer.Argument(metavar="[VAR]...", help="Variables to differentiate by (default: all).", show_default=False)] = None,
+    order: Annotated[int, typer.Option("--order", "-n", help="Every derivative up to this order.")] = 1,
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")] = True,
+    fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="pretty (unicode), plain, latex or json.")] = DiffFormat.pretty,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    try:
+        output = "json" if json_flag else "plain" if plain_flag else fmt.value
+        from gradcli.render import render_diff
+        from gradcli.symbolic import diff as symbolic_diff
+
+        render_diff(symbolic_diff(expression, variables or [], order=order, simplify=simplify), output, sys.stdout)
+    except GradcliError as exc:
+        raise fail(exc) from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise internal_error(exc) from None
+
+
+EVAL_HELP = """\
+The value of EXPR alone, computed under torch.no_grad(): no graph is recorded.
+
+Values, dtypes, devices and formats are those of grad.
+
+Examples:
+
+  gradcli eval "3 + 2*x + x**2" x=2
+
+  gradcli eval "sin(x)" x=-pi:pi:5 --plain
+"""
+
+
+@app.command(name="eval", help=EVAL_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def eval_command(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    def compute():
+        from gradcli import api
+
+        return api.evaluate(expression, values or [], dtype=dtype, device=device, seed=seed, max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag)
+
+
+GRAPH_HELP = """\
+The autograd graph of EXPR: from f.grad_fn down through next_functions to the leaves,
+after f.backward(). Each node shows its class (MulBackward0, AddBackward0, AccumulateGrad)
+and the subexpression it computed; each leaf its name, shape, is_leaf, requires_grad and
+grad. --dot prints Graphviz text; --json gives the nodes and edges.
+
+Examples:
+
+  gradcli graph "(x + w)*(w + 1)" w=1 x=2
+
+  gradcli graph "(x + w)*(w + 1)" w=1 x=2 --dot | dot -Tpng > graph.png
+"""
+
+
+@app.command(help=GRAPH_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+def graph(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    wrt: WrtOption = None,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz text (for | dot -Tpng).")] = False,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+) -> None:
+    try:
+        output = "dot" if dot else _format(fmt, json_flag, plain_flag)
+        from gradcli import api
+        from gradcli.render import render
+
+        render(api.graph(expression, values or [], wrt=wrt, dtype=dtype, device=device, seed=seed,
+                         max_elements=max_elements), output, sys.stdout, sys.stderr)
+    except GradcliError as exc:
+        raise fail(exc) from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise internal_error(exc) from None
 
 
 def main() -> None:

@@ -146,10 +146,23 @@ def _fold(node: sympy.Expr) -> float | int | bool:
 
 
 class _Lowerer:
-    def __init__(self, table: SymbolTable):
+    def __init__(self, table: SymbolTable, trace: list | None = None):
         self.table = table
+        self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
 
     def lower(self, node: sympy.Basic) -> Compiled:
+        compiled = self._lower(node)
+        if self.trace is None or isinstance(node, sympy.Symbol) or not node.free_symbols:
+            return compiled
+        trace = self.trace
+
+        def traced(env):
+            out = compiled(env)
+            trace.append((node, out))
+            return out
+        return traced
+
+    def _lower(self, node: sympy.Basic) -> Compiled:
         if not node.free_symbols:
             value = _fold(node)
             return lambda env: value
@@ -317,9 +330,13 @@ def _tensors(*values):
 
 
 def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dtype,
-                       device: torch.device) -> Callable[[Env], torch.Tensor]:
-    """A function from {variable name: tensor} to the expression's value as a tensor."""
-    inner = _Lowerer(table).lower(expr)
+                       device: torch.device, trace: list | None = None) -> Callable[[Env], torch.Tensor]:
+    """A function from {variable name: tensor} to the expression's value as a tensor.
+
+    With `trace`, every intermediate result is appended to it as (sympy node, tensor), so
+    `gradcli graph` can name the nodes of the autograd graph.
+    """
+    inner = _Lowerer(table, trace).lower(expr)
 
     def run(env: Env) -> torch.Tensor:
         out = inner(env)
@@ -331,17 +348,122 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
 
 
 def compile_components(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
-                       *, dtype: torch.dtype, device: torch.device) -> Callable[[Env], torch.Tensor]:
+                       *, dtype: torch.dtype, device: torch.device,
+                       trace: list | None = None) -> Callable[[Env], torch.Tensor]:
     """Like compile_expression, for a bracketed list [f1, f2, ...]: the entries are stacked."""
     if shape is None:
-        return compile_expression(components[0], table, dtype=dtype, device=device)
-    parts = [compile_expression(c, table, dtype=dtype, device=device) for c in components]
+        return compile_expression(components[0], table, dtype=dtype, device=device, trace=trace)
+    parts = [compile_expression(c, table, dtype=dtype, device=device, trace=trace) for c in components]
 
     def run(env: Env) -> torch.Tensor:
         values = torch.broadcast_tensors(*(p(env) for p in parts))
         stacked = torch.stack(values)
         return stacked.reshape(shape + tuple(values[0].shape))
     return run
+
+
+# --------------------------------------------------------------------------- as Python source
+
+# How each function node reads as torch code; {0}, {1} are its arguments.
+_SOURCE: dict[type, str] = {
+    sympy.cot: "torch.reciprocal(torch.tan({0}))",
+    sympy.sec: "torch.reciprocal(torch.cos({0}))",
+    sympy.csc: "torch.reciprocal(torch.sin({0}))",
+    sympy.acot: "torch.atan(torch.reciprocal({0}))",
+    sympy.asec: "torch.acos(torch.reciprocal({0}))",
+    sympy.acsc: "torch.asin(torch.reciprocal({0}))",
+    sympy.coth: "torch.reciprocal(torch.tanh({0}))",
+    sympy.sech: "torch.reciprocal(torch.cosh({0}))",
+    sympy.csch: "torch.reciprocal(torch.sinh({0}))",
+    sympy.acoth: "torch.atanh(torch.reciprocal({0}))",
+    sympy.asech: "torch.acosh(torch.reciprocal({0}))",
+    sympy.acsch: "torch.asinh(torch.reciprocal({0}))",
+    sympy.ceiling: "torch.ceil({0})",
+    sympy.loggamma: "torch.lgamma({0})",
+    sympy.gamma: "gamma_sign({0}) * torch.exp(torch.lgamma({0}))",
+    sympy.sinc: "torch.sinc({0} / math.pi)",
+    sympy.Heaviside: "heaviside({0})",
+    sympy.DiracDelta: "dirac_delta({0})",
+    mathfuncs.softplus: "torch.nn.functional.softplus({0})",
+    mathfuncs.cbrt: "torch.sign({0}) * torch.abs({0}).pow(1/3)",
+    mathfuncs.tsum: "torch.sum({0})",
+    mathfuncs.tmean: "torch.mean({0})",
+}
+
+
+def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
+    """The torch code the lowering of expr runs, as a person would write it."""
+
+    def name(node) -> str:
+        var, index = table.get(node, (str(node), None))
+        return var if index is None else f"{var}[{', '.join(map(str, index))}]"
+
+    def atom(text: str, node: sympy.Basic) -> str:
+        return f"({text})" if isinstance(node, (sympy.Add, sympy.Mul)) or text.startswith("-") else text
+
+    def show(node: sympy.Basic) -> str:
+        if not node.free_symbols:
+            return repr(_fold(node))
+        if isinstance(node, sympy.Symbol):
+            return name(node)
+        if isinstance(node, sympy.Add):
+            text = show(node.args[0])
+            for a in node.args[1:]:
+                t = show(a)
+                text += f" - {t[1:]}" if t.startswith("-") and not t.startswith("-(") else f" + {t}"
+            return text
+        if isinstance(node, sympy.Mul):
+            coeff, factors = node.as_coeff_mul()
+            numer = [atom(show(f), f) for f in factors
+                     if not (isinstance(f, sympy.Pow) and f.exp.is_number and f.exp.is_negative)]
+            denom = [sympy.Pow(f.base, -f.exp) for f in factors
+                     if isinstance(f, sympy.Pow) and f.exp.is_number and f.exp.is_negative]
+            text = " * ".join(numer) if numer else "1"
+            if isinstance(coeff, sympy.Rational):
+                if coeff.p == -1:
+                    text = f"-{text}"
+                elif coeff.p != 1:
+                    text = f"{coeff.p} * {text}"
+                below = [str(coeff.q)] if coeff.q != 1 else []
+            else:
+                text = f"{_fold(coeff)!r} * {text}"
+                below = []
+            below += [atom(show(d), d) for d in denom]
+            if below:
+                text = f"{text} / " + (below[0] if len(below) == 1 else "(" + " * ".join(below) + ")")
+            return text
+        if isinstance(node, sympy.Pow):
+            base, exponent = node.args
+            b = show(base)
+            if not exponent.free_symbols:
+                e = _fold(exponent)
+                if e == 0.5:
+                    return f"torch.sqrt({b})"
+                if e == -0.5:
+                    return f"torch.rsqrt({b})"
+                if e == -1:
+                    return f"torch.reciprocal({b})"
+                return f"torch.pow({b}, {e!r})"
+            return f"torch.pow({b}, {show(exponent)})"
+        if isinstance(node, (sympy.Min, sympy.Max)):
+            fn = "torch.minimum" if isinstance(node, sympy.Min) else "torch.maximum"
+            text = show(node.args[0])
+            for a in node.args[1:]:
+                text = f"{fn}({text}, {show(a)})"
+            return text
+        if isinstance(node, sympy.polygamma):
+            n, arg = node.args
+            return f"torch.digamma({show(arg)})" if n == 0 else f"torch.polygamma({int(n)}, {show(arg)})"
+        args = [show(a) for a in node.args]
+        if type(node) in _SOURCE:
+            return _SOURCE[type(node)].format(*args)
+        fn = _FUNCTIONS.get(type(node))
+        if fn is not None and getattr(fn, "__module__", "").startswith("torch"):
+            module = "torch" if fn.__name__ in dir(torch) else fn.__module__
+            return f"{module}.{fn.__name__}({', '.join(args)})"
+        return f"{type(node).__name__}({', '.join(args)})"
+
+    return show(expr)
 
 
 # --------------------------------------------------------------------------- values and devices

@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any, TextIO
 
-from gradcli.report import GradReport, TensorData, VariableResult
+from gradcli.report import GradReport, GraphReport, TensorData, VariableResult
 
 FORMATS = ("table", "json", "plain")
 
@@ -83,7 +83,9 @@ def render_json(report: GradReport, out: TextIO) -> None:
 
 
 def render_plain(report: GradReport, out: TextIO) -> None:
-    """One line per differentiated variable: its gradient's numbers, space-separated."""
+    """One line per result (eval: f itself): its numbers, space-separated."""
+    if report.command == "eval":
+        out.write(" ".join(number(x, report.f.dtype) for x in report.f.flat()) + "\n")
     for v in report.variables:
         out.write(" ".join(number(x, v.gradient.dtype) for x in v.gradient.flat()) + "\n")
 
@@ -140,12 +142,17 @@ def render_table(report: GradReport, out: TextIO) -> None:
     console.print(f_line)
     console.print(Text(f"{report.dtype} on {report.device} ({report.device_note}); {report.call}", style="dim"))
     for name, t in report.values.items():
-        if name in report.wrt:
+        if name in report.wrt or report.command == "eval":
             console.print(f"{name} = {tensor_text(t)}")
         else:
             console.print(Text(f"{name} = {tensor_text(t)}  (constant)", style="dim"))
     if report.vector is not None:
         console.print(f"v = {tensor_text(report.vector)}")
+
+    if report.command == "eval":
+        for line in notes(report):
+            console.print(Text("note: " + line, style="yellow"))
+        return
 
     summarised = False
     for v in report.variables:
@@ -197,8 +204,27 @@ def render_table(report: GradReport, out: TextIO) -> None:
         for m in report.methods:
             mt.add_row(m.method, m.call, Text("✓ yes", style="green") if m.agrees else Text("✗ no", style="bold red"))
         console.print(mt)
+    accumulated = report.extra.get("accumulate")
+    if accumulated:
+        console.print(Text(f"backward called {accumulated['calls']} times without zeroing", style="bold"))
+        at = Table(box=box.SIMPLE)
+        at.add_column("call", justify="right")
+        for n in report.wrt:
+            at.add_column(f"{n}.grad", justify="right")
+        history = accumulated["grad_after_each_call"]
+        for i in range(accumulated["calls"]):
+            at.add_row(str(i + 1), *(tensor_text(TensorData(**history[n][i])) for n in report.wrt))
+        at.add_row("zeroed", *(tensor_text(TensorData(**accumulated["after_zero_grad"][n])) for n in report.wrt),
+                   style="green")
+        console.print(at)
     for line in notes(report):
         console.print(Text("note: " + line, style="yellow"))
+    if report.explain:
+        console.print(Text("how this was computed", style="bold"))
+        for topic, text in report.explain:
+            line = Text(f"  {topic:<9} ", style="bold")
+            line.append(text)
+            console.print(line)
     if report.checked:
         if report.status == "ok":
             summary = Text("autograd agrees with sympy", style="green")
@@ -208,12 +234,130 @@ def render_table(report: GradReport, out: TextIO) -> None:
         console.print(summary)
 
 
-def render(report: GradReport, fmt: str, out: TextIO, err: TextIO) -> None:
+# --------------------------------------------------------------------------- graph and diff
+
+def render_graph_tree(report: GraphReport, out: TextIO) -> None:
+    from rich.console import Console
+    from rich.text import Text
+    from rich.tree import Tree
+
+    console = Console(file=out, highlight=False, soft_wrap=False)
+    header = Text("gradcli graph  ", style="bold")
+    header.append(report.parsed)
+    console.print(header)
+    console.print(f"f = {tensor_text(report.f)}   ({report.dtype} on {report.device}; after f.backward())")
+    by_id = {n.id: n for n in report.nodes}
+
+    def describe(node) -> Text:
+        text = Text(node.kind, style="bold cyan" if node.leaf is None else "bold green")
+        if node.leaf is not None:
+            leaf = node.leaf
+            grad = leaf["grad"]
+            grad_text = tensor_text(TensorData(grad, leaf["shape"], report.dtype)) if grad is not None else "None"
+            text.append(f"  {leaf['name']}: shape {leaf['shape']}, is_leaf={leaf['is_leaf']}, "
+                        f"requires_grad={leaf['requires_grad']}, grad={grad_text}")
+        elif node.label:
+            text.append(f"  {node.label}", style="dim")
+        return text
+
+    if report.root is None:
+        console.print(Text("f has no grad_fn: it does not depend on a differentiated variable", style="yellow"))
+    else:
+        root = by_id[report.root]
+        tree = Tree(Text("f.grad_fn = ").append(describe(root)))
+        stack = [(root, tree, 0)]
+        shown: set[int] = set()
+        # Iterative, and each shared node expanded once, so a deep or diamond graph stays small.
+        while stack:
+            node, branch, _ = stack.pop()
+            if node.id in shown:
+                continue
+            shown.add(node.id)
+            for child_id in reversed(node.children or []):
+                child = by_id[child_id]
+                label = describe(child)
+                if child.id in shown and child.children:
+                    label.append("  (shown above)", style="dim")
+                sub = branch.add(label)
+                stack.append((child, sub, 0))
+        console.print(tree)
+    for item in report.intermediates:
+        console.print(Text(f"  {item['expression']}: is_leaf={item['is_leaf']}, requires_grad={item['requires_grad']}, "
+                           f"grad=None, grad_fn={item['grad_fn']}", style="dim"))
+    for n in report.values:
+        if n not in report.wrt:
+            console.print(Text(f"{n} is a constant: requires_grad=False, not in the graph", style="dim"))
+    for line in report.warnings:
+        console.print(Text("note: " + line, style="yellow"))
+
+
+def render_graph_dot(report: GraphReport, out: TextIO) -> None:
+    """Graphviz text for `| dot -Tpng`."""
+    def quote(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    out.write("digraph autograd {\n  rankdir=BT;\n  node [fontname=\"Helvetica\"];\n")
+    for n in report.nodes:
+        label = n.kind if not n.label else f"{n.kind}\n{n.label}"
+        shape = "box" if n.leaf is None else "ellipse"
+        out.write(f"  n{n.id} [label={quote(label)}, shape={shape}];\n")
+    for n in report.nodes:
+        for c in n.children or []:
+            out.write(f"  n{c} -> n{n.id};\n")
+    out.write("}\n")
+
+
+def render_graph_plain(report: GraphReport, out: TextIO) -> None:
+    """One node a line: id, kind, label, children."""
+    for n in report.nodes:
+        children = ",".join(map(str, n.children or [])) or "-"
+        out.write(f"{n.id}\t{n.kind}\t{n.label or ''}\t{children}\n")
+
+
+def render_diff(report, fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    if fmt in ("plain", "latex"):
+        for d in report.derivatives:
+            out.write((d.latex if fmt == "latex" else d.formula) + "\n")
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, soft_wrap=True)
+    console.print(Text("f = ", style="bold").append(report.parsed))
+    for d in report.derivatives:
+        order = "" if d.order == 1 else str(d.order)
+        head = f"d{order}f/d{d.variable}{'^' + order if order else ''} ="
+        console.print(Text(head, style="bold"))
+        console.print(d.pretty)
+        console.print()
+    for line in report.notes:
+        console.print(Text("note: " + line, style="yellow"))
+
+
+def render(report, fmt: str, out: TextIO, err: TextIO) -> None:
+    if getattr(report, "command", None) == "diff":
+        render_diff(report, fmt, out)
+        return
+    if isinstance(report, GraphReport):
+        if fmt == "json":
+            out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+        elif fmt == "dot":
+            render_graph_dot(report, out)
+        elif fmt == "plain":
+            render_graph_plain(report, out)
+        else:
+            render_graph_tree(report, out)
+        return
     if fmt == "json":
         render_json(report, out)
     elif fmt == "plain":
         render_plain(report, out)
         for line in notes(report):
             err.write(f"note: {line}\n")
+        for topic, text in report.explain:
+            err.write(f"explain: {topic}: {text}\n")
     else:
         render_table(report, out)

@@ -94,6 +94,7 @@ RESULT_KEYS = {
     "vjp": "vjp",
     "jvp": "jvp",
     "order": "derivatives",
+    "eval": "value",
 }
 
 
@@ -122,6 +123,7 @@ class GradReport:
     version: str = ""
     vector: TensorData | None = None  # v of vjp/jvp
     extra: dict[str, Any] = field(default_factory=dict)  # command-specific facts (symmetry...)
+    explain: list[tuple[str, str]] = field(default_factory=list)  # (topic, text) for --explain
 
     @property
     def result_key(self) -> str:
@@ -136,6 +138,8 @@ class GradReport:
         """ok, or failed when a check disagreed or the point is outside the domain."""
         bad = any(v.status in ("mismatch", "domain") for v in self.variables)
         bad = bad or any(not m.agrees for m in self.methods)
+        if self.command == "eval":  # nothing to check: a value outside the domain is the failure
+            bad = any(not math.isfinite(x) for x in self.f.flat())
         return "failed" if bad else "ok"
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +158,8 @@ class GradReport:
             "f": self.f.to_dict(),
             "reduction": self.reduction,
             "differentiated": self.differentiated.to_dict() if self.differentiated else None,
-            self.result_key: {v.name: v.gradient.to_dict() for v in self.variables},
+            self.result_key: ({v.name: v.gradient.to_dict() for v in self.variables}
+                              if self.command != "eval" else self.f.to_dict()),
             "symbolic": {
                 v.name: {"formula": v.formula, "value": v.symbolic.to_dict() if v.symbolic else None}
                 for v in self.variables
@@ -175,6 +180,8 @@ class GradReport:
         if any(v.rows for v in self.variables):
             doc["labels"] = {v.name: {"rows": v.rows, "columns": v.columns} for v in self.variables if v.rows}
         doc.update(self.extra)
+        if self.explain:
+            doc["explain"] = [{"topic": t, "text": x} for t, x in self.explain]
         if self.methods:
             doc["methods"] = {
                 m.method: {"call": m.call, "agrees": m.agrees,
@@ -182,3 +189,48 @@ class GradReport:
                 for m in self.methods
             }
         return doc
+
+
+@dataclass
+class GraphReport:
+    """The autograd graph of f: nodes from f.grad_fn down to the leaves (AccumulateGrad)."""
+
+    expression: str
+    parsed: str
+    dtype: str
+    device: str
+    f: TensorData
+    root: int | None
+    nodes: list[Any]  # autodiff.GraphNode-like: id, kind, label, leaf, children
+    intermediates: list[dict[str, Any]]
+    values: dict[str, TensorData]
+    wrt: list[str]
+    version: str = ""
+    command: str = "graph"
+    status: str = "ok"
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "gradcli_version": self.version,
+            "command": "graph",
+            "expression": self.expression,
+            "parsed": self.parsed,
+            "dtype": self.dtype,
+            "device": self.device,
+            "values": {n: t.to_dict() for n, t in self.values.items()},
+            "wrt": list(self.wrt),
+            "f": self.f.to_dict(),
+            "root": self.root,
+            "nodes": [{"id": n.id, "kind": n.kind, "label": n.label, "leaf": _leaf_json(n.leaf)} for n in self.nodes],
+            "edges": [[n.id, c] for n in self.nodes for c in (n.children or [])],
+            "intermediates": self.intermediates,
+            "warnings": list(self.warnings),
+        }
+
+
+def _leaf_json(leaf: dict | None) -> dict | None:
+    if leaf is None:
+        return None
+    return {**leaf, "grad": _json_numbers(leaf["grad"]) if leaf.get("grad") is not None else None}

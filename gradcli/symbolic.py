@@ -1,0 +1,129 @@
+"""Symbolic derivatives alone, for `gradcli diff`: sympy only, never torch.
+
+Without values there are no shapes, so every variable is read as a scalar: `sum(h)` and
+`mean(h)` of a scalar are h itself (said in a note). For tensors, `gradcli grad` knows the
+shapes and applies the chain rule around reductions.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import sympy
+
+from gradcli import __version__, mathfuncs
+from gradcli.errors import GradcliError
+from gradcli.parse import parse_expression
+from gradcli.report import SCHEMA_VERSION
+
+MAX_DIFF_ORDER = 50
+SIMPLIFY_SECONDS = 1.0  # simplify() is tried for this long at most, then the raw derivative stands
+SIMPLIFY_MAX_OPS = 300  # larger derivatives are not simplified at all
+
+
+@dataclass
+class Derivative:
+    variable: str
+    order: int
+    expr: sympy.Expr  # kept for renderers that print it (pretty, latex)
+    formula: str
+    latex: str
+    pretty: str
+    simplified: bool
+
+
+@dataclass
+class DiffReport:
+    expression: str
+    parsed: str
+    derivatives: list[Derivative]
+    notes: list[str] = field(default_factory=list)
+    command: str = "diff"
+    status: str = "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "gradcli_version": __version__,
+            "command": "diff",
+            "expression": self.expression,
+            "parsed": self.parsed,
+            "derivatives": [
+                {"variable": d.variable, "order": d.order, "formula": d.formula, "latex": d.latex,
+                 "simplified": d.simplified}
+                for d in self.derivatives
+            ],
+            "warnings": list(self.notes),
+        }
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _simplify(expr: sympy.Expr) -> tuple[sympy.Expr, bool]:
+    """sympy.simplify under a time bound: a large expression never hangs `diff`."""
+    if sympy.count_ops(expr) > SIMPLIFY_MAX_OPS:
+        return expr, False
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return expr, False
+
+    def stop(signum, frame):
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, SIMPLIFY_SECONDS)
+    try:
+        simpler = sympy.simplify(expr)
+    except _Timeout:
+        return expr, False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # Keep the simpler form only when it really is shorter.
+    if sympy.count_ops(simpler) < sympy.count_ops(expr):
+        return simpler, True
+    return expr, False
+
+
+def _latex(expr: sympy.Expr) -> str:
+    return sympy.latex(expr).replace(r"\operatorname{tsum}", r"\sum").replace(r"\operatorname{tmean}", r"\operatorname{mean}")
+
+
+def diff(expression: str, variables: Sequence[str] | None = None, *, order: int = 1,
+         simplify: bool = True) -> DiffReport:
+    """The symbolic derivative of `expression` with respect to each variable, up to `order`."""
+    if not 1 <= order <= MAX_DIFF_ORDER:
+        raise GradcliError(f"--order must be between 1 and {MAX_DIFF_ORDER}, not {order}")
+    parsed = parse_expression(expression)
+    if parsed.is_list:
+        raise GradcliError("diff takes one expression, not a list", hint="use gradcli jacobian for a vector function")
+    expr = parsed.expr
+    notes = []
+    reductions = list(expr.atoms(mathfuncs.Reduction))
+    if reductions:
+        expr = expr.replace(lambda n: isinstance(n, mathfuncs.Reduction), lambda n: n.args[0])
+        notes.append("diff reads every variable as a scalar, so sum(h) and mean(h) are h; "
+                     "gradcli grad with tensor values applies them")
+    names = list(variables) if variables else list(parsed.variables)
+    for n in names:
+        if n not in parsed.variables:
+            raise GradcliError(f"{n} is not a variable of the expression "
+                               f"(its variables: {', '.join(parsed.variables) or 'none'})")
+    results = []
+    for n in names:
+        var = parsed.variables[n]
+        symbols = [var.symbol] if var.used_whole else []
+        symbols += list(var.indices.values())
+        for sym in symbols:
+            label = str(sym)
+            d = expr
+            for k in range(1, order + 1):
+                d = sympy.diff(d, sym)
+                shown, simplified = _simplify(d) if simplify else (d, False)
+                results.append(Derivative(label, k, shown, sympy.sstr(shown), _latex(shown),
+                                          sympy.pretty(shown, use_unicode=True), simplified))
+    return DiffReport(expression, parsed.pretty(), results, notes)
