@@ -31,6 +31,7 @@ from gradcli.parse import ParsedExpression, ValueSpec, parse_assignment, parse_e
 from gradcli.report import GradReport, GraphReport, MethodResult, TensorData, VariableResult
 from gradcli.verify import (
     TOLERANCES,
+    broadcast_shapes,
     SymbolicGradient,
     compare,
     is_elementwise_in,
@@ -207,7 +208,7 @@ def _common(st: _Setup) -> tuple[int, ...]:
         env = {n: t for n, t in st.tensors.items()}
         shapes = [tuple(compile_components([c], None, st.table, dtype=resolve_dtype(st.dtype),
                                            device=st.device)(env).shape) for c in st.parsed.components]
-    return tuple(torch.broadcast_shapes(*shapes))
+    return tuple(broadcast_shapes(*shapes))
 
 
 MAX_ORDER = 50  # --order beyond this is refused: no one needs the 51st derivative

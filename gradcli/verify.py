@@ -27,6 +27,13 @@ from gradcli.errors import GradcliError
 from gradcli.lower import LoweringError, SymbolTable, compile_expression
 
 F64 = torch.float64
+
+
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    """numpy's rule, which is torch's; torch.broadcast_shapes would import torch.fx (30 ms)."""
+    import numpy as np
+
+    return tuple(int(n) for n in np.broadcast_shapes(*(tuple(s) for s in shapes)))
 CPU = torch.device("cpu")
 
 # (rtol, atol) by the user's dtype. atol is scaled by the largest magnitude in the gradient:
@@ -139,7 +146,7 @@ class SymbolicDifferentiator:
                 self.table[ph] = (name, None)
                 self.env[name] = self.evaluate(r)
             flat = expr.xreplace(placeholders)
-            shape = tuple(torch.broadcast_shapes(tuple(self.evaluate(flat).shape), out_shape))
+            shape = tuple(broadcast_shapes(tuple(self.evaluate(flat).shape), out_shape))
             self._layers[key] = _Layer(flat, placeholders, {v: k for k, v in placeholders.items()}, shape)
         return self._layers[key]
 
@@ -147,7 +154,7 @@ class SymbolicDifferentiator:
         """d flat / d symbol: the formula, and its value expanded to the layer's shape."""
         d = sympy.diff(layer.flat, symbol)
         dv = self.evaluate(d)
-        return d, dv.expand(torch.broadcast_shapes(tuple(dv.shape), layer.shape))
+        return d, dv.expand(broadcast_shapes(tuple(dv.shape), layer.shape))
 
     def _reduction_scale(self, r: sympy.Basic) -> float:
         return 1.0 / self.evaluate(r.args[0]).numel() if isinstance(r, mathfuncs.tmean) else 1.0
@@ -175,7 +182,7 @@ class SymbolicDifferentiator:
             d, dv = self._partial(layer, whole_sym)
             if w is not None:
                 dv = dv * w
-            full = torch.broadcast_shapes(tuple(dv.shape), shape)
+            full = broadcast_shapes(tuple(dv.shape), shape)
             total += _sum_to(dv.expand(full), shape)
             part.whole += d.xreplace(layer.back)
         for sym, index in element_syms.items():
@@ -248,7 +255,7 @@ class SymbolicDifferentiator:
         free = layer.flat.free_symbols
         if whole_sym in free:
             _, dv = self._partial(layer, whole_sym)
-            total += dv * u.expand(torch.broadcast_shapes(tuple(u.shape), layer.shape))
+            total += dv * u.expand(broadcast_shapes(tuple(u.shape), layer.shape))
         for sym, index in element_syms.items():
             if sym in free:
                 _, dv = self._partial(layer, sym)
@@ -305,7 +312,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
         var_shape = tuple(env[var].shape)
         try:
             parts_shapes = [tuple(differ.evaluate(c).shape) for c in components]
-            common = torch.broadcast_shapes(*parts_shapes)
+            common = broadcast_shapes(*parts_shapes)
             total: _Part | None = None
             for c in components:
                 p = differ.gradient_of_sum(c, var, var_shape, common)
@@ -396,7 +403,7 @@ def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, t
         d = sympy.diff(d, whole)
         try:
             value = differ.evaluate(d)
-            full = torch.broadcast_shapes(tuple(value.shape), out_shape, shape)
+            full = broadcast_shapes(tuple(value.shape), out_shape, shape)
             value = _sum_to(value.expand(full), shape) * scale
             results.append(SymbolicGradient(_show(d if scale == 1.0 else d * scale), value))
         except LoweringError as exc:
@@ -518,7 +525,7 @@ def _guarded(compute, formula: str = "") -> SymbolicGradient:
 
 
 def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Basic]) -> tuple[int, ...]:
-    return tuple(torch.broadcast_shapes(*(tuple(differ.evaluate(c).shape) for c in components)))
+    return tuple(broadcast_shapes(*(tuple(differ.evaluate(c).shape) for c in components)))
 
 
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
