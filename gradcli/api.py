@@ -26,6 +26,7 @@ from gradcli.autodiff import autograd_graph
 from gradcli.autodiff import vjp as vjp_by_autograd
 from gradcli.errors import GradcliError
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.mathfuncs import expand_definitions
 from gradcli.lower import compile_components, make_tensor, resolve_device, resolve_dtype, to_source
 from gradcli.parse import ParsedExpression, ValueSpec, parse_assignment, parse_expression, parse_value
 from gradcli.report import GradReport, GraphReport, MethodResult, TensorData, VariableResult
@@ -378,7 +379,7 @@ def grad(
 
 def _order(st: _Setup, order: int, *, check: bool, reduce: str) -> GradReport:
     var = st.wrt[0]
-    components = st.parsed.components
+    components = [expand_definitions(c) for c in st.parsed.components]
     if st.parsed.shape is not None or (st.tensors[var].dim() > 0 and not is_elementwise_in(components[0], st.table, var)):
         raise GradcliError(
             f"--order {order} needs a scalar {var} or an expression elementwise in {var}",

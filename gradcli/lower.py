@@ -72,6 +72,25 @@ def _cbrt(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.abs(x).pow(1.0 / 3.0)
 
 
+def _pairwise(loss):
+    """torch's losses warn when shapes differ; broadcast first, as the formula does."""
+    return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b), *(float(r) for r in rest))
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dim() == 1 and b.dim() == 1 and a.shape == b.shape:
+        return torch.dot(a, b)
+    return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
+
+
+def _over_all(fn):
+    """softmax and friends over every element (a vector), keeping the input's shape."""
+    return lambda x: fn(x.reshape(-1), 0).reshape(x.shape)
+
+
+_F = torch.nn.functional
+
+
 _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
     sympy.sin: torch.sin,
     sympy.cos: torch.cos,
@@ -119,6 +138,21 @@ _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
     mathfuncs.cbrt: _cbrt,
     mathfuncs.tsum: torch.sum,
     mathfuncs.tmean: torch.mean,
+    mathfuncs.tprod: torch.prod,
+    mathfuncs.tmax: torch.amax,
+    mathfuncs.tmin: torch.amin,
+    mathfuncs.mse: _pairwise(_F.mse_loss),
+    mathfuncs.l1: _pairwise(_F.l1_loss),
+    mathfuncs.bce: _pairwise(_F.binary_cross_entropy),
+    mathfuncs.bce_logits: _pairwise(_F.binary_cross_entropy_with_logits),
+    mathfuncs.huber: lambda a, b, delta=1.0: _F.huber_loss(*torch.broadcast_tensors(a, b), delta=float(delta)),
+    mathfuncs.dot: _dot,
+    mathfuncs.norm: lambda x, p=2: torch.linalg.vector_norm(x, ord=float(p)),
+    mathfuncs.logsumexp: lambda x: torch.logsumexp(x.reshape(-1), 0),
+    mathfuncs.softmax: _over_all(torch.softmax),
+    mathfuncs.log_softmax: _over_all(torch.log_softmax),
+    mathfuncs.gelu: _F.gelu,
+    mathfuncs.leaky_relu: lambda x, slope=0.01: _F.leaky_relu(x, negative_slope=float(slope)),
 }
 
 _RELATIONS: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -146,8 +180,9 @@ def _fold(node: sympy.Expr) -> float | int | bool:
 
 
 class _Lowerer:
-    def __init__(self, table: SymbolTable, trace: list | None = None):
+    def __init__(self, table: SymbolTable, trace: list | None = None, dtype: torch.dtype = torch.float32):
         self.table = table
+        self.dtype = dtype  # for numbers that must become tensors where no tensor is at hand
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
 
     def lower(self, node: sympy.Basic) -> Compiled:
@@ -293,6 +328,7 @@ class _Lowerer:
 
     def piecewise(self, node: sympy.Piecewise) -> Compiled:
         pieces = [(self.lower(e), self.lower(c)) for e, c in node.args]
+        dtype = self.dtype
 
         def piecewise(env):
             result = None
@@ -303,8 +339,11 @@ class _Lowerer:
                     continue
                 if isinstance(c, bool):
                     result = v if c else result
-                else:
+                elif isinstance(v, torch.Tensor) or isinstance(result, torch.Tensor):
                     result = torch.where(c, *_tensors(v, result))
+                else:  # both pieces are numbers (the derivative of leaky_relu: 1 or slope)
+                    result = torch.where(c, torch.tensor(v, dtype=dtype, device=c.device),
+                                         torch.tensor(result, dtype=dtype, device=c.device))
             return result
         return piecewise
 
@@ -336,7 +375,7 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
     With `trace`, every intermediate result is appended to it as (sympy node, tensor), so
     `gradcli graph` can name the nodes of the autograd graph.
     """
-    inner = _Lowerer(table, trace).lower(expr)
+    inner = _Lowerer(table, trace, dtype).lower(expr)
 
     def run(env: Env) -> torch.Tensor:
         out = inner(env)
@@ -388,6 +427,18 @@ _SOURCE: dict[type, str] = {
     mathfuncs.cbrt: "torch.sign({0}) * torch.abs({0}).pow(1/3)",
     mathfuncs.tsum: "torch.sum({0})",
     mathfuncs.tmean: "torch.mean({0})",
+    mathfuncs.tprod: "torch.prod({0})",
+    mathfuncs.tmax: "torch.amax({0})",
+    mathfuncs.tmin: "torch.amin({0})",
+    mathfuncs.mse: "F.mse_loss({0}, {1})",
+    mathfuncs.l1: "F.l1_loss({0}, {1})",
+    mathfuncs.bce: "F.binary_cross_entropy({0}, {1})",
+    mathfuncs.bce_logits: "F.binary_cross_entropy_with_logits({0}, {1})",
+    mathfuncs.dot: "torch.dot({0}, {1})",
+    mathfuncs.logsumexp: "torch.logsumexp({0}, dim=0)",
+    mathfuncs.softmax: "torch.softmax({0}, dim=0)",
+    mathfuncs.log_softmax: "torch.log_softmax({0}, dim=0)",
+    mathfuncs.gelu: "F.gelu({0})",
 }
 
 
@@ -457,6 +508,12 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
         args = [show(a) for a in node.args]
         if type(node) in _SOURCE:
             return _SOURCE[type(node)].format(*args)
+        if isinstance(node, mathfuncs.huber):
+            return f"F.huber_loss({args[0]}, {args[1]}, delta={args[2] if len(args) > 2 else '1.0'})"
+        if isinstance(node, mathfuncs.norm):
+            return f"torch.linalg.vector_norm({args[0]}, ord={args[1] if len(args) > 1 else '2'})"
+        if isinstance(node, mathfuncs.leaky_relu):
+            return f"F.leaky_relu({args[0]}, negative_slope={args[1] if len(args) > 1 else '0.01'})"
         fn = _FUNCTIONS.get(type(node))
         if fn is not None and getattr(fn, "__module__", "").startswith("torch"):
             module = "torch" if fn.__name__ in dir(torch) else fn.__module__

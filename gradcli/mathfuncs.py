@@ -108,3 +108,168 @@ class tmean(Reduction):  # noqa: N801
 
 
 REDUCTIONS = (tsum, tmean)
+
+
+class tprod(Reduction):  # noqa: N801
+    """prod(expr): the product of every element."""
+
+    def _sympystr(self, printer):
+        return f"prod({printer._print(self.args[0])})"
+
+
+class tmax(Reduction):  # noqa: N801
+    """max(expr) of one tensor: its largest element."""
+
+    def _sympystr(self, printer):
+        return f"max({printer._print(self.args[0])})"
+
+
+class tmin(Reduction):  # noqa: N801
+    """min(expr) of one tensor: its smallest element."""
+
+    def _sympystr(self, printer):
+        return f"min({printer._print(self.args[0])})"
+
+
+REDUCTIONS = (tsum, tmean, tprod, tmax, tmin)
+
+
+# --------------------------------------------------------------------------- defined functions
+
+class Defined(sympy.Function):
+    """A function torch has by name, whose meaning for the check is a formula of ours.
+
+    The lowering calls the torch function a user would call (F.mse_loss, torch.logsumexp...),
+    so gradients match torch's own; the symbolic cross-check first rewrites the node into
+    `definition()`, written with elementwise functions and sum/mean, and differentiates that.
+    """
+
+    is_real = True
+
+    def definition(self) -> sympy.Expr:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _eval_evalf(self, prec):
+        return self.definition().evalf(prec)
+
+
+def expand_definitions(expr: sympy.Basic) -> sympy.Basic:
+    """expr with every Defined function replaced by its definition, innermost first."""
+    if not expr.has(Defined):
+        return expr
+    return expr.replace(lambda n: isinstance(n, Defined), lambda n: n.definition())
+
+
+class mse(Defined):  # noqa: N801
+    nargs = 2
+
+    def definition(self):
+        a, b = self.args
+        return tmean((a - b) ** 2)
+
+
+class l1(Defined):  # noqa: N801
+    nargs = 2
+
+    def definition(self):
+        a, b = self.args
+        return tmean(sympy.Abs(a - b))
+
+
+class bce(Defined):  # noqa: N801
+    """Binary cross-entropy of probabilities p against targets y (F.binary_cross_entropy)."""
+
+    nargs = 2
+
+    def definition(self):
+        p, y = self.args
+        return -tmean(y * sympy.log(p) + (1 - y) * sympy.log(1 - p))
+
+
+class bce_logits(Defined):  # noqa: N801
+    """Binary cross-entropy of logits z (F.binary_cross_entropy_with_logits)."""
+
+    nargs = 2
+
+    def definition(self):
+        z, y = self.args
+        return tmean(softplus(z) - y * z)
+
+
+class huber(Defined):  # noqa: N801
+    """F.huber_loss: 0.5 d^2 where |d| < delta, else delta (|d| - delta/2), averaged."""
+
+    nargs = (2, 3)
+
+    def definition(self):
+        a, b = self.args[:2]
+        delta = self.args[2] if len(self.args) > 2 else sympy.Integer(1)
+        d = a - b
+        return tmean(sympy.Piecewise((d**2 / 2, sympy.Abs(d) < delta),
+                                     (delta * (sympy.Abs(d) - delta / 2), True)))
+
+
+class dot(Defined):  # noqa: N801
+    nargs = 2
+
+    def definition(self):
+        a, b = self.args
+        return tsum(a * b)
+
+
+class norm(Defined):  # noqa: N801
+    """The p-norm of every element (2 by default), torch.linalg.vector_norm."""
+
+    nargs = (1, 2)
+
+    def definition(self):
+        x = self.args[0]
+        p = self.args[1] if len(self.args) > 1 else sympy.Integer(2)
+        if p == 2:
+            return sympy.sqrt(tsum(x**2))
+        return tsum(sympy.Abs(x) ** p) ** (1 / p)
+
+
+class logsumexp(Defined):  # noqa: N801
+    nargs = 1
+
+    def definition(self):
+        (x,) = self.args
+        return sympy.log(tsum(sympy.exp(x)))
+
+
+class softmax(Defined):  # noqa: N801
+    """exp(x) / sum(exp(x)) over every element of x."""
+
+    nargs = 1
+
+    def definition(self):
+        (x,) = self.args
+        return sympy.exp(x) / tsum(sympy.exp(x))
+
+
+class log_softmax(Defined):  # noqa: N801
+    nargs = 1
+
+    def definition(self):
+        (x,) = self.args
+        return x - sympy.log(tsum(sympy.exp(x)))
+
+
+class gelu(Defined):  # noqa: N801
+    """The exact GELU, x Φ(x) (F.gelu's default)."""
+
+    nargs = 1
+
+    def definition(self):
+        (x,) = self.args
+        return x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2
+
+
+class leaky_relu(Defined):  # noqa: N801
+    nargs = (1, 2)
+
+    def definition(self):
+        x = self.args[0]
+        slope = self.args[1] if len(self.args) > 1 else sympy.Float("0.01")
+        return sympy.Piecewise((x, x > 0), (slope * x, True))

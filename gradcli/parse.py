@@ -44,6 +44,15 @@ def _sinc(x):
     return sympy.sinc(x)
 
 
+def _number(value, what: str, positive: bool = False):
+    """A parameter that must be a plain number (a slope, a delta, a norm's p)."""
+    if value.free_symbols or not value.is_real:
+        raise ValueError(f"{what} must be a number")
+    if positive and not value.is_positive:
+        raise ValueError(f"{what} must be positive")
+    return value
+
+
 # name -> (fewest arguments, most arguments, builder). Several spellings map to one builder:
 # lower case as in numpy/torch, and sympy's own capitalised names for users coming from sympy.
 _F: dict[str, tuple[int, int, Callable[..., sympy.Expr]]] = {}
@@ -97,14 +106,29 @@ _define("lgamma loggamma", 1, 1, sympy.loggamma)
 _define("digamma", 1, 1, _digamma)
 _define("polygamma", 2, 2, _polygamma)
 _define("sinc", 1, 1, _sinc)
-_define("min Min minimum", 2, 64, sympy.Min)
-_define("max Max maximum", 2, 64, sympy.Max)
+_define("min Min minimum", 1, 64, lambda *a: mathfuncs.tmin(a[0]) if len(a) == 1 else sympy.Min(*a))
+_define("max Max maximum", 1, 64, lambda *a: mathfuncs.tmax(a[0]) if len(a) == 1 else sympy.Max(*a))
 _define("sigmoid", 1, 1, mathfuncs.sigmoid)
 _define("relu", 1, 1, mathfuncs.relu)
 _define("softplus", 1, 1, mathfuncs.softplus)
 _define("pow", 2, 2, lambda a, b: a**b)
 _define("sum", 1, 1, mathfuncs.tsum)
 _define("mean", 1, 1, mathfuncs.tmean)
+_define("prod", 1, 1, mathfuncs.tprod)
+_define("dot", 2, 2, mathfuncs.dot)
+_define("norm", 1, 2, lambda x, p=None: mathfuncs.norm(x) if p is None else mathfuncs.norm(x, _number(p, "the p of norm(x, p)")))
+_define("logsumexp", 1, 1, mathfuncs.logsumexp)
+_define("softmax", 1, 1, mathfuncs.softmax)
+_define("log_softmax", 1, 1, mathfuncs.log_softmax)
+_define("gelu", 1, 1, mathfuncs.gelu)
+_define("leaky_relu", 1, 2, lambda x, s=None: mathfuncs.leaky_relu(x) if s is None
+        else mathfuncs.leaky_relu(x, _number(s, "the slope of leaky_relu(x, slope)")))
+_define("mse", 2, 2, mathfuncs.mse)
+_define("l1", 2, 2, mathfuncs.l1)
+_define("bce", 2, 2, mathfuncs.bce)
+_define("bce_logits", 2, 2, mathfuncs.bce_logits)
+_define("huber", 2, 3, lambda a, b, d=None: mathfuncs.huber(a, b) if d is None
+        else mathfuncs.huber(a, b, _number(d, "the delta of huber(a, b, delta)", positive=True)))
 
 FUNCTION_NAMES = frozenset(_F)
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}

@@ -101,7 +101,7 @@ def diff(expression: str, variables: Sequence[str] | None = None, *, order: int 
     parsed = parse_expression(expression)
     if parsed.is_list:
         raise GradcliError("diff takes one expression, not a list", hint="use gradcli jacobian for a vector function")
-    expr = parsed.expr
+    expr = mathfuncs.expand_definitions(parsed.expr)
     notes = []
     reductions = list(expr.atoms(mathfuncs.Reduction))
     if reductions:

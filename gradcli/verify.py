@@ -16,6 +16,7 @@ difference left to compare is arithmetic, never the point.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -156,11 +157,36 @@ class SymbolicDifferentiator:
         dv = self.evaluate(d)
         return d, dv.expand(broadcast_shapes(tuple(dv.shape), layer.shape))
 
-    def _reduction_scale(self, r: sympy.Basic) -> float:
-        return 1.0 / self.evaluate(r.args[0]).numel() if isinstance(r, mathfuncs.tmean) else 1.0
+    def reduction_gradient(self, r: sympy.Basic, var: str, shape: tuple[int, ...]) -> _Part:
+        """d r / d var for a reduction r = R(H): the gradient of sum(dR/dH * H) by the chain rule.
+
+        dR/dH is 1 for sum, 1/n for mean, the product of the other elements for prod, and the
+        indicator of the extreme element for max/min (NaN on a tie: no derivative there).
+        """
+        h_expr = r.args[0]
+        h = self.evaluate(h_expr)
+        if isinstance(r, mathfuncs.tsum):
+            return self.gradient_of_sum(h_expr, var, shape)
+        if isinstance(r, mathfuncs.tmean):
+            inner = self.gradient_of_sum(h_expr, var, shape)
+            n = h.numel()
+            return _Part(inner.value / n, inner.whole / n, {k: e / n for k, e in inner.elements.items()})
+        if isinstance(r, mathfuncs.tprod):
+            weight = _exclusive_products(h)
+            shown = r / h_expr
+        elif isinstance(r, (mathfuncs.tmax, mathfuncs.tmin)):
+            extreme = h.max() if isinstance(r, mathfuncs.tmax) else h.min()
+            weight = (h == extreme).to(F64)
+            if weight.sum() > 1:
+                weight = weight * math.nan
+            shown = sympy.Piecewise((1, sympy.Eq(h_expr, r)), (0, True))
+        else:  # pragma: no cover - every Reduction subclass is handled above
+            raise LoweringError(f"no derivative rule for the reduction {type(r).__name__}")
+        return self.gradient_of_sum(h_expr, var, shape, weight=weight, weight_formula=shown)
 
     def gradient_of_sum(self, expr: sympy.Basic, var: str, shape: tuple[int, ...],
-                        out_shape: tuple[int, ...] = (), weight: torch.Tensor | None = None) -> _Part:
+                        out_shape: tuple[int, ...] = (), weight: torch.Tensor | None = None,
+                        weight_formula: sympy.Expr | None = None) -> _Part:
         """d sum(weight * expr) / d var, a tensor of the var's shape (weight: ones by default).
 
         With a weight v this is the vector-Jacobian product vᵀJ.
@@ -176,6 +202,8 @@ class SymbolicDifferentiator:
 
         def shown(d: sympy.Expr) -> sympy.Expr:
             d = d.xreplace(layer.back)
+            if weight_formula is not None:
+                d = weight_formula * d
             return d if scalar_out else mathfuncs.tsum(d)
 
         if whole_sym in free:
@@ -184,7 +212,7 @@ class SymbolicDifferentiator:
                 dv = dv * w
             full = broadcast_shapes(tuple(dv.shape), shape)
             total += _sum_to(dv.expand(full), shape)
-            part.whole += d.xreplace(layer.back)
+            part.whole += d.xreplace(layer.back) * (weight_formula if weight_formula is not None else 1)
         for sym, index in element_syms.items():
             if sym in free:
                 d, dv = self._partial(layer, sym)
@@ -195,10 +223,10 @@ class SymbolicDifferentiator:
             if not (r.free_symbols & mine) or ph not in free:
                 continue
             d, dv = self._partial(layer, ph)
-            weight_r = (dv if w is None else dv * w).sum() * self._reduction_scale(r)
-            inner = self.gradient_of_sum(r.args[0], var, shape)
-            total += weight_r * inner.value
-            factor = shown(d) * self._reduction_scale(r)
+            coefficient = (dv if w is None else dv * w).sum()
+            inner = self.reduction_gradient(r, var, shape)
+            total += coefficient * inner.value
+            factor = shown(d)
             part.whole += factor * inner.whole
             for key, e in inner.elements.items():
                 part.elements[key] = part.elements.get(key, sympy.S.Zero) + factor * e
@@ -222,7 +250,7 @@ class SymbolicDifferentiator:
             if not (r.free_symbols & mine) or ph not in free:
                 continue
             _, dv = self._partial(layer, ph)
-            inner = self.gradient_of_sum(r.args[0], var, shape).value * self._reduction_scale(r)
+            inner = self.reduction_gradient(r, var, shape).value
             if jac is None:
                 jac = torch.outer(dv.reshape(-1), inner.reshape(-1))
             else:
@@ -264,9 +292,23 @@ class SymbolicDifferentiator:
             if not (r.free_symbols & mine) or ph not in free:
                 continue
             _, dv = self._partial(layer, ph)
-            inner = self.gradient_of_sum(r.args[0], var, shape).value * self._reduction_scale(r)
+            inner = self.reduction_gradient(r, var, shape).value
             total += dv * (inner * u).sum()
         return total
+
+
+def _exclusive_products(h: torch.Tensor) -> torch.Tensor:
+    """d prod(h) / d h_i = the product of every other element, zeros included."""
+    flat = h.reshape(-1)
+    zeros = flat == 0
+    count = int(zeros.sum())
+    if count == 0:
+        out = flat.prod() / flat
+    elif count == 1:
+        out = zeros.to(F64) * flat[~zeros].prod()
+    else:
+        out = torch.zeros_like(flat)
+    return out.reshape(h.shape)
 
 
 def _flat_index(index: tuple[int, ...], shape: tuple[int, ...]) -> int:
@@ -305,6 +347,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
                        values: Mapping[str, torch.Tensor], wrt: list[str], reduction: str,
                        ) -> dict[str, SymbolicGradient]:
     """The symbolic gradient of the reduced output with respect to each variable in `wrt`."""
+    components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     for var in wrt:
@@ -391,6 +434,7 @@ def is_elementwise_in(expr: sympy.Basic, table: SymbolTable, var: str) -> bool:
 def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, torch.Tensor], var: str,
                    order: int, reduction: str) -> list[SymbolicGradient]:
     """sympy.diff(f, x, k) for k = 1..order, each summed back to x's shape as autograd does."""
+    expr = mathfuncs.expand_definitions(expr)
     env = reference_env(values)
     differ = SymbolicDifferentiator(table, env)
     whole = next(s_ for s_, (n, i) in table.items() if n == var and i is None)
@@ -421,6 +465,7 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
     Tensor variables are spelled out element by element (x becomes x[0], x[1], ...) and
     sum/mean become explicit sums, so sympy differentiates an ordinary scalar function.
     """
+    components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     n = sum(env[v].numel() for v in wrt)
     if n > HESSIAN_SYMBOLIC_LIMIT:
@@ -464,9 +509,13 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
             return arr if index is None else arr[_normalise(index, arr.shape)]
         args = [spell(a) for a in node.args]
         if isinstance(node, mathfuncs.Reduction):
-            arr = np.asarray(args[0], dtype=object)
-            total = sympy.Add(*arr.reshape(-1).tolist())
-            return total / arr.size if isinstance(node, mathfuncs.tmean) else total
+            items = np.asarray(args[0], dtype=object).reshape(-1).tolist()
+            if isinstance(node, mathfuncs.tprod):
+                return sympy.Mul(*items)
+            if isinstance(node, (mathfuncs.tmax, mathfuncs.tmin)):
+                return (sympy.Max if isinstance(node, mathfuncs.tmax) else sympy.Min)(*items)
+            total = sympy.Add(*items)
+            return total / len(items) if isinstance(node, mathfuncs.tmean) else total
         if node.is_Add:
             result = args[0]
             for a in args[1:]:
@@ -531,6 +580,7 @@ def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Bas
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, SymbolicGradient]:
     """The symbolic Jacobian of f with respect to each variable: f.shape + variable.shape."""
+    components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:
@@ -550,6 +600,7 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
 def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                   values: Mapping[str, torch.Tensor], wrt: list[str], v: torch.Tensor) -> dict[str, SymbolicGradient]:
     """vᵀ·J with the symbolic J, for each variable."""
+    components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     vr = v.detach().to(device=CPU, dtype=F64)
     out: dict[str, SymbolicGradient] = {}
@@ -573,6 +624,7 @@ def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, 
 def symbolic_jvp(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                  values: Mapping[str, torch.Tensor], var: str, u: torch.Tensor) -> SymbolicGradient:
     """J·u with the symbolic J."""
+    components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     ur = u.detach().to(device=CPU, dtype=F64)
     differ = SymbolicDifferentiator(table, env)
