@@ -72,6 +72,26 @@ def _cbrt(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.abs(x).pow(1.0 / 3.0)
 
 
+def _sech(x: torch.Tensor) -> torch.Tensor:
+    # 1/cosh(x) overflows to 0 with a NaN gradient beyond |x| ~ 710; this form does not.
+    e = torch.exp(-torch.abs(x))
+    return 2 * e / (1 + e * e)
+
+
+def _csch(x: torch.Tensor) -> torch.Tensor:
+    e = torch.exp(-torch.abs(x))
+    return torch.sign(x) * 2 * e / (1 - e * e)
+
+
+def _dsinc(x: torch.Tensor) -> torch.Tensor:
+    # (x cos x - sin x)/x**2 cancels to noise near 0: there, its Taylor series.
+    x2 = x * x
+    series = -x / 3 + x * x2 / 30 - x * x2 * x2 / 840 + x * x2 * x2 * x2 / 45360
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    exact = (safe * torch.cos(safe) - torch.sin(safe)) / (safe * safe)
+    return torch.where(torch.abs(x) < 1e-2, series, exact)
+
+
 def _pairwise(loss):
     """torch's losses warn when shapes differ; broadcast first, as the formula does."""
     return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b), *(float(r) for r in rest))
@@ -109,8 +129,8 @@ _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
     sympy.cosh: torch.cosh,
     sympy.tanh: torch.tanh,
     sympy.coth: _recip(torch.tanh),
-    sympy.sech: _recip(torch.cosh),
-    sympy.csch: _recip(torch.sinh),
+    sympy.sech: _sech,
+    sympy.csch: _csch,
     sympy.asinh: torch.asinh,
     sympy.acosh: torch.acosh,
     sympy.atanh: torch.atanh,
@@ -130,6 +150,8 @@ _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
     sympy.loggamma: torch.lgamma,
     # sympy's sinc is sin(x)/x; torch.sinc is the normalised sin(pi x)/(pi x).
     sympy.sinc: lambda x: torch.sinc(x / math.pi),
+    mathfuncs.sinc: lambda x: torch.sinc(x / math.pi),
+    mathfuncs.dsinc: _dsinc,
     sympy.Heaviside: _heaviside,
     sympy.DiracDelta: _dirac,
     mathfuncs.sigmoid: torch.sigmoid,
@@ -412,8 +434,8 @@ _SOURCE: dict[type, str] = {
     sympy.asec: "torch.acos(torch.reciprocal({0}))",
     sympy.acsc: "torch.asin(torch.reciprocal({0}))",
     sympy.coth: "torch.reciprocal(torch.tanh({0}))",
-    sympy.sech: "torch.reciprocal(torch.cosh({0}))",
-    sympy.csch: "torch.reciprocal(torch.sinh({0}))",
+    sympy.sech: "2 * torch.exp(-abs({0})) / (1 + torch.exp(-2 * abs({0})))",
+    sympy.csch: "torch.sign({0}) * 2 * torch.exp(-abs({0})) / (1 - torch.exp(-2 * abs({0})))",
     sympy.acoth: "torch.atanh(torch.reciprocal({0}))",
     sympy.asech: "torch.acosh(torch.reciprocal({0}))",
     sympy.acsch: "torch.asinh(torch.reciprocal({0}))",
@@ -421,6 +443,8 @@ _SOURCE: dict[type, str] = {
     sympy.loggamma: "torch.lgamma({0})",
     sympy.gamma: "gamma_sign({0}) * torch.exp(torch.lgamma({0}))",
     sympy.sinc: "torch.sinc({0} / math.pi)",
+    mathfuncs.sinc: "torch.sinc({0} / math.pi)",
+    mathfuncs.dsinc: "dsinc({0})",
     sympy.Heaviside: "heaviside({0})",
     sympy.DiracDelta: "dirac_delta({0})",
     mathfuncs.softplus: "torch.nn.functional.softplus({0})",

@@ -73,6 +73,41 @@ class cbrt(sympy.Function):  # noqa: N801
         return 1 / (3 * cbrt(self.args[0]) ** 2)
 
 
+class sinc(sympy.Function):  # noqa: N801
+    """sin(x)/x, 1 at 0, with a derivative that stays accurate near 0.
+
+    sympy's own sinc differentiates to cos(x)/x - sin(x)/x**2, which cancels to noise as x
+    approaches 0 and is 0/0 at 0, where the derivative is 0.
+    """
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return sympy.sinc(arg)
+        return None
+
+    def fdiff(self, argindex=1):
+        return dsinc(self.args[0])
+
+
+class dsinc(sympy.Function):  # noqa: N801
+    """The derivative of sinc: (x cos x - sin x)/x**2, and its series -x/3 + ... near 0."""
+
+    is_real = True
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return sympy.Integer(0) if arg.is_zero else (arg * sympy.cos(arg) - sympy.sin(arg)) / arg**2
+        return None
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return -sinc(x) - 2 * dsinc(x) / x
+
+
 class Reduction(sympy.Function):
     """A reduction of a tensor-valued expression to a scalar.
 

@@ -41,7 +41,7 @@ def _polygamma(n, x):
 
 
 def _sinc(x):
-    return sympy.sinc(x)
+    return mathfuncs.sinc(x)
 
 
 def _number(value, what: str, positive: bool = False):
