@@ -3,6 +3,7 @@
 import pytest
 import sympy
 
+from gradcli import mathfuncs
 from gradcli.errors import GradcliError
 from gradcli.parse import parse_assignment, parse_expression, parse_value
 
@@ -41,7 +42,7 @@ x, y = sympy.symbols("x y", real=True)
         ("lgamma(x)", sympy.loggamma(x)),
         ("digamma(x)", sympy.polygamma(0, x)),
         ("polygamma(1, x)", sympy.polygamma(1, x)),
-        ("sinc(x)", sympy.sinc(x)),
+        ("sinc(x)", mathfuncs.sinc(x)),
         ("ceil(x) + ceiling(y)", sympy.ceiling(x) + sympy.ceiling(y)),
         ("arcsin(x)", sympy.asin(x)),
     ],
