@@ -49,7 +49,7 @@ ValuesArg = Mapping[str, Any] | Sequence[str]
 
 def tensor_data(t: torch.Tensor) -> TensorData:
     t = t.detach()
-    return TensorData(t.to(device="cpu", dtype=torch.float64).tolist(), list(t.shape),
+    return TensorData(t.to(device="cpu", dtype=torch.float64).numpy(), list(t.shape),
                       str(t.dtype).removeprefix("torch."))
 
 

@@ -57,19 +57,23 @@ def number(x: float, dtype: str = "float64") -> str:
 def tensor_text(t: TensorData, edge: int = 3, limit: int = 12, rows: bool = False) -> str:
     """Compact nested brackets; long dimensions keep `edge` items at each end.
 
-    rows=True puts each top-level row of a matrix on its own line, for table cells.
+    rows=True puts each top-level row of a matrix on its own line, for table cells. Only the
+    elements shown are ever formatted, so a 10^7-element tensor costs nothing here.
     """
     summarise = t.numel > limit
 
-    def walk(x: Any, depth: int = 0) -> str:
-        if not isinstance(x, list):
-            return number(x, t.dtype)
-        parts = [walk(y, depth + 1) for y in x]
-        if summarise and len(x) > 2 * edge:
-            parts = parts[:edge] + ["…"] + parts[-edge:]
+    def walk(x, depth: int = 0) -> str:
+        if x.ndim == 0:
+            return number(float(x), t.dtype)
+        n = x.shape[0]
+        if summarise and n > 2 * edge:
+            parts = [walk(x[i], depth + 1) for i in range(edge)] + ["…"] + \
+                    [walk(x[i], depth + 1) for i in range(n - edge, n)]
+        else:
+            parts = [walk(x[i], depth + 1) for i in range(n)]
         sep = ",\n " if rows and depth == 0 and len(t.shape) >= 2 else ", "
         return "[" + sep.join(parts) + "]"
-    return walk(t.data)
+    return walk(t.array)
 
 
 def _shape(t: TensorData) -> str:
@@ -84,10 +88,9 @@ def render_json(report: GradReport, out: TextIO) -> None:
 
 def render_plain(report: GradReport, out: TextIO) -> None:
     """One line per result (eval: f itself): its numbers, space-separated."""
-    if report.command == "eval":
-        out.write(" ".join(number(x, report.f.dtype) for x in report.f.flat()) + "\n")
-    for v in report.variables:
-        out.write(" ".join(number(x, v.gradient.dtype) for x in v.gradient.flat()) + "\n")
+    results = [report.f] if report.command == "eval" else [v.gradient for v in report.variables]
+    for t in results:
+        out.write(" ".join(number(x, t.dtype) for x in t.flat()) + "\n")
 
 
 def notes(report: GradReport) -> list[str]:
@@ -213,8 +216,9 @@ def render_table(report: GradReport, out: TextIO) -> None:
             at.add_column(f"{n}.grad", justify="right")
         history = accumulated["grad_after_each_call"]
         for i in range(accumulated["calls"]):
-            at.add_row(str(i + 1), *(tensor_text(TensorData(**history[n][i])) for n in report.wrt))
-        at.add_row("zeroed", *(tensor_text(TensorData(**accumulated["after_zero_grad"][n])) for n in report.wrt),
+            at.add_row(str(i + 1), *(tensor_text(TensorData.from_dict(history[n][i])) for n in report.wrt))
+        at.add_row("zeroed", *(tensor_text(TensorData.from_dict(accumulated["after_zero_grad"][n]))
+                               for n in report.wrt),
                    style="green")
         console.print(at)
     for line in notes(report):

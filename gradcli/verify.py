@@ -106,6 +106,21 @@ class _Part:
     elements: dict[tuple[int, ...], sympy.Expr] = field(default_factory=dict)  # x[i] parts
 
 
+class _LazyEnv(dict):
+    """Variable values, plus reduction values computed on first use."""
+
+    def __init__(self, base: Mapping[str, torch.Tensor]):
+        super().__init__(base)
+        self.pending: dict[str, object] = {}
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        if key not in self.pending:
+            raise KeyError(key)
+        value = self.pending.pop(key)()
+        self[key] = value
+        return value
+
+
 @dataclass
 class _Layer:
     """One level of the chain rule: expr with its outermost reductions replaced by symbols."""
@@ -121,13 +136,35 @@ class SymbolicDifferentiator:
 
     def __init__(self, table: SymbolTable, env: Mapping[str, torch.Tensor]):
         self.table = dict(table)
-        self.env = dict(env)
+        self.env = _LazyEnv(env)
         self._values: dict[sympy.Basic, torch.Tensor] = {}
         self._layers: dict[tuple[sympy.Basic, tuple[int, ...]], _Layer] = {}
 
+    def shape_of(self, expr: sympy.Basic) -> tuple[int, ...]:
+        """The broadcast shape of an expression, without computing it.
+
+        Everything but a reduction is elementwise, and a reduction is a scalar, so the shape
+        is the broadcast of the shapes of the variables used outside reductions.
+        """
+        flat = expr.xreplace({r: sympy.Dummy() for r in _top_reductions(expr)})
+        shapes = []
+        for s_ in flat.free_symbols:
+            if s_ in self.table:
+                name, index = self.table[s_]
+                if index is None:
+                    shapes.append(tuple(self.env[name].shape))
+        return broadcast_shapes(*shapes) if shapes else ()
+
     def evaluate(self, expr: sympy.Basic) -> torch.Tensor:
         if expr not in self._values:
-            fn = compile_expression(expr, self.table, dtype=F64, device=CPU)
+            # Common subexpressions (exp(-x**2) twice in a derivative) are computed once:
+            # on large tensors each repeated operation is a full pass over memory.
+            replacements, (reduced,) = sympy.cse(expr, symbols=sympy.numbered_symbols("_cse", cls=sympy.Dummy))
+            for sym, sub in replacements:
+                key = f"\0cse{sym.dummy_index}"
+                self.table[sym] = (key, None)
+                self.env[key] = compile_expression(sub, self.table, dtype=F64, device=CPU)(self.env)
+            fn = compile_expression(reduced, self.table, dtype=F64, device=CPU)
             self._values[expr] = fn(self.env)
         return self._values[expr]
 
@@ -145,9 +182,10 @@ class SymbolicDifferentiator:
                 name = f"\0{ph.dummy_index}"
                 placeholders[r] = ph
                 self.table[ph] = (name, None)
-                self.env[name] = self.evaluate(r)
+                # Computed only if a derivative needs it: d sum(h)/d sum(h) = 1 does not.
+                self.env.pending[name] = lambda r=r: self.evaluate(r)
             flat = expr.xreplace(placeholders)
-            shape = tuple(broadcast_shapes(tuple(self.evaluate(flat).shape), out_shape))
+            shape = broadcast_shapes(self.shape_of(flat), out_shape)
             self._layers[key] = _Layer(flat, placeholders, {v: k for k, v in placeholders.items()}, shape)
         return self._layers[key]
 
@@ -164,13 +202,13 @@ class SymbolicDifferentiator:
         indicator of the extreme element for max/min (NaN on a tie: no derivative there).
         """
         h_expr = r.args[0]
-        h = self.evaluate(h_expr)
         if isinstance(r, mathfuncs.tsum):
             return self.gradient_of_sum(h_expr, var, shape)
         if isinstance(r, mathfuncs.tmean):
             inner = self.gradient_of_sum(h_expr, var, shape)
-            n = h.numel()
+            n = _numel(self.shape_of(h_expr))
             return _Part(inner.value / n, inner.whole / n, {k: e / n for k, e in inner.elements.items()})
+        h = self.evaluate(h_expr)
         if isinstance(r, mathfuncs.tprod):
             weight = _exclusive_products(h)
             shown = r / h_expr
@@ -196,9 +234,11 @@ class SymbolicDifferentiator:
         layer = self._layer(expr, out_shape)
         w = None if weight is None else weight.to(F64).expand(layer.shape)
         scalar_out = layer.shape == () and w is None
-        total = torch.zeros(shape, dtype=F64)
-        part = _Part(total)
         free = layer.flat.free_symbols
+        # Filled by the elementwise term when there is one, so a large gradient is not first
+        # allocated as zeros and then added to.
+        total = torch.zeros(shape, dtype=F64) if whole_sym not in free else None
+        part = _Part(total)
 
         def shown(d: sympy.Expr) -> sympy.Expr:
             d = d.xreplace(layer.back)
@@ -211,7 +251,11 @@ class SymbolicDifferentiator:
             if w is not None:
                 dv = dv * w
             full = broadcast_shapes(tuple(dv.shape), shape)
-            total += _sum_to(dv.expand(full), shape)
+            direct = _sum_to(dv.expand(full), shape)
+            # Later terms are added in place: never into a view of a cached value.
+            fresh = direct.data_ptr() != dv.data_ptr() and direct.is_contiguous()
+            total = direct if fresh else direct.clone()
+            part.value = total
             part.whole += d.xreplace(layer.back) * (weight_formula if weight_formula is not None else 1)
         for sym, index in element_syms.items():
             if sym in free:
@@ -354,7 +398,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
         differ = SymbolicDifferentiator(table, env)
         var_shape = tuple(env[var].shape)
         try:
-            parts_shapes = [tuple(differ.evaluate(c).shape) for c in components]
+            parts_shapes = [differ.shape_of(c) for c in components]
             common = broadcast_shapes(*parts_shapes)
             total: _Part | None = None
             for c in components:
@@ -390,6 +434,29 @@ def _numel(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _compare_finite(a: torch.Tensor, r: torch.Tensor, *, rtol: float, atol: float) -> Comparison | None:
+    """The common case, everything finite, in a few whole-tensor passes and no masks.
+
+    None when something is not finite: compare() then sorts out kinks and domains. (Blocks
+    sized for the cache were tried: with torch's threads on a busy 2-core machine, many
+    small operations cost far more than the few large ones.)
+    """
+    if not r.numel():
+        return Comparison("ok", 0.0, 0.0)
+    diff = (a - r).abs_()
+    r_abs = r.abs()
+    # max() propagates NaN and infinity: two reductions that are also the finiteness test.
+    largest, abs_err = float(r_abs.max()), float(diff.max())
+    if not (math.isfinite(largest) and math.isfinite(abs_err)):
+        return None
+    scale = max(1.0, largest)
+    rel_err = float((diff / r_abs.clamp_min(1e-300)).max())
+    # |a - r| <= atol*scale + rtol*|r| everywhere  <=>  max(|a - r| - rtol*|r|) <= atol*scale
+    if float(torch.sub(diff, r_abs, alpha=rtol).max()) <= atol * scale:
+        return Comparison("ok", abs_err, rel_err)
+    return Comparison("mismatch", abs_err, rel_err, f"autograd and sympy differ by up to {abs_err:.3g}")
+
+
 def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bool, rtol: float,
             atol: float) -> Comparison:
     """Does autograd's answer agree with the symbolic one, to the user dtype's tolerance?"""
@@ -401,13 +468,17 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
         return Comparison("mismatch", note=f"shapes differ: autograd {list(a.shape)}, symbolic {list(r.shape)}")
     if not f_finite:
         return Comparison("domain", note="f is not finite here: the point is outside the function's domain")
+    fast = _compare_finite(a, r, rtol=rtol, atol=atol)
+    if fast is not None:
+        return fast
+    diff = (a - r).abs_()
+    r_abs = r.abs()
     finite = torch.isfinite(a) & torch.isfinite(r)
-    diff = (a - r).abs()
-    scale = max(1.0, float(r[finite].abs().max()) if finite.any() else 1.0)
-    tol = atol * scale + rtol * r.abs()
+    scale = max(1.0, float(r_abs[finite].max()) if finite.any() else 1.0)
+    tol = atol * scale + rtol * r_abs
     close = finite & (diff <= tol)
     abs_err = float(diff[finite].max()) if finite.any() else None
-    rel = diff[finite] / r[finite].abs().clamp_min(1e-300)
+    rel = diff[finite] / r_abs[finite].clamp_min(1e-300)
     rel_err = float(rel[r[finite] != 0].max()) if (finite & (r != 0)).any() else (0.0 if finite.any() else None)
     kink = torch.isnan(r) & torch.isfinite(a)
     if bool((close | kink).all()) and bool(kink.any()):
@@ -574,7 +645,7 @@ def _guarded(compute, formula: str = "") -> SymbolicGradient:
 
 
 def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Basic]) -> tuple[int, ...]:
-    return tuple(broadcast_shapes(*(tuple(differ.evaluate(c).shape) for c in components)))
+    return broadcast_shapes(*(differ.shape_of(c) for c in components))
 
 
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
