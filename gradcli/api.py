@@ -28,7 +28,15 @@ from gradcli.errors import GradcliError
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.mathfuncs import expand_definitions
 from gradcli.lower import compile_components, make_tensor, resolve_device, resolve_dtype, to_source
-from gradcli.parse import ParsedExpression, ValueSpec, parse_assignment, parse_expression, parse_value
+from gradcli.parse import (
+    ParsedExpression,
+    ValueSpec,
+    index_text,
+    indexed_shape,
+    parse_assignment,
+    parse_expression,
+    parse_value,
+)
 from gradcli.report import GradReport, GraphReport, MethodResult, TensorData, VariableResult
 from gradcli.verify import (
     TOLERANCES,
@@ -87,15 +95,17 @@ def _bind(parsed: ParsedExpression, specs: Mapping[str, ValueSpec]) -> None:
     for var in parsed.variables.values():
         shape = specs[var.name].shape
         for index in var.indices:
-            label = f"{var.name}[{','.join(map(str, index))}]"
+            label = f"{var.name}[{index_text(index)}]"
             if len(index) > len(shape):
                 what = "a scalar" if not shape else f"of shape {list(shape)}"
                 raise GradcliError(f"{label} has {len(index)} indices, but {var.name} is {what}",
                                    span=var.span)
             for i, n in zip(index, shape):
-                if not -n <= i < n:
+                if isinstance(i, int) and not -n <= i < n:
                     raise GradcliError(f"{label} is out of range: {var.name} has shape {list(shape)}",
                                        span=var.span)
+            if 0 in indexed_shape(index, shape):
+                raise GradcliError(f"{label} is empty: {var.name} has shape {list(shape)}", span=var.span)
 
 
 def _wrt(parsed: ParsedExpression, specs: Mapping[str, ValueSpec], wrt: str | Sequence[str] | None) -> list[str]:
@@ -406,7 +416,7 @@ def _element_labels(st: _Setup, names: Sequence[str]) -> list[str]:
         if t.dim() == 0:
             labels.append(n)
         else:
-            labels += [f"{n}[{','.join(map(str, idx))}]" for idx in _indices(tuple(t.shape))]
+            labels += [f"{n}[{index_text(idx)}]" for idx in _indices(tuple(t.shape))]
     return labels
 
 

@@ -21,7 +21,7 @@ import torch
 
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError
-from gradcli.parse import ValueSpec
+from gradcli.parse import ValueSpec, as_python_index, index_text
 
 SymbolTable = Mapping[sympy.Symbol, tuple[str, "tuple[int, ...] | None"]]
 Env = Mapping[str, torch.Tensor]
@@ -287,7 +287,8 @@ class _Lowerer:
         name, index = self.table[node]
         if index is None:
             return lambda env: env[name]
-        return lambda env: env[name][index]
+        where = as_python_index(index)
+        return lambda env: env[name][where]
 
     def add(self, node: sympy.Add) -> Compiled:
         parts = [self.lower(a) for a in node.args]
@@ -471,7 +472,7 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
 
     def name(node) -> str:
         var, index = table.get(node, (str(node), None))
-        return var if index is None else f"{var}[{', '.join(map(str, index))}]"
+        return var if index is None else f"{var}[{index_text(index)}]"
 
     def atom(text: str, node: sympy.Basic) -> str:
         return f"({text})" if isinstance(node, (sympy.Add, sympy.Mul)) or text.startswith("-") else text

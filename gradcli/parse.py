@@ -16,7 +16,7 @@ import math
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import sympy
 
@@ -343,7 +343,6 @@ _REFUSED_NODES = {
     ast.BoolOp: "'and'/'or' are not allowed",
     ast.IfExp: "'if ... else' is not allowed",
     ast.Starred: "'*' unpacking is not allowed",
-    ast.Slice: "slices are not supported yet; index single elements like x[0]",
     ast.Await: "'await' is not allowed",
     ast.Yield: "'yield' is not allowed",
     ast.YieldFrom: "'yield' is not allowed",
@@ -568,13 +567,18 @@ class _Reader:
         index = tuple(self._index(p) for p in parts)
         var = self._variable(name, node.value)
         if index not in var.indices:
-            label = f"{name}[{','.join(str(i) for i in index)}]"
-            var.indices[index] = sympy.Symbol(label, real=True)
+            var.indices[index] = sympy.Symbol(f"{name}[{index_text(index)}]", real=True)
         return var.indices[index]
 
-    def _index(self, node: ast.AST) -> int:
+    def _index(self, node: ast.AST) -> "int | Slice":
         if isinstance(node, ast.Slice):
-            raise self.error("slices are not supported yet; index single elements like x[0]", node)
+            parts = [None if p is None else self._whole(p) for p in (node.lower, node.upper, node.step)]
+            if parts[2] is not None and parts[2] <= 0:
+                raise self.error("a slice step must be positive (torch has no negative steps)", node)
+            return Slice(*parts)
+        return self._whole(node)
+
+    def _whole(self, node: ast.AST) -> int:
         negative = False
         inner = node
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -583,7 +587,37 @@ class _Reader:
             if inner.value > 10**12:
                 raise self.error("this index is far too large", node)
             return -inner.value if negative else inner.value
-        raise self.error("an index must be a whole number, like x[0] or x[1,2]", node)
+        raise self.error("an index must be a whole number or a slice, like x[0], x[1,2] or x[1:]", node)
+
+
+class Slice(NamedTuple):
+    """start:stop:step of an index, hashable (Python's slice is not, before 3.12)."""
+
+    start: int | None
+    stop: int | None
+    step: int | None
+
+    def __str__(self) -> str:
+        text = f"{'' if self.start is None else self.start}:{'' if self.stop is None else self.stop}"
+        return text + (f":{self.step}" if self.step is not None else "")
+
+
+def index_text(index: tuple) -> str:
+    return ",".join(str(i) for i in index)
+
+
+def as_python_index(index: tuple) -> tuple:
+    """The index as Python/torch/numpy understand it: Slice becomes slice."""
+    return tuple(slice(*i) if isinstance(i, Slice) else i for i in index)
+
+
+def indexed_shape(index: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of var[index] for a var of `shape` (the index already checked against it)."""
+    out = []
+    for i, n in zip(index, shape):
+        if isinstance(i, Slice):
+            out.append(len(range(*slice(*i).indices(n))))
+    return tuple(out) + tuple(shape[len(index):])
 
 
 def _unary_name(op: ast.unaryop) -> str:

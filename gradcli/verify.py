@@ -26,6 +26,7 @@ import torch
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError
 from gradcli.lower import LoweringError, SymbolTable, compile_expression
+from gradcli.parse import as_python_index, index_text
 
 F64 = torch.float64
 
@@ -151,8 +152,9 @@ class SymbolicDifferentiator:
         for s_ in flat.free_symbols:
             if s_ in self.table:
                 name, index = self.table[s_]
-                if index is None:
-                    shapes.append(tuple(self.env[name].shape))
+                value = self.env[name]
+                shapes.append(tuple(value.shape) if index is None
+                              else tuple(value[_normalise(index, tuple(value.shape))].shape))
         return broadcast_shapes(*shapes) if shapes else ()
 
     def evaluate(self, expr: sympy.Basic) -> torch.Tensor:
@@ -259,10 +261,14 @@ class SymbolicDifferentiator:
             part.whole += d.xreplace(layer.back) * (weight_formula if weight_formula is not None else 1)
         for sym, index in element_syms.items():
             if sym in free:
+                # x[i] or a slice x[1:]: d/d(view), summed back to the view's shape, lands there.
                 d, dv = self._partial(layer, sym)
-                key = _normalise(index, shape)
-                total[key] += (dv if w is None else dv * w).sum()
-                part.elements[key] = part.elements.get(key, sympy.S.Zero) + shown(d)
+                view = total[_normalise(index, shape)]
+                contribution = dv if w is None else dv * w
+                full = broadcast_shapes(tuple(contribution.shape), tuple(view.shape))
+                view += _sum_to(contribution.expand(full), tuple(view.shape))
+                part.elements[index] = part.elements.get(index, sympy.S.Zero) + (
+                    shown(d) if not view.shape else d.xreplace(layer.back))
         for r, ph in layer.reductions.items():
             if not (r.free_symbols & mine) or ph not in free:
                 continue
@@ -312,8 +318,10 @@ class SymbolicDifferentiator:
         for sym, index in element_syms.items():
             if sym in free:
                 _, dv = self._partial(layer, sym)
-                column = _flat_index(_normalise(index, shape), shape)
-                jac[:, column] += dv.reshape(-1)
+                # Which element of var each output element reads through this view.
+                positions = torch.arange(n_in).reshape(shape)[_normalise(index, shape)]
+                source = positions.expand(layer.shape).reshape(-1)
+                jac[torch.arange(n_out), source] += dv.expand(layer.shape).reshape(-1)
         return jac.reshape(layer.shape + shape)
 
     def jvp(self, expr: sympy.Basic, var: str, shape: tuple[int, ...], tangent: torch.Tensor,
@@ -331,7 +339,7 @@ class SymbolicDifferentiator:
         for sym, index in element_syms.items():
             if sym in free:
                 _, dv = self._partial(layer, sym)
-                total += dv * u[_normalise(index, shape)]
+                total += dv * u[_normalise(index, shape)]  # broadcasts as the view does
         for r, ph in layer.reductions.items():
             if not (r.free_symbols & mine) or ph not in free:
                 continue
@@ -355,15 +363,9 @@ def _exclusive_products(h: torch.Tensor) -> torch.Tensor:
     return out.reshape(h.shape)
 
 
-def _flat_index(index: tuple[int, ...], shape: tuple[int, ...]) -> int:
-    flat = 0
-    for i, n in zip(index, shape):
-        flat = flat * n + i
-    return flat
-
-
-def _normalise(index: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(i + n if i < 0 else i for i, n in zip(index, shape))
+def _normalise(index: tuple, shape: tuple[int, ...]) -> tuple:
+    """A view's index for torch and numpy: negative whole numbers counted from the end."""
+    return as_python_index(tuple(i + n if isinstance(i, int) and i < 0 else i for i, n in zip(index, shape)))
 
 
 def _show(expr: sympy.Expr) -> str:
@@ -378,9 +380,10 @@ def _formula(part: _Part, var: str, shape: tuple[int, ...]) -> str:
     whole = _show(part.whole) if part.whole != 0 or not part.elements else None
     if not part.elements:
         return whole or "0"
-    if whole is None and len(shape) == 1 and len(part.elements) == shape[0]:
+    as_list = len(shape) == 1 and {k for k in part.elements} == {(i,) for i in range(shape[0])}
+    if whole is None and as_list:
         return "[" + ", ".join(_show(part.elements[(i,)]) for i in range(shape[0])) + "]"
-    pieces = [f"{var}[{','.join(map(str, k))}]: {_show(e)}" for k, e in sorted(part.elements.items())]
+    pieces = [f"{var}[{index_text(k)}]: {_show(e)}" for k, e in part.elements.items()]
     text = "; ".join(pieces)
     if len(part.elements) < (shape[0] if len(shape) == 1 else 0) or len(shape) != 1:
         text += "; other elements: 0" if whole is None else ""
@@ -577,7 +580,7 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
         if isinstance(node, sympy.Symbol):
             name, index = table[node]
             arr = elements[name] if name in elements else constant(name)
-            return arr if index is None else arr[_normalise(index, arr.shape)]
+            return arr if index is None else np.asarray(arr[_normalise(index, arr.shape)], dtype=object)
         args = [spell(a) for a in node.args]
         if isinstance(node, mathfuncs.Reduction):
             items = np.asarray(args[0], dtype=object).reshape(-1).tolist()
@@ -664,7 +667,7 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
             if shape is None:
                 return parts[0]
             return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
-        out[var] = _guarded(compute, "sympy.diff, entry by entry (elementwise: the diagonal only)")
+        out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule (elementwise parts: the diagonal)")
     return out
 
 

@@ -126,3 +126,40 @@ def test_a_million_element_loss_is_checked_vectorised():
 def test_parameters_must_be_numbers(run, argument, message):
     result = run("grad", argument, "x=[1,2]", "y=[1,1]")
     assert result.exit_code == 2 and message in result.stderr
+
+
+SLICES = [
+    ("sum((x[1:] - x[:-1])**2)", lambda x: torch.sum((x[1:] - x[:-1]) ** 2)),
+    ("sum(x[::2] * x[1::2])", lambda x: torch.sum(x[::2] * x[1::2])),
+    ("x[0]*x[-1] + mean(x[2:5])", lambda x: x[0] * x[-1] + torch.mean(x[2:5])),
+    ("logsumexp(x[1:]) - x[0]", lambda x: torch.logsumexp(x[1:], 0) - x[0]),
+]
+
+
+@pytest.mark.parametrize("expression, reference", SLICES, ids=[c[0] for c in SLICES])
+def test_slices_against_torch_and_symbolic(expression, reference):
+    x = torch.tensor([0.5, -1.0, 2.0, 0.25, 1.5, -0.75])
+    ours, report = gradcli_grads(expression, {"x": x}, ["x"], dtype="float64")
+    theirs = torch_grads(reference, {"x": x.double()}, ["x"])
+    assert torch.allclose(ours["x"], theirs["x"])
+    jac = api.jacobian(expression, {"x": repr(x.tolist())}, dtype="float64")
+    assert jac.status == "ok"
+    hess = api.hessian(expression, {"x": repr(x.tolist())}, dtype="float64")
+    assert hess.status == "ok"
+
+
+def test_slices_of_matrices(run_json):
+    code, doc = run_json("grad", "sum(x[1:, 0]**2) + x[0, 1]", "x=[[1,2],[3,4],[5,6]]")
+    assert code == 0
+    assert doc["gradient"]["x"]["data"] == [[0.0, 1.0], [6.0, 0.0], [10.0, 0.0]]
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("x[5]", "x[5] is out of range: x has shape [3]"),
+    ("x[0, 1]", "x[0,1] has 2 indices, but x is of shape [3]"),
+    ("sum(x[3:])", "x[3:] is empty"),
+    ("sum(x[::-1])", "step must be positive"),
+])
+def test_index_errors_name_the_variable_shape_and_index(run, expression, message):
+    result = run("grad", expression, "x=[1,2,3]")
+    assert result.exit_code == 2 and message in result.stderr
