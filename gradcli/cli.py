@@ -7,11 +7,13 @@ completion never load them.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from enum import Enum
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from gradcli import __version__
 from gradcli.errors import ExitStatus, GradcliError
@@ -166,8 +168,41 @@ VectorOption = Annotated[Optional[str], typer.Option(
 ReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
 ExplainOption = Annotated[bool, typer.Option("--explain", help="After the result, show how it was computed: the torch code, the autograd call, the check.")]
 
-# "-x**2" is an expression, not an option.
-_COMMAND_SETTINGS = {"ignore_unknown_options": True}
+_OPTION_LIKE = re.compile(r"--?[A-Za-z][\w-]*(=.*)?")
+
+
+class ExpressionCommand(TyperCommand):
+    """A command whose arguments may start with '-' and still be expressions.
+
+    Click reads any argument that starts with '-' as options, and a cluster of short ones at
+    that: "-sum(y * log_softmax(z))" would hide a -f inside it. An argument that cannot be
+    an option (it has brackets, operators, spaces...) is set aside before click parses and
+    put back afterwards.
+    """
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        protected: dict[str, str] = {}
+        shielded = []
+        for arg in args:
+            if arg.startswith("-") and arg != "-" and arg != "--" and not _OPTION_LIKE.fullmatch(arg):
+                key = f"\0gradcli-argument-{len(protected)}"
+                protected[key] = arg
+                shielded.append(key)
+            else:
+                shielded.append(arg)
+        rest = super().parse_args(ctx, shielded)
+        if protected:
+            for name, value in ctx.params.items():
+                if isinstance(value, str):
+                    ctx.params[name] = protected.get(value, value)
+                elif isinstance(value, (list, tuple)):
+                    ctx.params[name] = type(value)(protected.get(v, v) if isinstance(v, str) else v for v in value)
+        return rest
+
+
+# "-x**2" is an expression, not an option; a mistyped option reaches the value parser, which
+# names it ("no such option: --dtyp").
+_COMMAND = {"context_settings": {"ignore_unknown_options": True}, "no_args_is_help": True, "cls": ExpressionCommand}
 
 
 def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool) -> None:
@@ -188,7 +223,7 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool) -> None:
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 
-@app.command(help=GRAD_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=GRAD_HELP, **_COMMAND)
 def grad(
     expression: ExprArgument,
     values: ValuesArgument = None,
@@ -246,7 +281,7 @@ class JacobianMethod(str, Enum):
     all = "all"
 
 
-@app.command(help=JACOBIAN_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=JACOBIAN_HELP, **_COMMAND)
 def jacobian(
     expression: ExprArgument,
     values: ValuesArgument = None,
@@ -287,7 +322,7 @@ Examples:
 """
 
 
-@app.command(help=HESSIAN_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=HESSIAN_HELP, **_COMMAND)
 def hessian(
     expression: ExprArgument,
     values: ValuesArgument = None,
@@ -327,7 +362,7 @@ Examples:
 """
 
 
-@app.command(help=VJP_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=VJP_HELP, **_COMMAND)
 def vjp(
     expression: ExprArgument,
     values: ValuesArgument = None,
@@ -367,7 +402,7 @@ Examples:
 """
 
 
-@app.command(help=JVP_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=JVP_HELP, **_COMMAND)
 def jvp(
     expression: ExprArgument,
     values: ValuesArgument = None,
@@ -416,7 +451,7 @@ class DiffFormat(str, Enum):
     json = "json"
 
 
-@app.command(help=DIFF_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=DIFF_HELP, **_COMMAND)
 def diff(
     expression: ExprArgument,
     variables: Annotated[Optional[list[str]], typer.Argument(metavar="[VAR]...", help="Variables to differentiate by (default: all).", show_default=False)] = None,
@@ -453,7 +488,7 @@ Examples:
 """
 
 
-@app.command(name="eval", help=EVAL_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(name="eval", help=EVAL_HELP, **_COMMAND)
 def eval_command(
     expression: ExprArgument,
     values: ValuesArgument = None,
@@ -486,7 +521,7 @@ Examples:
 """
 
 
-@app.command(help=GRAPH_HELP, context_settings=_COMMAND_SETTINGS, no_args_is_help=True)
+@app.command(help=GRAPH_HELP, **_COMMAND)
 def graph(
     expression: ExprArgument,
     values: ValuesArgument = None,

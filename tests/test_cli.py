@@ -57,6 +57,9 @@ def test_refusing_a_huge_tensor_says_how_much_memory_it_needs(run):
 def test_an_expression_that_starts_with_minus_is_not_an_option(run_json):
     code, doc = run_json("grad", "-x**2", "x=3")
     assert code == 0 and doc["gradient"]["x"]["data"] == -6.0
+    # click would read this as a cluster of short options, with a -f (format) inside it
+    code, doc = run_json("grad", "-sum(y * log_softmax(z))", "z=[1,2,0.5]", "y=[0,1,0]", "--wrt", "z")
+    assert code == 0 and doc["expression"] == "-sum(y * log_softmax(z))"
 
 
 def test_disagreement_beyond_the_tolerance_exits_1(run):
