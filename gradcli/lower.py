@@ -252,6 +252,17 @@ class _Lowerer:
                 lambda env: torch.polygamma(n, inner(env)))
         if isinstance(node, sympy.Piecewise):
             return self.piecewise(node)
+        if isinstance(node, mathfuncs.tindex):
+            inner = self.lower(node.args[0])
+            where = node.index
+
+            def element(env):
+                value = inner(env)
+                if value.dim() < len(where) or any(not -n <= i < n for i, n in zip(where, value.shape)):
+                    raise LoweringError(f"{sympy.sstr(node)} is out of range: "
+                                        f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}")
+                return value[where]
+            return element
         if type(node) in _RELATIONS:
             rel = _RELATIONS[type(node)]
             lhs, rhs = (self.lower(a) for a in node.args)
@@ -533,6 +544,8 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
         args = [show(a) for a in node.args]
         if type(node) in _SOURCE:
             return _SOURCE[type(node)].format(*args)
+        if isinstance(node, mathfuncs.tindex):
+            return f"({args[0]})[{', '.join(args[1:])}]"
         if isinstance(node, mathfuncs.huber):
             return f"F.huber_loss({args[0]}, {args[1]}, delta={args[2] if len(args) > 2 else '1.0'})"
         if isinstance(node, mathfuncs.norm):

@@ -166,7 +166,29 @@ class tmin(Reduction):  # noqa: N801
         return f"min({printer._print(self.args[0])})"
 
 
-REDUCTIONS = (tsum, tmean, tprod, tmax, tmin)
+class tindex(Reduction):  # noqa: N801
+    """expr[i, j, ...] of a tensor-valued expression: one element, like a reduction.
+
+    Its derivative with respect to expr is the indicator of that element.
+    """
+
+    nargs = (2, 3, 4, 5, 6, 7, 8, 9)  # the expression, then one whole number per dimension
+
+    @classmethod
+    def eval(cls, arg, *index):
+        if not arg.free_symbols:
+            return arg  # a constant has the same value at every index
+        return None
+
+    @property
+    def index(self) -> tuple[int, ...]:
+        return tuple(int(i) for i in self.args[1:])
+
+    def _sympystr(self, printer):
+        return f"({printer._print(self.args[0])})[{','.join(str(i) for i in self.index)}]"
+
+
+REDUCTIONS = (tsum, tmean, tprod, tmax, tmin, tindex)
 
 
 # --------------------------------------------------------------------------- defined functions

@@ -553,7 +553,7 @@ class _Reader:
         if self.constant_only:
             raise self.error("indexing is not allowed in a value", node)
         if not isinstance(node.value, ast.Name):
-            raise self.error("only variables can be indexed, like x[0]", node.value)
+            return self._index_expression(node)
         name = node.value.id
         written = name if self.src.is_ascii else self.src.segment(node.value)
         if written != name:
@@ -569,6 +569,17 @@ class _Reader:
         if index not in var.indices:
             var.indices[index] = sympy.Symbol(f"{name}[{index_text(index)}]", real=True)
         return var.indices[index]
+
+    def _index_expression(self, node: ast.Subscript) -> sympy.Expr:
+        """f(x)[i]: one element of a tensor-valued subexpression."""
+        value = self.read(node.value)
+        parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        for p in parts:
+            if isinstance(p, ast.Slice):
+                raise self.error("only variables can be sliced (x[1:]); index an expression's elements, "
+                                 "like softmax(x)[0]", p)
+        index = [sympy.Integer(self._whole(p)) for p in parts]
+        return mathfuncs.tindex(value, *index)
 
     def _index(self, node: ast.AST) -> "int | Slice":
         if isinstance(node, ast.Slice):

@@ -214,6 +214,10 @@ class SymbolicDifferentiator:
         if isinstance(r, mathfuncs.tprod):
             weight = _exclusive_products(h)
             shown = r / h_expr
+        elif isinstance(r, mathfuncs.tindex):
+            weight = torch.zeros_like(h)
+            weight[r.index] = 1.0
+            shown = sympy.Symbol(f"onehot_{'_'.join(map(str, r.index))}")  # 1 at that element, 0 elsewhere
         elif isinstance(r, (mathfuncs.tmax, mathfuncs.tmin)):
             extreme = h.max() if isinstance(r, mathfuncs.tmax) else h.min()
             weight = (h == extreme).to(F64)
@@ -584,6 +588,8 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
         args = [spell(a) for a in node.args]
         if isinstance(node, mathfuncs.Reduction):
             items = np.asarray(args[0], dtype=object).reshape(-1).tolist()
+            if isinstance(node, mathfuncs.tindex):
+                return np.asarray(args[0], dtype=object)[node.index]
             if isinstance(node, mathfuncs.tprod):
                 return sympy.Mul(*items)
             if isinstance(node, (mathfuncs.tmax, mathfuncs.tmin)):

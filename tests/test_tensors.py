@@ -163,3 +163,24 @@ def test_slices_of_matrices(run_json):
 def test_index_errors_name_the_variable_shape_and_index(run, expression, message):
     result = run("grad", expression, "x=[1,2,3]")
     assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize("expression, reference", [
+    ("log_softmax(x)[0]", lambda x: torch.log_softmax(x, 0)[0]),
+    ("softmax(x)[-1] * x[0]", lambda x: torch.softmax(x, 0)[-1] * x[0]),
+    ("sum(x * softmax(x)[1])", lambda x: torch.sum(x * torch.softmax(x, 0)[1])),
+    ("(x**2 + sin(x))[2]", lambda x: (x**2 + torch.sin(x))[2]),
+])
+def test_an_element_of_a_tensor_valued_subexpression(expression, reference):
+    x = torch.tensor([0.5, -1.0, 2.0])
+    ours, _ = gradcli_grads(expression, {"x": x}, ["x"], dtype="float64")
+    theirs = torch_grads(reference, {"x": x.double()}, ["x"])
+    assert torch.allclose(ours["x"], theirs["x"])
+    assert api.jacobian(expression, {"x": "[0.5, -1, 2]"}, dtype="float64").status == "ok"
+
+
+def test_subexpression_index_errors(run):
+    out_of_range = run("grad", "softmax(x)[5]", "x=[1,2]")
+    assert out_of_range.exit_code == 2 and "out of range: softmax(x) has shape [2]" in out_of_range.stderr
+    sliced = run("grad", "sum(softmax(x)[1:])", "x=[1,2]")
+    assert sliced.exit_code == 2 and "only variables can be sliced" in sliced.stderr
