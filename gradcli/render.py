@@ -82,6 +82,18 @@ def _shape(t: TensorData) -> str:
 
 # --------------------------------------------------------------------------- formats
 
+def _console(out: TextIO, soft_wrap: bool = False):
+    """A rich console: the terminal's width, or 120 columns when the output is a file or pipe
+    (rich would assume 80 and squeeze the table), unless COLUMNS says otherwise."""
+    import os
+
+    from rich.console import Console
+
+    is_terminal = hasattr(out, "isatty") and out.isatty()
+    width = None if is_terminal or os.environ.get("COLUMNS") else 120
+    return Console(file=out, highlight=False, soft_wrap=soft_wrap, width=width)
+
+
 def render_json(report: GradReport, out: TextIO) -> None:
     out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
@@ -126,11 +138,10 @@ def _matrix_table(v: VariableResult):
 
 def render_table(report: GradReport, out: TextIO) -> None:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, soft_wrap=False)
+    console = _console(out)
     command = "grad" if report.command == "order" else report.command
     header = Text()
     header.append(f"gradcli {command}  ", style="bold")
@@ -144,11 +155,12 @@ def render_table(report: GradReport, out: TextIO) -> None:
         f_line += f"   (shape {_shape(report.f)})"
     console.print(f_line)
     console.print(Text(f"{report.dtype} on {report.device} ({report.device_note}); {report.call}", style="dim"))
+    in_table = report.command not in ("eval", "hessian", "order")  # these have no row per variable
     for name, t in report.values.items():
-        if name in report.wrt or report.command == "eval":
-            console.print(f"{name} = {tensor_text(t)}")
-        else:
+        if name not in report.wrt and report.command != "eval":
             console.print(Text(f"{name} = {tensor_text(t)}  (constant)", style="dim"))
+        elif not in_table:
+            console.print(f"{name} = {tensor_text(t)}")
     if report.vector is not None:
         console.print(f"v = {tensor_text(report.vector)}")
 
@@ -170,18 +182,20 @@ def render_table(report: GradReport, out: TextIO) -> None:
 
     table = Table(box=box.ROUNDED, show_lines=len(report.variables) > 1)
     table.add_column(_FIRST_COLUMN.get(report.command, ""), style="bold")
+    if in_table:
+        table.add_column("value")
     table.add_column("autograd")
     if report.checked:
-        table.add_column("symbolic derivative")
+        table.add_column("symbolic derivative", min_width=14)
         table.add_column("its value")
         table.add_column("error", justify="right")
-    table.add_column("check", no_wrap=True)
+    table.add_column("check", min_width=7)
     for v in report.variables:
         mark, style = _MARKS.get(v.status, (v.status, ""))
         big = v.gradient.numel > 12
         summarised = summarised or big
         shown = f"shape {_shape(v.gradient)}\n" + tensor_text(v.gradient) if big else tensor_text(v.gradient, rows=True)
-        row = [v.label or v.name, shown]
+        row = [v.label or v.name] + ([tensor_text(v.value, rows=True) if v.value else ""] if in_table else []) + [shown]
         if report.checked:
             ref = "—"
             if v.symbolic:
@@ -241,11 +255,10 @@ def render_table(report: GradReport, out: TextIO) -> None:
 # --------------------------------------------------------------------------- graph and diff
 
 def render_graph_tree(report: GraphReport, out: TextIO) -> None:
-    from rich.console import Console
     from rich.text import Text
     from rich.tree import Tree
 
-    console = Console(file=out, highlight=False, soft_wrap=False)
+    console = _console(out)
     header = Text("gradcli graph  ", style="bold")
     header.append(report.parsed)
     console.print(header)
@@ -326,10 +339,9 @@ def render_diff(report, fmt: str, out: TextIO) -> None:
         for d in report.derivatives:
             out.write((d.latex if fmt == "latex" else d.formula) + "\n")
         return
-    from rich.console import Console
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, soft_wrap=True)
+    console = _console(out, soft_wrap=True)
     console.print(Text("f = ", style="bold").append(report.parsed))
     for d in report.derivatives:
         order = "" if d.order == 1 else str(d.order)
