@@ -7,3 +7,5 @@ MAX_EXPRESSION_CHARS = 200_000  # a longer expression is refused before parsing 
 MAX_NESTING = 100  # parentheses/calls/operators deep; sympy and our walkers recurse
 MAX_CONSTANT_DIGITS = 400  # a literal or folded constant beyond ~1e400 is no float anyway
 DEFAULT_MAX_ELEMENTS = 50_000_000  # per tensor value; --max-elements raises it
+MAX_EXACT_DIGITS = 4000  # an exact constant longer than this is refused or taken in floating point
+MAX_POLYGAMMA_ORDER = 1000  # polygamma(n, x): sympy's and mpmath's work grows with n

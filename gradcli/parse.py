@@ -22,7 +22,13 @@ import sympy
 
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError, Span
-from gradcli.limits import MAX_CONSTANT_DIGITS, MAX_EXPRESSION_CHARS, MAX_NESTING
+from gradcli.limits import (
+    MAX_CONSTANT_DIGITS,
+    MAX_EXACT_DIGITS,
+    MAX_EXPRESSION_CHARS,
+    MAX_NESTING,
+    MAX_POLYGAMMA_ORDER,
+)
 
 # --------------------------------------------------------------------------- functions
 
@@ -133,9 +139,10 @@ _define("huber", 2, 3, lambda a, b, d=None: mathfuncs.huber(a, b) if d is None
 FUNCTION_NAMES = frozenset(_F)
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
 
-# Functions whose value at a large whole number sympy would compute exactly (a factorial):
-# given a plain number, they are evaluated in floating point instead.
-_COMBINATORIAL = {sympy.gamma, sympy.loggamma, sympy.polygamma}
+# Functions whose value at a large whole number sympy would compute exactly (a factorial, or
+# a harmonic sum of that many terms): given a plain number, they are evaluated in floating
+# point instead.
+_COMBINATORIAL = {sympy.gamma, sympy.loggamma, _digamma}
 
 # Value constructors: name -> (fewest, most arguments).
 CONSTRUCTORS: dict[str, tuple[int, int]] = {
@@ -310,12 +317,18 @@ class _Source:
                 column = self._to_original[min(exc.offset - 1, len(self._to_original) - 1)]
             if "unterminated" in message or "EOL" in message:
                 message = "strings are not allowed"
+            if "integer string conversion" in message:  # Python's advice is for programmers
+                message = "this whole number has too many digits for any floating type"
             raise GradcliError(
                 f"could not read this: {message}",
                 span=Span(self.original, column, column + 1),
             ) from None
-        except (RecursionError, MemoryError, ValueError) as exc:
-            raise GradcliError(f"could not read this: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        except (RecursionError, MemoryError):
+            # CPython's parser says MemoryError (with no message) for thousands of nested signs.
+            raise GradcliError("could not read this: it is nested too deeply for Python's parser",
+                               hint="write it with fewer nested operators and parentheses") from None
+        except ValueError as exc:
+            raise GradcliError(f"could not read this: {exc}") from None
         finally:
             sys.setrecursionlimit(limit)
         return tree.body
@@ -352,12 +365,78 @@ _REFUSED_NODES = {
 _UNDEFINED = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
 
 
+_LOG10_2 = math.log10(2)
+
+
+def _number_problem(value: sympy.Expr) -> str | None:
+    """What is wrong with a plain number (too large, too small, too many digits), in O(1)."""
+    if value.is_Rational:
+        p, q = abs(int(value.p)), int(value.q)
+        if p == 0:
+            return None
+        digits = max(p.bit_length(), q.bit_length()) * _LOG10_2
+        if digits > MAX_EXACT_DIGITS:
+            return f"this exact number has about {digits:.0f} digits; the limit is {MAX_EXACT_DIGITS}"
+        log10 = math.log10(p) - math.log10(q)
+    elif value.is_Float:
+        _sign, mantissa, exponent, bits = value._mpf_
+        if not mantissa:  # zero (sympy keeps infinities and nan apart from Float)
+            return None
+        log10 = (exponent + bits) * _LOG10_2
+    else:
+        return None
+    return _magnitude_problem(log10)
+
+
+def _magnitude_problem(log10: float) -> str | None:
+    if log10 > MAX_CONSTANT_DIGITS:
+        return f"this number is too large for any floating type (about 10^{log10:.4g})"
+    if log10 < -MAX_CONSTANT_DIGITS:
+        return f"this number is too small for any floating type (about 10^{log10:.4g}; it would be 0)"
+    return None
+
+
 def _check_magnitude(value: sympy.Expr, src: _Source, node: ast.AST) -> sympy.Expr:
     # Checked where it appears (log(0), 0**-1, tan(pi/2) evaluate to zoo at once), in O(1):
-    # a walk of the whole subtree at every node would make long sums quadratic.
+    # a walk of the whole subtree at every node would make long sums quadratic. A sum or a
+    # product keeps its plain-number part first, so that part is checked too (9**400*9**400*x).
     if value in _UNDEFINED or (value.is_Mul and sympy.zoo in value.args):
         raise GradcliError("this is infinite or undefined (a division by zero?)", span=src.span(node))
+    number = value if value.is_Number else (
+        value.args[0] if (value.is_Mul or value.is_Add) and value.args[0].is_Number else None)
+    if number is not None:
+        problem = _number_problem(number)
+        if problem:
+            raise GradcliError(problem, span=src.span(node))
     return value
+
+
+def _log10_abs(value: sympy.Expr) -> float:
+    """log10 |value| of a constant, without computing it exactly (0.0 when it cannot tell)."""
+    try:
+        if value.is_Rational:
+            return math.log10(abs(int(value.p))) - math.log10(int(value.q)) if value.p else -math.inf
+        size = abs(sympy.N(value, 15))
+        if size.is_Float:
+            _sign, mantissa, exponent, bits = size._mpf_
+            return math.log10(mantissa) + exponent * _LOG10_2 if mantissa else -math.inf
+    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        pass
+    return 0.0
+
+
+def _exact_digits(value: sympy.Expr) -> float:
+    """About how many digits sympy writes down to hold `value` exactly; 1 for pi, sin(1)..."""
+    if value.is_Rational:
+        return math.log10(max(abs(int(value.p)), int(value.q), 2))
+    if value.is_Pow and value.exp.is_Rational:
+        return float(abs(value.exp)) * _exact_digits(value.base)
+    if value.is_Mul or value.is_Add:
+        return sum(_exact_digits(a) for a in value.args)
+    return 1.0
+
+
+_UNITS = (sympy.S.One, sympy.S.NegativeOne, sympy.I, -sympy.I)
 
 
 class _Reader:
@@ -427,8 +506,12 @@ class _Reader:
             if math.isinf(value):
                 raise self.error("this number is too large for any floating type", node)
             # From the literal's text, so 0.1 stays the decimal 0.1 in formulas.
-            return sympy.Float(self.src.segment(node).replace("_", ""), 15) if _is_plain_float(
+            number = sympy.Float(self.src.segment(node).replace("_", ""), 15) if _is_plain_float(
                 self.src.segment(node)) else sympy.Float(value)
+            problem = _number_problem(number)  # 1e-999999999: no floating type holds it either
+            if problem:
+                raise self.error(problem, node)
+            return number
         raise self.error(f"{type(value).__name__} literals are not allowed", node)
 
     def name(self, node: ast.Name) -> sympy.Expr:
@@ -492,21 +575,47 @@ class _Reader:
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
         if base.is_number and exponent.is_number:
-            # 9**9**9 has 370 million digits: sympy would compute every one of them.
-            try:
-                b = abs(complex(sympy.N(base, 15)))
-                x = abs(complex(sympy.N(exponent, 15)))
-            except (TypeError, ValueError, OverflowError):
-                b, x = 0.0, 0.0
-            if b > 1 and x * math.log10(b) > MAX_CONSTANT_DIGITS:
-                raise self.error(
-                    f"this power is too large for any floating type (about 10^{x * math.log10(b):.3g})", node
-                )
-            if base.is_zero and exponent.is_negative:
+            return self._constant_power(base, exponent, node)
+        if exponent.is_number and base.free_symbols:
+            if exponent.is_Integer and abs(exponent) > 10**6:
+                # Symbolic powers this large make sympy's later work (and torch's pow) meaningless.
+                raise self.error("this exponent is too large (the limit is 10^6)", node)
+            if base.is_Mul and exponent.is_Rational:
+                # sympy takes the power of a product's plain factors at once: (3**400*x)**10**6
+                # would compute 3**(4*10**8) exactly before anything could check it.
+                factor = sympy.Mul(*[a for a in base.args if a.is_number])
+                if factor not in _UNITS:
+                    size = float(abs(exponent)) * _log10_abs(factor)
+                    problem = _magnitude_problem(size)
+                    if problem is None and float(abs(exponent)) * _exact_digits(factor) > MAX_EXACT_DIGITS:
+                        problem = (f"the constant factor of this power would have about "
+                                   f"{float(abs(exponent)) * _exact_digits(factor):.3g} digits")
+                    if problem:
+                        raise self.error(problem, node)
+        return base**exponent
+
+    def _constant_power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        """number**number, without letting sympy compute a huge exact number first."""
+        if base.is_zero:
+            if exponent.is_negative or (exponent.is_real is False and sympy.re(exponent).is_negative):
                 raise self.error("division by zero (0 to a negative power)", node)
-        if exponent.is_number and abs(exponent) > 10**6 and base.free_symbols and exponent.is_Integer:
-            # Symbolic powers this large make sympy's later work (and torch's pow) meaningless.
-            raise self.error("this exponent is too large (the limit is 10^6)", node)
+            return base**exponent
+        # 9**9**9 has 370 million digits: sympy would compute every one of them, and
+        # (1/2)**(10**10) as many in its denominator.
+        try:
+            x = complex(sympy.N(exponent, 15)).real
+        except (TypeError, ValueError, OverflowError):
+            x = 0.0
+        size = x * _log10_abs(base) if x else 0.0
+        if not math.isnan(size):
+            problem = _magnitude_problem(size)
+            if problem:
+                raise self.error(problem.replace("this number", "this power"), node)
+        if exponent.is_Rational and base not in _UNITS and not base.has(sympy.Float) and (
+                float(abs(exponent)) * _exact_digits(base) > MAX_EXACT_DIGITS):
+            # Within range but long to write exactly ((1 + 10**-20)**(10**20) is e): in
+            # floating point, which sympy evaluates with enough working precision.
+            return sympy.N(sympy.Pow(base, exponent, evaluate=False), 15)
         return base**exponent
 
     def call(self, node: ast.Call) -> sympy.Expr:
@@ -541,6 +650,8 @@ class _Reader:
         args = [self.read(a) for a in node.args]
         if builder in _COMBINATORIAL and all(a.is_number for a in args):
             args = [sympy.Float(a) if not a.is_Integer or abs(a) > 100 else a for a in args]
+        if builder is _polygamma:
+            return _check_magnitude(self._polygamma(*args, node=node), self.src, node)
         try:
             result = builder(*args)
         except ValueError as exc:
@@ -548,6 +659,33 @@ class _Reader:
         except (TypeError, AttributeError) as exc:
             raise self.error(f"{fname} cannot take these arguments ({exc})", node) from None
         return _check_magnitude(result, self.src, node)
+
+    def _polygamma(self, n: sympy.Expr, x: sympy.Expr, *, node: ast.AST) -> sympy.Expr:
+        if not (n.is_Integer and n >= 0):
+            raise self.error("the order of polygamma(n, x) must be a whole number n >= 0", node)
+        if n > MAX_POLYGAMMA_ORDER:
+            raise self.error(f"the order of polygamma(n, x) is at most {MAX_POLYGAMMA_ORDER}, not {n}", node)
+        if not x.is_number:
+            return sympy.polygamma(n, x)
+        # A plain number: exactly only where that is quick (polygamma(1, 1) is pi**2/6); else in
+        # floating point, now. sympy's exact value at 10**10 sums 10**10 terms, and its floating
+        # one walks up from a negative x one step at a time.
+        if x.is_Integer and abs(x) <= 20 and n <= 20:
+            return sympy.polygamma(n, x)
+        try:
+            where = complex(sympy.N(x, 15))
+        except (TypeError, ValueError, OverflowError):
+            raise self.error("polygamma(n, x) needs a real x", node) from None
+        if where.imag:
+            raise self.error("polygamma(n, x) needs a real x", node)
+        if where.real < -1e4:
+            raise self.error("polygamma(n, x) of a constant below -10^4 is not supported", node)
+        if where.real <= 0 and where.real == int(where.real):
+            raise self.error("polygamma(n, x) has a pole at x = 0, -1, -2, ...", node)
+        try:
+            return sympy.N(sympy.polygamma(n, sympy.Float(where.real, 15)), 15)
+        except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
+            raise self.error(f"polygamma cannot be evaluated here ({exc})", node) from None
 
     def subscript(self, node: ast.Subscript) -> sympy.Expr:
         if self.constant_only:
