@@ -7,14 +7,19 @@ Importing this package is cheap; torch and sympy load on first use.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "GradcliError", "ExitStatus"]
-_API = {"grad", "jacobian", "hessian", "vjp", "jvp"}
+__all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph", "diff",
+           "GradcliError", "ExitStatus"]
+_API = {"grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph"}
 
 from gradcli.errors import ExitStatus, GradcliError
 
 
 def __getattr__(name: str):
     # Lazy, so `import gradcli` (and the CLI's --help) never loads torch or sympy.
+    if name == "diff":  # symbolic only: never loads torch
+        from gradcli.symbolic import diff
+
+        return diff
     if name in _API or name == "api":
         import importlib
 

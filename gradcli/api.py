@@ -10,6 +10,7 @@ The CLI is a thin layer over these functions.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -28,9 +29,11 @@ from gradcli.errors import GradcliError
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.mathfuncs import expand_definitions
 from gradcli.lower import compile_components, make_tensor, resolve_device, resolve_dtype, to_source
+from gradcli.inputs import read_data_file
 from gradcli.parse import (
     ParsedExpression,
     ValueSpec,
+    array_value,
     index_text,
     indexed_shape,
     parse_assignment,
@@ -53,6 +56,10 @@ from gradcli.verify import (
 )
 
 ValuesArg = Mapping[str, Any] | Sequence[str]
+
+# gradcli batch and library loops repeat expressions: parse each text once. (A parsed
+# expression is never changed after parsing; sympy caches the derivatives of its own.)
+_parse = functools.lru_cache(maxsize=1024)(parse_expression)
 
 
 def tensor_data(t: torch.Tensor) -> TensorData:
@@ -141,6 +148,7 @@ class _Setup:
     max_elements: int
     extra_specs: dict[str, ValueSpec]
     generator: torch.Generator | None
+    notes: list[str]  # said once in the report's warnings (unused --data columns)
 
     def tensor(self, spec: ValueSpec, name: str) -> torch.Tensor:
         return make_tensor(spec, dtype=resolve_dtype(self.dtype), device=self.device, generator=self.generator,
@@ -148,9 +156,25 @@ class _Setup:
 
 
 def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, rtol, atol, seed,
-           max_elements: int, vector_name: str | None = None) -> _Setup:
-    parsed = parse_expression(expression)
+           max_elements: int, vector_name: str | None = None, named: Mapping[str, Any] | None = None,
+           data: str | None = None) -> _Setup:
+    parsed = _parse(expression)
     specs = read_values(values)
+    for name, spec in read_values(dict(named or {})).items():
+        if name in specs:
+            raise GradcliError(f"{name} is given a value twice")
+        specs[name] = spec
+    notes: list[str] = []
+    if data is not None:
+        columns = read_data_file(data)
+        unused = [c for c in columns if c not in parsed.variables]
+        for name, column in columns.items():
+            if name in parsed.variables:
+                if name in specs:
+                    raise GradcliError(f"{name} has a value and is also a column of {data}")
+                specs[name] = array_value(column, f"@{data}:{name}")
+        if unused:
+            notes.append(f"--data {data}: column(s) {', '.join(unused)} are not variables of the expression")
     extra: dict[str, ValueSpec] = {}
     if vector_name and vector_name in specs and vector_name not in parsed.variables:
         extra[vector_name] = specs.pop(vector_name)
@@ -159,6 +183,8 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
     torch_dtype = resolve_dtype(dtype)
     torch_device, device_note = resolve_device(device)
     default_rtol, default_atol = TOLERANCES[dtype]
+    if seed is not None and not 0 <= seed < 2**63:
+        raise GradcliError(f"--seed must be between 0 and 2**63 - 1, not {seed}")
     used_seed = None
     generator = None
     if any(s.is_random for s in [*specs.values(), *extra.values()]):
@@ -173,7 +199,7 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
     fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
     return _Setup(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
                   default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
-                  max_elements, extra, generator)
+                  max_elements, extra, generator, notes)
 
 
 def _checked(name: str, st: _Setup, result: torch.Tensor, ref: SymbolicGradient | None, *, f_finite: bool,
@@ -192,7 +218,7 @@ def _report(st: _Setup, command: str, method: str, call: str, output: torch.Tens
             *, check: bool, reduction: str | None = None, differentiated: torch.Tensor | None = None,
             warnings: list[str] | None = None, methods: list[MethodResult] | None = None,
             vector: torch.Tensor | None = None, extra: dict | None = None) -> GradReport:
-    warnings = list(warnings or [])
+    warnings = list(st.notes) + list(warnings or [])
     if not bool(torch.isfinite(output).all()):
         warnings.append("f is not finite at this point: the point is outside the function's domain")
     return GradReport(
@@ -264,11 +290,11 @@ def _explained(report: GradReport, st: _Setup, explain: bool) -> GradReport:
     return report
 
 
-def evaluate(expression: str, values: ValuesArg, *, dtype: str = "float32", device: str = "auto", seed=None,
-             max_elements: int = DEFAULT_MAX_ELEMENTS) -> GradReport:
+def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32", device: str = "auto", seed=None,
+             max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GradReport:
     """The value of f alone, under torch.no_grad(): no graph is recorded."""
     st = _setup(expression, values, wrt=None, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
-                max_elements=max_elements)
+                max_elements=max_elements, named=named, data=data)
     try:
         with torch.no_grad():
             out = st.fn(st.tensors)
@@ -280,11 +306,11 @@ def evaluate(expression: str, values: ValuesArg, *, dtype: str = "float32", devi
     return _report(st, "eval", "no_grad", "with torch.no_grad(): f = ...", out, [], check=False, warnings=[note])
 
 
-def graph(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32", device: str = "auto", seed=None,
-          max_elements: int = DEFAULT_MAX_ELEMENTS) -> GraphReport:
+def graph(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto", seed=None,
+          max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GraphReport:
     """The autograd graph of f, from f.grad_fn to the leaves, after backward."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
-                max_elements=max_elements)
+                max_elements=max_elements, named=named, data=data)
     trace: list = []
     fn = compile_components(st.parsed.components, st.parsed.shape, st.table, dtype=resolve_dtype(dtype),
                             device=st.device, trace=trace)
@@ -293,7 +319,7 @@ def graph(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32
                                                          lambda node: to_source(node, st.table))
     except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
         raise torch_error(exc) from None
-    warnings = []
+    warnings = list(st.notes)
     if root is None:
         warnings.append("f does not depend on any differentiated variable: it has no grad_fn and no graph")
     if out.dim() > 0:
@@ -305,7 +331,7 @@ def graph(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32
 
 def grad(
     expression: str,
-    values: ValuesArg,
+    values: ValuesArg = (),
     *,
     wrt: str | Sequence[str] | None = None,
     method: str = "grad",
@@ -320,6 +346,8 @@ def grad(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     explain: bool = False,
     accumulate: int = 0,
+    data: str | None = None,
+    **named: Any,
 ) -> GradReport:
     """The gradient of `expression` at `values` by autograd, checked against sympy.
 
@@ -338,7 +366,7 @@ def grad(
     if accumulate and order > 1:
         raise GradcliError("--accumulate and --order cannot be used together")
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
-                max_elements=max_elements)
+                max_elements=max_elements, named=named, data=data)
     if order > 1:
         if len(st.wrt) > 1:
             if order == 2:
@@ -426,12 +454,12 @@ def _indices(shape: tuple[int, ...]):
     return itertools.product(*(range(n) for n in shape))
 
 
-def hessian(expression: str, values: ValuesArg, *, wrt=None, dtype: str = "float32", device: str = "auto",
+def hessian(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto",
             reduce: str = "sum", check: bool = True, rtol=None, atol=None, seed=None,
-            max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
+            max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
     """The Hessian of a scalar function over every element of the wrt variables."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
-                max_elements=max_elements)
+                max_elements=max_elements, named=named, data=data)
     return _explained(_hessian(st, check=check, reduce=reduce), st, explain)
 
 
@@ -456,12 +484,12 @@ def _hessian(st: _Setup, *, check: bool, reduce: str) -> GradReport:
                                              "max_asymmetry": asym})
 
 
-def jacobian(expression: str, values: ValuesArg, *, wrt=None, method: str = "auto", dtype: str = "float32",
+def jacobian(expression: str, values: ValuesArg = (), *, wrt=None, method: str = "auto", dtype: str = "float32",
              device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
+             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
     """The Jacobian of f with respect to each wrt variable: shape f.shape + variable.shape."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
-                max_elements=max_elements)
+                max_elements=max_elements, named=named, data=data)
     valid = ("auto", "all") + JACOBIAN_METHODS
     if method not in valid:
         raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(valid))
@@ -522,12 +550,13 @@ def _vector(st: _Setup, vector: Any, name: str = "v") -> torch.Tensor:
     return st.tensor(spec, name)
 
 
-def vjp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dtype: str = "float32",
+def vjp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None, dtype: str = "float32",
         device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
+        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
     """vᵀ·J for each wrt variable, by f.backward(v). v comes from `vector` or a value named v."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
-                max_elements=max_elements, vector_name="v" if vector is None else None)
+                max_elements=max_elements, vector_name="v" if vector is None else None,
+                named=named, data=data)
     v = _vector(st, vector)
     run = vjp_by_autograd(st.fn, st.tensors, st.wrt, v)
     f_finite = bool(torch.isfinite(run.output).all())
@@ -537,12 +566,13 @@ def vjp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dty
                       st, explain)
 
 
-def jvp(expression: str, values: ValuesArg, *, vector: Any = None, wrt=None, dtype: str = "float32",
+def jvp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None, dtype: str = "float32",
         device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False) -> GradReport:
+        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
     """J·v along one input variable, by forward mode (torch.func.jvp)."""
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
-                max_elements=max_elements, vector_name="v" if vector is None else None)
+                max_elements=max_elements, vector_name="v" if vector is None else None,
+                named=named, data=data)
     if len(st.wrt) != 1:
         raise GradcliError(f"jvp moves one input along v; these have several ({', '.join(st.wrt)})",
                            hint="choose the input with --wrt")

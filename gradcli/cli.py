@@ -87,6 +87,8 @@ class Reduce(str, Enum):
 class Format(str, Enum):
     table = "table"
     json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
     plain = "plain"
 
 
@@ -157,7 +159,9 @@ CheckOption = Annotated[bool, typer.Option("--check/--no-check", help="Cross-che
 SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
 MaxElementsOption = Annotated[int, typer.Option(
     "--max-elements", help="Refuse a value, Jacobian or Hessian with more elements than this.")]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs, plain for $(...).")]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table for people; json (one document), ndjson (one line) or csv (a row per element) for programs; plain for $(...).")]
+DataOption = Annotated[Optional[str], typer.Option("--data", help="A CSV file with a header: each column whose name is a variable gives its value (a vector).", show_default=False)]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No notes or warnings: only the result (errors still go to stderr).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 PlainOption = Annotated[bool, typer.Option("--plain", help="Same as --format plain: only the numbers.")]
 ExprArgument = Annotated[str, typer.Argument(metavar="EXPR", help="The function, in quotes.", show_default=False)]
@@ -205,14 +209,27 @@ class ExpressionCommand(TyperCommand):
 _COMMAND = {"context_settings": {"ignore_unknown_options": True}, "no_args_is_help": True, "cls": ExpressionCommand}
 
 
-def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool) -> None:
+def _expression(text: str) -> str:
+    """EXPR as given, or read from standard input when it is '-'."""
+    if text != "-":
+        return text
+    from gradcli.inputs import read_stdin
+
+    lines = [line for line in read_stdin("EXPR -").splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise GradcliError(f"EXPR - reads one expression from standard input, got {len(lines)} lines",
+                           hint="for many expressions, one per line, use gradcli batch")
+    return lines[0].strip()
+
+
+def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = False) -> None:
     """Compute a report, render it, and leave with the promised exit status."""
     try:
         output = _format(fmt, json_flag, plain_flag)
         from gradcli.render import render
 
         report = compute()
-        render(report, output, sys.stdout, sys.stderr)
+        render(report, output, sys.stdout, sys.stderr, quiet=quiet)
     except GradcliError as exc:
         raise fail(exc) from None
     except (typer.Exit, KeyboardInterrupt):
@@ -243,14 +260,16 @@ def grad(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     def compute():
         from gradcli import api
 
-        return api.grad(expression, values or [], wrt=wrt, method=method.value, order=order, dtype=dtype,
+        return api.grad(_expression(expression), values or [], data=data, wrt=wrt, method=method.value, order=order, dtype=dtype,
                         device=device, reduce=reduce.value, check=check, rtol=rtol, atol=atol, seed=seed,
                         max_elements=max_elements, explain=explain, accumulate=accumulate)
-    _run(compute, fmt, json_flag, plain_flag)
+    _run(compute, fmt, json_flag, plain_flag, quiet)
 
 
 JACOBIAN_HELP = """\
@@ -298,13 +317,15 @@ def jacobian(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     def compute():
         from gradcli import api
 
-        return api.jacobian(expression, values or [], wrt=wrt, method=method.value, dtype=dtype, device=device,
+        return api.jacobian(_expression(expression), values or [], data=data, wrt=wrt, method=method.value, dtype=dtype, device=device,
                             check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
-    _run(compute, fmt, json_flag, plain_flag)
+    _run(compute, fmt, json_flag, plain_flag, quiet)
 
 
 HESSIAN_HELP = """\
@@ -339,13 +360,15 @@ def hessian(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     def compute():
         from gradcli import api
 
-        return api.hessian(expression, values or [], wrt=wrt, dtype=dtype, device=device, reduce=reduce.value,
+        return api.hessian(_expression(expression), values or [], data=data, wrt=wrt, dtype=dtype, device=device, reduce=reduce.value,
                            check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
-    _run(compute, fmt, json_flag, plain_flag)
+    _run(compute, fmt, json_flag, plain_flag, quiet)
 
 
 VJP_HELP = """\
@@ -379,13 +402,15 @@ def vjp(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     def compute():
         from gradcli import api
 
-        return api.vjp(expression, values or [], vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
+        return api.vjp(_expression(expression), values or [], data=data, vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
                        rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
-    _run(compute, fmt, json_flag, plain_flag)
+    _run(compute, fmt, json_flag, plain_flag, quiet)
 
 
 JVP_HELP = """\
@@ -419,13 +444,15 @@ def jvp(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     def compute():
         from gradcli import api
 
-        return api.jvp(expression, values or [], vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
+        return api.jvp(_expression(expression), values or [], data=data, vector=vector, wrt=wrt, dtype=dtype, device=device, check=check,
                        rtol=rtol, atol=atol, seed=seed, max_elements=max_elements, explain=explain)
-    _run(compute, fmt, json_flag, plain_flag)
+    _run(compute, fmt, json_flag, plain_flag, quiet)
 
 
 DIFF_HELP = """\
@@ -449,6 +476,8 @@ class DiffFormat(str, Enum):
     plain = "plain"
     latex = "latex"
     json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
 
 
 @app.command(help=DIFF_HELP, **_COMMAND)
@@ -457,16 +486,20 @@ def diff(
     variables: Annotated[Optional[list[str]], typer.Argument(metavar="[VAR]...", help="Variables to differentiate by (default: all).", show_default=False)] = None,
     order: Annotated[int, typer.Option("--order", "-n", help="Every derivative up to this order.")] = 1,
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")] = True,
-    fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="pretty (unicode), plain, latex or json.")] = DiffFormat.pretty,
+    fmt: Annotated[DiffFormat, typer.Option("--format", "-f", help="pretty (unicode), plain, latex, json, ndjson or csv.")] = DiffFormat.pretty,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     try:
         output = "json" if json_flag else "plain" if plain_flag else fmt.value
         from gradcli.render import render_diff
         from gradcli.symbolic import diff as symbolic_diff
 
-        render_diff(symbolic_diff(expression, variables or [], order=order, simplify=simplify), output, sys.stdout)
+        report = symbolic_diff(_expression(expression), variables or [], order=order, simplify=simplify)
+        if quiet:
+            report.notes = []
+        render_diff(report, output, sys.stdout)
     except GradcliError as exc:
         raise fail(exc) from None
     except (typer.Exit, KeyboardInterrupt):
@@ -499,12 +532,14 @@ def eval_command(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     def compute():
         from gradcli import api
 
-        return api.evaluate(expression, values or [], dtype=dtype, device=device, seed=seed, max_elements=max_elements)
-    _run(compute, fmt, json_flag, plain_flag)
+        return api.evaluate(_expression(expression), values or [], data=data, dtype=dtype, device=device, seed=seed, max_elements=max_elements)
+    _run(compute, fmt, json_flag, plain_flag, quiet)
 
 
 GRAPH_HELP = """\
@@ -534,20 +569,166 @@ def graph(
     fmt: FormatOption = Format.table,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     try:
         output = "dot" if dot else _format(fmt, json_flag, plain_flag)
         from gradcli import api
         from gradcli.render import render
 
-        render(api.graph(expression, values or [], wrt=wrt, dtype=dtype, device=device, seed=seed,
-                         max_elements=max_elements), output, sys.stdout, sys.stderr)
+        render(api.graph(_expression(expression), values or [], data=data, wrt=wrt, dtype=dtype, device=device,
+                         seed=seed, max_elements=max_elements), output, sys.stdout, sys.stderr, quiet=quiet)
     except GradcliError as exc:
         raise fail(exc) from None
     except (typer.Exit, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001
         raise internal_error(exc) from None
+
+
+BATCH_HELP = """\
+Many requests in one process: one per input line, one JSON result per output line (NDJSON).
+
+A line is either a command as you would type it after `gradcli` (split as a shell splits
+words) or a JSON object {"command": "grad", "expr": "...", "values": {...}, "options": {...}}.
+Results come in the input's order; a bad line gives an error object for that line and the
+rest go on. Blank lines and lines starting with # are skipped. Exit status: 2 if any line was
+in error, else 1 if any check disagreed, else 0. Repeated expressions reuse their parsed form.
+
+Examples:
+
+  printf '%s\\n' 'grad "x**2" x=3' 'jacobian "[x*y, x+y]" x=1 y=2' | gradcli batch
+
+  gradcli batch requests.txt > results.ndjson
+
+  echo '{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}' | gradcli batch
+"""
+
+_FORMAT_FLAGS = {"--json", "--plain"}
+_FORMAT_OPTIONS = {"--format", "-f"}
+
+
+def _request_args(line: str) -> list[str]:
+    """A batch line as the argument list gradcli's commands take."""
+    import json
+    import shlex
+
+    text = line.strip()
+    if text.startswith("{"):
+        try:
+            request = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GradcliError(f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(request, dict) or "command" not in request:
+            raise GradcliError('a JSON request needs "command" (and "expr", "values", "options")')
+        unknown = set(request) - {"command", "expr", "values", "options"}
+        if unknown:
+            raise GradcliError(f"unknown key(s) in the request: {', '.join(sorted(unknown))}")
+        args = [str(request["command"])]
+        if "expr" in request:
+            args.append(str(request["expr"]))
+        values = request.get("values") or {}
+        if not isinstance(values, dict):
+            raise GradcliError('"values" must be an object of NAME: VALUE')
+        for name, value in values.items():
+            args.append(f"{name}={value if isinstance(value, str) else json.dumps(value)}")
+        options = request.get("options") or {}
+        if not isinstance(options, dict):
+            raise GradcliError('"options" must be an object of OPTION: VALUE')
+        for name, value in options.items():
+            flag = "--" + str(name).lstrip("-").replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif value is False:
+                args.append("--no-" + flag[2:])
+            else:
+                args += [flag, value if isinstance(value, str) else json.dumps(value)]
+        return args
+    try:
+        args = shlex.split(text)
+    except ValueError as exc:
+        raise GradcliError(f"could not split this line into words: {exc}") from None
+    return args[1:] if args and args[0] == "gradcli" else args
+
+
+def _machine_output(args: list[str]) -> list[str]:
+    """The request's arguments with its own output format replaced by one JSON line."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in _FORMAT_FLAGS or a == "--dot":
+            continue
+        if a in _FORMAT_OPTIONS:
+            skip = True
+            continue
+        if a.startswith("--format="):
+            continue
+        out.append(a)
+    return out + ["--format", "ndjson"]
+
+
+@app.command(help=BATCH_HELP, no_args_is_help=False)
+def batch(
+    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="The requests; - (the default) reads standard input.")] = "-",
+) -> None:
+    import io
+    import json
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from typer.main import get_command
+
+    if source == "-":
+        stream = sys.stdin
+    else:
+        try:
+            stream = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise fail(GradcliError(f"cannot read {source}: {exc.strerror}")) from None
+    command = get_command(app)
+    worst = 0
+    try:
+        for number, line in enumerate(stream, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            status, out, err = 2, "", ""
+            try:
+                args = _request_args(line)
+                if not args or args[0] == "batch":
+                    raise GradcliError("a line must name a command (grad, jacobian, hessian, vjp, jvp, diff, "
+                                       "eval, graph)")
+                captured_out, captured_err = io.StringIO(), io.StringIO()
+                with redirect_stdout(captured_out), redirect_stderr(captured_err):
+                    try:
+                        code = command.main(args=_machine_output(args), prog_name="gradcli", standalone_mode=False)
+                        status = int(code or 0)
+                    except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
+                        message = getattr(exc, "format_message", lambda: str(exc))()
+                        captured_err.write(f"error: {message}\n")
+                        status = 2
+                out, err = captured_out.getvalue(), captured_err.getvalue()
+            except GradcliError as exc:
+                err = "\n".join(exc.lines())
+            result: dict
+            if out.strip() and status in (0, 1):
+                result = json.loads(out.strip().splitlines()[-1])
+            else:
+                lines = [x for x in err.strip().splitlines() if x]
+                message = lines[0].removeprefix("error: ") if lines else "failed"
+                hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
+                result = {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
+            result["line"] = number
+            result["exit_status"] = status
+            sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            worst = max(worst, status, key=lambda s: (s == 2, s == 1))
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    if worst:
+        raise typer.Exit(worst)
 
 
 def main() -> None:
@@ -563,11 +744,20 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             sys.stderr.write(exc.code + "\n")
+    except KeyboardInterrupt:
+        # Ctrl-C: the shell convention, 128 + SIGINT, and no traceback.
+        sys.stderr.write("\ninterrupted\n")
+        code = 130
+    except BrokenPipeError:
+        code = 0  # the reader left (| head): nothing more to say, and nowhere to say it
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        # Python would complain about the closed pipe when it flushes at exit: point stdout
+        # at /dev/null first, so `gradcli ... | head -1` ends quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     if "torch" in sys.modules:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BrokenPipeError:
-            pass
         os._exit(code)
     sys.exit(code)

@@ -22,6 +22,7 @@ import sympy
 
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError, Span
+from gradcli.inputs import check_finite, read_value_source
 from gradcli.limits import (
     MAX_CONSTANT_DIGITS,
     MAX_EXACT_DIGITS,
@@ -844,6 +845,8 @@ def parse_value(text: str) -> ValueSpec:
     text = text.strip()
     if not text:
         raise GradcliError("the value is empty", hint="write a number, like x=2")
+    if text.startswith("@"):
+        return array_value(read_value_source(text[1:]), text)
     if ":" in text and "[" not in text:
         return _parse_range(text)
     src = _Source(text, "value")
@@ -856,6 +859,12 @@ def parse_value(text: str) -> ValueSpec:
         numbers = [_to_float(reader, e, tree) for e in entries]
         return ValueSpec(text, "literal", shape, data=_nest(numbers, shape))
     return ValueSpec(text, "literal", (), data=_to_float(reader, reader.read(tree), tree))
+
+
+def array_value(array, text: str) -> ValueSpec:
+    """A value read from a file (a float64 numpy array)."""
+    check_finite(array, text)
+    return ValueSpec(text, "literal", tuple(int(n) for n in array.shape), data=array)
 
 
 def _parse_range(text: str) -> ValueSpec:

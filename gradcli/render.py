@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any, TextIO
 
 from gradcli.report import GradReport, GraphReport, TensorData, VariableResult
 
-FORMATS = ("table", "json", "plain")
+FORMATS = ("table", "json", "ndjson", "csv", "plain")
 
 _MARKS = {
     "ok": ("✓ agree", "green"),
@@ -94,8 +95,47 @@ def _console(out: TextIO, soft_wrap: bool = False):
     return Console(file=out, highlight=False, soft_wrap=soft_wrap, width=width)
 
 
-def render_json(report: GradReport, out: TextIO) -> None:
-    out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+def render_json(report, out: TextIO, compact: bool = False) -> None:
+    """One JSON document: indented, or on one line (ndjson) for line-oriented tools."""
+    if compact:
+        out.write(json.dumps(report.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n")
+    else:
+        out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def _index_text(index: tuple[int, ...]) -> str:
+    return "[" + ",".join(map(str, index)) + "]" if index else ""
+
+
+def render_csv(report, out: TextIO) -> None:
+    """A row per element: numbers as float64 repr, exact for every dtype."""
+    import csv
+
+    import numpy as np
+
+    writer = csv.writer(out, lineterminator="\n")
+    if isinstance(report, GraphReport):
+        writer.writerow(["id", "kind", "label", "children"])
+        for n in report.nodes:
+            writer.writerow([n.id, n.kind, n.label or "", " ".join(map(str, n.children or []))])
+        return
+    if getattr(report, "command", None) == "diff":
+        writer.writerow(["variable", "order", "formula"])
+        for d in report.derivatives:
+            writer.writerow([d.variable, d.order, d.formula])
+        return
+    if report.command == "eval":
+        writer.writerow(["index", "value"])
+        for index in np.ndindex(*report.f.shape):
+            writer.writerow([_index_text(index), repr(float(report.f.array[index]))])
+        return
+    writer.writerow(["result", "index", "autograd", "symbolic", "abs_error", "status"])
+    for v in report.variables:
+        for index in np.ndindex(*v.gradient.shape):
+            ref = repr(float(v.symbolic.array[index])) if v.symbolic is not None else ""
+            got = float(v.gradient.array[index])
+            err = repr(abs(got - float(v.symbolic.array[index]))) if v.symbolic is not None else ""
+            writer.writerow([v.name, _index_text(index), repr(got), ref, err, v.status])
 
 
 def render_plain(report: GradReport, out: TextIO) -> None:
@@ -332,8 +372,8 @@ def render_graph_plain(report: GraphReport, out: TextIO) -> None:
 
 
 def render_diff(report, fmt: str, out: TextIO) -> None:
-    if fmt == "json":
-        out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    if fmt in ("json", "ndjson", "csv"):
+        render(report, fmt, out, sys.stderr)
         return
     if fmt in ("plain", "latex"):
         for d in report.derivatives:
@@ -353,25 +393,34 @@ def render_diff(report, fmt: str, out: TextIO) -> None:
         console.print(Text("note: " + line, style="yellow"))
 
 
-def render(report, fmt: str, out: TextIO, err: TextIO) -> None:
+def render(report, fmt: str, out: TextIO, err: TextIO, quiet: bool = False) -> None:
+    """Write the report in `fmt`; notes go to `err` (or, for the table, under it) unless quiet."""
+    if quiet and hasattr(report, "warnings"):
+        report.warnings = []
+    if fmt in ("json", "ndjson"):
+        render_json(report, out, compact=fmt == "ndjson")
+        return
+    if fmt == "csv":
+        render_csv(report, out)
+        for line in ([] if quiet else getattr(report, "warnings", None) or getattr(report, "notes", [])):
+            err.write(f"note: {line}\n")
+        return
     if getattr(report, "command", None) == "diff":
+        if quiet:
+            report.notes = []
         render_diff(report, fmt, out)
         return
     if isinstance(report, GraphReport):
-        if fmt == "json":
-            out.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-        elif fmt == "dot":
+        if fmt == "dot":
             render_graph_dot(report, out)
         elif fmt == "plain":
             render_graph_plain(report, out)
         else:
             render_graph_tree(report, out)
         return
-    if fmt == "json":
-        render_json(report, out)
-    elif fmt == "plain":
+    if fmt == "plain":
         render_plain(report, out)
-        for line in notes(report):
+        for line in [] if quiet else notes(report):
             err.write(f"note: {line}\n")
         for topic, text in report.explain:
             err.write(f"explain: {topic}: {text}\n")

@@ -138,6 +138,7 @@ class SymbolicDifferentiator:
     def __init__(self, table: SymbolTable, env: Mapping[str, torch.Tensor]):
         self.table = dict(table)
         self.env = _LazyEnv(env)
+        self._large = sum(int(t.numel()) for t in env.values()) > 100_000
         self._values: dict[sympy.Basic, torch.Tensor] = {}
         self._layers: dict[tuple[sympy.Basic, tuple[int, ...]], _Layer] = {}
 
@@ -159,9 +160,12 @@ class SymbolicDifferentiator:
 
     def evaluate(self, expr: sympy.Basic) -> torch.Tensor:
         if expr not in self._values:
-            # Common subexpressions (exp(-x**2) twice in a derivative) are computed once:
-            # on large tensors each repeated operation is a full pass over memory.
-            replacements, (reduced,) = sympy.cse(expr, symbols=sympy.numbered_symbols("_cse", cls=sympy.Dummy))
+            # On large tensors, common subexpressions (exp(-x**2) twice in a derivative) are
+            # computed once: each repeated operation is a full pass over memory. On small ones
+            # sympy.cse would cost more than it saves.
+            replacements, reduced = [], expr
+            if self._large:
+                replacements, (reduced,) = sympy.cse(expr, symbols=sympy.numbered_symbols("_cse", cls=sympy.Dummy))
             for sym, sub in replacements:
                 key = f"\0cse{sym.dummy_index}"
                 self.table[sym] = (key, None)
