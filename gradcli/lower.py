@@ -193,8 +193,9 @@ def _fold(node: sympy.Expr) -> float | int | bool:
         return True
     if node is sympy.false:
         return False
-    if node.is_Integer:
-        return int(node)
+    if node.is_Integer and abs(int(node)) < 2**53:
+        return int(node)  # exact, and an integer exponent keeps torch.pow on its integer path
+    # Beyond int64 torch refuses a Python int (OverflowError): a float, inf if it must be.
     value = complex(sympy.N(node, 20))
     if value.imag != 0:
         raise LoweringError(f"the constant {sympy.sstr(node)} is not a real number")
@@ -321,9 +322,9 @@ class _Lowerer:
                 denom.append(self.lower(sympy.Pow(f.base, -f.exp)))
             else:
                 numer.append(self.lower(f))
-        if isinstance(coeff, sympy.Rational):
+        if isinstance(coeff, sympy.Rational) and abs(coeff.p) < 2**53 and coeff.q < 2**53:
             scale_num, scale_den = int(coeff.p), int(coeff.q)
-        else:
+        else:  # a float coefficient, or a fraction too large to be exact in floating point anyway
             scale_num, scale_den = _fold(coeff), 1
 
         def mul(env):
@@ -620,7 +621,7 @@ def make_tensor(spec: ValueSpec, *, dtype: torch.dtype, device: torch.device,
     # Built in float64 on the CPU, then converted: the same numbers on every device and dtype.
     f64 = torch.float64
     if spec.kind == "literal":
-        t = torch.tensor(spec.data, dtype=f64)
+        t = torch.from_numpy(spec.data) if hasattr(spec.data, "dtype") else torch.tensor(spec.data, dtype=f64)
     elif spec.kind == "ones":
         t = torch.ones(spec.shape, dtype=f64)
     elif spec.kind == "zeros":

@@ -190,11 +190,9 @@ def test_a_100_kb_expression_is_differentiated_and_checked():
     assert report.status == "ok"
 
 
-# Bugs found here that live outside the parser (gradcli/lower.py, gradcli/api.py): each is an
-# internal error (exit 3) where a result or a one-line error is due.
+# Found here outside the parser (gradcli/lower.py, gradcli/api.py), once internal errors (exit 3):
+# a result or a one-line error is due.
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (lower.py): an integer constant beyond int64 reaches torch "
-                                       "as a Python int: OverflowError, exit 3")
 @pytest.mark.parametrize("text", ["x*2**70", "x + 2**70", "x/2**70", "x*10**-300", "sin(x*10**300)"])
 def test_large_integer_constants_are_lowered(text, run):
     result = run("grad", text, "x=1")
@@ -202,8 +200,6 @@ def test_large_integer_constants_are_lowered(text, run):
     assert "internal error" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (api.py): a --seed beyond int64 reaches "
-                                       "torch.Generator.manual_seed: ValueError, exit 3")
 def test_a_huge_seed_is_refused(run):
     result = run("grad", "x", "x=rand(2)", "--seed", str(2**70))
     assert result.exit_code == 2, result.stderr
