@@ -48,9 +48,10 @@ def sh():
     """Run the installed `gradcli` in a subprocess, as a shell user would."""
     exe = gradcli_executable()
 
-    def invoke(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 120):
+    def invoke(*args: str, input: str | None = None, env: dict | None = None, timeout: float = 120,
+               cwd=None):
         full_env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
         full_env.update(env or {})
         return subprocess.run([exe, *args], input=input, capture_output=True, text=True, env=full_env,
-                              timeout=timeout)
+                              timeout=timeout, cwd=cwd)
     return invoke

@@ -19,7 +19,7 @@ def example_lines():
 def test_example_runs(sh, line):
     argv = shlex.split(line)
     assert argv[0] == "gradcli", "every example starts with gradcli"
-    result = sh(*argv[1:])
+    result = sh(*argv[1:], cwd=EXAMPLES.parent)  # paths in examples are relative to the repository
     assert result.returncode == 0, f"{line}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.stdout.strip(), f"{line} printed nothing"
 
