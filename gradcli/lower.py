@@ -233,16 +233,7 @@ class _Lowerer:
         if isinstance(node, sympy.Pow):
             return self.power(node)
         if isinstance(node, (sympy.Min, sympy.Max)):
-            pick = torch.minimum if isinstance(node, sympy.Min) else torch.maximum
-            parts = [self.lower(a) for a in node.args]
-
-            def extremum(env):
-                values = [p(env) for p in parts]
-                result = _as_tensor(values[0], values)
-                for v in values[1:]:
-                    result = pick(result, _as_tensor(v, values))
-                return result
-            return extremum
+            return self.pairwise(torch.minimum if isinstance(node, sympy.Min) else torch.maximum, node)
         if isinstance(node, sympy.polygamma):
             order, arg = node.args
             if order.free_symbols or not order.is_Integer:
@@ -269,16 +260,7 @@ class _Lowerer:
             lhs, rhs = (self.lower(a) for a in node.args)
             return lambda env: rel(*_tensors(lhs(env), rhs(env)))
         if isinstance(node, (sympy.And, sympy.Or)):
-            combine = torch.logical_and if isinstance(node, sympy.And) else torch.logical_or
-            parts = [self.lower(a) for a in node.args]
-
-            def logical(env):
-                values = [p(env) for p in parts]
-                result = _as_tensor(values[0], values)
-                for v in values[1:]:
-                    result = combine(result, _as_tensor(v, values))
-                return result
-            return logical
+            return self.pairwise(torch.logical_and if isinstance(node, sympy.And) else torch.logical_or, node)
         if isinstance(node, sympy.Not):
             inner = self.lower(node.args[0])
             return lambda env: torch.logical_not(inner(env))
@@ -292,6 +274,18 @@ class _Lowerer:
             (only,) = parts
             return lambda env: fn(only(env))
         return lambda env: fn(*_tensors(*(p(env) for p in parts)))
+
+    def pairwise(self, combine, node: sympy.Basic) -> Compiled:
+        """combine(combine(a, b), c)... over the arguments: n-ary Max, Min, And, Or."""
+        parts = [self.lower(a) for a in node.args]
+
+        def run(env):
+            values = [p(env) for p in parts]
+            result = _as_tensor(values[0], values)
+            for v in values[1:]:
+                result = combine(result, _as_tensor(v, values))
+            return result
+        return run
 
     def symbol(self, node: sympy.Symbol) -> Compiled:
         if node not in self.table:
