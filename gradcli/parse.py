@@ -650,7 +650,8 @@ class _Reader:
             raise self.error(f"{fname} takes {wanted} argument{'s' if hi > 1 else ''}, not {len(node.args)}", node)
         args = [self.read(a) for a in node.args]
         if builder in _COMBINATORIAL and all(a.is_number for a in args):
-            args = [sympy.Float(a) if not a.is_Integer or abs(a) > 100 else a for a in args]
+            # sympy.N, not Float: Float(1 + pi) is a TypeError
+            args = [sympy.N(a, 15) if not a.is_Integer or abs(a) > 100 else a for a in args]
         if builder is _polygamma:
             return _check_magnitude(self._polygamma(*args, node=node), self.src, node)
         try:
