@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -102,13 +101,21 @@ def read_value_source(source: str) -> np.ndarray:
         raise GradcliError(f"{where}: only a .csv file has named columns (got :{column})")
     if suffix == ".npy":
         try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+            # Mapped, not read: the size in its header is checked (--max-elements) before a
+            # byte of data is loaded, and a header that promises more than the file holds fails.
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:
             raise GradcliError(f"{where}: not a readable .npy file ({exc})") from None
         if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
             raise GradcliError(f"{where}: holds {array.dtype} values, not real numbers")
-        return array.astype(np.float64)
-    text = path.read_text(encoding="utf-8")
+        return array
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GradcliError(f"{where} is not a text file (not UTF-8)",
+                           hint="numbers come as .csv, .json, .txt or .npy") from None
+    except OSError as exc:
+        raise GradcliError(f"cannot read {where}: {exc.strerror}") from None
     if suffix == ".json":
         return _from_json(text, where)
     if suffix == ".csv":
@@ -129,18 +136,11 @@ def read_data_file(path_text: str) -> dict[str, np.ndarray]:
         path = Path(path_text)
         if not path.is_file():
             raise GradcliError(f"no such file: {path_text}", hint="paths are relative to the current directory")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise GradcliError(f"{path_text} is not a text file (not UTF-8)") from None
     header, table = read_csv_table(text, path_text)
     if header is None:
         raise GradcliError(f"{path_text}: --data needs a header row naming the columns")
     return {name: table[:, i] for i, name in enumerate(header)}
-
-
-def check_finite(array: np.ndarray, where: str) -> np.ndarray:
-    if array.size and not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise GradcliError(f"{where}: {bad} value(s) are not finite numbers")
-    return array
-
-
-__all__ = ["read_value_source", "read_data_file", "read_stdin", "reset_stdin", "check_finite", "math"]

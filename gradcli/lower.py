@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Mapping
 
+import numpy as np
 import sympy
 import torch
 
@@ -614,8 +615,13 @@ def make_tensor(spec: ValueSpec, *, dtype: torch.dtype, device: torch.device,
         )
     # Built in float64 on the CPU, then converted: the same numbers on every device and dtype.
     f64 = torch.float64
-    if spec.kind == "literal":
-        t = torch.from_numpy(spec.data) if hasattr(spec.data, "dtype") else torch.tensor(spec.data, dtype=f64)
+    if spec.kind == "literal" and hasattr(spec.data, "dtype"):  # read from a file
+        t = torch.from_numpy(np.asarray(spec.data, dtype=np.float64).copy())
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise GradcliError(f"{name}={spec.text}: {bad} value(s) are not finite numbers")
+    elif spec.kind == "literal":
+        t = torch.tensor(spec.data, dtype=f64)
     elif spec.kind == "ones":
         t = torch.ones(spec.shape, dtype=f64)
     elif spec.kind == "zeros":

@@ -22,7 +22,7 @@ import sympy
 
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError, Span
-from gradcli.inputs import check_finite, read_value_source
+from gradcli.inputs import read_value_source
 from gradcli.limits import (
     MAX_CONSTANT_DIGITS,
     MAX_EXACT_DIGITS,
@@ -863,8 +863,11 @@ def parse_value(text: str) -> ValueSpec:
 
 
 def array_value(array, text: str) -> ValueSpec:
-    """A value read from a file (a float64 numpy array)."""
-    check_finite(array, text)
+    """A value read from a file: a numpy array, possibly mapped rather than read (.npy).
+
+    Its size is checked against --max-elements, and its numbers for finiteness, when it is
+    made a tensor: nothing large is touched before that.
+    """
     return ValueSpec(text, "literal", tuple(int(n) for n in array.shape), data=array)
 
 

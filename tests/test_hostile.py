@@ -164,8 +164,7 @@ def test_entry_point_refuses_a_value(sh, tmp_path):
     assert_refused(proc, marker, "value")
 
 
-# Values read from files (x=@path): hostile files must be refused like hostile text. Two are
-# bugs in gradcli/inputs.py, kept as strict xfails so that their fix shows.
+# Values read from files (x=@path): hostile files must be refused like hostile text.
 
 def _npy_claiming(path: Path, shape: tuple[int, ...]) -> Path:
     """A .npy file whose header claims `shape` but holds 64 bytes."""
@@ -184,15 +183,11 @@ def test_a_pickled_npy_is_refused(run, tmp_path):
     assert_refused(run("grad", "sum(x)", f"x=@{pickled}"), marker, "pickled .npy")
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (inputs.py): a .npy header claiming 10**15 elements is "
-                                       "allocated before --max-elements is checked: MemoryError, exit 3")
 def test_a_npy_claiming_a_huge_shape_is_refused(run, tmp_path):
     huge = _npy_claiming(tmp_path / "huge.npy", (10**15,))
     assert_refused(run("grad", "sum(x)", f"x=@{huge}"), tmp_path / "marker", "huge .npy")
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (inputs.py): a file that is not UTF-8 text raises "
-                                       "UnicodeDecodeError: exit 3")
 def test_a_binary_file_is_refused(run, tmp_path):
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\xff\xfe\x00\x01garbage")
