@@ -11,6 +11,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import functools
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -157,7 +158,7 @@ class _Setup:
 
 def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, rtol, atol, seed,
            max_elements: int, vector_name: str | None = None, named: Mapping[str, Any] | None = None,
-           data: str | None = None) -> _Setup:
+           data: str | None = None, needs_variables: bool = True) -> _Setup:
     parsed = _parse(expression)
     specs = read_values(values)
     for name, spec in read_values(dict(named or {})).items():
@@ -180,9 +181,15 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
         extra[vector_name] = specs.pop(vector_name)
     _bind(parsed, specs)
     names = _wrt(parsed, specs, wrt)
+    if needs_variables and not names:
+        raise GradcliError("the expression has no variable to differentiate",
+                           hint="gradcli eval computes a value alone")
     torch_dtype = resolve_dtype(dtype)
     torch_device, device_note = resolve_device(device)
     default_rtol, default_atol = TOLERANCES[dtype]
+    for label, tol in (("--rtol", rtol), ("--atol", atol)):
+        if tol is not None and not (math.isfinite(tol) and tol >= 0):
+            raise GradcliError(f"{label} must be a finite number >= 0, not {tol}")
     if seed is not None and not 0 <= seed < 2**63:
         raise GradcliError(f"--seed must be between 0 and 2**63 - 1, not {seed}")
     used_seed = None
@@ -220,7 +227,8 @@ def _report(st: _Setup, command: str, method: str, call: str, output: torch.Tens
             vector: torch.Tensor | None = None, extra: dict | None = None) -> GradReport:
     warnings = list(st.notes) + list(warnings or [])
     if not bool(torch.isfinite(output).all()):
-        warnings.append("f is not finite at this point: the point is outside the function's domain")
+        warnings.append("f is not finite at this point: outside the function's domain, or beyond what "
+                        f"{st.dtype} can hold")
     return GradReport(
         expression=st.expression, parsed=st.parsed.pretty(), dtype=st.dtype, device=str(st.device),
         device_note=st.device_note, method=method, call=call, f=tensor_data(output), reduction=reduction,
@@ -271,7 +279,8 @@ def _explained(report: GradReport, st: _Setup, explain: bool) -> GradReport:
     code = [to_source(c, st.table) for c in st.parsed.components]
     torch_code = code[0] if st.parsed.shape is None else "torch.stack([" + ", ".join(code) + "])"
     lines = [
-        ("parsed", f"f = {st.parsed.pretty()}  (read by a whitelist parser into sympy; nothing was evaluated)"),
+        ("parsed", f"f = {st.parsed.pretty()}  (read into sympy by a whitelist parser: no Python was run; "
+                   "sympy's automatic rewrites, such as x - x -> 0, apply to both routes)"),
         ("torch", f"f = {torch_code}"),
         ("leaves", ", ".join(f"{n} = torch.tensor(..., dtype=torch.{st.dtype}, requires_grad=True)" for n in st.wrt)
          or "none"),
@@ -294,7 +303,7 @@ def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32",
              max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GradReport:
     """The value of f alone, under torch.no_grad(): no graph is recorded."""
     st = _setup(expression, values, wrt=None, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
-                max_elements=max_elements, named=named, data=data)
+                max_elements=max_elements, named=named, data=data, needs_variables=False)
     try:
         with torch.no_grad():
             out = st.fn(st.tensors)

@@ -38,7 +38,8 @@ Examples:
 
   gradcli vjp "(x + 1)**2" "x=eye(5)" "v=ones(5,5)"
 
-Exit status: 0 ok, 1 the cross-check did not confirm the result, 2 bad input.
+Exit status: 0 ok, 1 the cross-check did not confirm the result, 2 bad input,
+3 an internal error (a bug), 130 interrupted.
 """
 
 GRAD_HELP = """\
@@ -124,6 +125,13 @@ def fail(exc: GradcliError) -> typer.Exit:
     return typer.Exit(int(exc.status))
 
 
+def reader_left() -> typer.Exit:
+    """The reader of our output left (| head -1): stop quietly, as shell tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so nothing complains about the pipe at exit
+    return typer.Exit(0)
+
+
 def internal_error(exc: BaseException) -> typer.Exit:
     if os.environ.get("GRADCLI_DEBUG"):
         raise exc
@@ -172,7 +180,7 @@ VectorOption = Annotated[Optional[str], typer.Option(
 ReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
 ExplainOption = Annotated[bool, typer.Option("--explain", help="After the result, show how it was computed: the torch code, the autograd call, the check.")]
 
-_OPTION_LIKE = re.compile(r"--?[A-Za-z][\w-]*(=.*)?")
+_OPTION_LIKE = re.compile(r"--?[A-Za-z][\w-]*(=.*)?|-[0-9.]+(e[-+]?[0-9]+)?")  # options, and negative numbers
 
 
 class ExpressionCommand(TyperCommand):
@@ -232,6 +240,8 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = 
         render(report, output, sys.stdout, sys.stderr, quiet=quiet)
     except GradcliError as exc:
         raise fail(exc) from None
+    except BrokenPipeError:
+        raise reader_left() from None
     except (typer.Exit, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
@@ -681,7 +691,10 @@ def batch(
     from typer.main import get_command
 
     if source == "-":
+        from gradcli.inputs import read_stdin
+
         stream = sys.stdin
+        read_stdin.claim("gradcli batch (its requests)")  # a line's x=@- must not eat the requests
     else:
         try:
             stream = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
@@ -711,10 +724,13 @@ def batch(
                 out, err = captured_out.getvalue(), captured_err.getvalue()
             except GradcliError as exc:
                 err = "\n".join(exc.lines())
-            result: dict
+            result: dict | None = None
             if out.strip() and status in (0, 1):
-                result = json.loads(out.strip().splitlines()[-1])
-            else:
+                try:
+                    result = json.loads(out.strip().splitlines()[-1])
+                except json.JSONDecodeError:  # --help, say: text, not a result
+                    status, err = 2, "error: this line printed no result (was it --help?)"
+            if result is None:
                 lines = [x for x in err.strip().splitlines() if x]
                 message = lines[0].removeprefix("error: ") if lines else "failed"
                 hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
@@ -723,7 +739,8 @@ def batch(
             result["exit_status"] = status
             sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
             sys.stdout.flush()
-            worst = max(worst, status, key=lambda s: (s == 2, s == 1))
+            # 2 (any error, internal ones included) over 1 (a check disagreed) over 0
+            worst = max(worst, 2 if status not in (0, 1) else status)
     finally:
         if stream is not sys.stdin:
             stream.close()

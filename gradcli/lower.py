@@ -251,7 +251,14 @@ class _Lowerer:
 
             def element(env):
                 value = inner(env)
-                if value.dim() < len(where) or any(not -n <= i < n for i, n in zip(where, value.shape)):
+                if value.dim() != len(where):
+                    # A row of an expression is a tensor, which the check cannot treat as one
+                    # element: index every dimension.
+                    raise LoweringError(f"{sympy.sstr(node)} needs {value.dim()} indices: "
+                                        f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}",
+                                        hint="index one element of an expression (f(x)[i, j]); "
+                                             "rows and slices work on variables (x[0], x[1:])")
+                if any(not -n <= i < n for i, n in zip(where, value.shape)):
                     raise LoweringError(f"{sympy.sstr(node)} is out of range: "
                                         f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}")
                 return value[where]

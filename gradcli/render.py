@@ -92,7 +92,8 @@ def _console(out: TextIO, soft_wrap: bool = False):
 
     is_terminal = hasattr(out, "isatty") and out.isatty()
     width = None if is_terminal or os.environ.get("COLUMNS") else 120
-    return Console(file=out, highlight=False, soft_wrap=soft_wrap, width=width)
+    # markup=False: "[0,1]" in a value or "x[0]" in a formula is text, never a rich style tag.
+    return Console(file=out, highlight=False, markup=False, soft_wrap=soft_wrap, width=width)
 
 
 def render_json(report, out: TextIO, compact: bool = False) -> None:
@@ -233,8 +234,8 @@ def render_table(report: GradReport, out: TextIO) -> None:
     for v in report.variables:
         mark, style = _MARKS.get(v.status, (v.status, ""))
         big = v.gradient.numel > 12
-        summarised = summarised or big
         shown = f"shape {_shape(v.gradient)}\n" + tensor_text(v.gradient) if big else tensor_text(v.gradient, rows=True)
+        summarised = summarised or "…" in shown
         row = [v.label or v.name] + ([tensor_text(v.value, rows=True) if v.value else ""] if in_table else []) + [shown]
         if report.checked:
             ref = "—"
@@ -284,10 +285,17 @@ def render_table(report: GradReport, out: TextIO) -> None:
             line.append(text)
             console.print(line)
     if report.checked:
-        if report.status == "ok":
-            summary = Text("autograd agrees with sympy", style="green")
-        else:
+        confirmed = [v for v in report.variables if v.status == "ok"]
+        if report.status != "ok":
             summary = Text("the cross-check failed", style="bold red")
+        elif len(confirmed) == len(report.variables):
+            summary = Text("autograd agrees with sympy", style="green")
+        elif confirmed:
+            summary = Text(f"autograd agrees with sympy for {', '.join(v.label or v.name for v in confirmed)}; "
+                           "the rest could not be compared (see the notes)", style="yellow")
+        else:
+            summary = Text("nothing could be compared: the result is autograd's alone (see the notes)",
+                           style="yellow")
         summary.append(f"  (reference in float64; rtol {report.rtol:g}, atol {report.atol:g})", style="dim")
         console.print(summary)
 

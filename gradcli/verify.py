@@ -478,7 +478,8 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     if a.shape != r.shape:
         return Comparison("mismatch", note=f"shapes differ: autograd {list(a.shape)}, symbolic {list(r.shape)}")
     if not f_finite:
-        return Comparison("domain", note="f is not finite here: the point is outside the function's domain")
+        return Comparison("domain", note="f is not finite here: outside the function's domain, or beyond what "
+                                         "the dtype can hold")
     fast = _compare_finite(a, r, rtol=rtol, atol=atol)
     if fast is not None:
         return fast
