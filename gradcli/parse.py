@@ -383,17 +383,25 @@ def _number_problem(value: sympy.Expr) -> str | None:
         _sign, mantissa, exponent, bits = value._mpf_
         if not mantissa:  # zero (sympy keeps infinities and nan apart from Float)
             return None
-        log10 = (exponent + bits) * _LOG10_2
+        log10 = _binary_to_decimal(exponent + bits)
     else:
         return None
     return _magnitude_problem(log10)
 
 
+def _binary_to_decimal(exponent: int) -> float:
+    """A binary exponent as a decimal one; mpmath's exponents are unbounded Python ints."""
+    if abs(exponent) < 2**1000:
+        return exponent * _LOG10_2
+    return math.inf if exponent > 0 else -math.inf
+
+
 def _magnitude_problem(log10: float) -> str | None:
+    about = f"about 10^{log10:.4g}" if math.isfinite(log10) else "far beyond 10^400"
     if log10 > MAX_CONSTANT_DIGITS:
-        return f"this number is too large for any floating type (about 10^{log10:.4g})"
+        return f"this number is too large for any floating type ({about})"
     if log10 < -MAX_CONSTANT_DIGITS:
-        return f"this number is too small for any floating type (about 10^{log10:.4g}; it would be 0)"
+        return f"this number is too small for any floating type ({about}; it would be 0)"
     return None
 
 
@@ -409,6 +417,10 @@ def _check_magnitude(value: sympy.Expr, src: _Source, node: ast.AST) -> sympy.Ex
         problem = _number_problem(number)
         if problem:
             raise GradcliError(problem, span=src.span(node))
+    elif value.is_number and _log10_abs(value) > MAX_CONSTANT_DIGITS:
+        # exp(10**7) is no Number but a constant all the same, of 4.3 million digits: floor()
+        # of it, or sin() of it in the lowering, would compute every one of them.
+        raise GradcliError(_magnitude_problem(_log10_abs(value)), span=src.span(node))
     return value
 
 
@@ -420,7 +432,7 @@ def _log10_abs(value: sympy.Expr) -> float:
         size = abs(sympy.N(value, 15))
         if size.is_Float:
             _sign, mantissa, exponent, bits = size._mpf_
-            return math.log10(mantissa) + exponent * _LOG10_2 if mantissa else -math.inf
+            return math.log10(mantissa) + _binary_to_decimal(exponent) if mantissa else -math.inf
     except (TypeError, ValueError, OverflowError, ArithmeticError):
         pass
     return 0.0
@@ -431,10 +443,18 @@ def _exact_digits(value: sympy.Expr) -> float:
     if value.is_Rational:
         return math.log10(max(abs(int(value.p)), int(value.q), 2))
     if value.is_Pow and value.exp.is_Rational:
-        return float(abs(value.exp)) * _exact_digits(value.base)
+        return _size(value.exp) * _exact_digits(value.base)
     if value.is_Mul or value.is_Add:
         return sum(_exact_digits(a) for a in value.args)
     return 1.0
+
+
+def _size(value: sympy.Expr) -> float:
+    """|value| of a plain number as a float; inf beyond float64 (float(10**400) overflows)."""
+    try:
+        return float(abs(value))
+    except OverflowError:
+        return math.inf
 
 
 _UNITS = (sympy.S.One, sympy.S.NegativeOne, sympy.I, -sympy.I)
@@ -460,6 +480,11 @@ class _Reader:
             return self._read(node)
         except (RecursionError, MemoryError):
             raise self.error("the expression is too deeply nested or too large to handle", node) from None
+        except ArithmeticError as exc:
+            # sympy evaluating a constant: floor(log(2, 1 + 10**-20)) divides by a log it
+            # rounded to 0 (ZeroDivisionError); overflows are ArithmeticErrors too.
+            detail = str(exc) or type(exc).__name__
+            raise self.error(f"this constant cannot be computed ({detail})", node) from None
         finally:
             self.depth -= 1
 
@@ -586,11 +611,11 @@ class _Reader:
                 # would compute 3**(4*10**8) exactly before anything could check it.
                 factor = sympy.Mul(*[a for a in base.args if a.is_number])
                 if factor not in _UNITS:
-                    size = float(abs(exponent)) * _log10_abs(factor)
-                    problem = _magnitude_problem(size)
-                    if problem is None and float(abs(exponent)) * _exact_digits(factor) > MAX_EXACT_DIGITS:
-                        problem = (f"the constant factor of this power would have about "
-                                   f"{float(abs(exponent)) * _exact_digits(factor):.3g} digits")
+                    size = _size(exponent) * _log10_abs(factor)
+                    problem = _magnitude_problem(size) if not math.isnan(size) else None
+                    digits = _size(exponent) * _exact_digits(factor)
+                    if problem is None and digits > MAX_EXACT_DIGITS:
+                        problem = f"the constant factor of this power would have about {digits:.3g} digits"
                     if problem:
                         raise self.error(problem, node)
         return base**exponent
@@ -613,7 +638,7 @@ class _Reader:
             if problem:
                 raise self.error(problem.replace("this number", "this power"), node)
         if exponent.is_Rational and base not in _UNITS and not base.has(sympy.Float) and (
-                float(abs(exponent)) * _exact_digits(base) > MAX_EXACT_DIGITS):
+                _size(exponent) * _exact_digits(base) > MAX_EXACT_DIGITS):
             # Within range but long to write exactly ((1 + 10**-20)**(10**20) is e): in
             # floating point, which sympy evaluates with enough working precision.
             return sympy.N(sympy.Pow(base, exponent, evaluate=False), 15)
