@@ -245,6 +245,18 @@ class _Lowerer:
                 lambda env: torch.polygamma(n, inner(env)))
         if isinstance(node, sympy.Piecewise):
             return self.piecewise(node)
+        if isinstance(node, mathfuncs.bcast):
+            value, *shapes = (self.lower(a) for a in node.args)
+
+            def broadcast(env):
+                v = value(env)
+                others = [s(env) for s in shapes]
+                target = torch.broadcast_shapes(*(tuple(o.shape) for o in others),
+                                                tuple(v.shape) if isinstance(v, torch.Tensor) else ())
+                if not isinstance(v, torch.Tensor):
+                    return torch.full(target, v, dtype=others[0].dtype, device=others[0].device)
+                return v.expand(target)
+            return broadcast
         if isinstance(node, mathfuncs.tindex):
             inner = self.lower(node.args[0])
             where = node.index
@@ -475,6 +487,7 @@ _SOURCE: dict[type, str] = {
     sympy.sinc: "torch.sinc({0} / math.pi)",
     mathfuncs.sinc: "torch.sinc({0} / math.pi)",
     mathfuncs.dsinc: "dsinc({0})",
+    mathfuncs.bcast: "({0}).expand_as({1})",
     sympy.Heaviside: "heaviside({0})",
     sympy.DiracDelta: "dirac_delta({0})",
     mathfuncs.softplus: "torch.nn.functional.softplus({0})",

@@ -108,6 +108,24 @@ class dsinc(sympy.Function):  # noqa: N801
         return -sinc(x) - 2 * dsinc(x) / x
 
 
+class bcast(sympy.Function):  # noqa: N801
+    """expr, broadcast to the shapes of the variables after it: bcast(y, x) is y where x was written.
+
+    Sympy cancels as it reads: in sum(x - x + y) the x is gone, and with it the shape that
+    made torch's sum add y once per element of x. The parser wraps such an expression in
+    bcast with the vanished variables, so their shapes still count. It is the identity on
+    values, so its derivative is 1 with respect to expr and 0 with respect to the rest.
+    """
+
+    is_real = True
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(1) if argindex == 1 else sympy.Integer(0)
+
+    def _sympystr(self, printer):
+        return printer._print(self.args[0])
+
+
 class Reduction(sympy.Function):
     """A reduction of a tensor-valued expression to a scalar.
 

@@ -138,6 +138,7 @@ _define("huber", 2, 3, lambda a, b, d=None: mathfuncs.huber(a, b) if d is None
         else mathfuncs.huber(a, b, _number(d, "the delta of huber(a, b, delta)", positive=True)))
 
 FUNCTION_NAMES = frozenset(_F)
+_REDUCTION_BUILDERS = {mathfuncs.tsum, mathfuncs.tmean, mathfuncs.tprod, _F["max"][2], _F["min"][2]}
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
 
 # Functions whose value at a large whole number sympy would compute exactly (a factorial, or
@@ -679,6 +680,8 @@ class _Reader:
             args = [sympy.N(a, 15) if not a.is_Integer or abs(a) > 100 else a for a in args]
         if builder is _polygamma:
             return _check_magnitude(self._polygamma(*args, node=node), self.src, node)
+        if builder in _REDUCTION_BUILDERS:
+            args[0] = self.keep_shapes(args[0], node.args[0])
         try:
             result = builder(*args)
         except ValueError as exc:
@@ -686,6 +689,19 @@ class _Reader:
         except (TypeError, AttributeError) as exc:
             raise self.error(f"{fname} cannot take these arguments ({exc})", node) from None
         return _check_magnitude(result, self.src, node)
+
+    def keep_shapes(self, expr: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        """expr, wrapped in bcast when sympy cancelled a tensor variable written in it.
+
+        sum(x - x + y) must add y once per element of x, as torch does: the x that sympy
+        removed still sets the shape (see mathfuncs.bcast).
+        """
+        indexed = {id(n.value) for n in ast.walk(node) if isinstance(n, ast.Subscript)}
+        written = {n.id for n in ast.walk(node)
+                   if isinstance(n, ast.Name) and id(n) not in indexed and n.id in self.variables}
+        vanished = [self.variables[name].symbol for name in sorted(written)
+                    if self.variables[name].symbol not in expr.free_symbols]
+        return mathfuncs.bcast(expr, *vanished) if vanished else expr
 
     def _polygamma(self, n: sympy.Expr, x: sympy.Expr, *, node: ast.AST) -> sympy.Expr:
         if not (n.is_Integer and n >= 0):
@@ -834,7 +850,7 @@ def parse_expression(text: str) -> ParsedExpression:
     if isinstance(tree, (ast.List, ast.Tuple)):
         components, shape = _read_list(reader, tree)
         return ParsedExpression(text, components, shape, reader.variables)
-    return ParsedExpression(text, [reader.read(tree)], None, reader.variables)
+    return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables)
 
 
 # --------------------------------------------------------------------------- values

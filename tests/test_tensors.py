@@ -184,3 +184,18 @@ def test_subexpression_index_errors(run):
     assert out_of_range.exit_code == 2 and "out of range: softmax(x) has shape [2]" in out_of_range.stderr
     sliced = run("grad", "sum(softmax(x)[1:])", "x=[1,2]")
     assert sliced.exit_code == 2 and "only variables can be sliced" in sliced.stderr
+
+
+@pytest.mark.parametrize("expression, reference", [
+    ("sum(x - x + y)", lambda x, y: torch.sum(x - x + y)),
+    ("mean(x*0 + y**2)", lambda x, y: torch.mean(x * 0 + y**2)),
+    ("sum(x**0 * y)", lambda x, y: torch.sum(x**0 * y)),
+    ("x - x + y", lambda x, y: torch.sum(x - x + y)),
+])
+def test_variables_sympy_cancels_still_set_the_shape(expression, reference):
+    # sympy reads x - x + y as y; torch broadcasts y over x's shape before summing
+    x, y = torch.tensor([1.0, 2.0, 3.0]), torch.tensor(0.5)
+    ours, report = gradcli_grads(expression, {"x": x, "y": y}, ["x", "y"], dtype="float64")
+    theirs = torch_grads(reference, {"x": x.double(), "y": y.double()}, ["x", "y"])
+    assert torch.allclose(ours["y"], theirs["y"]) and torch.allclose(ours["x"], theirs["x"])
+    assert report.f.data == pytest.approx(float(reference(x.double(), y.double())) if expression.startswith(("sum", "mean")) else [0.5] * 3)
