@@ -249,6 +249,13 @@ def _reduction_note(output: torch.Tensor, reduce: str) -> tuple[str | None, list
 
 def _common(st: _Setup) -> tuple[int, ...]:
     """The broadcast shape of the components of a bracketed list (or of the one expression)."""
+    try:
+        return _component_shapes(st)
+    except (RuntimeError, ValueError, IndexError) as exc:  # shapes that do not broadcast, say
+        raise torch_error(exc) from None
+
+
+def _component_shapes(st: _Setup) -> tuple[int, ...]:
     with torch.no_grad():
         env = {n: t for n, t in st.tensors.items()}
         shapes = [tuple(compile_components([c], None, st.table, dtype=resolve_dtype(st.dtype),
@@ -484,13 +491,15 @@ def _hessian(st: _Setup, *, check: bool, reduce: str) -> GradReport:
     labels = _element_labels(st, st.wrt)
     h = run.results["hessian"]
     asym = float((h.double() - h.double().T).abs().max()) if h.numel() else 0.0
+    if not math.isfinite(asym):  # a Hessian with NaN or inf in it: symmetry cannot be judged
+        asym = None
     result = _checked("hessian", st, h, ref, f_finite=f_finite, rows=labels, columns=labels,
                       label="Hessian")
-    if asym > 0:
+    if asym:
         warnings.append(f"the Hessian is symmetric to within {asym:.3g}")
+    symmetric = None if asym is None else asym <= st.atol * max(1.0, float(h.abs().max()) if h.numel() else 1.0)
     return _report(st, "hessian", "hessian", run.call, run.output, [result], check=check, reduction=reduction,
-                   warnings=warnings, extra={"symmetric": asym <= st.atol * max(1.0, float(h.abs().max()) if h.numel() else 1.0),
-                                             "max_asymmetry": asym})
+                   warnings=warnings, extra={"symmetric": symmetric, "max_asymmetry": asym})
 
 
 def jacobian(expression: str, values: ValuesArg = (), *, wrt=None, method: str = "auto", dtype: str = "float32",

@@ -16,7 +16,7 @@ class sigmoid(sympy.Function):  # noqa: N801 - the name is what users type and w
 
     @classmethod
     def eval(cls, arg):
-        if arg.is_Number:
+        if arg.is_number and arg.is_real:  # pi/4 too, not only literal numbers
             return 1 / (1 + sympy.exp(-arg))
         return None
 
@@ -35,7 +35,7 @@ class relu(sympy.Function):  # noqa: N801
 
     @classmethod
     def eval(cls, arg):
-        if arg.is_Number:
+        if arg.is_number and arg.is_real:
             return sympy.Max(0, arg)
         return None
 
@@ -50,7 +50,7 @@ class softplus(sympy.Function):  # noqa: N801
 
     @classmethod
     def eval(cls, arg):
-        if arg.is_Number:
+        if arg.is_number and arg.is_real:
             return sympy.log(1 + sympy.exp(arg))
         return None
 
@@ -65,7 +65,7 @@ class cbrt(sympy.Function):  # noqa: N801
 
     @classmethod
     def eval(cls, arg):
-        if arg.is_Number and arg.is_real:
+        if arg.is_number and arg.is_real:
             return sympy.sign(arg) * sympy.Abs(arg) ** sympy.Rational(1, 3)
         return None
 

@@ -159,18 +159,15 @@ def test_a_combinatorial_function_of_a_symbolic_constant():
     assert result.exit_code == 0, result.stderr
 
 
-# Bugs outside the parser that the fuzzing found, kept as strict xfails so that their fix shows.
+# Found by the fuzzing outside the parser (once internal errors), and one still open, kept as a
+# strict xfail so that its fix shows.
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (mathfuncs.py/lower.py): relu, softplus and bce_logits of a "
-                                       "symbolic constant (pi/4, sqrt(2)) cannot be folded to a number: exit 3")
 @pytest.mark.parametrize("text", ["x + relu(pi/4)", "x + softplus(sqrt(2))", "x + bce_logits(pi, 1)"])
 def test_custom_functions_of_symbolic_constants(text):
     result = RUNNER.invoke(app, ["grad", text, "x=1"], catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (api.py): jacobian does not turn torch's shape errors into "
-                                       "a one-line error as grad does: exit 3")
 @pytest.mark.parametrize("text", ["x + y", "[x, y]"])
 def test_jacobian_of_mismatched_shapes(text):
     result = RUNNER.invoke(app, ["jacobian", text, "x=[1,2]", "y=[1,2,3]"], catch_exceptions=False)
@@ -178,8 +175,6 @@ def test_jacobian_of_mismatched_shapes(text):
     assert result.stderr.startswith("error: ")
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (report.py/render.py): a NaN max_asymmetry of the Hessian "
-                                       "reaches json.dumps(allow_nan=False): exit 3")
 def test_hessian_json_with_nan():
     result = RUNNER.invoke(app, ["hessian", "sqrt(x)*y", "x=0", "y=1", "--json"], catch_exceptions=False)
     assert result.exit_code == 1, result.stderr
