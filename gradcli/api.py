@@ -204,6 +204,7 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
     }
     table = parsed.symbol_table()
     fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
+    _check_shapes(fn, tensors)
     return _Setup(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
                   default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
                   max_elements, extra, generator, notes)
@@ -219,6 +220,21 @@ def _checked(name: str, st: _Setup, result: torch.Tensor, ref: SymbolicGradient 
     return VariableResult(name, shown_value, tensor_data(result), ref.formula,
                           tensor_data(ref.value) if ref.value is not None else None,
                           cmp.status, cmp.max_abs_error, cmp.max_rel_error, cmp.note, **labels)
+
+
+def _check_shapes(fn, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Run f once on shape-only (meta) tensors: a broadcasting mistake is named, for free."""
+    meta = {n: torch.empty(t.shape, dtype=t.dtype, device="meta") for n, t in tensors.items()}
+    try:
+        fn(meta)
+    except RuntimeError as exc:
+        if "must match the size" in str(exc) or "broadcast" in str(exc):
+            shapes = ", ".join(f"{n} {list(t.shape)}" for n, t in tensors.items())
+            raise GradcliError(f"the shapes do not fit together: {shapes}",
+                               hint="elementwise operations need, dimension by dimension from the right, "
+                                    "equal sizes or 1 (as in torch)") from None
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: the real run will tell
+        return
 
 
 def _report(st: _Setup, command: str, method: str, call: str, output: torch.Tensor, results: list[VariableResult],

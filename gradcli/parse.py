@@ -319,6 +319,9 @@ class _Source:
                 column = self._to_original[min(exc.offset - 1, len(self._to_original) - 1)]
             if "unterminated" in message or "EOL" in message:
                 message = "strings are not allowed"
+            if "invalid character" in message and any(c in self.original for c in "²³¹⁰⁴⁵⁶⁷⁸⁹"):
+                raise GradcliError(f"could not read this: {message}", span=Span(self.original, column, column + 1),
+                                   hint="superscripts are not powers: write x**2 or x^2") from None
             if "integer string conversion" in message:  # Python's advice is for programmers
                 message = "this whole number has too many digits for any floating type"
             raise GradcliError(
@@ -847,7 +850,10 @@ def parse_expression(text: str) -> ParsedExpression:
     src = _Source(text, "expression")
     tree = src.parse()
     reader = _Reader(src)
-    if isinstance(tree, (ast.List, ast.Tuple)):
+    if isinstance(tree, ast.Tuple):
+        raise GradcliError("a comma outside brackets", span=src.span(tree),
+                           hint="write 3.5 for a decimal, or [f1, f2] for a vector function")
+    if isinstance(tree, ast.List):
         components, shape = _read_list(reader, tree)
         return ParsedExpression(text, components, shape, reader.variables)
     return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables)

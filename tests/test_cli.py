@@ -27,6 +27,8 @@ from gradcli import __version__
         (["grad", "x**2", "x=ones(10**10)"], "the limit is"),
         (["grad", "x**2", "x=1", "--dtyp", "float16"], "no such option: --dtyp"),
         (["grad", "x**2", "2"], "expected NAME=VALUE"),
+        (["grad", "x + y", "x=[1,2]", "y=[1,2,3]"], "the shapes do not fit together: x [2], y [3]"),
+        (["grad", "x²", "x=1"], "superscripts are not powers"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_exit_2(run, args, message):

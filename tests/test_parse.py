@@ -123,6 +123,8 @@ def test_bracketed_list_has_a_shape():
         ("x +", "ends too early", 4),
         ("", "empty", None),
         ("x\ny", "line break", 2),
+        ("3,5*x", "a comma outside brackets", 1),
+        ("x²", "invalid character", 2),
         ("[x, [y]]", "ragged", 5),
         ("exp(x, 2)", "exp takes 1 argument", 1),
         ("sin(\"x\")", "strings", 5),
