@@ -495,7 +495,9 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     kink = torch.isnan(r) & torch.isfinite(a)
     if bool((close | kink).all()) and bool(kink.any()):
         return Comparison("undefined", abs_err, rel_err,
-                          "the derivative does not exist at this point; autograd's value is a subgradient")
+                          "the derivative does not exist at this point; autograd's value follows torch's "
+                          "convention (relu'(0) = 0, abs'(0) = sign(0) = 0, a tie in max or min splits the "
+                          "gradient evenly)")
     if not bool((torch.isfinite(a) & torch.isfinite(r)).all()):
         return Comparison("domain", abs_err, rel_err, "the derivative is not finite at this point")
     if bool(close.all()):
