@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+import sympy
 import torch
 
 from gradcli import __version__
@@ -44,6 +46,7 @@ from gradcli.parse import (
 from gradcli.report import GradReport, GraphReport, MethodResult, TensorData, VariableResult
 from gradcli.verify import (
     TOLERANCES,
+    _top_reductions as top_reductions,
     broadcast_shapes,
     SymbolicGradient,
     compare,
@@ -204,7 +207,7 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
     }
     table = parsed.symbol_table()
     fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
-    _check_shapes(fn, tensors)
+    _check_shapes(parsed, table, tensors)
     return _Setup(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
                   default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
                   max_elements, extra, generator, notes)
@@ -222,19 +225,43 @@ def _checked(name: str, st: _Setup, result: torch.Tensor, ref: SymbolicGradient 
                           cmp.status, cmp.max_abs_error, cmp.max_rel_error, cmp.note, **labels)
 
 
-def _check_shapes(fn, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Run f once on shape-only (meta) tensors: a broadcasting mistake is named, for free."""
-    meta = {n: torch.empty(t.shape, dtype=t.dtype, device="meta") for n, t in tensors.items()}
-    try:
-        fn(meta)
-    except RuntimeError as exc:
-        if "must match the size" in str(exc) or "broadcast" in str(exc):
-            shapes = ", ".join(f"{n} {list(t.shape)}" for n, t in tensors.items())
-            raise GradcliError(f"the shapes do not fit together: {shapes}",
-                               hint="elementwise operations need, dimension by dimension from the right, "
-                                    "equal sizes or 1 (as in torch)") from None
-    except Exception:  # noqa: BLE001 - an op without a meta kernel: the real run will tell
-        return
+def _check_shapes(parsed: ParsedExpression, table: Mapping, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Shapes that cannot broadcast, named before torch meets them.
+
+    Worked out from the variables' shapes alone: every elementwise part (outside reductions,
+    and inside each reduction) must broadcast. Running f on shape-only 'meta' tensors would
+    be simpler, but its first operation imports torch._dynamo: 1.9 s.
+    """
+    def complain(used: Mapping[str, tuple]) -> GradcliError:
+        listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
+        return GradcliError(f"the shapes do not fit together: {listed}",
+                            hint="elementwise operations need, dimension by dimension from the right, "
+                                 "equal sizes or 1 (as in torch)")
+
+    def shapes_in(expr) -> dict:
+        reductions = top_reductions(expr)
+        flat = expr.xreplace({r: sympy.Dummy() for r in reductions})
+        used = {}
+        for sym in flat.free_symbols:
+            if sym in table:
+                name, index = table[sym]
+                shape = tuple(tensors[name].shape)
+                used[str(sym)] = shape if index is None else indexed_shape(index, shape)
+        try:
+            np.broadcast_shapes(*used.values())
+        except ValueError:
+            raise complain(used) from None
+        for r in reductions:
+            shapes_in(r.args[0])
+        return used
+
+    everything: dict = {}
+    for component in parsed.components:
+        everything.update(shapes_in(expand_definitions(component)))
+    try:  # the entries of [f1, f2] are broadcast together, then stacked
+        np.broadcast_shapes(*everything.values())
+    except ValueError:
+        raise complain(everything) from None
 
 
 def _report(st: _Setup, command: str, method: str, call: str, output: torch.Tensor, results: list[VariableResult],
