@@ -9,3 +9,4 @@ MAX_CONSTANT_DIGITS = 400  # a literal or folded constant beyond ~1e400 is no fl
 DEFAULT_MAX_ELEMENTS = 50_000_000  # per tensor value; --max-elements raises it
 MAX_EXACT_DIGITS = 4000  # an exact constant longer than this is refused or taken in floating point
 MAX_POLYGAMMA_ORDER = 1000  # polygamma(n, x): sympy's and mpmath's work grows with n
+MAX_ROOT_DEGREE = 10**6  # a constant root of higher degree (2**(1/10**400)) is taken in floating point

@@ -29,6 +29,7 @@ from gradcli.limits import (
     MAX_EXPRESSION_CHARS,
     MAX_NESTING,
     MAX_POLYGAMMA_ORDER,
+    MAX_ROOT_DEGREE,
 )
 
 # --------------------------------------------------------------------------- functions
@@ -645,6 +646,11 @@ class _Reader:
                 _size(exponent) * _exact_digits(base) > MAX_EXACT_DIGITS):
             # Within range but long to write exactly ((1 + 10**-20)**(10**20) is e): in
             # floating point, which sympy evaluates with enough working precision.
+            return sympy.N(sympy.Pow(base, exponent, evaluate=False), 15)
+        if exponent.is_Rational and exponent.q > MAX_ROOT_DEGREE and base != 1 and not base.has(sympy.Float):
+            # 2**(1/10**400) is 1 + 7e-401: sympy cannot tell it from 1 numerically and falls
+            # back to its minimal polynomial, of degree 10**400, as soon as anything compares
+            # it ((x**2**(1/10**400))**(1/2) hung). No float tells it from 1 either.
             return sympy.N(sympy.Pow(base, exponent, evaluate=False), 15)
         return base**exponent
 

@@ -85,6 +85,14 @@ PARSER_CASES = [
     ("x" + "[0]" * 10_000, "nested"),
     ("[" * 10_000 + "x" + "]" * 10_000, "nested"),
     ("/".join(["x"] * 30_000), None),
+    ("2**(10**400)", "too large"),
+    ("(1 + 10**-20)**(10**400)", "too large"),  # an mpmath exponent past float: OverflowError, exit 3
+    ("x*floor(exp(10**7))", "too large"),  # floor() wrote out exp(10**7)'s 4.3 million digits: hung
+    ("x*sin(exp(1000001))", "too large"),  # the lowering's evalf did: hung
+    ("gamma(exp(1000001))", "too large"),  # mpmath's gamma at 10**434294: hung
+    ("floor(log(2, 1 + 10**-20))", "cannot be computed"),  # ZeroDivisionError in evalf, exit 3
+    ("(x**(2**(1/10**400)))**(1/2)", None),  # sympy's minimal polynomial of degree 10**400: hung
+    ("((10**400**10**-400)**10**-400)", None),
 ]
 
 
