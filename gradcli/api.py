@@ -46,6 +46,7 @@ from gradcli.parse import (
 from gradcli.report import GradReport, GraphReport, MethodResult, TensorData, VariableResult
 from gradcli.verify import (
     TOLERANCES,
+    _numel,
     _top_reductions as top_reductions,
     broadcast_shapes,
     SymbolicGradient,
@@ -488,10 +489,8 @@ def _order(st: _Setup, order: int, *, check: bool, reduce: str) -> GradReport:
     refs = symbolic_order(components[0], st.table, st.tensors, var, order, reduce) if check else [None] * order
     results = []
     for k in range(1, order + 1):
-        label = f"d{var}" if k == 1 else f"d{k}/d{var}{k}"
         results.append(_checked(str(k), st, run.results[str(k)], refs[k - 1], f_finite=f_finite,
                                 label=f"order {k} ({'df/d' + var if k == 1 else f'd{k}f/d{var}^{k}'})"))
-        del label
     return _report(st, "order", "grad", run.call, run.output, results, check=check, reduction=reduction,
                    warnings=warnings, extra={"order": order, "variable": var})
 
@@ -645,10 +644,3 @@ def jvp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None
     result = _checked(var, st, run.results[var], ref, f_finite=f_finite, value=st.tensors[var])
     return _explained(_report(st, "jvp", "fwd", run.call, run.output, [result], check=check, vector=v),
                       st, explain)
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n

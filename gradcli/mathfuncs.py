@@ -160,8 +160,6 @@ class tmean(Reduction):  # noqa: N801
         return f"mean({printer._print(self.args[0])})"
 
 
-REDUCTIONS = (tsum, tmean)
-
 
 class tprod(Reduction):  # noqa: N801
     """prod(expr): the product of every element."""
@@ -206,7 +204,7 @@ class tindex(Reduction):  # noqa: N801
         return f"({printer._print(self.args[0])})[{','.join(str(i) for i in self.index)}]"
 
 
-REDUCTIONS = (tsum, tmean, tprod, tmax, tmin, tindex)
+REDUCTIONS = (tsum, tmean, tprod, tmax, tmin, tindex)  # every Reduction subclass, for reference
 
 
 # --------------------------------------------------------------------------- defined functions

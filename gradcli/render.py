@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from gradcli.report import GradReport, GraphReport, TensorData, VariableResult
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from gradcli import api
-from gradcli.render import number
 
 
 def test_seed_4_vector_function_jacobian_float16(run_json):
