@@ -197,7 +197,10 @@ def _fold(node: sympy.Expr) -> float | int | bool:
     if node.is_Integer and abs(int(node)) < 2**53:
         return int(node)  # exact, and an integer exponent keeps torch.pow on its integer path
     # Beyond int64 torch refuses a Python int (OverflowError): a float, inf if it must be.
-    value = complex(sympy.N(node, 20))
+    try:
+        value = complex(sympy.N(node, 20))
+    except (ValueError, TypeError, ArithmeticError) as exc:  # erfinv(2): outside its domain
+        raise LoweringError(f"the constant {sympy.sstr(node)} has no real value ({exc})") from None
     if value.imag != 0:
         raise LoweringError(f"the constant {sympy.sstr(node)} is not a real number")
     return value.real

@@ -188,8 +188,6 @@ def test_cancellation_in_the_reference_is_not_a_mismatch():
     assert [v.status for v in report.variables] == ["ok", "ok"]
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (lower.py): folding the constant erfinv(2) lets mpmath's "
-                                       "ValueError out (erfinv(x) is defined only for -1 <= x <= 1): exit 3")
 def test_a_constant_outside_a_functions_domain():
     result = RUNNER.invoke(app, ["grad", "x*erfinv(2)", "x=1.5"], catch_exceptions=False)
     assert result.exit_code in (1, 2), result.stderr
