@@ -124,6 +124,8 @@ def _wrt(parsed: ParsedExpression, specs: Mapping[str, ValueSpec], wrt: str | Se
     if wrt is None or wrt == "" or wrt == []:
         return list(specs)  # in the order the values were given: the order a script expects
     names = [w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt) if w.strip()]
+    if not names:
+        raise GradcliError(f"--wrt {wrt!r} names no variable", hint="for example --wrt x,y")
     for n in names:
         if n not in parsed.variables:
             raise GradcliError(
@@ -194,6 +196,8 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
     for label, tol in (("--rtol", rtol), ("--atol", atol)):
         if tol is not None and not (math.isfinite(tol) and tol >= 0):
             raise GradcliError(f"{label} must be a finite number >= 0, not {tol}")
+    if max_elements < 1:
+        raise GradcliError(f"--max-elements must be at least 1, not {max_elements}")
     if seed is not None and not 0 <= seed < 2**63:
         raise GradcliError(f"--seed must be between 0 and 2**63 - 1, not {seed}")
     used_seed = None
