@@ -15,10 +15,9 @@ Targets (issue 3): default within 1.5x of jacrev at n=1000; the check at most 2x
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import medians  # benchmarks/timing.py, beside this script
 
 from gradcli.autodiff import jacobian, pick_jacobian_method
 from gradcli.lower import compile_components
@@ -29,19 +28,6 @@ CASES = {
     "x**2 + y*sin(x)": lambda x, y: x**2 + y * torch.sin(x),
     "x**2 + sin(x)*sum(x)": lambda x, y: x**2 + torch.sin(x) * torch.sum(x),
 }
-
-
-def medians(fns: dict, repeat: int) -> dict:
-    """Median time of each function, run round-robin so machine noise hits all alike."""
-    for fn in fns.values():
-        fn()  # warm-up: first allocations, lazy imports
-    times: dict = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from timing import medians  # benchmarks/timing.py, beside this script
 
 from gradcli.autodiff import gradient
 from gradcli.lower import compile_components
@@ -33,18 +32,6 @@ CASES = {
     "mean((t-p)**2)": (lambda p, t: torch.mean((t - p) ** 2), ["p", "t"], "p"),
     "sum(sin(x)*exp(-x**2))": (lambda x: torch.sum(torch.sin(x) * torch.exp(-x**2)), ["x"], "x"),
 }
-
-
-def medians(fns: dict, repeat: int) -> dict:
-    for fn in fns.values():
-        fn()
-    times: dict = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def hand_pass(fn, values: dict, wrt: str) -> None:

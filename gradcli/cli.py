@@ -691,10 +691,10 @@ def batch(
     from typer.main import get_command
 
     if source == "-":
-        from gradcli.inputs import read_stdin
+        from gradcli.inputs import claim_stdin
 
         stream = sys.stdin
-        read_stdin.claim("gradcli batch (its requests)")  # a line's x=@- must not eat the requests
+        claim_stdin("gradcli batch (its requests)")  # a line's x=@- must not eat the requests
     else:
         try:
             stream = open(source, encoding="utf-8")  # noqa: SIM115 - closed below

@@ -20,17 +20,16 @@ _stdin_used_by: list[str] = []  # standard input can be read once: say who took 
 
 
 def read_stdin(who: str) -> str:
-    _claim(who)
+    claim_stdin(who)
     return sys.stdin.read()
 
 
-def _claim(who: str) -> None:
+def claim_stdin(who: str) -> None:
+    """Take standard input for `who` (gradcli batch reads its requests from it itself)."""
     if _stdin_used_by:
         raise GradcliError(f"{who} and {_stdin_used_by[0]} both want standard input; only one can have it")
     _stdin_used_by.append(who)
 
-
-read_stdin.claim = _claim  # for gradcli batch, which reads its requests from standard input itself
 
 
 def reset_stdin() -> None:
