@@ -10,3 +10,7 @@ DEFAULT_MAX_ELEMENTS = 50_000_000  # per tensor value; --max-elements raises it
 MAX_EXACT_DIGITS = 4000  # an exact constant longer than this is refused or taken in floating point
 MAX_POLYGAMMA_ORDER = 1000  # polygamma(n, x): sympy's and mpmath's work grows with n
 MAX_ROOT_DEGREE = 10**6  # a constant root of higher degree (2**(1/10**400)) is taken in floating point
+# An expression of more syntax nodes than this (about 120 terms like 3*sin(x/2)*y**2) is built
+# and differentiated without sympy simplifying each term as it goes, which costs about a
+# millisecond a term: a 100 KB sum would take a minute. See README "Long expressions".
+LONG_EXPRESSION_NODES = 1000

@@ -196,6 +196,8 @@ def _fold(node: sympy.Expr) -> float | int | bool:
         return False
     if node.is_Integer and abs(int(node)) < 2**53:
         return int(node)  # exact, and an integer exponent keeps torch.pow on its integer path
+    if node.is_Rational and abs(node.p) < 2**1000 and node.q < 2**1000:
+        return int(node.p) / int(node.q)  # Python rounds int/int correctly; sympy.N is slow
     # Beyond int64 torch refuses a Python int (OverflowError): a float, inf if it must be.
     try:
         value = complex(sympy.N(node, 20))
@@ -211,10 +213,30 @@ class _Lowerer:
         self.table = table
         self.dtype = dtype  # for numbers that must become tensors where no tensor is at hand
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
+        self._constant: dict[sympy.Basic, bool] = {}
+        self._compiled: dict[sympy.Basic, Compiled] = {}  # a subtree written twice is lowered once
+
+    def constant(self, node: sympy.Basic) -> bool:
+        """No variable in node: `not node.free_symbols`, remembered, as every node asks."""
+        if node.is_Number:  # the commonest leaf, and slow for sympy to hash
+            return True
+        known = self._constant.get(node)
+        if known is None:
+            known = not isinstance(node, sympy.Symbol) and all(self.constant(a) for a in node.args)
+            self._constant[node] = known
+        return known
 
     def lower(self, node: sympy.Basic) -> Compiled:
-        compiled = self._lower(node)
-        if self.trace is None or isinstance(node, sympy.Symbol) or not node.free_symbols:
+        if node.is_Number:
+            value = _fold(node)
+            return lambda env: value
+        compiled = self._compiled.get(node)
+        if compiled is None:
+            compiled = self._compiled[node] = self._traced(node, self._lower(node))
+        return compiled
+
+    def _traced(self, node: sympy.Basic, compiled: Compiled) -> Compiled:
+        if self.trace is None or isinstance(node, sympy.Symbol) or self.constant(node):
             return compiled
         trace = self.trace
 
@@ -225,7 +247,7 @@ class _Lowerer:
         return traced
 
     def _lower(self, node: sympy.Basic) -> Compiled:
-        if not node.free_symbols:
+        if self.constant(node):
             value = _fold(node)
             return lambda env: value
         if isinstance(node, sympy.Symbol):
@@ -369,7 +391,7 @@ class _Lowerer:
     def power(self, node: sympy.Pow) -> Compiled:
         base, exponent = node.args
         lb = self.lower(base)
-        if not exponent.free_symbols:
+        if self.constant(exponent):
             e = _fold(exponent)
             if e == 0.5:
                 return lambda env: torch.sqrt(lb(env))
@@ -379,7 +401,7 @@ class _Lowerer:
                 return lambda env: torch.reciprocal(lb(env))
             return lambda env: torch.pow(lb(env), e)
         le = self.lower(exponent)
-        if not base.free_symbols:
+        if self.constant(base):
             b = _fold(base)
             return lambda env: torch.pow(b, le(env))
         return lambda env: torch.pow(*_tensors(lb(env), le(env)))

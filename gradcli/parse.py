@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import itertools
 import math
 import sys
 import unicodedata
@@ -24,6 +25,7 @@ from gradcli import mathfuncs
 from gradcli.errors import GradcliError, Span
 from gradcli.inputs import read_value_source
 from gradcli.limits import (
+    LONG_EXPRESSION_NODES,
     MAX_CONSTANT_DIGITS,
     MAX_EXACT_DIGITS,
     MAX_EXPRESSION_CHARS,
@@ -182,6 +184,7 @@ class ParsedExpression:
     components: list[sympy.Expr]  # one expression, or the entries of a bracketed list, flattened
     shape: tuple[int, ...] | None  # None for one expression, else the shape of the list
     variables: dict[str, Variable]  # in order of first appearance
+    as_written: bool = False  # a long expression, kept as written (LONG_EXPRESSION_NODES)
 
     @property
     def is_list(self) -> bool:
@@ -203,6 +206,8 @@ class ParsedExpression:
         return table
 
     def pretty(self) -> str:
+        if self.as_written:
+            return self.text  # sympy would print it in seconds, and no more readably
         texts = [sympy.sstr(c) for c in self.components]
         if self.shape is None:
             return texts[0]
@@ -252,7 +257,8 @@ class _Source:
                 f"the {what} is {len(text)} characters long; the limit is {MAX_EXPRESSION_CHARS}",
                 hint="write it in several smaller pieces",
             )
-        for i, ch in enumerate(text):
+        plain = text.isascii() and text.replace("\t", " ").isprintable()  # no control character
+        for i, ch in enumerate("" if plain else text):
             if ch in "\r\n" or (unicodedata.category(ch) == "Cc" and ch != "\t"):
                 raise GradcliError(
                     f"the {what} contains a line break or control character",
@@ -263,16 +269,18 @@ class _Source:
         # anyway) rather than as XOR in the tree: Python gives ^ a lower precedence than +,
         # so x^2+1 would otherwise read as x^(2+1).
         converted: list[str] = []
-        self._to_original: list[int] = []
-        for i, ch in enumerate(text):
-            if ch == "^":
-                converted.append("**")
-                self._to_original += [i, i]
-            else:
-                converted.append(ch)
-                self._to_original.append(i)
-        self._to_original.append(len(text))
-        self.text = "".join(converted)
+        self._to_original: list[int] = list(range(len(text) + 1))
+        if "^" in text:
+            self._to_original = []
+            for i, ch in enumerate(text):
+                if ch == "^":
+                    converted.append("**")
+                    self._to_original += [i, i]
+                else:
+                    converted.append(ch)
+                    self._to_original.append(i)
+            self._to_original.append(len(text))
+        self.text = "".join(converted) if converted else text
         self.is_ascii = self.text.isascii()
         self._byte_to_char: list[int] | None = None
 
@@ -468,9 +476,12 @@ _UNITS = (sympy.S.One, sympy.S.NegativeOne, sympy.I, -sympy.I)
 class _Reader:
     """Walks the ast whitelist into sympy. `constant_only` is for values: no variables."""
 
-    def __init__(self, src: _Source, *, constant_only: bool = False):
+    def __init__(self, src: _Source, *, constant_only: bool = False, as_written: bool = False):
         self.src = src
         self.constant_only = constant_only
+        # Long expressions keep each term as written (no sympy evaluation of terms with
+        # variables): see LONG_EXPRESSION_NODES. Constants are still evaluated, and checked.
+        self.as_written = as_written
         self.variables: dict[str, Variable] = {}
         self.depth = 0
 
@@ -500,7 +511,7 @@ class _Reader:
             return self.name(node)
         if isinstance(node, ast.UnaryOp):
             if isinstance(node.op, ast.USub):
-                return -self.read(node.operand)
+                return self.negate(self.read(node.operand))
             if isinstance(node.op, ast.UAdd):
                 return self.read(node.operand)
             raise self.error(f"the operator {_unary_name(node.op)} is not allowed", node)
@@ -595,14 +606,28 @@ class _Reader:
         for kind, operand in reversed(chain):
             value = self.read(operand)
             if kind is ast.Sub:
-                value = -value
+                value = self.negate(value)
             elif kind is ast.Div:
-                if value.is_zero:
+                if value.is_Rational:  # directly: sympy's Pow asks each new number's assumptions
+                    if value.p == 0:
+                        raise self.error("division by zero", operand)
+                    value = sympy.Rational(value.q, value.p)
+                elif value.is_zero:
                     raise self.error("division by zero", operand)
-                value = sympy.Pow(value, -1)
+                else:
+                    value = sympy.Pow(value, -1, evaluate=not self._keeps(value))
             terms.append(value)
-        result = sympy.Add(*terms) if additive else sympy.Mul(*terms)
+        kind = sympy.Add if additive else sympy.Mul
+        # As written: sympy's _from_args is evaluate=False without checking each term again.
+        result = kind._from_args(terms, is_commutative=True) if self._keeps(*terms) else kind(*terms)
         return _check_magnitude(result, self.src, node)
+
+    def _keeps(self, *operands: sympy.Expr) -> bool:
+        """Whether an operation on these is kept as written: in a long expression, on variables."""
+        return self.as_written and any(not a.is_number for a in operands)
+
+    def negate(self, value: sympy.Expr) -> sympy.Expr:
+        return sympy.Mul._from_args((sympy.S.NegativeOne, value), is_commutative=True) if self._keeps(value) else -value
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
         if base.is_number and exponent.is_number:
@@ -623,7 +648,7 @@ class _Reader:
                         problem = f"the constant factor of this power would have about {digits:.3g} digits"
                     if problem:
                         raise self.error(problem, node)
-        return base**exponent
+        return sympy.Pow(base, exponent, evaluate=not self._keeps(base, exponent))
 
     def _constant_power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.AST) -> sympy.Expr:
         """number**number, without letting sympy compute a huge exact number first."""
@@ -692,7 +717,11 @@ class _Reader:
         if builder in _REDUCTION_BUILDERS:
             args[0] = self.keep_shapes(args[0], node.args[0])
         try:
-            result = builder(*args)
+            if isinstance(builder, type) and builder not in _REDUCTION_BUILDERS and self._keeps(*args):
+                # (sympy's evaluate(False) context would clear sympy's cache on entry and exit)
+                result = builder(*args, evaluate=False)
+            else:
+                result = builder(*args)
         except ValueError as exc:
             raise self.error(str(exc), node) from None
         except (TypeError, AttributeError) as exc:
@@ -705,11 +734,14 @@ class _Reader:
         sum(x - x + y) must add y once per element of x, as torch does: the x that sympy
         removed still sets the shape (see mathfuncs.bcast).
         """
+        free = expr.free_symbols
+        if all(v.symbol in free for v in self.variables.values()):
+            return expr  # nothing vanished (the common case: no walk of a long expression)
         indexed = {id(n.value) for n in ast.walk(node) if isinstance(n, ast.Subscript)}
         written = {n.id for n in ast.walk(node)
                    if isinstance(n, ast.Name) and id(n) not in indexed and n.id in self.variables}
         vanished = [self.variables[name].symbol for name in sorted(written)
-                    if self.variables[name].symbol not in expr.free_symbols]
+                    if self.variables[name].symbol not in free]
         return mathfuncs.bcast(expr, *vanished) if vanished else expr
 
     def _polygamma(self, n: sympy.Expr, x: sympy.Expr, *, node: ast.AST) -> sympy.Expr:
@@ -855,14 +887,19 @@ def parse_expression(text: str) -> ParsedExpression:
     text = text.strip()
     src = _Source(text, "expression")
     tree = src.parse()
-    reader = _Reader(src)
+    # Nodes counted as sympy would count them (operations, calls, names and numbers), and no
+    # further than needed: each takes a character at least, so a short text is not long.
+    nodes = (n for n in ast.walk(tree) if isinstance(n, ast.expr))
+    long = len(text) > LONG_EXPRESSION_NODES and any(True for _ in itertools.islice(nodes, LONG_EXPRESSION_NODES, None))
+    reader = _Reader(src, as_written=long)
     if isinstance(tree, ast.Tuple):
         raise GradcliError("a comma outside brackets", span=src.span(tree),
                            hint="write 3.5 for a decimal, or [f1, f2] for a vector function")
     if isinstance(tree, ast.List):
         components, shape = _read_list(reader, tree)
-        return ParsedExpression(text, components, shape, reader.variables)
-    return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables)
+        return ParsedExpression(text, components, shape, reader.variables, reader.as_written)
+    return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables,
+                            reader.as_written)
 
 
 # --------------------------------------------------------------------------- values

@@ -16,15 +16,19 @@ difference left to compare is arithmetic, never the point.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import sympy
 import torch
+from sympy.core.parameters import evaluate as sympy_evaluate
 
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError
+from gradcli.limits import LONG_EXPRESSION_NODES
 from gradcli.lower import LoweringError, SymbolTable, compile_expression
 from gradcli.parse import as_python_index, index_text
 
@@ -83,19 +87,123 @@ def _sum_to(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return t.reshape(shape)
 
 
-def _top_reductions(expr: sympy.Basic) -> list[sympy.Basic]:
-    """Reductions in expr that are not inside another reduction, in a stable order."""
-    found: list[sympy.Basic] = []
+def is_long(expr: sympy.Basic) -> bool:
+    """More than LONG_EXPRESSION_NODES nodes (counted no further than that)."""
+    nodes = itertools.islice(sympy.preorder_traversal(expr), LONG_EXPRESSION_NODES + 1)
+    return sum(1 for _ in nodes) > LONG_EXPRESSION_NODES
+
+
+def derivative(expr: sympy.Basic, symbol: sympy.Symbol) -> sympy.Expr:
+    """d expr / d symbol: sympy.diff, or for a long expression the same rules, as written.
+
+    sympy simplifies every term it builds (about a millisecond each, most of it in its
+    assumptions system), so a 10^4-term sum would take a minute. A long expression is
+    differentiated with sympy's own rules - sum, product, power and chain rule with each
+    function's fdiff - but nothing is simplified: the result is the same function, written
+    out longer, and it is evaluated numerically anyway.
+    """
+    if not is_long(expr):
+        return sympy.diff(expr, symbol)
+    with sympy_evaluate(False):  # fdiff builds cos(x/2) as written too (clears sympy's cache)
+        return _AsWritten(symbol).derivative(expr)
+
+
+class _AsWritten:
+    """Differentiation rules that build their result without evaluating it."""
+
+    def __init__(self, symbol: sympy.Symbol):
+        self.symbol = symbol
+        self._depends: dict[sympy.Basic, bool] = {}
+        self._done: dict[sympy.Basic, sympy.Expr] = {}
+
+    def is_symbol(self, node: sympy.Basic) -> bool:
+        # Equal, not only identical: sympy's cache can hand back a subtree built in an earlier
+        # parse, holding an equal Symbol object of its own.
+        return node is self.symbol or (node.is_Symbol and node == self.symbol)
+
+    def depends(self, node: sympy.Basic) -> bool:
+        known = self._depends.get(node)
+        if known is None:
+            known = self.is_symbol(node) or any(self.depends(a) for a in node.args)
+            self._depends[node] = known
+        return known
+
+    def derivative(self, node: sympy.Basic) -> sympy.Expr:
+        if not self.depends(node):
+            return sympy.S.Zero
+        if self.is_symbol(node):
+            return sympy.S.One
+        if node not in self._done:
+            self._done[node] = self._rule(node)
+        return self._done[node]
+
+    def _rule(self, node: sympy.Basic) -> sympy.Expr:
+        args = node.args
+        if isinstance(node, sympy.Add):
+            return _sum(self.derivative(a) for a in args if self.depends(a))
+        if isinstance(node, sympy.Mul):
+            return _sum(_product(*args[:i], self.derivative(a), *args[i + 1:])
+                        for i, a in enumerate(args) if self.depends(a))
+        if isinstance(node, sympy.Pow):
+            base, exp = args
+            if not self.depends(exp):  # n * b**(n-1) * b'
+                lower = exp - 1 if exp.is_Number else sympy.Add(exp, -1)
+                return _product(exp, base if lower is sympy.S.One else sympy.Pow(base, lower), self.derivative(base))
+            if not self.depends(base):  # b**e * log(b) * e'
+                return _product(node, sympy.log(base), self.derivative(exp))
+            # b**e * (e' log(b) + e b'/b)
+            return _product(node, _sum([_product(self.derivative(exp), sympy.log(base)),
+                                        _product(exp, self.derivative(base), sympy.Pow(base, -1))]))
+        if isinstance(node, sympy.Function) and type(node)._eval_derivative is sympy.Function._eval_derivative:
+            # sympy's chain rule, as Function._eval_derivative has it
+            return _sum(_product(node.fdiff(i), self.derivative(a))
+                        for i, a in enumerate(args, start=1) if self.depends(a))
+        # Anything with a rule of its own (Abs, Piecewise, Min, Max...): sympy's, simplified.
+        with sympy_evaluate(True):
+            return sympy.diff(node, self.symbol)
+
+
+# 0 and 1 are singletons in sympy: `is` spares sympy's == (which sympifies its operand).
+# _from_args builds the node from sympy objects as they are, which is all evaluate=False
+# would do after checking each of them again; every symbol here is a real, commutative one.
+def _sum(terms) -> sympy.Expr:
+    terms = [t for t in terms if t is not sympy.S.Zero]
+    return (sympy.Add._from_args(terms, is_commutative=True) if len(terms) > 1
+            else terms[0] if terms else sympy.S.Zero)
+
+
+def _product(*factors: sympy.Expr) -> sympy.Expr:
+    if any(f is sympy.S.Zero for f in factors):
+        return sympy.S.Zero
+    factors = [f for f in factors if f is not sympy.S.One]
+    return (sympy.Mul._from_args(factors, is_commutative=True) if len(factors) > 1
+            else factors[0] if factors else sympy.S.One)
+
+
+@functools.lru_cache(maxsize=64)  # asked of the same (possibly long) expression several times
+def _outside_reductions(expr: sympy.Basic) -> tuple[tuple[sympy.Basic, ...], frozenset[sympy.Symbol]]:
+    """The reductions in expr not inside another one (in a stable order), and the symbols
+    used outside every reduction, in one walk."""
+    found: dict[sympy.Basic, None] = {}
+    symbols: set[sympy.Symbol] = set()
+    seen: set[sympy.Basic] = set()
 
     def walk(node):
         if isinstance(node, mathfuncs.Reduction):
-            if node not in found:
-                found.append(node)
-            return
-        for a in node.args:
-            walk(a)
+            found[node] = None
+        elif isinstance(node, sympy.Symbol):
+            symbols.add(node)
+        elif node not in seen:
+            seen.add(node)
+            for a in node.args:
+                walk(a)
     walk(expr)
-    return found
+    return tuple(found), frozenset(symbols)
+
+
+def _top_reductions(expr: sympy.Basic) -> tuple[sympy.Basic, ...]:
+    """Reductions in expr that are not inside another reduction, in a stable order."""
+    return _outside_reductions(expr)[0]
 
 
 @dataclass
@@ -130,6 +238,7 @@ class _Layer:
     reductions: dict[sympy.Basic, sympy.Symbol]  # reduction -> its placeholder
     back: dict[sympy.Symbol, sympy.Basic]
     shape: tuple[int, ...]  # the broadcast shape of expr (with the requested output shape)
+    free: frozenset[sympy.Symbol]  # flat.free_symbols (flat has no reduction left)
 
 
 class SymbolicDifferentiator:
@@ -148,9 +257,8 @@ class SymbolicDifferentiator:
         Everything but a reduction is elementwise, and a reduction is a scalar, so the shape
         is the broadcast of the shapes of the variables used outside reductions.
         """
-        flat = expr.xreplace({r: sympy.Dummy() for r in _top_reductions(expr)})
         shapes = []
-        for s_ in flat.free_symbols:
+        for s_ in _outside_reductions(expr)[1]:
             if s_ in self.table:
                 name, index = self.table[s_]
                 value = self.env[name]
@@ -192,12 +300,13 @@ class SymbolicDifferentiator:
                 self.env.pending[name] = lambda r=r: self.evaluate(r)
             flat = expr.xreplace(placeholders)
             shape = broadcast_shapes(self.shape_of(flat), out_shape)
-            self._layers[key] = _Layer(flat, placeholders, {v: k for k, v in placeholders.items()}, shape)
+            self._layers[key] = _Layer(flat, placeholders, {v: k for k, v in placeholders.items()}, shape,
+                                       _outside_reductions(flat)[1])
         return self._layers[key]
 
     def _partial(self, layer: _Layer, symbol: sympy.Symbol) -> tuple[sympy.Expr, torch.Tensor]:
         """d flat / d symbol: the formula, and its value expanded to the layer's shape."""
-        d = sympy.diff(layer.flat, symbol)
+        d = derivative(layer.flat, symbol)
         dv = self.evaluate(d)
         return d, dv.expand(broadcast_shapes(tuple(dv.shape), layer.shape))
 
@@ -244,7 +353,7 @@ class SymbolicDifferentiator:
         layer = self._layer(expr, out_shape)
         w = None if weight is None else weight.to(F64).expand(layer.shape)
         scalar_out = layer.shape == () and w is None
-        free = layer.flat.free_symbols
+        free = layer.free
         # Filled by the elementwise term when there is one, so a large gradient is not first
         # allocated as zeros and then added to.
         total = torch.zeros(shape, dtype=F64) if whole_sym not in free else None
@@ -302,7 +411,7 @@ class SymbolicDifferentiator:
         mine = {whole_sym, *element_syms} - {None}
         layer = self._layer(expr, out_shape)
         n_out, n_in = _numel(layer.shape), _numel(shape)
-        free = layer.flat.free_symbols
+        free = layer.free
         jac: torch.Tensor | None = None
         for r, ph in layer.reductions.items():
             if not (r.free_symbols & mine) or ph not in free:
@@ -340,7 +449,7 @@ class SymbolicDifferentiator:
         layer = self._layer(expr, out_shape)
         u = tangent.to(F64)
         total = torch.zeros(layer.shape, dtype=F64)
-        free = layer.flat.free_symbols
+        free = layer.free
         if whole_sym in free:
             _, dv = self._partial(layer, whole_sym)
             total += dv * u.expand(broadcast_shapes(tuple(u.shape), layer.shape))
@@ -378,6 +487,8 @@ def _normalise(index: tuple, shape: tuple[int, ...]) -> tuple:
 
 def _show(expr: sympy.Expr) -> str:
     """A formula for people: floats to 6 digits (the value is computed from the exact one)."""
+    if is_long(expr):
+        return f"(a formula of more than {LONG_EXPRESSION_NODES} terms and functions, not printed)"
     floats = expr.atoms(sympy.Float)
     if floats:
         expr = expr.xreplace({f: sympy.Float(f, 6) for f in floats})

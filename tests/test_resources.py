@@ -198,6 +198,71 @@ def test_a_100_kb_expression_is_differentiated_and_checked():
     assert report.status == "ok"
 
 
+# Long expressions are kept as written (gradcli.limits.LONG_EXPRESSION_NODES) and
+# differentiated by verify.derivative's own application of sympy's rules. Three routes must
+# agree on them: that derivative, sympy.diff of the same expression, and autograd.
+
+_MIXED_TERMS = [
+    "sin(x/{k})*y**2", "exp(-x**2/{k})", "log(1 + x**2 + y**2)/{k}", "sqrt(x**2 + {k})*y",
+    "x**y/{k}", "tanh({k}*x*y)", "abs(x - {k})", "relu(y - x/{k})", "sigmoid(x*y + {k})",
+    "erf(x/{k})*cos(y)", "atan(x*y/{k})", "max(x, y/{k})", "x*y/(1 + {k}*x**2)", "softplus(x - y/{k})",
+    "cosh(x/{k})**2", "(1 + y/{k})**(x/2)", "log(x*y + {k}, 2)", "asinh(x - {k}*y)",
+]
+
+
+def _mixed(terms: int) -> str:
+    return " + ".join(_MIXED_TERMS[i % len(_MIXED_TERMS)].format(k=i + 2) for i in range(terms))
+
+
+def test_a_long_expression_is_read_as_written_and_a_short_one_is_not():
+    assert parse_expression(_mixed(300)).as_written
+    assert not parse_expression(_mixed(10)).as_written
+    assert not parse_expression("x" + " " * 5000).as_written  # characters are not nodes
+
+
+@pytest.mark.slow
+def test_the_long_derivative_agrees_with_sympy_diff_and_autograd():
+    import sympy
+    import torch
+
+    from gradcli import api, verify
+    from gradcli.lower import compile_expression
+
+    text = _mixed(300)
+    parsed = parse_expression(text)
+    assert parsed.as_written and verify.is_long(parsed.expr)
+    table = parsed.symbol_table()
+    env = {"x": torch.tensor(0.7, dtype=torch.float64), "y": torch.tensor(1.3, dtype=torch.float64)}
+
+    def value(expr):
+        return float(compile_expression(expr, table, dtype=torch.float64, device=torch.device("cpu"))(env))
+    for var in parsed.variables.values():
+        ours = value(verify.derivative(parsed.expr, var.symbol))
+        theirs = value(sympy.diff(parsed.expr, var.symbol))
+        assert ours == pytest.approx(theirs, rel=1e-12), var.name
+    report = api.grad(text, {"x": 0.7, "y": 1.3}, dtype="float64")
+    assert [v.status for v in report.variables] == ["ok", "ok"]
+    assert "not printed" in report.variables[0].formula
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tail, says", [
+    ("9**9**9", "too large"),
+    ("__import__('os')", "unknown function"),
+    ("x/(3 - 3)", "division by zero"),
+    ("log(0)*x", "infinite or undefined"),
+    ("(9**400*x)**1000000", "too large"),
+    ("x*sin(exp(1000001))", "too large"),
+])
+def test_a_long_expression_keeps_every_guard(tail, says, run):
+    text = _mixed(300) + " + " + tail
+    with bounded(CLI_SECONDS, tail):
+        result = run("grad", text, "x=0.7", "y=1.3")
+    assert result.exit_code == 2, result.stderr
+    assert first_line(result.stderr).startswith("error: ")
+    assert says in result.stderr
+
+
 # Found here outside the parser (gradcli/lower.py, gradcli/api.py), once internal errors (exit 3):
 # a result or a one-line error is due.
 
