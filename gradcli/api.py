@@ -11,6 +11,7 @@ The CLI is a thin layer over these functions.
 from __future__ import annotations
 
 import functools
+import gc
 import math
 import random
 from dataclasses import dataclass
@@ -65,6 +66,26 @@ ValuesArg = Mapping[str, Any] | Sequence[str]
 # gradcli batch and library loops repeat expressions: parse each text once. (A parsed
 # expression is never changed after parsing; sympy caches the derivatives of its own.)
 _parse = functools.lru_cache(maxsize=1024)(parse_expression)
+
+
+def _gc_paused(fn):
+    """Run one API call with Python's cycle collector paused.
+
+    Parsing and differentiating a long expression allocates millions of short-lived sympy,
+    ast and closure objects, and every full collection walks all of them again: a third of
+    the time of a 100 KB expression (benchmarks/long_expression.py). Little of it is cyclic,
+    and what is gets collected once the call returns and the collector runs again.
+    """
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+    return paused
 
 
 def tensor_data(t: torch.Tensor) -> TensorData:
@@ -354,6 +375,7 @@ def _explained(report: GradReport, st: _Setup, explain: bool) -> GradReport:
     return report
 
 
+@_gc_paused
 def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32", device: str = "auto", seed=None,
              max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GradReport:
     """The value of f alone, under torch.no_grad(): no graph is recorded."""
@@ -370,6 +392,7 @@ def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32",
     return _report(st, "eval", "no_grad", "with torch.no_grad(): f = ...", out, [], check=False, warnings=[note])
 
 
+@_gc_paused
 def graph(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto", seed=None,
           max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GraphReport:
     """The autograd graph of f, from f.grad_fn to the leaves, after backward."""
@@ -393,6 +416,7 @@ def graph(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "fl
                        version=__version__, warnings=warnings)
 
 
+@_gc_paused
 def grad(
     expression: str,
     values: ValuesArg = (),
@@ -516,6 +540,7 @@ def _indices(shape: tuple[int, ...]):
     return itertools.product(*(range(n) for n in shape))
 
 
+@_gc_paused
 def hessian(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto",
             reduce: str = "sum", check: bool = True, rtol=None, atol=None, seed=None,
             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
@@ -548,6 +573,7 @@ def _hessian(st: _Setup, *, check: bool, reduce: str) -> GradReport:
                    warnings=warnings, extra={"symmetric": symmetric, "max_asymmetry": asym})
 
 
+@_gc_paused
 def jacobian(expression: str, values: ValuesArg = (), *, wrt=None, method: str = "auto", dtype: str = "float32",
              device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
              max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
@@ -614,6 +640,7 @@ def _vector(st: _Setup, vector: Any, name: str = "v") -> torch.Tensor:
     return st.tensor(spec, name)
 
 
+@_gc_paused
 def vjp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None, dtype: str = "float32",
         device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
         max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
@@ -630,6 +657,7 @@ def vjp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None
                       st, explain)
 
 
+@_gc_paused
 def jvp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None, dtype: str = "float32",
         device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
         max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:

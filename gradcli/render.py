@@ -177,6 +177,13 @@ def _matrix_table(v: VariableResult):
     return table
 
 
+def _headline(expression: str, limit: int = 300) -> str:
+    """The expression over a table: a 100 KB one is shortened (machine formats keep it all)."""
+    if len(expression) <= limit:
+        return expression
+    return f"{expression[:limit]} … ({len(expression)} characters in all)"
+
+
 def render_table(report: GradReport, out: TextIO) -> None:
     from rich import box
     from rich.table import Table
@@ -186,7 +193,7 @@ def render_table(report: GradReport, out: TextIO) -> None:
     command = "grad" if report.command == "order" else report.command
     header = Text()
     header.append(f"gradcli {command}  ", style="bold")
-    header.append(report.parsed)
+    header.append(_headline(report.parsed))
     console.print(header)
     f_line = f"f = {tensor_text(report.f)}"
     if report.reduction and report.differentiated is not None:
@@ -308,7 +315,7 @@ def render_graph_tree(report: GraphReport, out: TextIO) -> None:
 
     console = _console(out)
     header = Text("gradcli graph  ", style="bold")
-    header.append(report.parsed)
+    header.append(_headline(report.parsed))
     console.print(header)
     console.print(f"f = {tensor_text(report.f)}   ({report.dtype} on {report.device}; after f.backward())")
     by_id = {n.id: n for n in report.nodes}
@@ -390,7 +397,7 @@ def render_diff(report, fmt: str, out: TextIO) -> None:
     from rich.text import Text
 
     console = _console(out, soft_wrap=True)
-    console.print(Text("f = ", style="bold").append(report.parsed))
+    console.print(Text("f = ", style="bold").append(_headline(report.parsed)))
     for d in report.derivatives:
         order = "" if d.order == 1 else str(d.order)
         head = f"d{order}f/d{d.variable}{'^' + order if order else ''} ="

@@ -263,6 +263,19 @@ def test_a_long_expression_keeps_every_guard(tail, says, run):
     assert says in result.stderr
 
 
+@pytest.mark.slow
+def test_a_long_expression_is_shortened_in_a_table_and_whole_in_json(run):
+    import json
+
+    text = _mixed(300)
+    table = run("grad", text, "x=0.7", "y=1.3")
+    assert table.exit_code == 0, table.stderr
+    assert f"({len(text)} characters in all)" in table.stdout
+    assert len(table.stdout) < 5000 and "not printed" in table.stdout
+    document = json.loads(run("grad", text, "x=0.7", "y=1.3", "--json").stdout)
+    assert document["expression"] == text
+
+
 # Found here outside the parser (gradcli/lower.py, gradcli/api.py), once internal errors (exit 3):
 # a result or a one-line error is due.
 
