@@ -522,3 +522,34 @@ def test_fixed_compositions_of_two_variables(expr, ref, points, data):
         report = run(expr, point, dtype=dtype)
         assert_checked_ok(report)
         assert_matches_finite_difference(report, ref, rtol=rtol, atol=atol)
+
+
+# --------------------------------------------------------------------------- sympy's rules, applied once
+
+COMPOSITES = [
+    "2*x**2 + 5", "x**3 + 5*x + y**2", "x*y + sin(x)*exp(-y**2)", "log(1 + x**2)/(1 + y**2)",
+    "sqrt(x**2 + y**2)", "x**y", "(1 + x)**(y/2)", "tanh(3*x - y)*y**4", "sigmoid(2*x)*relu(y)",
+    "abs(x - y)*x", "max(x, y)*y", "atan2(y, x)**2", "erf(x/y)", "exp(x)/(exp(x) + exp(y))",
+    "x*log(x)", "1/x + 1/y**2", "cbrt(x*y)", "sinc(x)*y", "softplus(x*y)", "polygamma(1, x) + digamma(y)",
+]
+
+
+@pytest.mark.parametrize("text", [c.expr for c in CASES] + COMPOSITES)
+def test_derivative_is_sympy_diff(text):
+    """verify.derivative applies sympy's rules and simplifies once: sympy.diff's own formula."""
+    import sympy
+
+    from gradcli.mathfuncs import Reduction, expand_definitions
+    from gradcli.parse import parse_expression
+    from gradcli.verify import derivative
+
+    parsed = parse_expression(text)
+    for expr in parsed.components:
+        expr = expand_definitions(expr)
+        if expr.has(Reduction):
+            continue  # verify goes around reductions by the chain rule, never through them
+        for var in parsed.variables.values():
+            symbols = [var.symbol, *var.indices.values()]
+            for s in symbols:
+                ours, theirs = derivative(expr, s), sympy.diff(expr, s)
+                assert ours == theirs or sympy.simplify(ours - theirs) == 0, (text, s, ours, theirs)
