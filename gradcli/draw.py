@@ -80,8 +80,16 @@ def check_text(s: Series, data: PlotData) -> str:
         return f"{s.pretty}: {s.note}"
     verdict = "agrees with" if s.status == "ok" else "DISAGREES with"
     where = f"{s.compared} points" if s.compared == s.autograd.numel else f"{s.compared} of {s.autograd.numel} points"
-    return (f"{s.pretty}: autograd {verdict} sympy's {s.formula}: largest difference {_g(s.max_abs_error)} "
+    return (f"{s.pretty}: autograd {verdict} sympy's {s.formula}: largest difference {_differences(s)} "
             f"over {where}")
+
+
+def _differences(s: Series) -> str:
+    """The largest absolute difference, and the relative one where that says more (large values)."""
+    text = _g(s.max_abs_error)
+    if s.max_rel_error is not None and s.max_abs_error and s.max_rel_error < 0.1 * s.max_abs_error:
+        text += f" (relative {_g(s.max_rel_error, 2)})"
+    return text
 
 
 # --------------------------------------------------------------------------- numbers
@@ -158,6 +166,10 @@ def _terminal_lines(data: PlotData, out: TextIO, *, width: int, height: int, col
         options: dict[str, Any] = dict(
             xs=[x] * len(ys), legend_labels=labels, lines=True, title=_fit(title, width), width=width,
             line_length_hard_cap=width, height=each, color=color)
+        limits = y_limits(ys)
+        if limits is not None:  # a few huge values would flatten everything else
+            options["y_min"], options["y_max"] = limits
+            options["title"] = _fit(title + " (y clipped)", width)
         # Braille: 2 x 4 dots a character; without colour its series look alike, so then one
         # character per series (+, x, o...) instead.
         options["character_set"] = "braille" if color else "ascii"
@@ -193,7 +205,7 @@ def _terminal_grid(data: PlotData, out: TextIO, *, width: int, height: int, colo
     x0, x1, y0, y1 = float(X.min()), float(X.max()), float(Y.min()), float(Y.max())
     ticks = [_g(y1, 3), _g((y0 + y1) / 2, 3), _g(y0, 3)]
     margin = max(len(t) for t in ticks) + 1
-    cols = max(10, width - margin - 2)
+    cols = max(10, width - margin - 1)
     rows = max(5, height)
     ci = np.rint(np.linspace(0, nx - 1, cols)).astype(int)
     ri = np.rint(np.linspace(ny - 1, 0, rows)).astype(int)  # top row is the largest y
@@ -205,7 +217,7 @@ def _terminal_grid(data: PlotData, out: TextIO, *, width: int, height: int, colo
     magnitude = np.hypot(u, v)
     big = float(np.nanmax(magnitude[np.isfinite(magnitude)])) if np.isfinite(magnitude).any() else 0.0
     console = Console(file=out, width=width, color_system="truecolor" if color else None, no_color=not color,
-                      highlight=False, markup=False, soft_wrap=True)
+                      highlight=False, markup=False, soft_wrap=False)
     for r in range(rows):
         label = ticks[0] if r == 0 else ticks[1] if r == rows // 2 else ticks[2] if r == rows - 1 else ""
         line = Text(label.rjust(margin - 1) + " │")
@@ -326,14 +338,25 @@ def _line_figure(Figure, data: PlotData):
                                linestyle=DASHES[k % len(DASHES)],
                                zorder=5)
                 handles.append(h)
-                labels.append(f"{s.pretty} = {_short(s.formula)} by sympy: "
-                              f"largest |difference| {_g(s.max_abs_error)}")
+                labels.append(f"{s.pretty} = {_short(s.formula)} by sympy: largest |difference| {_differences(s)}")
+        shown = [data.f.array] + [s.autograd.array for s in data.series if s.variable == var]
+        limits = y_limits(shown)
+        clipped = ""
+        if limits is not None:
+            ax.set_ylim(*limits)
+            everything = np.concatenate([a.reshape(-1) for a in shown])
+            everything = everything[np.isfinite(everything)]
+            clipped = f"y clipped: the values reach {_g(float(everything.min()))} and {_g(float(everything.max()))}"
         ax.set_xlabel(var)
         names = ", ".join(s.pretty for s in data.series if s.variable == var)
         ax.set_ylabel(f"{f_label} and {names}")
         if several:
-            ax.set_title(f"along {var}: {_span(data, var).removeprefix(var + ' ')}", fontsize=11)
-        ax.margins(x=0)
+            ax.set_title(f"along {var}: {_span(data, var).removeprefix(var + ' ')}"
+                         + (f"\n{clipped}" if clipped else ""), fontsize=11)
+        else:
+            ax.set_title(_subtitle(data) + (f"\n{clipped}" if clipped else ""), fontsize=9, color="#404040")
+        if x[-1] > x[0]:
+            ax.set_xlim(x[0], x[-1])  # the whole range asked for, even where f is not finite
     title = f"{f_label} = {_short(data.parsed, 70)}"
     title += " and its partial derivatives" if several else (" and its derivative" if data.order == 1
                                                              else " and its derivatives")
@@ -346,10 +369,27 @@ def _line_figure(Figure, data: PlotData):
         handles.append(Line2D([], [], linestyle="none"))
         labels.append(f"at the paired points {pairs}" + (f"; {constants}" if constants else "")
                       + f"; autograd in {data.dtype}, sympy in float64")
-    else:
-        axes[0].set_title(_subtitle(data), fontsize=9, color="#404040")
     fig.legend(handles, labels, loc="outside lower center", frameon=False)
     return fig
+
+
+def y_limits(arrays) -> tuple[float, float] | None:
+    """A y range that leaves out a few huge values (tan near its poles), or None to show all.
+
+    Only when the full range is over ten times that of the middle 90% of the values: then
+    the plot shows the middle, with half its span again on either side.
+    """
+    import numpy as np
+
+    values = np.concatenate([np.asarray(a, dtype=float).reshape(-1) for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size < 10:
+        return None
+    lo, hi = np.percentile(values, [5, 95])
+    span = float(hi - lo)
+    if span <= 0 or float(values.max() - values.min()) <= 10 * span:
+        return None
+    return float(lo - span / 2), float(hi + span / 2)
 
 
 def _short(text: str | None, limit: int = 48) -> str:
@@ -420,7 +460,7 @@ def _grid_figure(Figure, data: PlotData):
     for s in data.series:
         handles.append(Line2D([], [], linestyle="none"))
         if s.symbolic is not None:
-            labels.append(f"{s.pretty} = {_short(s.formula, 36)} by sympy: largest |difference| {_g(s.max_abs_error)}")
+            labels.append(f"{s.pretty} = {_short(s.formula, 36)} by sympy: largest |difference| {_differences(s)}")
         else:
             labels.append(check_text(s, data))
     fig.legend(handles, labels, loc="outside lower center", frameon=False, handlelength=1.5)
