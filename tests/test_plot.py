@@ -481,3 +481,25 @@ def test_terminal_says_when_it_clips():
     out = io.StringIO()
     draw.render_terminal(data, out, width=80, height=14, color=False)
     assert "(y clipped)" in out.getvalue()
+
+
+def test_a_derivative_sympy_cannot_evaluate_is_said_not_failed(run):
+    data = plot_data("floor(x)", ["x=-2:2:9"])
+    d = series(data, "df/dx")
+    assert d.status == "unavailable" and data.status == "ok"
+    assert draw.check_text(d, data).startswith("df/dx: not checked: sympy's derivative cannot be evaluated")
+    assert run("plot", "floor(x)", "x=-2:2:9").exit_code == 0
+
+
+def test_a_kink_on_the_range():
+    data = plot_data("abs(x - 0.5)", ["x=0:1:3"], dtype="float64")  # x = 0.5 sits on the kink
+    d = series(data, "df/dx")
+    assert d.autograd.array.tolist() == [-1.0, 0.0, 1.0]  # torch's convention at the kink: sign(0) = 0
+    assert d.formula == "sign(x - 0.5)" and d.status == "ok" and d.compared == 3
+
+
+def test_float16_plots_with_float16_tolerances():
+    data = plot_data("sin(x)*exp(y)", ["x=-2:2:30", "y=-1:1:30"], dtype="float16")
+    assert data.dtype == "float16" and data.status == "ok"
+    for s in data.series:
+        assert 0 < s.max_abs_error < 0.02
