@@ -134,6 +134,13 @@ def render_terminal(data: PlotData, out: TextIO, *, width: int, height: int, col
         out.write(_wrap(check_text(s, data), width) + "\n")
 
 
+def _finite_or_nan(a):
+    """Infinities as NaN: plotting libraries leave NaN out, and choke on infinity."""
+    import numpy as np
+
+    return np.where(np.isfinite(a), a, np.nan)
+
+
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -153,7 +160,7 @@ def _terminal_lines(data: PlotData, out: TextIO, *, width: int, height: int, col
     for var in panels:
         x = data.axes[var].array
         series = [s for s in data.series if s.variable == var]
-        ys = [data.f.array] + [s.autograd.array for s in series]
+        ys = [_finite_or_nan(data.f.array)] + [_finite_or_nan(s.autograd.array) for s in series]
         labels = [_f_name(data)] + [s.pretty for s in series]
         finite = [np.isfinite(y).any() for y in ys]
         ys = [y for y, ok in zip(ys, finite) if ok]
@@ -171,6 +178,9 @@ def _terminal_lines(data: PlotData, out: TextIO, *, width: int, height: int, col
         if limits is not None:  # a few huge values would flatten everything else
             options["y_min"], options["y_max"] = limits
             options["title"] = _fit(title + " (y clipped)", width)
+            # Drawn to just past the edge: a line to 1e30 would have uniplot rasterise all of it.
+            reach = limits[1] - limits[0]
+            ys = [np.clip(y, limits[0] - reach, limits[1] + reach) for y in ys]
         # Braille: 2 x 4 dots a character; without colour its series look alike, so then one
         # character per series (+, x, o...) instead.
         options["character_set"] = "braille" if color else "ascii"
@@ -322,7 +332,7 @@ def _line_figure(Figure, data: PlotData):
         x = x[order]
         every = max(1, x.size // 12)
         ax.axhline(0, color="#808080", linewidth=0.8, zorder=1)
-        (h,) = ax.plot(x, data.f.array[order], color="#1a1a1a", linewidth=2.0, zorder=3)
+        (h,) = ax.plot(x, _finite_or_nan(data.f.array[order]), color="#1a1a1a", linewidth=2.0, zorder=3)
         if ax is axes[0]:
             handles.append(h)
             labels.append(f"{f_label} = {data.parsed}")
@@ -330,12 +340,12 @@ def _line_figure(Figure, data: PlotData):
             if s.variable != var:
                 continue
             colour, marker = COLOURS[k % len(COLOURS)], MARKERS[k % len(MARKERS)]
-            (h,) = ax.plot(x, s.autograd.array[order], color=colour, linewidth=5, alpha=0.45, marker=marker,
+            (h,) = ax.plot(x, _finite_or_nan(s.autograd.array[order]), color=colour, linewidth=5, alpha=0.45, marker=marker,
                            markersize=6.5, markevery=(k * every // 3, every), solid_capstyle="butt", zorder=4)
             handles.append(h)
             labels.append(f"{s.pretty} by autograd")
             if s.symbolic is not None:
-                (h,) = ax.plot(x, s.symbolic.array[order], color=colour, linewidth=1.6,
+                (h,) = ax.plot(x, _finite_or_nan(s.symbolic.array[order]), color=colour, linewidth=1.6,
                                linestyle=DASHES[k % len(DASHES)],
                                zorder=5)
                 handles.append(h)

@@ -157,8 +157,8 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     """Autograd against sympy at every point where a comparison means something.
 
     A range may cross the edge of f's domain (log(x) over -5:5), a pole (tan) or a kink (abs
-    at 0): points where f or sympy's derivative is not finite are left out, and said. Where
-    both are finite, autograd must be finite too and agree.
+    at 0): points where f or sympy's derivative is not finite, or too large for the user's
+    dtype, are left out, and said. Elsewhere autograd must be finite too and agree.
 
     Each point is judged on its own, |autograd - sympy| <= atol*max(1, |sympy|) + rtol*|sympy|:
     near a pole the derivative is huge, and one huge value must not loosen the tolerance of
@@ -170,7 +170,9 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
         return _Check("unavailable", note=ref.unavailable)
     a = autograd.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
     r = torch.broadcast_to(ref.value.to(torch.float64), autograd.shape).reshape(-1)
-    defined = torch.from_numpy(np.isfinite(f).reshape(-1)) & torch.isfinite(r)
+    # Beyond the dtype's largest number (cot's 2/x^3 near 0 in float32) autograd can only say inf.
+    representable = r.abs() <= torch.finfo(autograd.dtype).max
+    defined = torch.from_numpy(np.isfinite(f).reshape(-1)) & torch.isfinite(r) & representable
     n = int(defined.sum())
     if n == 0:
         return _Check("domain", note=f"f or sympy's {label} is not finite at any point of the range")
@@ -193,7 +195,7 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     note = None
     if left_out:
         note = (f"compared at {n} of {autograd.numel()} points; at the other {left_out}, f or sympy's {label} is "
-                "not finite (outside the domain, a pole or a kink)")
+                f"not finite (outside the domain, a pole or a kink) or beyond what {str(autograd.dtype)[6:]} can hold")
     return _Check("ok", max_abs, max_rel, n, note)
 
 
