@@ -748,6 +748,87 @@ def batch(
         raise typer.Exit(worst)
 
 
+PLOT_HELP = """\
+Plot f and its derivatives over a range: autograd's curves, sympy's overlaid (dashed), and
+the largest difference between them in the legend.
+
+Give each variable to plot over a range, x=-5:5:200 (200 points from -5 to 5), and the
+others one value (a constant). Several ranges of the same length are paired point by
+point, (x_i, y_i), and each partial derivative is drawn along its own variable. --grid takes
+two ranges as a grid: f as filled contours, the gradient as arrows pointing uphill.
+
+In a terminal the plot is drawn there; --out FILE.png|svg|pdf writes an image instead. When
+standard output is a pipe or a file, the numbers are printed as CSV (x, f, df/dx, df/dx
+symbolic, ...); --format forces one of terminal, csv, json. Drawing needs the plot extra:
+pip install "gradcli[plot]" (CSV and JSON do not).
+
+Examples:
+
+  gradcli plot "sin(x)" x=-5:5:200
+
+  gradcli plot "sin(x)" x=-5:5:200 --out sin.png
+
+  gradcli plot "x**3 + 5*x + y**2" x=-5:5:200 y=-5:5:200
+
+  gradcli plot "exp(-x**2/2)" x=-4:4:300 --order 3 --out gauss.svg
+
+  gradcli plot "x**2 - y**2" x=-2:2:41 y=-2:2:41 --grid --out saddle.pdf
+
+  gradcli plot "a*tanh(x)" x=-3:3:50 a=2 --format csv > tanh.csv
+"""
+
+
+class PlotFormat(str, Enum):
+    auto = "auto"
+    terminal = "terminal"
+    csv = "csv"
+    json = "json"
+    ndjson = "ndjson"
+
+
+@app.command(help=PLOT_HELP, **_COMMAND)
+def plot(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    order: Annotated[int, typer.Option("--order", "-n", help="Also plot the derivatives up to this order.")] = 1,
+    grid: Annotated[bool, typer.Option("--grid", help="Two ranges as a grid: contours of f and the gradient as arrows.")] = False,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="FILE", help="Write the plot to FILE.png, FILE.svg or FILE.pdf (matplotlib).", show_default=False)] = None,
+    dpi: Annotated[int, typer.Option("--dpi", help="Resolution of a PNG (pixels per inch).")] = 150,
+    fmt: Annotated[PlotFormat, typer.Option("--format", "-f", help="auto: draw in a terminal, CSV into a pipe, a summary with --out; or terminal, csv, json, ndjson.")] = PlotFormat.auto,
+    json_flag: JsonOption = False,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: Annotated[int, typer.Option("--max-elements", help="Refuse more points than this (for --grid, columns times rows).")] = 1_000_000,
+    quiet: QuietOption = False,
+) -> None:
+    try:
+        from gradcli import draw
+
+        if not 1 <= dpi <= 1200:
+            raise GradcliError(f"--dpi must be between 1 and 1200, not {dpi}")
+        output = draw.choose_output("json" if json_flag else fmt.value, out, sys.stdout)
+        draw.require(output, out)  # a missing plotting library is said before anything is computed
+        from gradcli.plot import plot_data
+
+        data = plot_data(_expression(expression), values or [], order=order, grid=grid, dtype=dtype, device=device,
+                         check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
+        draw.show(data, output, out, sys.stdout, sys.stderr, dpi=dpi, quiet=quiet)
+    except GradcliError as exc:
+        raise fail(exc) from None
+    except BrokenPipeError:
+        raise reader_left() from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
+        raise internal_error(exc) from None
+    if data.status != "ok":
+        raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+
+
 def main() -> None:
     """The console script: run the app, then leave without tearing torch down.
 

@@ -1,6 +1,12 @@
-"""Every line of examples.txt runs through the installed entry point and exits 0."""
+"""Every line of examples.txt runs through the installed entry point and exits 0.
+
+Each line runs in a temporary directory holding a copy of examples/, so relative paths in
+the examples work (examples/line.csv) and files they write (plot --out) never land in the
+repository.
+"""
 
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +22,11 @@ def example_lines():
 
 
 @pytest.mark.parametrize("line", list(example_lines()))
-def test_example_runs(sh, line):
+def test_example_runs(sh, line, tmp_path):
     argv = shlex.split(line)
     assert argv[0] == "gradcli", "every example starts with gradcli"
-    result = sh(*argv[1:], cwd=EXAMPLES.parent)  # paths in examples are relative to the repository
+    shutil.copytree(EXAMPLES.parent / "examples", tmp_path / "examples")  # paths are relative to the repository
+    result = sh(*argv[1:], cwd=tmp_path)
     assert result.returncode == 0, f"{line}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.stdout.strip(), f"{line} printed nothing"
 
