@@ -14,6 +14,7 @@ import ast
 import difflib
 import itertools
 import math
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -857,6 +858,22 @@ def _unary_name(op: ast.unaryop) -> str:
     return {ast.Not: "'not'", ast.Invert: "'~'"}.get(type(op), type(op).__name__)
 
 
+_LEADING_ZERO = re.compile(r"[+-]?0+[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
+
+
+def _plain_number(text: str) -> float | None:
+    """x=0.5 read directly: the commonest value, without the parser and sympy (a batch of
+    small requests spent a twentieth of its time there). None for anything else, and for
+    numbers near the ends of float64's range, which the parser checks and explains."""
+    if len(text) > 40 or not _DECIMAL.fullmatch(text) or _LEADING_ZERO.fullmatch(text):
+        return None  # 007 is a syntax error to Python: the parser says so
+    number = float(text)
+    if 1e-300 < abs(number) < 1e300 or (number == 0 and not any(c in "123456789" for c in text.lower().partition("e")[0])):
+        return number + 0.0  # -0 is 0, as the parser (sympy) reads it
+    return None
+
+
 def _is_plain_float(text: str) -> bool:
     return all(c in "0123456789.eE+-_" for c in text)
 
@@ -940,6 +957,9 @@ def parse_value(text: str) -> ValueSpec:
         return array_value(read_value_source(text[1:]), text)
     if ":" in text and "[" not in text:
         return _parse_range(text)
+    plain = _plain_number(text)
+    if plain is not None:
+        return ValueSpec(text, "literal", (), data=plain)
     src = _Source(text, "value")
     tree = src.parse()
     reader = _Reader(src, constant_only=True)

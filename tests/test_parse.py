@@ -1,6 +1,8 @@
 """The safe parser: what it accepts, what it refuses, and where it points."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import sympy
 
 from gradcli import mathfuncs
@@ -233,3 +235,17 @@ def test_bad_values(argument, message):
     with pytest.raises(GradcliError, match=None) as info:
         parse_assignment(argument)
     assert message in info.value.message
+
+
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                 st.integers(-10**20, 10**20).map(str),
+                 st.sampled_from(["0", "-0", ".5", "5.", "1e-5", "-2.5E+3", "0e0", "1e-320", "1e308", "007"])))
+def test_a_plain_number_reads_as_the_parser_reads_it(text):
+    """parse_value takes plain decimals directly; in parentheses the same text goes through the parser."""
+    try:
+        slow = parse_value(f"({text})").data
+    except GradcliError:
+        with pytest.raises(GradcliError):
+            parse_value(text)
+        return
+    assert parse_value(text).data == slow
