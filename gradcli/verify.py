@@ -125,6 +125,9 @@ def _simplified(expr: sympy.Basic) -> sympy.Basic:
     return rebuild(expr)
 
 
+_MAX_PRODUCT_RULE_TERMS = 8
+
+
 class _AsWritten:
     """Differentiation rules that build their result without evaluating it."""
 
@@ -159,6 +162,14 @@ class _AsWritten:
         if isinstance(node, sympy.Add):
             return _sum(self.derivative(a) for a in args if self.depends(a))
         if isinstance(node, sympy.Mul):
+            varying = sum(1 for a in args if self.depends(a))
+            if varying > _MAX_PRODUCT_RULE_TERMS:
+                # The product rule writes n factors n times: a product of 10^4 factors would
+                # give 10^8. Split in halves, (AB)' = A'B + AB': n log n, log n deep.
+                half = len(args) // 2
+                return self.derivative(sympy.Mul._from_args(
+                    (sympy.Mul._from_args(args[:half], is_commutative=True),
+                     sympy.Mul._from_args(args[half:], is_commutative=True)), is_commutative=True))
             return _sum(_product(*args[:i], self.derivative(a), *args[i + 1:])
                         for i, a in enumerate(args) if self.depends(a))
         if isinstance(node, sympy.Pow):

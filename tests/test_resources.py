@@ -264,6 +264,26 @@ def test_a_long_expression_keeps_every_guard(tail, says, run):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("text", [
+    "x*" * 20000 + "x",  # kept as written: 20001 factors, not x**20001
+    "*".join(f"(1 + x/{k})" for k in range(1, 3000)),
+])
+def test_a_long_product_is_differentiated_without_blowing_up(text, run):
+    """The product rule writes n factors n times; halves keep it at n log n."""
+    import json
+
+    with bounded(CLI_SECONDS, text[:30]):
+        result = run("grad", text, "x=0.001", "--dtype", "float64", "--json")
+    assert result.exit_code == 0, result.stderr
+    n = text.count("*") + 1
+    exact = n * 0.001 ** (n - 1) if text.startswith("x*") else None
+    document = json.loads(result.stdout)
+    assert document["check"]["status"] == "ok"
+    if exact is not None:
+        assert document["gradient"]["x"]["data"] == pytest.approx(exact, abs=1e-300)
+
+
+@pytest.mark.slow
 def test_a_long_expression_is_shortened_in_a_table_and_whole_in_json(run):
     import json
 
