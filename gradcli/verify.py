@@ -8,8 +8,8 @@ with respect to a variable x is then assembled by the chain rule around the redu
                 + sum(dG/dx[i]) at position i                      (x used as x[i])
                 + sum(dG/dR) * d sum(H)/dx  [/ numel(H) for mean]  (each reduction R = sum(H))
 
-where every dG/d... is sympy's derivative (`derivative` below) with the reductions replaced by placeholder symbols, and
-the last line recurses into H. Each derivative is lowered through the same table as f and
+where every dG/d... is sympy's derivative (`derivative` below) with the reductions replaced by
+placeholder symbols, and the last line recurses into H. Each derivative is lowered through the same table as f and
 evaluated in float64 on the CPU, at the user's values rounded to the user's dtype, so the only
 difference left to compare is arithmetic, never the point.
 """
@@ -102,7 +102,7 @@ def derivative(expr: sympy.Basic, symbol: sympy.Symbol) -> sympy.Expr:
     sympy's rules - sum, product, power, and the chain rule with each function's own fdiff;
     sympy.diff itself for nodes with a rule of their own (Abs, Piecewise, Max...) - build the
     derivative unsimplified, and it is simplified once, bottom up, as sympy builds any
-    expression: the same formula as sympy.diff's (tests/test_derivatives.py compares them).
+    expression: the same formula as sympy.diff's (tests/test_function_agreement.py compares).
     A long expression's derivative stays as written: simplifying it would cost as much, and
     it is too long to print anyway (its value is the same).
     """
