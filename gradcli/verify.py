@@ -9,9 +9,9 @@ with respect to a variable x is then assembled by the chain rule around the redu
                 + sum(dG/dR) * d sum(H)/dx  [/ numel(H) for mean]  (each reduction R = sum(H))
 
 where every dG/d... is sympy's derivative (`derivative` below) with the reductions replaced by
-placeholder symbols, and the last line recurses into H. Each derivative is lowered through the same table as f and
-evaluated in float64 on the CPU, at the user's values rounded to the user's dtype, so the only
-difference left to compare is arithmetic, never the point.
+placeholder symbols, and the last line recurses into H. Each derivative is lowered through the
+same table as f and evaluated in float64 on the CPU, at the user's values rounded to the
+user's dtype, so the only difference left to compare is arithmetic, never the point.
 """
 
 from __future__ import annotations
