@@ -14,6 +14,7 @@ a bare number: a subtree with no variable in it is folded before it reaches one.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Callable, Mapping
 
 import numpy as np
@@ -59,14 +60,53 @@ def _gamma(x: torch.Tensor) -> torch.Tensor:
     return sign * torch.exp(torch.lgamma(x))
 
 
+class _KinkDraws:
+    """Where a slope at a kink is drawn from (None: it is NaN).
+
+    The slope of abs, relu, max or min at its kink is any value between its one-sided
+    slopes; a first derivative is multilinear in those slopes. Evaluated twice with slopes
+    drawn at random, it gives the same value only if that value does not depend on them:
+    then the derivative exists there (x*abs(x) and relu(x)**2 at 0: both 0). See
+    verify.symbolic_gradients.
+    """
+
+    generator: torch.Generator | None = None
+
+
+@contextmanager
+def kink_draws(seed: int):
+    """Within the block, slopes at kinks are drawn from a generator seeded with `seed`."""
+    _KinkDraws.generator = torch.Generator().manual_seed(seed)
+    try:
+        yield
+    finally:
+        _KinkDraws.generator = None
+
+
+def _at_kink(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """The slope where x == 0: NaN, or drawn uniformly between the one-sided slopes."""
+    if _KinkDraws.generator is None:
+        return torch.full_like(x, math.nan)
+    return low + (high - low) * torch.rand(x.shape, generator=_KinkDraws.generator, dtype=x.dtype, device=x.device)
+
+
 def _heaviside(x: torch.Tensor, *_h0) -> torch.Tensor:
     # Only symbolic derivatives contain Heaviside (of relu, max, min). At 0 the derivative it
     # stands for does not exist: NaN there makes the check say so instead of comparing.
-    return torch.where(x > 0, 1.0, torch.where(x < 0, 0.0, math.nan)).to(x.dtype)
+    return torch.where(x > 0, 1.0, torch.where(x < 0, 0.0, _at_kink(x, 0.0, 1.0))).to(x.dtype)
 
 
 def _dirac(x: torch.Tensor, *_order) -> torch.Tensor:
     return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
+
+
+# Symbolic derivatives only (mathfuncs.Slope): NaN where the derivative does not exist.
+def _abs_slope(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x == 0, _at_kink(x, -1.0, 1.0), torch.sign(x)).to(x.dtype)
+
+
+def _step_slope(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x == torch.floor(x), math.nan, 0.0).to(x.dtype)
 
 
 def _cbrt(x: torch.Tensor) -> torch.Tensor:
@@ -155,6 +195,9 @@ _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
     mathfuncs.dsinc: _dsinc,
     sympy.Heaviside: _heaviside,
     sympy.DiracDelta: _dirac,
+    mathfuncs.abs_slope: _abs_slope,
+    mathfuncs.floor_slope: _step_slope,
+    mathfuncs.ceiling_slope: _step_slope,
     mathfuncs.sigmoid: torch.sigmoid,
     mathfuncs.relu: torch.relu,
     mathfuncs.softplus: torch.nn.functional.softplus,
@@ -515,6 +558,9 @@ _SOURCE: dict[type, str] = {
     mathfuncs.bcast: "({0}).expand_as({1})",
     sympy.Heaviside: "heaviside({0})",
     sympy.DiracDelta: "dirac_delta({0})",
+    mathfuncs.abs_slope: "abs_slope({0})",
+    mathfuncs.floor_slope: "step_slope({0})",
+    mathfuncs.ceiling_slope: "step_slope({0})",
     mathfuncs.softplus: "torch.nn.functional.softplus({0})",
     mathfuncs.cbrt: "torch.sign({0}) * torch.abs({0}).pow(1/3)",
     mathfuncs.tsum: "torch.sum({0})",

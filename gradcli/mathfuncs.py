@@ -108,6 +108,56 @@ class dsinc(sympy.Function):  # noqa: N801
         return -sinc(x) - 2 * dsinc(x) / x
 
 
+class Slope(sympy.Function):
+    """The derivative of a function with points where it has none: its value elsewhere.
+
+    Only symbolic derivatives contain these. Where the derivative does not exist (abs at 0,
+    floor at an integer) the lowering gives NaN, so the check says "kink" and names torch's
+    convention instead of comparing: sympy's own sign(0) = 0 for abs'(0) would agree with
+    torch by coincidence and hide the kink. Printed as what they stand for: sign(x), floor'(x).
+    """
+
+    is_real = True
+    nargs = 1
+    shown = ""
+
+    def _sympystr(self, printer):
+        return f"{self.shown}({printer._print(self.args[0])})"
+
+
+class abs_slope(Slope):  # noqa: N801
+    """d|u|/du: sign(u), and no value at u = 0."""
+
+    shown = "sign"
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number and not arg.is_zero:
+            return sympy.sign(arg)
+        return None
+
+    def fdiff(self, argindex=1):
+        return 2 * sympy.DiracDelta(self.args[0])  # as sympy differentiates sign: no value at 0
+
+
+class floor_slope(Slope):  # noqa: N801
+    """d floor(u)/du: 0, and no value at the integers, where floor jumps."""
+
+    shown = "floor'"
+
+    def fdiff(self, argindex=1):
+        return self  # 0 again, and again no value at the integers
+
+
+class ceiling_slope(Slope):  # noqa: N801
+    """d ceil(u)/du: 0, and no value at the integers, where ceil jumps."""
+
+    shown = "ceil'"
+
+    def fdiff(self, argindex=1):
+        return self
+
+
 class bcast(sympy.Function):  # noqa: N801
     """expr, broadcast to the shapes of the variables after it: bcast(y, x) is y where x was written.
 

@@ -297,6 +297,10 @@ def render_table(report: GradReport, out: TextIO) -> None:
             summary = Text("the cross-check failed", style="bold red")
         elif len(confirmed) == len(report.variables):
             summary = Text("autograd agrees with sympy", style="green")
+        elif all(v.status in ("ok", "undefined") for v in report.variables):
+            # "undefined" is a kink: every element where the derivative exists was compared
+            summary = Text("autograd agrees with sympy wherever the derivative exists; at a kink its value is "
+                           "torch's convention (see the notes)", style="yellow")
         elif confirmed:
             summary = Text(f"autograd agrees with sympy for {', '.join(v.label or v.name for v in confirmed)}; "
                            "the rest could not be compared (see the notes)", style="yellow")

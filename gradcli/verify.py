@@ -30,7 +30,7 @@ from sympy.core.parameters import evaluate as sympy_evaluate
 from gradcli import mathfuncs
 from gradcli.errors import GradcliError
 from gradcli.limits import LONG_EXPRESSION_NODES
-from gradcli.lower import LoweringError, SymbolTable, compile_expression
+from gradcli.lower import LoweringError, SymbolTable, compile_expression, kink_draws
 from gradcli.parse import as_python_index, index_text
 
 F64 = torch.float64
@@ -58,6 +58,7 @@ class SymbolicGradient:
     formula: str
     value: torch.Tensor | None  # float64 on the CPU; None when it could not be evaluated
     unavailable: str | None = None  # why not, when value is None
+    kinks: tuple[str, ...] = ()  # torch's conventions at the kinks f may have (when value has NaN)
 
 
 @dataclass
@@ -182,6 +183,8 @@ class _AsWritten:
             # b**e * (e' log(b) + e b'/b)
             return _product(node, _sum([_product(self.derivative(exp), sympy.log(base)),
                                         _product(exp, self.derivative(base), sympy.Pow(base, -1))]))
+        if type(node) in _SLOPES:  # abs, floor, ceil: a slope that is NaN where there is none
+            return _product(_SLOPES[type(node)](args[0]), self.derivative(args[0]))
         if isinstance(node, sympy.Function) and type(node)._eval_derivative is sympy.Function._eval_derivative:
             # sympy's chain rule, as Function._eval_derivative has it
             return _sum(_product(_fdiff(node, i), self.derivative(a))
@@ -189,6 +192,69 @@ class _AsWritten:
         # Anything with a rule of its own (Abs, Piecewise, Min, Max...): sympy's, simplified.
         with sympy_evaluate(True):
             return sympy.diff(node, self.symbol)
+
+
+# sympy's d|u|/du is sign(u), 0 at u = 0 like torch's abs'(0): the check would agree there
+# without a word. floor's and ceil's it leaves unevaluated, which nothing can compute.
+_SLOPES = {sympy.Abs: mathfuncs.abs_slope, sympy.floor: mathfuncs.floor_slope,
+           sympy.ceiling: mathfuncs.ceiling_slope}
+
+# What torch does where the derivative does not exist, for the note that says so.
+_KINK_CONVENTIONS = {
+    sympy.Abs: "abs'(0) = 0",
+    mathfuncs.relu: "relu'(0) = 0",
+    sympy.sign: "sign'(0) = 0",
+    sympy.floor: "floor' = 0, at the integers too",
+    sympy.ceiling: "ceil' = 0, at the integers too",
+    sympy.Max: "a tie in max splits the gradient evenly",
+    sympy.Min: "a tie in min splits the gradient evenly",
+    sympy.Heaviside: "heaviside' = 0",
+}
+# Where these jump, f has no derivative whatever the slopes: their kinks are never settled.
+_JUMPS = {_KINK_CONVENTIONS[sympy.sign], _KINK_CONVENTIONS[sympy.floor], _KINK_CONVENTIONS[sympy.ceiling]}
+GENERIC_KINK_CONVENTION = ("relu'(0) = 0, abs'(0) = sign(0) = 0, a tie in max or min splits the gradient "
+                           "evenly")
+
+
+def kink_conventions(components, symbols) -> tuple[str, ...]:
+    """torch's conventions for the functions in components that have kinks and depend on symbols.
+
+    Piecewise conditions are not walked: huber's |d| < delta is where two smooth pieces meet,
+    not a kink.
+    """
+    found: dict[str, None] = {}
+    seen: set = set()
+
+    def walk(node):
+        if node in seen or not (node.free_symbols & symbols):
+            return
+        seen.add(node)
+        convention = _KINK_CONVENTIONS.get(type(node))
+        if convention:
+            found[convention] = None
+        children = [e for e, _cond in node.args] if isinstance(node, sympy.Piecewise) else node.args
+        for a in children:
+            walk(a)
+    for c in components:
+        walk(c)
+    return tuple(found)
+
+
+def _settle_kinks(value: torch.Tensor, evaluate) -> torch.Tensor:
+    """value, with its NaNs at kinks replaced where the derivative exists all the same.
+
+    At a kink the slope of abs, relu, max or min can be anything between its one-sided
+    slopes, and a first derivative is multilinear in those slopes. Evaluated twice with them
+    drawn at random (lower.kink_draws), it agrees with itself only where it does not depend on
+    them: x*abs(x) at 0 has the derivative 0, abs(x) at 0 has none. Seeded: the same every run.
+    """
+    with kink_draws(1):
+        first = evaluate()
+    with kink_draws(2):
+        second = evaluate()
+    settled = (torch.isfinite(first) & torch.isfinite(second)
+               & ((first - second).abs() <= 1e-9 * torch.maximum(first.abs(), second.abs())))
+    return torch.where(torch.isnan(value) & settled, first, value)
 
 
 def _fdiff(node: sympy.Function, i: int) -> sympy.Expr:
@@ -551,30 +617,38 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
-    for var in wrt:
+    def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
         differ = SymbolicDifferentiator(table, env)
+        common = broadcast_shapes(*(differ.shape_of(c) for c in components))
+        total: _Part | None = None
+        for c in components:
+            p = differ.gradient_of_sum(c, var, var_shape, common)
+            if total is None:
+                total = p
+            else:
+                total.value = total.value + p.value
+                total.whole += p.whole
+                for k, e in p.elements.items():
+                    total.elements[k] = total.elements.get(k, sympy.S.Zero) + e
+        assert total is not None
+        out_numel = (len(components) if shape is not None else 1) * _numel(common)
+        if reduction == "mean" and out_numel > 1:
+            total.value = total.value / out_numel
+            total.whole = total.whole / out_numel
+            total.elements = {k: e / out_numel for k, e in total.elements.items()}
+        return total
+
+    for var in wrt:
         var_shape = tuple(env[var].shape)
         try:
-            parts_shapes = [differ.shape_of(c) for c in components]
-            common = broadcast_shapes(*parts_shapes)
-            total: _Part | None = None
-            for c in components:
-                p = differ.gradient_of_sum(c, var, var_shape, common)
-                if total is None:
-                    total = p
-                else:
-                    total.value = total.value + p.value
-                    total.whole += p.whole
-                    for k, e in p.elements.items():
-                        total.elements[k] = total.elements.get(k, sympy.S.Zero) + e
-            assert total is not None
-            out_numel = (len(components) if shape is not None else 1) * _numel(common)
-            if reduction == "mean" and out_numel > 1:
-                total.value = total.value / out_numel
-                total.whole = total.whole / out_numel
-                total.elements = {k: e / out_numel for k, e in total.elements.items()}
+            total = assemble(var, var_shape)
             formula = _formula(total, var, var_shape)
-            results[var] = SymbolicGradient(formula, total.value)
+            value, kinks = total.value, ()
+            if bool(torch.isnan(value).any()):  # a kink, a point outside the domain, or both
+                kinks = kink_conventions(components, {s_ for s_, (n, _i) in table.items() if n == var})
+                if kinks and not set(kinks) & _JUMPS:
+                    value = _settle_kinks(value, lambda: assemble(var, var_shape).value)
+            results[var] = SymbolicGradient(formula, value, kinks=kinks)
         except LoweringError as exc:
             results[var] = SymbolicGradient("?", None, f"sympy's derivative cannot be evaluated: {exc.message}")
         except GradcliError:
@@ -624,8 +698,7 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     if a.shape != r.shape:
         return Comparison("mismatch", note=f"shapes differ: autograd {list(a.shape)}, symbolic {list(r.shape)}")
     if not f_finite:
-        return Comparison("domain", note="f is not finite here: outside the function's domain, or beyond what "
-                                         "the dtype can hold")
+        return Comparison("domain", note="not compared: f itself is not finite here")
     fast = _compare_finite(a, r, rtol=rtol, atol=atol)
     if fast is not None:
         return fast
@@ -640,15 +713,17 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     rel_err = float(rel[r[finite] != 0].max()) if (finite & (r != 0)).any() else (0.0 if finite.any() else None)
     kink = torch.isnan(r) & torch.isfinite(a)
     if bool((close | kink).all()) and bool(kink.any()):
+        conventions = "; ".join(reference.kinks) or GENERIC_KINK_CONVENTION
+        where = "at this point" if r.numel() == 1 else (
+            f"at {int(kink.sum())} of {r.numel()} elements (the others agree)")
         return Comparison("undefined", abs_err, rel_err,
-                          "the derivative does not exist at this point; autograd's value follows torch's "
-                          "convention (relu'(0) = 0, abs'(0) = sign(0) = 0, a tie in max or min splits the "
-                          "gradient evenly)")
+                          f"the derivative does not exist {where}; autograd's value follows torch's "
+                          f"convention ({conventions})")
+    if bool((finite & ~close).any()):  # a disagreement where both are finite outweighs the rest
+        return Comparison("mismatch", abs_err, rel_err, f"autograd and sympy differ by up to {abs_err:.3g}")
     if not bool((torch.isfinite(a) & torch.isfinite(r)).all()):
         return Comparison("domain", abs_err, rel_err, "the derivative is not finite at this point")
-    if bool(close.all()):
-        return Comparison("ok", abs_err, rel_err)
-    return Comparison("mismatch", abs_err, rel_err, f"autograd and sympy differ by up to {abs_err:.3g}")
+    return Comparison("ok", abs_err, rel_err)  # everything finite, and close
 
 
 # --------------------------------------------------------------------------- higher orders
@@ -680,7 +755,8 @@ def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, t
             value = differ.evaluate(d)
             full = broadcast_shapes(tuple(value.shape), out_shape, shape)
             value = _sum_to(value.expand(full), shape) * scale
-            results.append(SymbolicGradient(_show(d if scale == 1.0 else d * scale), value))
+            kinks = kink_conventions([expr], {whole}) if bool(torch.isnan(value).any()) else ()
+            results.append(SymbolicGradient(_show(d if scale == 1.0 else d * scale), value, kinks=kinks))
         except LoweringError as exc:
             results.append(SymbolicGradient(_show(d), None, f"sympy's derivative cannot be evaluated: {exc.message}"))
     return results

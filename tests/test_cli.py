@@ -83,13 +83,16 @@ def test_a_point_outside_the_domain_is_not_agreement(run_json):
     assert code == 1 and doc["check"]["variables"]["x"]["status"] == "domain"
 
 
-def test_derivative_sympy_cannot_evaluate_is_said_not_failed(run_json):
+def test_floor_is_checked_between_the_integers_and_said_at_a_jump(run_json):
     code, doc = run_json("grad", "floor(x)*x", "x=2.5")
     assert code == 0
     v = doc["check"]["variables"]["x"]
-    assert v["status"] == "unavailable"
-    assert "Derivative" in v["note"]
+    assert v["status"] == "ok" and doc["symbolic"]["x"]["value"]["data"] == 2.0
     assert doc["gradient"]["x"]["data"] == 2.0
+    code, doc = run_json("grad", "floor(x)*x", "x=3")  # f jumps from 6 to 9... no derivative
+    v = doc["check"]["variables"]["x"]
+    assert code == 0 and v["status"] == "undefined"
+    assert "floor' = 0" in v["note"]
 
 
 def test_a_kink_is_reported_as_such(run_json):
