@@ -258,6 +258,9 @@ def _check_shapes(parsed: ParsedExpression, table: Mapping, tensors: Mapping[str
     and inside each reduction) must broadcast. Running f on shape-only 'meta' tensors would
     be simpler, but its first operation imports torch._dynamo: 1.9 s.
     """
+    if all(t.dim() == 0 for t in tensors.values()):
+        return  # scalars always fit together (_bind has refused an index into a scalar)
+
     def complain(used: Mapping[str, tuple]) -> GradcliError:
         listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
         return GradcliError(f"the shapes do not fit together: {listed}",
