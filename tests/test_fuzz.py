@@ -180,12 +180,29 @@ def test_hessian_json_with_nan():
     assert result.exit_code == 1, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="gradcli bug (verify.py): the float64 reference -log(x)/(x*log(x)**2) + "
-                                       "1/(x*log(x)) cancels catastrophically at tiny x, so autograd's exact 0 "
-                                       "is reported as a mismatch")
 def test_cancellation_in_the_reference_is_not_a_mismatch():
+    """Found by the fuzzer: sympy's float64 value of -log(x)/(x*log(x)**2) + 1/(x*log(x))
+    cancels catastrophically at tiny x; at 50 digits it is autograd's exact 0."""
     report = api.grad("log(x, x + y)", {"x": 4.498080910669398e-209, "y": 0.0}, dtype="float64")
     assert [v.status for v in report.variables] == ["ok", "ok"]
+    x = report.variables[0]
+    assert x.gradient.data == 0.0 and x.symbolic.data == 0.0
+    assert "lost digits to rounding" in x.note and "at 50 digits it is 0" in x.note
+
+
+def test_a_real_disagreement_survives_the_precise_reference(monkeypatch):
+    import sympy
+    import torch
+
+    from gradcli import lower
+
+    # autograd's route computes 1.01*sin(x), so its d/dx is 1.01*y*cos(x); sympy's is y*cos(x),
+    # at 50 digits too. (d/dy is sin(x), lowered through the same tampered table: it agrees.)
+    monkeypatch.setitem(lower._FUNCTIONS, sympy.sin, lambda x: 1.01 * torch.sin(x))
+    report = api.grad("sin(x)*y", {"x": 0.5, "y": 2.0}, dtype="float64")
+    assert [v.status for v in report.variables] == ["mismatch", "ok"]
+    assert "differ by up to" in report.variables[0].note
+    assert report.status == "failed"
 
 
 def test_a_constant_outside_a_functions_domain():
