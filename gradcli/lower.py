@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import sympy
@@ -251,6 +251,20 @@ def _fold(node: sympy.Expr) -> float | int | bool:
     return value.real
 
 
+# A sum of at least this many terms (a long expression's) computes the terms that share a form
+# (3*sin(x/2)*y**2 and 5*sin(x/7)*y**3: only the numbers differ) as one tensor operation per
+# node over a vector of their numbers, then sums that vector: a 10^4-term sum is a few dozen
+# torch operations, forward and backward, instead of 10^5. Shorter sums are computed term by
+# term, as a person writes them (and rounds them).
+BATCHED_SUM_TERMS = 256
+_BATCHED_FORM_TERMS = 8  # a form shared by fewer terms is computed term by term
+_BATCHED_NODES = (sympy.Add, sympy.Mul, sympy.Pow)
+
+
+class _NotBatchable(Exception):
+    """A node the vector form does not take (reductions, indexing, Max, Piecewise...)."""
+
+
 class _Lowerer:
     def __init__(self, table: SymbolTable, trace: list | None = None, dtype: torch.dtype = torch.float32):
         self.table = table
@@ -258,6 +272,7 @@ class _Lowerer:
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
         self._constant: dict[sympy.Basic, bool] = {}
         self._compiled: dict[sympy.Basic, Compiled] = {}  # a subtree written twice is lowered once
+        self._folded: dict[sympy.Basic, float | int | bool] = {}
 
     def constant(self, node: sympy.Basic) -> bool:
         """No variable in node: `not node.free_symbols`, remembered, as every node asks."""
@@ -385,9 +400,111 @@ class _Lowerer:
         return lambda env: env[name][where]
 
     def add(self, node: sympy.Add) -> Compiled:
+        if self.trace is None and len(node.args) >= BATCHED_SUM_TERMS:
+            batched = self.batched_add(node)
+            if batched is not None:
+                return batched
+        return self.add_terms(node.args)
+
+    def _form(self, node: sympy.Basic, numbers: list) -> Any:
+        """node with its constants left out (they go to `numbers`, in order): a hashable key."""
+        if node.is_Symbol:
+            return node
+        if node.is_Number or self.constant(node):
+            value = self._folded.get(node)
+            if value is None:  # 10^4 terms hold the same few constants (a long derivative's 3 - 1)
+                value = self._folded[node] = _fold(node)
+            if isinstance(value, bool):
+                raise _NotBatchable
+            numbers.append(float(value))
+            return "#"
+        kind = type(node)
+        elementwise = kind in _FUNCTIONS and len(node.args) == 1 and not issubclass(
+            kind, (mathfuncs.Reduction, mathfuncs.Defined))
+        if not (isinstance(node, _BATCHED_NODES) or elementwise):
+            raise _NotBatchable
+        return (kind, tuple([self._form(a, numbers) for a in node.args]))
+
+    def batched_add(self, node: sympy.Add) -> Compiled | None:
+        """The sum, with terms of one form computed together (see BATCHED_SUM_TERMS); None if none share one."""
+        groups: dict[Any, list] = {}
+        for term in node.args:
+            numbers: list[float] = []
+            try:
+                key = self._form(term, numbers)
+            except _NotBatchable:
+                key = ("single", term)
+            groups.setdefault(key, []).append((term, numbers))
+        vectors, singles = [], []
+        for members in groups.values():
+            if len(members) >= _BATCHED_FORM_TERMS and members[0][1]:
+                vectors.append(self._vector_sum(members[0][0], np.array([n for _t, n in members])))
+            else:
+                singles.extend(t for t, _n in members)
+        if not vectors:
+            return None
+        rest = self.add_terms(singles) if singles else None
+
+        def add(env):
+            total = rest(env) if rest is not None else 0
+            for v in vectors:
+                total = total + v(env)
+            return total
+        return add
+
+    def _vector_sum(self, template: sympy.Basic, numbers: np.ndarray) -> Compiled:
+        """The sum over rows of `numbers` of template with its constants taken from that row."""
+        leaves: list[Compiled] = []
+        slot = iter(range(numbers.shape[1]))
+
+        def vector(node) -> Callable:
+            if self.constant(node):
+                j = next(slot)
+                return lambda env, cols: cols[j]
+            if isinstance(node, sympy.Symbol):
+                leaves.append(self.lower(node))
+                k = len(leaves) - 1
+                return lambda env, cols: cols[-1][k]
+            parts = [vector(a) for a in node.args]
+            if isinstance(node, sympy.Add):
+                def combine(values):
+                    out = values[0]
+                    for v in values[1:]:
+                        out = out + v
+                    return out
+            elif isinstance(node, sympy.Mul):
+                def combine(values):
+                    out = values[0]
+                    for v in values[1:]:
+                        out = out * v
+                    return out
+            elif isinstance(node, sympy.Pow):
+                def combine(values):
+                    return torch.pow(*values)
+            else:
+                fn = _FUNCTIONS[type(node)]
+
+                def combine(values):
+                    return fn(values[0])
+            return lambda env, cols: combine([p(env, cols) for p in parts])
+        body = vector(template)
+        columns: dict[tuple, list] = {}
+
+        def run(env):
+            values = [leaf(env) for leaf in leaves]
+            like = values[0]
+            dims = max(v.dim() for v in values)
+            key = (dims, like.dtype, like.device)
+            if key not in columns:  # each constant as a column (n, 1, ..., 1): broadcast over the values
+                table = torch.as_tensor(numbers, dtype=like.dtype, device=like.device)
+                columns[key] = [table[:, j].reshape((-1,) + (1,) * dims) for j in range(numbers.shape[1])]
+            return torch.sum(body(env, columns[key] + [values]), dim=0)
+        return run
+
+    def add_terms(self, terms_in) -> Compiled:
         # sympy writes t - p as -p + t: subtract instead of negating and adding, one pass
         # over the tensor fewer, and the same rounding as the subtraction a person writes.
-        terms = sorted(node.args, key=lambda a: _negated(a) is not None)  # a positive term first
+        terms = sorted(terms_in, key=lambda a: _negated(a) is not None)  # a positive term first
         parts = [(False, self.lower(terms[0]))]
         for term in terms[1:]:
             negated = _negated(term)

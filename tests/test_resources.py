@@ -283,6 +283,83 @@ def test_a_long_product_is_differentiated_without_blowing_up(text, run):
         assert document["gradient"]["x"]["data"] == pytest.approx(exact, abs=1e-300)
 
 
+def _lowered_both_ways(text: str, values: dict, monkeypatch, dtype=None):
+    """f and its gradient with long sums batched (lower.BATCHED_SUM_TERMS) and term by term."""
+    import torch
+
+    from gradcli import lower
+
+    dtype = dtype or torch.float64
+    parsed = parse_expression(text)
+    table = parsed.symbol_table()
+    results = []
+    vector_sums = []
+    real_vector_sum = lower._Lowerer._vector_sum
+
+    def counted(self, template, numbers):
+        vector_sums.append(len(numbers))
+        return real_vector_sum(self, template, numbers)
+    for batched in (True, False):
+        with monkeypatch.context() as m:
+            m.setattr(lower._Lowerer, "_vector_sum", counted)
+            if not batched:
+                m.setattr(lower, "BATCHED_SUM_TERMS", 10**9)
+            fn = lower.compile_expression(parsed.expr, table, dtype=dtype, device=torch.device("cpu"))
+            env = {n: torch.tensor(v, dtype=dtype, requires_grad=True) for n, v in values.items()}
+            out = fn(env)
+            grads = torch.autograd.grad(out.sum(), list(env.values()))
+            results.append((out.detach(), [g.detach() for g in grads]))
+        if batched:
+            assert vector_sums, "nothing was batched"
+            batched_count = len(vector_sums)
+        else:
+            assert len(vector_sums) == batched_count, "batched though BATCHED_SUM_TERMS says not to"
+    return results
+
+
+@pytest.mark.parametrize("values", [
+    {"x": 0.7, "y": 1.3},
+    {"x": [0.1, -2.0, 3.5], "y": 1.3},  # the terms broadcast over x's shape
+    {"x": [[0.5, 1.5], [2.5, -0.5]], "y": [0.2, 0.9]},
+])
+def test_a_batched_long_sum_is_the_sum_term_by_term(values, monkeypatch):
+    """Terms of one form computed as one vector give what the terms give one by one."""
+    text = " + ".join(f"{k % 9 + 1}*sin(x/{k + 2})*y**{k % 4 + 1} - exp(-x**2/{k + 1})" for k in range(300))
+    (f_batched, g_batched), (f_terms, g_terms) = _lowered_both_ways(text, values, monkeypatch)
+    assert f_batched.shape == f_terms.shape
+    assert torch_close(f_batched, f_terms)
+    for a, b in zip(g_batched, g_terms):
+        assert a.shape == b.shape and torch_close(a, b)
+
+
+def test_a_long_sum_of_mixed_forms_batches_what_it_can(monkeypatch):
+    """abs, relu, max, log(., 2), x**y...: forms that repeat are batched, the rest term by term."""
+    (f_batched, g_batched), (f_terms, g_terms) = _lowered_both_ways(_mixed(400), {"x": 0.7, "y": 1.3}, monkeypatch)
+    assert torch_close(f_batched, f_terms)
+    assert all(torch_close(a, b) for a, b in zip(g_batched, g_terms))
+
+
+def test_graph_traces_a_long_sum_term_by_term():
+    """gradcli graph names every node torch ran: no batching under a trace."""
+    import torch
+
+    from gradcli.lower import compile_expression
+
+    text = " + ".join(f"{k + 1}*sin(x/{k + 2})" for k in range(300))
+    parsed = parse_expression(text)
+    trace: list = []
+    fn = compile_expression(parsed.expr, parsed.symbol_table(), dtype=torch.float64, device=torch.device("cpu"),
+                            trace=trace)
+    fn({"x": torch.tensor(0.5, dtype=torch.float64)})
+    assert sum(1 for node, _ in trace if type(node).__name__ == "sin") == 300
+
+
+def torch_close(a, b) -> bool:
+    import torch
+
+    return bool(torch.allclose(a, b, rtol=1e-12, atol=1e-12 * max(1.0, float(b.abs().max()))))
+
+
 @pytest.mark.slow
 def test_a_long_expression_is_shortened_in_a_table_and_whole_in_json(run):
     import json
