@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 import torch
 
 from gradcli import __version__
-from gradcli.api import ValuesArg, _gc_paused, _setup, read_values, tensor_data
+from gradcli.api import ValuesArg, _gc_paused, _parse, _setup, read_values, tensor_data
 from gradcli.autodiff import torch_error
 from gradcli.errors import GradcliError
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
@@ -258,6 +258,21 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
 
 # --------------------------------------------------------------------------- the command
 
+def _data_columns(data: str | None) -> list[str] | None:
+    """The column names of a --data file, from its header line; None for standard input (it can
+    be read only once: _setup reads it) or a file that cannot be read (_setup says why)."""
+    if data is None or data == "-":
+        return None
+    import csv
+
+    try:
+        with open(data, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError):
+        return None
+    return [h.strip() for h in header]
+
+
 def _default_wrt(values: ValuesArg, named: Mapping[str, Any]) -> list[str]:
     """The variables given as NAME=VALUE (not --data columns): the parameters, by default."""
     return list(read_values(values)) + list(read_values(dict(named)))
@@ -283,11 +298,29 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
     if reduce not in ("sum", "mean"):
         raise GradcliError(f"unknown reduction '{reduce}'", hint="choose sum or mean")
     settings = optimizer_settings(optimizer, lr, momentum)
+    given = _default_wrt(values, named)
+    named = dict(named)
+    started_at_zero: list[str] = []
     if wrt is None:
-        wrt = _default_wrt(values, named)
+        wrt = given
         if not wrt:
             raise GradcliError("no parameter to move: every variable is a --data column",
                                hint="name the parameters with --wrt and give each a start, like w=0")
+    else:
+        # seed-cases.md spells the line fit without start values (--wrt w,b): a parameter
+        # given no value starts at 0, as seed 002's b = torch.zeros(1) does, and the output says so.
+        columns = _data_columns(data)
+        variables = _parse(expression).variables
+        for name in (w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt)):
+            if name in given or name not in variables:
+                continue  # _setup names a --wrt that is not a variable
+            if columns is not None and name in columns:
+                raise GradcliError(f"--wrt {name}: {name} is a column of {data}, and data are constants",
+                                   hint="a parameter needs a start value of its own, like w=0, and a name "
+                                        "that is not a column")
+            if columns is not None or data is None:
+                named[name] = "0"
+                started_at_zero.append(name)
     st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, named=named, data=data)
     # An open stream (the CLI's standard output for --trace -) is named "-".
@@ -299,6 +332,9 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
     env.update(params)
     opt = make_optimizer(optimizer, list(params.values()), settings)
     warnings = list(st.notes)
+    if started_at_zero:
+        warnings.append(f"{', '.join(started_at_zero)} {'starts' if len(started_at_zero) == 1 else 'start'} "
+                        "at 0 (no value given)")
     out_shape = _output_shape(st)
     reduction = None
     if out_shape:

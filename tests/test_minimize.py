@@ -86,6 +86,22 @@ def test_seed_14_line_fit_loss_below_1(run_json):
     assert doc["constants"]["x"]["shape"] == [20]  # the data are constants
 
 
+def test_seed_14_as_seed_cases_spells_it_parameters_start_at_zero(run_json):
+    """seed-cases.md gives no start values: --wrt w,b alone; they start at 0, and it says so."""
+    code, doc = run_json("minimize", "mean(0.5*(y - (w*x + b))**2)", "--data", LINE, "--wrt", "w,b", "--lr", "0.05",
+                         "--steps", "100")
+    assert code == 0
+    assert doc["start"]["parameters"]["w"]["data"] == 0.0 and doc["start"]["parameters"]["b"]["data"] == 0.0
+    assert doc["end"]["loss"] < 1
+    assert "w, b start at 0 (no value given)" in doc["warnings"]
+
+
+def test_a_data_column_cannot_be_a_parameter(run):
+    result = run("minimize", "mean(0.5*(y - (w*x + b))**2)", "w=0", "b=0", "--data", LINE, "--wrt", "w,x")
+    assert result.exit_code == 2
+    assert "x is a column of" in result.stderr and "data are constants" in result.stderr
+
+
 def test_seed_15_logistic_regression_accuracy_above_099(run_json):
     code, doc = run_json("minimize", "bce(sigmoid(w1*x1 + w2*x2 + b), y)", "w1=0", "w2=0", "b=0", "--data",
                          CLUSTERS, "--wrt", "w1,w2,b", "--optimizer", "momentum", "--lr", "0.01", "--steps", "1000")
