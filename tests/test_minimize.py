@@ -475,3 +475,14 @@ def test_help_has_the_seed_example(run):
     result = run("minimize", "--help")
     assert result.exit_code == 0
     assert 'gradcli minimize "(θ*x - y)**2" θ=1 x=2 y=3 --wrt θ --lr 0.1 --steps 1' in result.stdout
+
+
+def test_the_core_module_imports_neither_typer_nor_rich():
+    import subprocess
+
+    code = ("import sys\n"
+            "from gradcli.minimize import minimize\n"
+            "minimize('(x - 3)**2', ['x=0'], steps=2)\n"
+            "print(sorted(m for m in ('typer', 'rich', 'matplotlib') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
