@@ -605,8 +605,10 @@ class LossProgress:
             self._bar = Progress(TextColumn("minimizing"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
                                  console=Console(file=self._err), transient=True)
+            self._task = self._bar.add_task("minimize", total=self._total, completed=step,
+                                            loss=number(loss, self._dtype))
             self._bar.start()
-            self._task = self._bar.add_task("minimize", total=self._total, loss="")
+            return
         self._bar.update(self._task, completed=step, loss=number(loss, self._dtype))
 
     def close(self) -> None:
