@@ -443,9 +443,10 @@ def test_zero_steps_evaluates_the_start():
     assert report.steps_taken == 0 and report.start.loss == report.end.loss == 9.0
 
 
-def test_batch_takes_minimize_lines(run):
-    result = run("batch", input='minimize "(θ*x - y)**2" θ=1 x=2 y=3 --wrt θ --steps 1\n')
-    assert result.exit_code == 0
+def test_batch_takes_minimize_lines(sh):
+    # In a subprocess: an in-process batch keeps its claim on standard input for the session.
+    result = sh("batch", input='minimize "(θ*x - y)**2" θ=1 x=2 y=3 --wrt θ --steps 1\n')
+    assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["command"] == "minimize" and doc["end"]["parameters"]["θ"]["data"] == F32_1_4
 
