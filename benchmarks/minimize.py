@@ -137,7 +137,7 @@ def main() -> None:
     assert torch.equal(results["hand"], results["loop"]), "the loop and the hand-written loop differ"
     print(f"line fit, {args.rows:,} rows, {args.steps:,} SGD steps, float32 on cpu, "
           f"{torch.get_num_threads()} torch threads; median of {args.repeat} rounds")
-    print(f"  {'':<14} {'wall clock':>13} {'':>10}   {'CPU time':>13}")
+    print(f"  {'':<14} {'wall clock':<26}   {'CPU time'}")
     for name in fns:
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
         print(f"  {name:<14} {w / args.steps * 1e6:8.1f} µs/step {w / statistics.median(wall['hand']):5.2f}x hand"
