@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph", "diff",
-           "GradcliError", "ExitStatus"]
+           "minimize", "GradcliError", "ExitStatus"]
 _API = {"grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph"}
 
 from gradcli.errors import ExitStatus, GradcliError
@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from gradcli.symbolic import diff
 
         return diff
+    if name == "minimize":  # gradient descent: gradcli/minimize.py, over the same pipeline
+        from gradcli.minimize import minimize
+
+        return minimize
     if name in _API or name == "api":
         import importlib
 

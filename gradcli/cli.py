@@ -829,6 +829,132 @@ def plot(
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 
+MINIMIZE_HELP = """\
+Minimise a loss by gradient descent with torch.optim, and show what happened on the way.
+
+The --wrt variables are the parameters, moved from the values given (θ=1) by the optimizer;
+every other variable is a constant: a NAME=VALUE, or a column of --data FILE.csv (a vector,
+so mean(...) over the rows is the loss). Each step is optimizer.zero_grad(), loss.backward(),
+optimizer.step(); the gradient at the first and the last point is checked against sympy's.
+
+The run stops after --steps steps, when the gradient norm falls below --tol, or at once when
+the loss is NaN or infinite (exit status 1, with the last finite parameters and a hint).
+--trace FILE.csv|FILE.ndjson|- writes one record per step as it runs (| tail -f works).
+
+Examples:
+
+  gradcli minimize "(θ*x - y)**2" θ=1 x=2 y=3 --wrt θ --lr 0.1 --steps 1
+
+  gradcli minimize "mse(θ*x, y)" θ=1 x=2 y=3 --wrt θ --optimizer sgd --steps 1
+
+  gradcli minimize "mean(0.5*(y - (w*x + b))**2)" w=0 b=0 --data examples/data/line.csv --wrt w,b --lr 0.05 --steps 100
+
+  gradcli minimize "bce(sigmoid(w1*x1 + w2*x2 + b), y)" w1=0 w2=0 b=0 --data examples/data/clusters.csv --wrt w1,w2,b --optimizer momentum --lr 0.01 --steps 1000
+
+  gradcli minimize "(x - 3)**2 + (y + 1)**2" x=0 y=0 --optimizer adam --steps 5000 --tol 1e-6 --trace run.csv
+
+  gradcli minimize "(x - 3)**2" x=0 --steps 50 --plot loss.png
+"""
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    momentum = "momentum"
+    adam = "adam"
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+    lbfgs = "lbfgs"
+
+
+class TraceFormat(str, Enum):
+    csv = "csv"
+    ndjson = "ndjson"
+
+
+@app.command(help=MINIMIZE_HELP, **_COMMAND)
+def minimize(
+    expression: ExprArgument,
+    values: ValuesArgument = None,
+    wrt: Annotated[Optional[str], typer.Option(
+        "--wrt", help="The parameters to move (comma-separated); every other variable is a constant. "
+                      "Default: the variables given as NAME=VALUE.")] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 0.1,
+    steps: Annotated[int, typer.Option("--steps", help="At most this many optimizer steps.")] = 100,
+    optimizer: Annotated[Optimizer, typer.Option(
+        "--optimizer", help="torch.optim's SGD, SGD with momentum (0.9 unless --momentum), Adam, AdamW, "
+                            "RMSprop or LBFGS; every setting but lr (and momentum) is torch's default.")] = Optimizer.sgd,
+    momentum: Annotated[Optional[float], typer.Option(
+        "--momentum", help="Momentum, for sgd, momentum and rmsprop.", show_default=False)] = None,
+    tol: Annotated[Optional[float], typer.Option(
+        "--tol", help="Stop when the gradient norm falls below this.", show_default=False)] = None,
+    trace: Annotated[Optional[str], typer.Option(
+        "--trace", metavar="FILE|-", help="Write one record per step (step, loss, gradient norm, parameters) "
+                                          "to FILE (.csv or .ndjson) or - (standard output), as the run goes.",
+        show_default=False)] = None,
+    trace_format: Annotated[Optional[TraceFormat], typer.Option(
+        "--trace-format", help="csv or ndjson. Default: by the file name; csv for -.", show_default=False)] = None,
+    plot_file: Annotated[Optional[str], typer.Option(
+        "--plot", metavar="FILE", help="Draw the loss curve into FILE.png, .svg or .pdf (needs the plot extra).",
+        show_default=False)] = None,
+    reduce: Annotated[Reduce, typer.Option(help="How a tensor-valued loss becomes the scalar minimised.")] = Reduce.sum,
+    dtype: DtypeOption = "float32",
+    device: DeviceOption = "auto",
+    rtol: RtolOption = None,
+    atol: AtolOption = None,
+    check: CheckOption = True,
+    seed: SeedOption = None,
+    max_elements: MaxElementsOption = DEFAULT_MAX_ELEMENTS,
+    fmt: FormatOption = Format.table,
+    json_flag: JsonOption = False,
+    plain_flag: PlainOption = False,
+    data: DataOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    progress = None
+    try:
+        output = _format(fmt, json_flag, plain_flag)
+        to_stdout = trace == "-"
+        if to_stdout and output != "table":
+            raise GradcliError(f"--trace - writes the trace to standard output: the {output} result cannot go "
+                               "there too", hint="write the trace to a file (--trace run.csv, then tail -f run.csv)")
+        if plot_file is not None:
+            from gradcli.draw import loss_curve_format
+
+            loss_curve_format(plot_file)  # a missing matplotlib is said before the run
+        from gradcli import render
+        from gradcli.minimize import minimize as run_minimize
+
+        if render.wants_progress(output, to_stdout, sys.stderr):
+            progress = render.LossProgress(steps, sys.stderr, dtype)
+        report = run_minimize(
+            _expression(expression), values or [], wrt=wrt, optimizer=optimizer.value, lr=lr, steps=steps,
+            momentum=momentum, tol=tol, reduce=reduce.value, data=data, dtype=dtype, device=device, check=check,
+            rtol=rtol, atol=atol, seed=seed, max_elements=max_elements,
+            trace=sys.stdout if to_stdout else trace, trace_format_name=trace_format.value if trace_format else None,
+            progress=progress)
+        if progress is not None:
+            progress.close()
+        if plot_file is not None:
+            from gradcli.draw import write_loss_curve
+
+            write_loss_curve(report, plot_file)
+        # With the trace on standard output, the result table is for the person: on stderr.
+        render.render(report, output, sys.stderr if to_stdout else sys.stdout, sys.stderr, quiet=quiet)
+    except GradcliError as exc:
+        raise fail(exc) from None
+    except BrokenPipeError:
+        raise reader_left() from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
+        raise internal_error(exc) from None
+    finally:
+        if progress is not None:
+            progress.close()
+    if report.status != "ok":
+        raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+
+
 def main() -> None:
     """The console script: run the app, then leave without tearing torch down.
 

@@ -531,3 +531,67 @@ def show(data: PlotData, output: str, out_path: str | None, stdout: TextIO, stde
         for s in data.series:
             if s.note and s.status not in ("ok", "skipped") and output in ("csv", "json", "ndjson"):
                 stderr.write(f"{s.label}: {s.note}\n")
+
+
+# --------------------------------------------------------------------------- gradcli minimize --plot
+
+def loss_curve_format(path: str) -> str:
+    """--plot's file type, said before anything is computed (matplotlib included)."""
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    if suffix not in IMAGE_FORMATS:
+        raise GradcliError(f"--plot {path}: the file name must end in .png, .svg or .pdf",
+                           hint="for the numbers, use --trace FILE.csv")
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):  # said now, not after a long run
+        raise GradcliError(f"--plot {path}: there is no folder {folder}")
+    need("matplotlib", "--plot (the loss curve)")
+    return suffix
+
+
+def write_loss_curve(report: Any, path: str, *, dpi: int = 150) -> str:
+    """The loss at every step of a `gradcli minimize` run, drawn into path with matplotlib.
+
+    A log scale when the loss stays positive and falls over more than two decades (as a
+    converging descent does); a divergence is marked at the step whose loss was not finite.
+    """
+    import numpy as np
+
+    fmt = loss_curve_format(path)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    losses = np.asarray(report.losses, dtype=np.float64)
+    steps = np.arange(losses.size)
+    finite = np.isfinite(losses)
+    style = {"font.size": 11, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
+             "grid.color": "#d9d9d9", "grid.linewidth": 0.6, "svg.hashsalt": "gradcli"}
+    with matplotlib.rc_context(style):
+        fig = Figure(figsize=(8.0, 5.0), layout="constrained")
+        ax = fig.subplots()
+        shown = losses[finite]
+        ax.plot(steps[finite], shown, color=COLOURS[0], linewidth=2.0,
+                marker="o" if losses.size <= 30 else None, markersize=4)
+        if shown.size and shown.min() > 0 and shown.max() / shown.min() > 100:
+            ax.set_yscale("log")
+        if report.diverged_at is not None:
+            ax.axvline(report.diverged_at, color=COLOURS[1], linestyle="--", linewidth=1.5,
+                       label=f"the loss is not finite at step {report.diverged_at}")
+            ax.legend(frameon=False)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.set_xlim(0, max(1, losses.size - 1))
+        fig.suptitle(f"loss = {_short(report.parsed, 70)}", fontsize=13, fontweight="bold")
+        why = {"steps": "--steps reached", "tol": "gradient norm below --tol", "diverged": "diverged"}
+        ax.set_title(f"{report.call}; {report.dtype}\nloss {_g(report.start.loss)} at step 0, "
+                     f"{_g(report.end.loss)} at step {report.end.step}; stopped: {why.get(report.stopped, report.stopped)}",
+                     fontsize=9, color="#404040")
+        metadata = {"Software": "gradcli (matplotlib)"} if fmt == "png" else {"Creator": "gradcli (matplotlib)"}
+        if fmt == "svg":
+            metadata["Date"] = None
+        try:
+            fig.savefig(path, format=fmt, dpi=dpi if fmt == "png" else None, metadata=metadata)
+        except OSError as exc:
+            raise GradcliError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return fmt

@@ -414,6 +414,9 @@ def render_diff(report, fmt: str, out: TextIO) -> None:
 
 def render(report, fmt: str, out: TextIO, err: TextIO, quiet: bool = False) -> None:
     """Write the report in `fmt`; notes go to `err` (or, for the table, under it) unless quiet."""
+    if getattr(report, "command", None) == "minimize":
+        render_minimize(report, fmt, out, err, quiet)
+        return
     if quiet and hasattr(report, "warnings"):
         report.warnings = []
     if fmt in ("json", "ndjson"):
@@ -445,3 +448,174 @@ def render(report, fmt: str, out: TextIO, err: TextIO, quiet: bool = False) -> N
             err.write(f"explain: {topic}: {text}\n")
     else:
         render_table(report, out)
+
+
+# --------------------------------------------------------------------------- gradcli minimize
+
+def render_minimize(report, fmt: str, out: TextIO, err: TextIO, quiet: bool = False) -> None:
+    """A descent: the table, the JSON document, a CSV row per parameter element, or the end values."""
+    if quiet:
+        report.warnings = []
+    if fmt in ("json", "ndjson"):
+        render_json(report, out, compact=fmt == "ndjson")
+        return
+    if fmt == "table":
+        render_minimize_table(report, out, quiet=quiet)
+        return
+    if fmt == "csv":
+        import csv
+
+        import numpy as np
+
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["parameter", "index", "start", "end", "gradient_start", "gradient_end"])
+        for n in report.wrt:
+            start, end = report.start.parameters[n], report.end.parameters[n]
+            g0, g1 = report.start.gradient[n], report.end.gradient[n]
+            for index in np.ndindex(*start.shape):
+                writer.writerow([n, _index_text(index)] + [repr(float(t.array[index])) for t in (start, end, g0, g1)])
+    else:  # plain: the parameters where the descent ended, one line each, for $(...)
+        for n in report.wrt:
+            t = report.end.parameters[n]
+            out.write(" ".join(number(x, t.dtype) for x in t.flat()) + "\n")
+    if not quiet:
+        for line in minimize_notes(report):
+            err.write(line + "\n")
+
+
+def minimize_notes(report) -> list[str]:
+    """What stderr says beside a machine format: the notes, and why a run failed."""
+    lines = [f"note: {w}" for w in report.warnings]
+    if report.stopped == "diverged":
+        lines.append(f"note: diverged: {report.stop_text}")
+        if report.hint:
+            lines.append(f"hint: {report.hint}")
+    for where, results in report.checks.items():
+        for v in results:
+            if v.status in ("mismatch", "domain"):
+                lines.append(f"note: the gradient of {v.name} at the {where} does not agree with sympy's: {v.note}")
+    return lines
+
+
+def render_minimize_table(report, out: TextIO, quiet: bool = False) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console(out)
+    header = Text("gradcli minimize  ", style="bold")
+    header.append(_headline(report.parsed))
+    console.print(header)
+    console.print(Text(f"{report.call}; {report.dtype} on {report.device} ({report.device_note})", style="dim"))
+    for name, t in report.constants.items():
+        size = f", {t.numel} values" if t.numel > 1 else ""
+        console.print(Text(f"{name} = {tensor_text(t)}  (constant{size})", style="dim"))
+
+    start, end = report.start, report.end
+    table = Table(box=box.ROUNDED)
+    table.add_column("", style="bold")
+    table.add_column(f"start (step {start.step})", justify="right")
+    table.add_column(f"end (step {end.step})", justify="right")
+    table.add_column("gradient at start", justify="right")
+    table.add_column("gradient at end", justify="right")
+    for n in report.wrt:
+        table.add_row(n, *(tensor_text(t, rows=True) for t in (start.parameters[n], end.parameters[n],
+                                                                start.gradient[n], end.gradient[n])))
+    table.add_section()
+    table.add_row("loss", number(start.loss, report.dtype), number(end.loss, report.dtype), "", "")
+    table.add_row("gradient norm", number(start.gradient_norm, report.dtype), number(end.gradient_norm, report.dtype),
+                  "", "")
+    console.print(table)
+    steps = f"{report.steps_taken} of {report.steps_requested} step{'s' if report.steps_requested != 1 else ''}"
+    if report.evaluations != report.steps_taken + 1:
+        steps += f", {report.evaluations} evaluations of the loss"
+    if report.stopped == "diverged":
+        console.print(Text(f"diverged: {report.stop_text}", style="bold red"))
+        if report.hint:
+            console.print(Text(f"hint: {report.hint}", style="yellow"))
+        console.print(Text(steps, style="dim"))
+    else:
+        console.print(f"stopped: {report.stop_text} ({steps})")
+    if report.trace:
+        where = "standard output" if report.trace["path"] == "-" else report.trace["path"]
+        console.print(Text(f"trace: one {report.trace['format']} record per step in {where}", style="dim"))
+    if report.seed is not None:
+        console.print(Text(f"random values drawn with --seed {report.seed}", style="dim"))
+    if not quiet:
+        for w in report.warnings:
+            console.print(Text("note: " + w, style="yellow"))
+    if report.checked:
+        points = " and ".join(f"step {(start if w == 'start' else end).step}" for w in report.checks)
+        results = [v for vs in report.checks.values() for v in vs]
+        formulas = "; ".join(f"d/d{v.name}: {v.formula}" for v in report.checks.get("start", []))
+        if report.end.step == report.start.step:
+            points = f"step {start.step}"
+        tolerances = f"  (reference in float64; rtol {report.rtol:g}, atol {report.atol:g})"
+        bad = [v for v in results if v.status in ("mismatch", "domain")]
+        if bad:
+            summary = Text(f"the gradient at {points} does not agree with sympy's: "
+                           + "; ".join(f"{v.name}: {v.note}" for v in bad), style="bold red")
+        elif all(v.status == "ok" for v in results):
+            summary = Text(f"autograd's gradient at {points} agrees with sympy's", style="green")
+        else:
+            notes_ = "; ".join(f"{v.name}: {v.note}" for v in results if v.status != "ok" and v.note)
+            summary = Text(f"the gradient at {points} could not be fully compared with sympy's ({notes_})",
+                           style="yellow")
+        summary.append(tolerances, style="dim")
+        console.print(summary)
+        if formulas and len(formulas) <= 160:  # a long one is in --json
+            console.print(Text(f"symbolic gradient: {formulas}", style="dim"))
+    else:
+        console.print(Text("not checked against sympy (--no-check)", style="dim"))
+
+
+def wants_progress(fmt: str, trace_to_stdout: bool, err: TextIO) -> bool:
+    """A progress bar is for a person: a table output, a terminal on stderr, stdout not the trace."""
+    import os
+
+    return (fmt == "table" and not trace_to_stdout and hasattr(err, "isatty") and err.isatty()
+            and os.environ.get("TERM") != "dumb")
+
+
+class LossProgress:
+    """A rich progress bar with the current loss, on stderr, for runs long enough to need one.
+
+    Called after every step, so it costs one clock read per step: nothing is drawn before the
+    run has lasted SHOW_AFTER seconds, and the bar is redrawn at most ten times a second. It
+    disappears when the run ends (the table follows).
+    """
+
+    SHOW_AFTER = 0.5
+
+    def __init__(self, total_steps: int, err: TextIO, dtype: str = "float64"):
+        import time
+
+        self._clock = time.monotonic
+        self._started = self._clock()
+        self._next = self._started + self.SHOW_AFTER
+        self._total, self._err, self._dtype = total_steps, err, dtype
+        self._bar = None
+        self._task = None
+
+    def __call__(self, step: int, loss: float) -> None:
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + 0.1
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("minimizing"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                                 console=Console(file=self._err), transient=True)
+            self._task = self._bar.add_task("minimize", total=self._total, completed=step,
+                                            loss=number(loss, self._dtype))
+            self._bar.start()
+            return
+        self._bar.update(self._task, completed=step, loss=number(loss, self._dtype))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -258,3 +258,112 @@ def _leaf_json(leaf: dict | None) -> dict | None:
     if leaf is None:
         return None
     return {**leaf, "grad": _json_numbers(leaf["grad"]) if leaf.get("grad") is not None else None}
+
+
+# --------------------------------------------------------------------------- gradcli minimize
+
+@dataclass
+class Point:
+    """Where a descent was at one step: the loss, the parameters and the gradient there."""
+
+    step: int
+    loss: float
+    gradient_norm: float
+    parameters: dict[str, TensorData]
+    gradient: dict[str, TensorData]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "loss": _json_numbers(self.loss),
+            "gradient_norm": _json_numbers(self.gradient_norm),
+            "parameters": {n: t.to_dict() for n, t in self.parameters.items()},
+            "gradient": {n: t.to_dict() for n, t in self.gradient.items()},
+        }
+
+
+@dataclass
+class MinimizeReport:
+    """A gradient descent: where it started, where it ended, why it stopped, and the checks.
+
+    `checks` holds, for the first and the last point ("start", "end"), one VariableResult per
+    parameter: autograd's gradient there against sympy's derivative.
+    """
+
+    expression: str
+    parsed: str
+    dtype: str
+    device: str
+    device_note: str
+    optimizer: str  # sgd | momentum | adam | adamw | rmsprop | lbfgs
+    call: str  # the torch.optim constructor, as a reader would write it
+    hyperparameters: dict[str, Any]  # lr, and momentum where it applies
+    wrt: list[str]  # the parameters; every other variable is a constant
+    constants: dict[str, TensorData]
+    reduction: str | None  # "sum"/"mean" when the loss was not a scalar
+    start: Point
+    end: Point  # after the last step; on divergence, the last point where the loss was finite
+    steps_requested: int
+    steps_taken: int
+    evaluations: int  # loss-and-gradient evaluations (L-BFGS makes several per step)
+    stopped: str  # steps | tol | diverged
+    stop_text: str  # why it stopped, in words
+    losses: list[float]  # the loss at step 0, 1, ... (the last one non-finite on divergence)
+    checks: dict[str, list[VariableResult]]
+    checked: bool
+    rtol: float
+    atol: float
+    tol: float | None = None
+    diverged_at: int | None = None  # the step whose loss was not finite
+    hint: str | None = None
+    trace: dict[str, str] | None = None  # {"path", "format"} of --trace
+    seed: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    version: str = ""
+    command: str = "minimize"
+
+    @property
+    def status(self) -> str:
+        """failed when the loss diverged or a check disagreed (or the point is outside the domain)."""
+        bad = self.stopped == "diverged" or any(v.status in ("mismatch", "domain")
+                                                for vs in self.checks.values() for v in vs)
+        return "failed" if bad else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        def check(v: VariableResult) -> dict[str, Any]:
+            return {"formula": v.formula, "value": v.symbolic.to_dict() if v.symbolic else None, **v.to_dict()}
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "gradcli_version": self.version,
+            "command": "minimize",
+            "expression": self.expression,
+            "parsed": self.parsed,
+            "dtype": self.dtype,
+            "device": self.device,
+            "optimizer": {"name": self.optimizer, "call": self.call, **self.hyperparameters},
+            "wrt": list(self.wrt),
+            "constants": {n: t.to_dict() for n, t in self.constants.items()},
+            "reduction": self.reduction,
+            "start": self.start.to_dict(),
+            "end": self.end.to_dict(),
+            "steps": {"requested": self.steps_requested, "taken": self.steps_taken, "evaluations": self.evaluations},
+            "stopped": {"reason": self.stopped, "text": self.stop_text, "tol": self.tol,
+                        "diverged_at_step": self.diverged_at, "hint": self.hint},
+            "losses": _json_numbers([float(x) for x in self.losses]),
+            "check": {
+                "performed": self.checked,
+                "status": "failed" if any(v.status in ("mismatch", "domain") for vs in self.checks.values()
+                                          for v in vs) else "ok",
+                "rtol": self.rtol,
+                "atol": self.atol,
+                "reference_dtype": "float64",
+                "points": {where: {"step": (self.start if where == "start" else self.end).step,
+                                   "variables": {v.name: check(v) for v in vs}}
+                           for where, vs in self.checks.items()},
+            },
+            "status": self.status,
+            "trace": self.trace,
+            "seed": self.seed,
+            "warnings": list(self.warnings),
+        }
