@@ -250,6 +250,15 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = 
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 
+PointsOption = Annotated[Optional[str], typer.Option(
+    "--points", metavar="FILE|-", help="Many points at once: every row of FILE.csv (a header names the variables), "
+    "of a structured FILE.npy, or of CSV on standard input (-) is a point; prints x, f, df/dx, ..., check per row "
+    "(CSV, or --format ndjson). The other variables are constants, NAME=VALUE.", show_default=False)]
+OutputOption = Annotated[Optional[str], typer.Option(
+    "--output", "-o", metavar="FILE", help="With --points: write the rows to FILE.csv, FILE.ndjson or FILE.npy "
+    "(a structured array) instead of standard output.", show_default=False)]
+
+
 @app.command(help=GRAD_HELP, **_COMMAND)
 def grad(
     expression: ExprArgument,
@@ -272,7 +281,16 @@ def grad(
     plain_flag: PlainOption = False,
     data: DataOption = None,
     quiet: QuietOption = False,
+    points: PointsOption = None,
+    output: OutputOption = None,
 ) -> None:
+    if points is not None or output is not None:
+        _grad_points(expression, values or [], points=points, output=output, wrt=wrt, method=method, order=order,
+                     accumulate=accumulate, explain=explain, dtype=dtype, device=device, reduce=reduce, rtol=rtol,
+                     atol=atol, check=check, seed=seed, max_elements=max_elements, fmt=fmt, json_flag=json_flag,
+                     plain_flag=plain_flag, data=data, quiet=quiet)
+        return
+
     def compute():
         from gradcli import api
 
@@ -826,6 +844,43 @@ def plot(
     except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
         raise internal_error(exc) from None
     if data.status != "ok":
+        raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+
+
+def _grad_points(expression: str, values: list[str], *, points, output, wrt, method, order, accumulate, explain,
+                 dtype, device, reduce, rtol, atol, check, seed, max_elements, fmt, json_flag, plain_flag, data,
+                 quiet) -> None:
+    """gradcli grad EXPR --points FILE: the rows stream out as they are computed (gradcli/points.py)."""
+    try:
+        if points is None:
+            raise GradcliError("--output writes the rows of --points", hint="gradcli grad EXPR --points FILE.csv --output FILE.npy")
+        for flag, used in (("--method", method.value != "grad"), ("--order", order != 1), ("--accumulate", accumulate),
+                           ("--explain", explain), ("--data", data is not None), ("--reduce", reduce.value != "sum"),
+                           ("--plain", plain_flag), ("--json", json_flag)):
+            if used:
+                raise GradcliError(f"{flag} cannot be used with --points",
+                                   hint="--points computes f and its gradient at every row, written as csv or ndjson rows")
+        row_format = "csv" if fmt.value == "table" else fmt.value
+        from gradcli.points import grad_points
+
+        summary = grad_points(_expression(expression), points, values, output=output, fmt=row_format, wrt=wrt,
+                              dtype=dtype, device=device, check=check, rtol=rtol, atol=atol, seed=seed,
+                              max_elements=max_elements)
+        sys.stdout.flush()
+        if not quiet:
+            for line in summary.warnings:
+                sys.stderr.write(f"note: {line}\n")
+            for line in summary.lines():
+                sys.stderr.write(f"note: {line}\n")
+    except GradcliError as exc:
+        raise fail(exc) from None
+    except BrokenPipeError:
+        raise reader_left() from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
+        raise internal_error(exc) from None
+    if summary.status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 
