@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from gradcli.api import ValuesArg, _gc_paused, _parse, _setup, read_values
-from gradcli.autodiff import gradient, torch_error
+from gradcli.autodiff import torch_error
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
@@ -41,7 +41,10 @@ from gradcli.mathfuncs import expand_definitions
 from gradcli.parse import array_value
 from gradcli.verify import is_elementwise_in, symbolic_gradients
 
-CHUNK_ROWS = 65536  # rows computed at once: large enough for torch to run at full speed, small for memory
+# Rows computed at once: enough that the per-chunk work (sympy's derivative, lowering it,
+# Python around each torch call) is a few per cent, few enough to stay in the caches
+# (2^18 rows measured slower here) and to keep memory to a few MB.
+CHUNK_ROWS = 1 << 16
 CHUNK_BYTES = 1 << 21  # CSV text read at once (about 50,000 rows of two numbers)
 
 # Each row's verdict, in the output's check column (and the .npy file's check field).
@@ -181,7 +184,7 @@ class _NpyRows:
             if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating) or kind.shape:
                 raise GradcliError(f"{where}: field {name} holds {kind} values, not real numbers")
         self.names = list(names)
-        self.chunk_rows = chunk_rows
+        self.where, self.chunk_rows = where, chunk_rows
 
     def chunks(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self.array), self.chunk_rows):
@@ -250,7 +253,8 @@ class _NpyWriter:
     count, is written first with room for any count and rewritten with the final one."""
 
     def __init__(self, path: Path, columns: list[str]):
-        self.dtype = np.dtype([(c, "<f8") for c in columns[:-1]] + [(columns[-1], "<U11")])
+        # The check as its code (CHECK_NAMES[code]): one byte a row, where its name would take 44.
+        self.dtype = np.dtype([(c, "<f8") for c in columns[:-1]] + [(columns[-1], "i1")])
         self.path = path
         try:
             self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
@@ -259,7 +263,6 @@ class _NpyWriter:
         self.rows = 0
         self.header_size = len(self._header(10**18))
         self.file.write(self._header(0))
-        self.check_names = np.array(CHECK_NAMES, dtype="<U11")
 
     def _header(self, rows: int) -> bytes:
         descr = np.lib.format.dtype_to_descr(self.dtype)
@@ -276,7 +279,7 @@ class _NpyWriter:
         records = np.empty(len(values), dtype=self.dtype)
         for i, name in enumerate(self.dtype.names[:-1]):
             records[name] = values[:, i]
-        records[self.dtype.names[-1]] = self.check_names[checks]
+        records[self.dtype.names[-1]] = checks
         self.file.write(records.tobytes())
         self.rows += len(values)
 
@@ -357,11 +360,19 @@ def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: Te
             raise GradcliError(f"{name} is given a value twice")
         constants[name] = spec
     rows, stream = _open_rows(points, chunk_rows, chunk_bytes)
+    # One thread for torch: a chunk's operations are short, and with two or more threads
+    # each one waits for every thread to finish its part; when another process holds a core,
+    # that wait was measured to make the whole run 10 times slower (4.8 s against 0.3 s for
+    # 10^6 rows from .npy, on 2 shared cores). The work that decides the time, reading and
+    # writing the rows, is in one thread anyway.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         return _run(parsed, expression, rows.where, rows, constants, out=out, output=output, out_kind=out_kind,
                     wrt=wrt, dtype=dtype, device=device, check=check, rtol=rtol, atol=atol, seed=seed,
                     max_elements=max_elements, chunk_rows=chunk_rows)
     finally:
+        torch.set_num_threads(threads)
         if stream is not None:
             stream.close()
 
@@ -489,10 +500,23 @@ def _open_text(output: str) -> TextIO:
 def _elementwise_batch(st, constants, tensors, point_vars, names, check):
     """f elementwise in the point variables: the gradient of sum(f) is every row's gradient."""
     env = {**constants, **tensors}
-    run = gradient(st.fn, env, names, method="grad", reduction="sum")
     n = len(next(iter(tensors.values())))
-    f = torch.broadcast_to(run.output, (n,)).to(device="cpu", dtype=torch.float64).numpy()
-    grads = {v: torch.broadcast_to(run.gradients[v], (n,)) for v in names}
+    # The chunk's tensors are fresh (made from the file's numbers): they are the leaves, with
+    # no copy (autodiff.gradient copies its leaves, for calls that share them).
+    leaves = [tensors[v].requires_grad_(True) for v in names]
+    try:
+        out = st.fn(env)
+        total = out.sum()
+        if total.requires_grad:
+            grads_tuple = torch.autograd.grad(total, leaves, allow_unused=True, materialize_grads=True)
+        else:  # f does not depend on them (x - x)
+            grads_tuple = tuple(torch.zeros_like(t) for t in leaves)
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise torch_error(exc) from None
+    for t in leaves:
+        t.requires_grad_(False)
+    f = torch.broadcast_to(out.detach(), (n,)).to(device="cpu", dtype=torch.float64).numpy()
+    grads = {v: torch.broadcast_to(g, (n,)) for v, g in zip(names, grads_tuple)}
     refs: dict[str, torch.Tensor | None] = {}
     if check:
         try:
