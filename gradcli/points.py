@@ -472,6 +472,7 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
                 for i, n in enumerate(names):
                     values[:, len(point_vars) + 1 + i] = grads[n].to(device="cpu", dtype=torch.float64).numpy()
                 writer.write(values, checks)
+                summary.warnings.extend(n for n in st.notes if n not in summary.warnings)
                 counts = np.bincount(checks, minlength=len(CHECK_NAMES))
                 for code, count in enumerate(counts.tolist()):
                     if count:
@@ -549,15 +550,32 @@ def _vmapped_batch(st, constants, tensors, point_vars, names, check):
         def one_row_symbolic(*row: torch.Tensor):
             env = {**constants, **dict(zip(point_vars, row))}
             symbolic = symbolic_gradients(st.parsed.components, None, st.table, env, names, "sum")
+            for v in names:
+                if symbolic[v].value is None and _batched(row):
+                    raise _NotBatchable(symbolic[v].unavailable)  # it may work one row at a time
             return tuple(symbolic[v].value if symbolic[v].value is not None else torch.full((), float("nan"),
                          dtype=torch.float64) for v in names), tuple(symbolic[v].value is None for v in names)
         try:
             values, missing = vmap(one_row_symbolic, out_dims=(0, None))(*cols)
         except Exception:  # noqa: BLE001 - a derivative vmap cannot batch: the same formulas, row by row
             values, missing = _row_by_row(one_row_symbolic, cols)
+            note = ("the symbolic check ran row by row: this expression is not elementwise in the columns, "
+                    "and its symbolic derivative could not be vmapped")
+            if note not in st.notes:
+                st.notes.append(note)
         for v, value, gone in zip(names, values, missing):
             refs[v] = None if gone else value
     return f.detach().to(device="cpu", dtype=torch.float64).numpy(), grads, refs
+
+
+class _NotBatchable(Exception):
+    pass
+
+
+def _batched(row) -> bool:
+    from torch._C._functorch import is_batchedtensor
+
+    return any(is_batchedtensor(t) for t in row)
 
 
 def _row_by_row(fn, cols):
