@@ -755,8 +755,11 @@ def batch(
                 result = {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
             result["line"] = number
             result["exit_status"] = status
-            sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # | head -1: the reader has what it wanted (click would exit 1)
+                raise reader_left() from None
             # 2 (any error, internal ones included) over 1 (a check disagreed) over 0
             worst = max(worst, 2 if status not in (0, 1) else status)
     finally:

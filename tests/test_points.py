@@ -251,4 +251,4 @@ def test_memory_stays_flat_however_long_the_input(tmp_path):
 
     small, large = peak_kib(10_000), peak_kib(1_000_000)
     # Read whole, 10^6 rows would add over 150 MB (the text, its lines, the arrays, the output).
-    assert large - small < 40 * 1024, (small, large)
+    assert large - small < 60 * 1024, (small, large)
