@@ -730,10 +730,16 @@ def batch(
                 if not args or args[0] == "batch":
                     raise GradcliError("a line must name a command (grad, jacobian, hessian, vjp, jvp, diff, "
                                        "eval, graph)")
+                # The command itself, not the group around it: one click context a line, not two.
+                subcommand = command.commands.get(args[0])
+                if subcommand is None:
+                    raise GradcliError(f"no such command '{args[0]}'",
+                                       hint="a line starts with one of: " + ", ".join(sorted(set(command.commands) - {"batch"})))
                 captured_out, captured_err = io.StringIO(), io.StringIO()
                 with redirect_stdout(captured_out), redirect_stderr(captured_err):
                     try:
-                        code = command.main(args=_machine_output(args), prog_name="gradcli", standalone_mode=False)
+                        code = subcommand.main(args=_machine_output(args)[1:], prog_name=f"gradcli {args[0]}",
+                                               standalone_mode=False)
                         status = int(code or 0)
                     except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
                         message = getattr(exc, "format_message", lambda: str(exc))()
