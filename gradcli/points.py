@@ -216,8 +216,8 @@ def _open_rows(source: str, chunk_rows: int, chunk_bytes: int):
 class _TextRows:
     """CSV or NDJSON rows, a chunk at a time, each number exact in the dtype it was computed in."""
 
-    def __init__(self, out: TextIO, fmt: str, columns: list[str], dtype: str):
-        self.out, self.fmt, self.columns = out, fmt, columns
+    def __init__(self, out: TextIO, fmt: str, columns: list[str], dtype: str, *, owned: bool = False):
+        self.out, self.fmt, self.columns, self.owned = out, fmt, columns, owned
         digits = _DIGITS.get(dtype)
         number = "%r" if digits is None else f"%.{digits}g"
         numbers = columns[:-1]  # the last column is the check
@@ -241,7 +241,10 @@ class _TextRows:
         self.out.write(text)
 
     def close(self) -> None:
-        self.out.flush()
+        if self.owned:  # a file of --output's
+            self.out.close()
+        else:
+            self.out.flush()
 
 
 def _csv_cell(text: str) -> str:
@@ -424,9 +427,12 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
     names = _wrt(wrt, point_vars, where)
     chunks = rows.chunks()
     first = next(chunks, None)
-    # Set up (and validate) as `gradcli grad` would at one point: the first row.
-    example = {n: array_value(np.array(first[0, rows.names.index(n)] if first is not None else 1.0), f"{n} (a column)")
-               for n in point_vars}
+    # Set up (and validate) as `gradcli grad` would at one point: the first row (a value that
+    # is not finite, which `gradcli grad` refuses, is only flagged in its row: 1 stands in).
+    example = {}
+    for n in point_vars:
+        value = first[0, rows.names.index(n)] if first is not None else 1.0
+        example[n] = array_value(np.array(value if np.isfinite(value) else 1.0), f"{n} (a column)")
     st = _setup(expression, {**constants, **example}, wrt=names, dtype=dtype, device=device, rtol=rtol, atol=atol,
                 seed=seed, max_elements=max_elements)
     with torch.no_grad():
@@ -451,7 +457,8 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
         writer = _NpyWriter(Path(output), columns)
     else:
         target = out if output is None else _open_text(output)
-        writer = _TextRows(target if target is not None else sys.stdout, out_kind, columns, dtype)
+        writer = _TextRows(target if target is not None else sys.stdout, out_kind, columns, dtype,
+                           owned=output is not None)
     batch = _elementwise_batch if elementwise else _vmapped_batch
     try:
         for table in _chain(first, chunks) if first is not None else ():

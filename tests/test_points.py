@@ -17,6 +17,7 @@ import torch
 from gradcli.errors import GradcliError
 from gradcli.inputs import reset_stdin
 from gradcli.points import CHECK_NAMES, grad_points
+from tests.conftest import gradcli_executable
 
 EXPR = "sin(x)*exp(-x**2) + log(1 + y**2)"
 
@@ -252,3 +253,27 @@ def test_memory_stays_flat_however_long_the_input(tmp_path):
     small, large = peak_kib(10_000), peak_kib(1_000_000)
     # Read whole, 10^6 rows would add over 150 MB (the text, its lines, the arrays, the output).
     assert large - small < 60 * 1024, (small, large)
+
+
+def test_points_piped_from_one_process_into_another():
+    """printf rows | gradcli grad --points - | a reader: the rows flow through, in order."""
+    rows = "x\n" + "\n".join(str(v) for v in range(1, 2001)) + "\n"
+    producer = subprocess.Popen([gradcli_executable(), "grad", "x**3", "--points", "-", "--format", "ndjson",
+                                 "--dtype", "float64", "--quiet"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", "import json, sys; print(sum(json.loads(line)['df/dx'] for line in sys.stdin))"],
+        stdin=producer.stdout, stdout=subprocess.PIPE, text=True)
+    producer.stdout.close()
+    producer.stdin.write(rows.encode())
+    producer.stdin.close()
+    out, _ = consumer.communicate(timeout=300)
+    assert producer.wait(timeout=300) == 0
+    assert float(out) == sum(3.0 * v * v for v in range(1, 2001))
+
+
+def test_a_row_that_is_not_a_number_is_flagged_not_refused(run, tmp_path):
+    result = run("grad", "x**2", "--points", "-", "--output", str(tmp_path / "o.ndjson"), input="x\nnan\n1\ninf\n")
+    assert result.exit_code == 1 and result.stdout == ""
+    docs = [json.loads(line) for line in (tmp_path / "o.ndjson").read_text().splitlines()]
+    assert [d["check"] for d in docs] == ["not finite", "ok", "not finite"]
+    assert docs[1] == {"x": 1, "f": 1, "df/dx": 2, "check": "ok"}
