@@ -250,6 +250,15 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = 
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 
+PointsOption = Annotated[Optional[str], typer.Option(
+    "--points", metavar="FILE|-", help="Many points at once: every row of FILE.csv (a header names the variables), "
+    "of a structured FILE.npy, or of CSV on standard input (-) is a point; prints x, f, df/dx, ..., check per row "
+    "(CSV, or --format ndjson). The other variables are constants, NAME=VALUE.", show_default=False)]
+OutputOption = Annotated[Optional[str], typer.Option(
+    "--output", "-o", metavar="FILE", help="With --points: write the rows to FILE.csv, FILE.ndjson or FILE.npy "
+    "(a structured array) instead of standard output.", show_default=False)]
+
+
 @app.command(help=GRAD_HELP, **_COMMAND)
 def grad(
     expression: ExprArgument,
@@ -272,7 +281,16 @@ def grad(
     plain_flag: PlainOption = False,
     data: DataOption = None,
     quiet: QuietOption = False,
+    points: PointsOption = None,
+    output: OutputOption = None,
 ) -> None:
+    if points is not None or output is not None:
+        _grad_points(expression, values or [], points=points, output=output, wrt=wrt, method=method, order=order,
+                     accumulate=accumulate, explain=explain, dtype=dtype, device=device, reduce=reduce, rtol=rtol,
+                     atol=atol, check=check, seed=seed, max_elements=max_elements, fmt=fmt, json_flag=json_flag,
+                     plain_flag=plain_flag, data=data, quiet=quiet)
+        return
+
     def compute():
         from gradcli import api
 
@@ -712,10 +730,16 @@ def batch(
                 if not args or args[0] == "batch":
                     raise GradcliError("a line must name a command (grad, jacobian, hessian, vjp, jvp, diff, "
                                        "eval, graph)")
+                # The command itself, not the group around it: one click context a line, not two.
+                subcommand = command.commands.get(args[0])
+                if subcommand is None:
+                    raise GradcliError(f"no such command '{args[0]}'",
+                                       hint="a line starts with one of: " + ", ".join(sorted(set(command.commands) - {"batch"})))
                 captured_out, captured_err = io.StringIO(), io.StringIO()
                 with redirect_stdout(captured_out), redirect_stderr(captured_err):
                     try:
-                        code = command.main(args=_machine_output(args), prog_name="gradcli", standalone_mode=False)
+                        code = subcommand.main(args=_machine_output(args)[1:], prog_name=f"gradcli {args[0]}",
+                                               standalone_mode=False)
                         status = int(code or 0)
                     except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
                         message = getattr(exc, "format_message", lambda: str(exc))()
@@ -737,8 +761,11 @@ def batch(
                 result = {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
             result["line"] = number
             result["exit_status"] = status
-            sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # | head -1: the reader has what it wanted (click would exit 1)
+                raise reader_left() from None
             # 2 (any error, internal ones included) over 1 (a check disagreed) over 0
             worst = max(worst, 2 if status not in (0, 1) else status)
     finally:
@@ -952,6 +979,43 @@ def minimize(
         if progress is not None:
             progress.close()
     if report.status != "ok":
+        raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+
+
+def _grad_points(expression: str, values: list[str], *, points, output, wrt, method, order, accumulate, explain,
+                 dtype, device, reduce, rtol, atol, check, seed, max_elements, fmt, json_flag, plain_flag, data,
+                 quiet) -> None:
+    """gradcli grad EXPR --points FILE: the rows stream out as they are computed (gradcli/points.py)."""
+    try:
+        if points is None:
+            raise GradcliError("--output writes the rows of --points", hint="gradcli grad EXPR --points FILE.csv --output FILE.npy")
+        for flag, used in (("--method", method.value != "grad"), ("--order", order != 1), ("--accumulate", accumulate),
+                           ("--explain", explain), ("--data", data is not None), ("--reduce", reduce.value != "sum"),
+                           ("--plain", plain_flag), ("--json", json_flag)):
+            if used:
+                raise GradcliError(f"{flag} cannot be used with --points",
+                                   hint="--points computes f and its gradient at every row, written as csv or ndjson rows")
+        row_format = "csv" if fmt.value == "table" else fmt.value
+        from gradcli.points import grad_points
+
+        summary = grad_points(_expression(expression), points, values, output=output, fmt=row_format, wrt=wrt,
+                              dtype=dtype, device=device, check=check, rtol=rtol, atol=atol, seed=seed,
+                              max_elements=max_elements)
+        sys.stdout.flush()
+        if not quiet:
+            for line in summary.warnings:
+                sys.stderr.write(f"note: {line}\n")
+            for line in summary.lines():
+                sys.stderr.write(f"note: {line}\n")
+    except GradcliError as exc:
+        raise fail(exc) from None
+    except BrokenPipeError:
+        raise reader_left() from None
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
+        raise internal_error(exc) from None
+    if summary.status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 

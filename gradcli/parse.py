@@ -209,10 +209,10 @@ class ParsedExpression:
     def pretty(self) -> str:
         if self.as_written:
             return self.text  # sympy would print it in seconds, and no more readably
-        texts = [sympy.sstr(c) for c in self.components]
-        if self.shape is None:
-            return texts[0]
-        return _nest_text(texts, self.shape)
+        if "_pretty" not in self.__dict__:  # printed once: a parsed expression is reused (gradcli batch)
+            texts = [sympy.sstr(c) for c in self.components]
+            self.__dict__["_pretty"] = texts[0] if self.shape is None else _nest_text(texts, self.shape)
+        return self.__dict__["_pretty"]
 
 
 def _nest_text(texts: list[str], shape: tuple[int, ...]) -> str:

@@ -166,3 +166,15 @@ def test_python_api_takes_values_as_keywords():
     assert gradcli.evaluate("x + 1", x=1).f.data == 2.0
     assert gradcli.graph("x*y", x=1, y=2).nodes[0].kind == "MulBackward0"
     assert gradcli.diff("x**3", ["x"]).derivatives[0].formula == "3*x**2"
+
+
+def test_batch_into_a_closed_pipe_ends_quietly_with_status_0(tmp_path):
+    requests = tmp_path / "big.txt"
+    requests.write_text('grad "x**2" x=3\n' * 2000)
+    producer = subprocess.Popen([sys.executable, "-m", "gradcli", "batch", str(requests)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = producer.stdout.readline()  # | head -1
+    producer.stdout.close()
+    _, err = producer.communicate(timeout=300)
+    assert json.loads(first)["line"] == 1
+    assert err == b"" and producer.returncode == 0  # not click's 1, which would read as "a check disagreed"

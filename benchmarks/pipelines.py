@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Throughput of gradcli in shell pipelines: `gradcli batch`, `grad --points`, one process or many.
+
+Run it with the interpreter gradcli is installed in:
+
+    python benchmarks/pipelines.py                  # the figures of issue 5 (about 5 minutes)
+    python benchmarks/pipelines.py --quick          # fewer rows and expressions (under a minute)
+    python benchmarks/pipelines.py --rounds 5       # more interleaved rounds, steadier medians
+
+It prints, in one run:
+
+1. `gradcli batch` on N distinct small expressions (grad with the check), one process:
+   expressions per second end to end, and after the start-up (the time of a one-line batch,
+   measured in the same rounds, taken off).
+2. The same N lines as N separate `gradcli grad` processes: --processes of them are run and
+   the time scaled to N, as a ratio to the one batch.
+3. `gradcli grad "sin(x)*exp(-x**2)+log(1+y**2)" --points` over --rows rows: CSV in and out at
+   full precision, and .npy in and out (--output FILE.npy); rows per second end to end and
+   after the start-up (a one-row file's run). Beside them, in this process: numpy's own read
+   (np.loadtxt) and write (np.savetxt, '%.17g') of the same CSV, and the bare batched torch
+   computation (forward and backward of sum(f) by hand, float32), as points per second.
+
+Whole processes are timed wall-clock, round-robin (one run of each, then the next round) so
+that load on this shared machine hits each alike; medians are printed. The script only
+measures: it exits 0 whatever the figures, 1 if a measured command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import medians  # noqa: E402
+
+EXPRESSION = "sin(x)*exp(-x**2)+log(1+y**2)"
+TARGETS = {"batch": 400.0, "csv": 4e5, "npy": 5e6}  # expressions/s, rows/s (issue 5)
+
+
+def gradcli_executable() -> str:
+    here = Path(sys.executable).parent / "gradcli"
+    found = str(here) if here.exists() else shutil.which("gradcli")
+    if not found:
+        sys.exit("gradcli is not installed next to this interpreter: pip install -e .")
+    return found
+
+
+def distinct_requests(n: int, seed: int = 0) -> list[str]:
+    """n small expressions, all different, in two variables: grad with the check (the default)."""
+    rng = random.Random(seed)
+    functions = ["sin({v})", "cos({v})", "exp({v})", "tanh({v})", "log(1 + {v}**2)", "sqrt(1 + {v}**2)",
+                 "sigmoid({v})", "atan({v})"]
+    lines = []
+    for i in range(n):
+        a, b = rng.randint(2, 9), rng.randint(1, 4)
+        f = rng.choice(functions).format(v="x")
+        lines.append(f'grad "{a}*{f}*y**{b} + {i + 1}*x" x=0.{rng.randint(1, 9)} y=1.{rng.randint(1, 9)}')
+    return lines
+
+
+def timed(argv: list[str], stdout=subprocess.DEVNULL, stdin=None) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, stdout=stdout, stdin=stdin, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.stderr.write(f"failed ({result.returncode}): {' '.join(argv)}\n{result.stderr}")
+        sys.exit(1)
+    return elapsed
+
+
+def round_robin(commands: dict, rounds: int) -> dict[str, float]:
+    """Median wall time of each command, run one after another in each round."""
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    keys = list(commands)
+    for r in range(rounds):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
+            times[k].append(commands[k]())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def write_points(directory: Path, rows: int) -> tuple[Path, Path, Path, np.ndarray]:
+    rng = np.random.default_rng(0)
+    table = np.column_stack([rng.uniform(-3, 3, rows), rng.uniform(-3, 3, rows)])
+    csv_path, npy_path, one = directory / "points.csv", directory / "points.npy", directory / "one.csv"
+    with open(csv_path, "w") as f:
+        f.write("x,y\n")
+        for start in range(0, rows, 100_000):
+            block = table[start:start + 100_000]
+            f.write(("%r,%r\n" * len(block)) % tuple(block.ravel().tolist()))
+    np.save(npy_path, np.rec.fromarrays([table[:, 0], table[:, 1]], names="x,y"))
+    one.write_text("x,y\n0.5,1.5\n")
+    return csv_path, npy_path, one, table
+
+
+def bare_torch(table: np.ndarray) -> float:
+    """Seconds for the batched computation alone: f, df/dx, df/dy at every row, by hand."""
+    import torch
+
+    x = torch.tensor(table[:, 0], dtype=torch.float32)
+    y = torch.tensor(table[:, 1], dtype=torch.float32)
+
+    def run():
+        xs, ys = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        f = torch.sin(xs) * torch.exp(-xs**2) + torch.log(1 + ys**2)
+        torch.autograd.grad(f.sum(), [xs, ys])
+    return medians({"torch": run}, 5)["torch"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--expressions", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=50)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="200 expressions, 10 processes, 200,000 rows")
+    args = parser.parse_args()
+    if args.quick:
+        args.expressions, args.processes, args.rows = 200, 10, 200_000
+    exe = gradcli_executable()
+    work = Path(tempfile.mkdtemp(prefix="gradcli-pipelines-"))
+    try:
+        run(exe, work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(exe: str, work: Path, args) -> None:
+    import torch
+
+    print(f"gradcli pipelines benchmark: {args.rounds} interleaved rounds, medians; "
+          f"torch {torch.__version__} on {torch.get_num_threads()} thread(s)\n")
+
+    # 1 and 2: batch against separate processes
+    lines = distinct_requests(args.expressions)
+    requests = work / "requests.txt"
+    requests.write_text("\n".join(lines) + "\n")
+    one_request = work / "one.txt"
+    one_request.write_text(lines[0] + "\n")
+    t = round_robin({
+        "batch": lambda: timed([exe, "batch", str(requests)]),
+        "batch of one": lambda: timed([exe, "batch", str(one_request)]),
+    }, args.rounds)
+    n = args.expressions
+    per_s = n / t["batch"]
+    after_startup = (n - 1) / max(t["batch"] - t["batch of one"], 1e-3)
+    print(f"gradcli batch, {n} distinct expressions (grad with the check)")
+    print(f"  {t['batch']:.2f} s: {per_s:,.0f} expressions/s end to end; "
+          f"{after_startup:,.0f}/s after the start-up ({t['batch of one']:.2f} s)   target {TARGETS['batch']:.0f}/s")
+
+    import shlex
+    sample = [shlex.split(line) for line in lines[:args.processes]]
+    start = time.perf_counter()
+    for argv in sample:
+        timed([exe, *argv])
+    separate = (time.perf_counter() - start) / len(sample) * n
+    print(f"  {n} separate gradcli grad processes: {separate:.0f} s (from {len(sample)}, scaled): "
+          f"{separate / t['batch']:.0f}x the one batch\n")
+
+    # 3: --points
+    csv_path, npy_path, one, table = write_points(work, args.rows)
+    rows = args.rows
+    out_csv, out_npy = work / "out.csv", work / "out.npy"
+
+    def points_csv():
+        with open(out_csv, "w") as out:
+            return timed([exe, "grad", EXPRESSION, "--points", str(csv_path), "--quiet"], stdout=out)
+
+    t = round_robin({
+        "csv": points_csv,
+        "npy": lambda: timed([exe, "grad", EXPRESSION, "--points", str(npy_path), "--output", str(out_npy),
+                              "--quiet"]),
+        "one": lambda: timed([exe, "grad", EXPRESSION, "--points", str(one), "--quiet"]),
+    }, args.rounds)
+    assert sum(1 for _ in open(out_csv)) == rows + 1 and len(np.load(out_npy, mmap_mode="r")) == rows
+
+    def numpy_read():
+        np.loadtxt(csv_path, delimiter=",", skiprows=1)
+
+    def numpy_write():
+        np.savetxt(work / "np.csv", table, fmt="%.17g", delimiter=",")
+    base = medians({"read": numpy_read, "write": numpy_write}, args.rounds)
+    torch_s = bare_torch(table)
+    print(f"gradcli grad \"{EXPRESSION}\" --points, {rows:,} rows (float32; start-up {t['one']:.2f} s)")
+    for key, label in (("csv", "CSV in, CSV out"), ("npy", ".npy in, --output .npy")):
+        extra = t[key] - t["one"]
+        marginal = f"{rows / extra:>12,.0f} rows/s" if extra > 0.01 else "   (within the start-up's noise)"
+        print(f"  {label:24s} {t[key]:6.2f} s: {rows / t[key]:>12,.0f} rows/s end to end; "
+              f"{marginal} after the start-up   target {TARGETS[key]:,.0f}")
+    io_s = base["read"] + base["write"]
+    print(f"  numpy, this process:     read {base['read']:.2f} s + write {base['write']:.2f} s of the same CSV "
+          f"(2 columns): gradcli's CSV run after start-up is {(t['csv'] - t['one']) / io_s:.2f}x that "
+          "(it writes 5 columns and the checks)")
+    print(f"  bare torch, this process: {torch_s:.3f} s: {rows / torch_s:,.0f} points/s (forward and backward, "
+          "no check, no I/O)")
+
+
+if __name__ == "__main__":
+    main()

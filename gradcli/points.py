@@ -1,0 +1,593 @@
+"""`gradcli grad EXPR --points FILE`: f and its gradient at every row of a file, checked row by row.
+
+Each row of a CSV file (a header row names the variables), of a structured .npy file (its
+fields named like the variables) or of standard input is one point. The rows are read in
+chunks, and each chunk is one batched torch computation:
+
+- when f is elementwise in the point variables (the usual case, sin(x)*exp(-x**2)), the
+  chunk's columns become tensors of shape [rows], and one forward and one backward pass of
+  sum(f) give every row's gradient: row i of f depends on row i alone, so d sum(f)/dx_i is
+  df/dx at row i;
+- otherwise (a point variable inside a reduction over a constant vector, sum(w*x)),
+  torch.func.vmap(torch.func.grad_and_value(f)) maps the gradient of one row over the rows.
+
+The symbolic check is batched the same way: sympy's derivative, lowered in float64 and
+evaluated on the whole chunk by gradcli/verify.py (the route `gradcli grad` checks by), is
+compared with autograd row by row. Each chunk is written (CSV, NDJSON or .npy) before the
+next is read, so memory stays flat however long the input.
+
+Nothing here imports typer or rich.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence, TextIO
+
+import numpy as np
+import torch
+
+from gradcli.api import ValuesArg, _gc_paused, _parse, _setup, read_values
+from gradcli.autodiff import torch_error
+from gradcli.errors import GradcliError
+from gradcli.inputs import claim_stdin
+from gradcli.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.mathfuncs import expand_definitions
+from gradcli.parse import array_value
+from gradcli.verify import is_elementwise_in, symbolic_gradients
+
+# Rows computed at once: enough that the per-chunk work (sympy's derivative, lowering it,
+# Python around each torch call) is a few per cent, few enough to stay in the caches
+# (2^18 rows measured slower here) and to keep memory to a few MB.
+CHUNK_ROWS = 1 << 16
+CHUNK_BYTES = 1 << 21  # CSV text read at once (about 50,000 rows of two numbers)
+
+# Each row's verdict, in the output's check column (and the .npy file's check field).
+OK, DISAGREE, NOT_FINITE, UNDEFINED, UNAVAILABLE, SKIPPED = range(6)
+CHECK_NAMES = ("ok", "disagree", "not finite", "undefined", "unavailable", "skipped")
+
+# Significant digits that read back as the same number in each dtype (ceil(1 + p*log10(2))
+# for a p-bit significand); float64 is written as Python's repr, the shortest exact decimal.
+_DIGITS = {"float32": 9, "float16": 5, "bfloat16": 4}
+
+
+@dataclass
+class PointsSummary:
+    """What --points did: how many rows, and how each was judged."""
+
+    expression: str
+    parsed: str
+    dtype: str
+    device: str
+    columns: list[str]  # the output's columns: the point variables, f, df/dx..., check
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {name: 0 for name in CHECK_NAMES})
+    first_row: dict[str, int] = field(default_factory=dict)  # check name -> first data row (1-based) with it
+    checked: bool = True
+    batched_by: str = "elementwise"  # or "vmap"
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """failed when some row disagreed or was not finite, as one point does for `gradcli grad`."""
+        return "failed" if self.counts["disagree"] or self.counts["not finite"] else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"expression": self.expression, "parsed": self.parsed, "dtype": self.dtype, "device": self.device,
+                "columns": self.columns, "rows": self.rows, "checks": dict(self.counts),
+                "first_row": dict(self.first_row), "batched_by": self.batched_by, "status": self.status,
+                "warnings": list(self.warnings)}
+
+    def lines(self) -> list[str]:
+        """A summary for stderr."""
+        counted = ", ".join(f"{n:,} {name}" for name, n in self.counts.items() if n)
+        out = [f"{self.rows:,} row{'' if self.rows == 1 else 's'}: {counted or 'none'}"]
+        for name in ("disagree", "not finite", "undefined"):
+            if self.counts[name]:
+                what = {"disagree": "autograd and sympy disagree",
+                        "not finite": "f or its derivative is not finite (outside the domain, or beyond what "
+                                      f"{self.dtype} can hold)",
+                        "undefined": "the derivative does not exist there (a kink); autograd's value is torch's "
+                                     "convention"}[name]
+                out.append(f"{name}: {what}; first at data row {self.first_row[name]:,}")
+        return out
+
+
+# --------------------------------------------------------------------------- reading rows
+
+class _CsvRows:
+    """A CSV stream with a header row, read CHUNK_BYTES of lines at a time."""
+
+    def __init__(self, stream: TextIO, where: str, chunk_bytes: int):
+        self.stream, self.where, self.chunk_bytes = stream, where, chunk_bytes
+        self.line = 0
+        header = None
+        for text in stream:
+            self.line += 1
+            if text.strip() and not text.lstrip().startswith("#"):
+                header = text
+                break
+        if header is None:
+            raise GradcliError(f"{where} is empty", hint="--points needs a header row naming the variables, then rows")
+        names = [c.strip() for c in next(csv.reader([header]))]
+        if all(_is_number(c) for c in names):
+            raise GradcliError(f"{where}: the first row is numbers; --points needs a header row naming the variables",
+                               hint="for example: x,y")
+        self.names = names
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        width = len(self.names)
+        while True:
+            lines = self.stream.readlines(self.chunk_bytes)
+            if not lines:
+                return
+            first = self.line + 1
+            self.line += len(lines)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "input contained no data": a chunk of blank lines
+                    table = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments="#")
+            except ValueError:
+                raise self._problem(lines, first) from None
+            if table.size == 0:
+                continue
+            if table.shape[1] != width:
+                raise self._problem(lines, first)
+            yield table
+
+    def _problem(self, lines: list[str], first: int) -> GradcliError:
+        """The first bad line of a chunk, by its line number: where, never what (see inputs.py)."""
+        width = len(self.names)
+        for k, text in enumerate(lines):
+            stripped = text.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            cells = stripped.split(",")
+            if len(cells) != width:
+                return GradcliError(f"{self.where}: line {first + k} has {len(cells)} columns; the header has {width}")
+            for c, cell in enumerate(cells):
+                if not _is_number(cell):
+                    return GradcliError(f"{self.where}: line {first + k}, column {c + 1} ({self.names[c]}) "
+                                        "is not a number")
+        return GradcliError(f"{self.where}: lines {first} to {first + len(lines) - 1} could not be read as numbers")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _NpyRows:
+    """A structured .npy file (fields named like the variables), mapped and read CHUNK_ROWS at a time."""
+
+    def __init__(self, path: Path, where: str, chunk_rows: int):
+        try:
+            self.array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:
+            raise GradcliError(f"{where}: not a readable .npy file ({exc})") from None
+        names = self.array.dtype.names
+        if names is None or self.array.ndim != 1:
+            raise GradcliError(
+                f"{where}: --points needs a .npy file of named columns (a 1-D structured array); "
+                f"this one holds a {self.array.dtype} array of shape {list(self.array.shape)}",
+                hint='for example np.save("points.npy", np.rec.fromarrays([x, y], names="x,y"))')
+        for name in names:
+            kind = self.array.dtype[name]
+            if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating) or kind.shape:
+                raise GradcliError(f"{where}: field {name} holds {kind} values, not real numbers")
+        self.names = list(names)
+        self.where, self.chunk_rows = where, chunk_rows
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.array), self.chunk_rows):
+            block = self.array[start:start + self.chunk_rows]
+            yield np.stack([np.asarray(block[n], dtype=np.float64) for n in self.names], axis=1)
+
+
+def _open_rows(source: str, chunk_rows: int, chunk_bytes: int):
+    if source == "-":
+        claim_stdin("--points -")
+        return _CsvRows(sys.stdin, "standard input", chunk_bytes), None
+    path = Path(source)
+    if not path.is_file():
+        raise GradcliError(f"no such file: {source}", hint="paths are relative to the current directory")
+    if path.suffix.lower() == ".npy":
+        return _NpyRows(path, source, chunk_rows), None
+    try:
+        stream = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the caller
+        return _CsvRows(stream, source, chunk_bytes), stream
+    except UnicodeDecodeError:
+        raise GradcliError(f"{source} is not a text file (not UTF-8)",
+                           hint="--points reads a .csv file with a header, or a structured .npy file") from None
+    except OSError as exc:
+        raise GradcliError(f"cannot read {source}: {exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------- writing rows
+
+class _TextRows:
+    """CSV or NDJSON rows, a chunk at a time, each number exact in the dtype it was computed in."""
+
+    def __init__(self, out: TextIO, fmt: str, columns: list[str], dtype: str, *, owned: bool = False):
+        self.out, self.fmt, self.columns, self.owned = out, fmt, columns, owned
+        digits = _DIGITS.get(dtype)
+        number = "%r" if digits is None else f"%.{digits}g"
+        numbers = columns[:-1]  # the last column is the check
+        if fmt == "csv":
+            self.templates = [",".join([number] * len(numbers)) + f",{name}\n" for name in CHECK_NAMES]
+            out.write(",".join(_csv_cell(c) for c in columns) + "\n")
+        else:
+            keys = [json.dumps(c, ensure_ascii=False).replace("%", "%%") for c in numbers]
+            body = ",".join(f"{k}:{number}" for k in keys)
+            self.templates = ["{" + body + f',"check":"{name}"}}\n' for name in CHECK_NAMES]
+
+    def write(self, values: np.ndarray, checks: np.ndarray) -> None:
+        """values: rows x numeric columns (float64); checks: a code from CHECK_NAMES per row."""
+        # One %-format for the whole chunk: Python formats every number in C, with no call per
+        # number (a quarter of the cost of repr() in a loop).
+        template = "".join([self.templates[c] for c in checks.tolist()])
+        text = template % tuple(values.ravel().tolist())
+        if self.fmt == "ndjson" and not np.isfinite(values).all():
+            # JSON has no NaN or infinity: they are strings, as in every gradcli document.
+            text = text.replace(":nan", ':"nan"').replace(":-inf", ':"-inf"').replace(":inf", ':"inf"')
+        self.out.write(text)
+
+    def close(self) -> None:
+        if self.owned:  # a file of --output's
+            self.out.close()
+        else:
+            self.out.flush()
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text}"' if any(ch in text for ch in ',"\n') else text
+
+
+class _NpyWriter:
+    """A structured .npy file written a chunk at a time; its header, which holds the row
+    count, is written first with room for any count and rewritten with the final one."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        # The check as its code (CHECK_NAMES[code]): one byte a row, where its name would take 44.
+        self.dtype = np.dtype([(c, "<f8") for c in columns[:-1]] + [(columns[-1], "i1")])
+        self.path = path
+        try:
+            self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise GradcliError(f"cannot write {path}: {exc.strerror}") from None
+        self.rows = 0
+        self.header_size = len(self._header(10**18))
+        self.file.write(self._header(0))
+
+    def _header(self, rows: int) -> bytes:
+        descr = np.lib.format.dtype_to_descr(self.dtype)
+        text = "{'descr': %r, 'fortran_order': False, 'shape': (%d,), }" % (descr, rows)
+        encoded = text.encode("utf-8")
+        version, length_bytes = (b"\x01\x00", 2) if encoded.isascii() else (b"\x03\x00", 4)
+        prefix = len(b"\x93NUMPY") + 2 + length_bytes
+        size = getattr(self, "header_size", None)
+        total = size if size is not None else -(-(prefix + len(encoded) + 1 + 32) // 64) * 64
+        padded = encoded + b" " * (total - prefix - len(encoded) - 1) + b"\n"
+        return b"\x93NUMPY" + version + (len(padded)).to_bytes(length_bytes, "little") + padded
+
+    def write(self, values: np.ndarray, checks: np.ndarray) -> None:
+        records = np.empty(len(values), dtype=self.dtype)
+        for i, name in enumerate(self.dtype.names[:-1]):
+            records[name] = values[:, i]
+        records[self.dtype.names[-1]] = checks
+        self.file.write(records.tobytes())
+        self.rows += len(values)
+
+    def close(self) -> None:
+        self.file.seek(0)
+        self.file.write(self._header(self.rows))
+        self.file.close()
+
+
+# --------------------------------------------------------------------------- computing
+
+def _row_checks(f: np.ndarray, autograd: dict[str, torch.Tensor], symbolic: dict[str, torch.Tensor | None],
+                *, dtype: torch.dtype, rtol: float, atol: float) -> np.ndarray:
+    """A verdict per row: the worst over the variables.
+
+    Each row is judged on its own scale, |autograd - sympy| <= atol*max(1, |sympy|) +
+    rtol*|sympy|, as `gradcli plot` judges each point: one huge derivative near a pole must
+    not loosen the tolerance of every other row.
+    """
+    n = len(f)
+    worst = np.full(n, OK, dtype=np.int64)
+    f_finite = np.isfinite(f)
+    largest = torch.finfo(dtype).max
+    for name, a in autograd.items():
+        r = symbolic[name]
+        if r is None:
+            worst = np.maximum(worst, UNAVAILABLE)
+            continue
+        a64 = a.detach().to(device="cpu", dtype=torch.float64).numpy()
+        r64 = np.broadcast_to(r.numpy(), a64.shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            size = np.abs(r64)
+            close = np.abs(a64 - r64) <= atol * np.maximum(size, 1.0) + rtol * size
+        a_finite = np.isfinite(a64)
+        kink = np.isnan(r64) & a_finite
+        reference_finite = np.isfinite(r64) & (size <= largest)
+        status = np.where(close, OK, DISAGREE)
+        status = np.where(reference_finite & ~a_finite, DISAGREE, status)
+        status = np.where(~reference_finite, NOT_FINITE, status)
+        status = np.where(kink & f_finite, UNDEFINED, status)
+        status = np.where(~f_finite, NOT_FINITE, status)
+        # disagree over not finite over undefined over ok
+        rank = np.array([0, 3, 2, 1, 0, 0])
+        worst = np.where(rank[status] > rank[worst], status, worst)
+    return worst
+
+
+def _columns_of(table: np.ndarray, names: list[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    return {n: table[:, names.index(n)] for n in wanted}
+
+
+@_gc_paused
+def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: TextIO | None = None,
+                output: str | None = None, fmt: str = "csv", wrt: str | Sequence[str] | None = None,
+                dtype: str = "float32", device: str = "auto", check: bool = True, rtol: float | None = None,
+                atol: float | None = None, seed: int | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                chunk_rows: int = CHUNK_ROWS, chunk_bytes: int = CHUNK_BYTES, **named: Any) -> PointsSummary:
+    """f and its gradient at every row of `points` (a .csv file with a header, a structured
+    .npy file, or "-" for CSV on standard input), written to `output` (.csv, .ndjson or .npy)
+    or to `out` (default: standard output) as fmt ("csv" or "ndjson").
+
+    values: constants for the variables that are not columns (NAME=VALUE, or a mapping).
+    Returns the summary: the row count and how many rows each check verdict got.
+    """
+    if fmt not in ("csv", "ndjson"):
+        raise GradcliError(f"--points writes csv or ndjson rows, not {fmt}",
+                           hint="--format csv (the default) or ndjson, or --output FILE.npy")
+    if chunk_rows < 1 or chunk_bytes < 1:
+        raise GradcliError("the chunk size must be at least 1")
+    out_kind = fmt
+    if output is not None:
+        suffix = Path(output).suffix.lower()
+        out_kind = {".npy": "npy", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}.get(suffix, fmt)
+    parsed = _parse(expression)
+    constants = read_values(values)
+    for name, spec in read_values(dict(named)).items():
+        if name in constants:
+            raise GradcliError(f"{name} is given a value twice")
+        constants[name] = spec
+    rows, stream = _open_rows(points, chunk_rows, chunk_bytes)
+    # One thread for torch: a chunk's operations are short, and with two or more threads
+    # each one waits for every thread to finish its part; when another process holds a core,
+    # that wait was measured to make the whole run 10 times slower (4.8 s against 0.3 s for
+    # 10^6 rows from .npy, on 2 shared cores). The work that decides the time, reading and
+    # writing the rows, is in one thread anyway.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(parsed, expression, rows.where, rows, constants, out=out, output=output, out_kind=out_kind,
+                    wrt=wrt, dtype=dtype, device=device, check=check, rtol=rtol, atol=atol, seed=seed,
+                    max_elements=max_elements, chunk_rows=chunk_rows)
+    finally:
+        torch.set_num_threads(threads)
+        if stream is not None:
+            stream.close()
+
+
+def _point_variables(parsed, where: str, names: list[str], constants: Mapping) -> tuple[list[str], list[str]]:
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise GradcliError(f"{where}: column {', '.join(twice)} appears twice in the header")
+    point_vars = [n for n in names if n in parsed.variables]
+    unused = [n for n in names if n not in parsed.variables]
+    if not point_vars:
+        raise GradcliError(f"none of the columns of {where} ({', '.join(names)}) is a variable of the expression "
+                           f"(its variables: {', '.join(parsed.variables) or 'none'})",
+                           hint="name the columns in the header row after the variables")
+    both = [n for n in point_vars if n in constants]
+    if both:
+        raise GradcliError(f"{', '.join(both)} is a column of {where} and is given a value too",
+                           hint="a variable is either a column (one value per row) or a constant (NAME=VALUE)")
+    for n in point_vars:
+        var = parsed.variables[n]
+        if var.indices:
+            raise GradcliError(f"{n} is a column of {where}, one number per row, and cannot be indexed "
+                               f"({n}[{', '.join(map(str, next(iter(var.indices))))}])", span=var.span)
+    missing = [n for n in parsed.variables if n not in names and n not in constants]
+    if missing:
+        raise GradcliError(f"no value for {', '.join(missing)}: not a column of {where}, nor given as NAME=VALUE",
+                           hint=f"add a column {missing[0]} to the file, or hold it constant: {missing[0]}=1")
+    return point_vars, unused
+
+
+def _wrt(wrt, point_vars: list[str], where: str) -> list[str]:
+    if wrt is None or wrt == "" or wrt == []:
+        return list(point_vars)
+    names = [w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt) if w.strip()]
+    if not names:
+        raise GradcliError(f"--wrt {wrt!r} names no variable", hint="for example --wrt x,y")
+    for n in names:
+        if n not in point_vars:
+            raise GradcliError(f"--wrt {n}: with --points, the gradient is taken along the columns of {where} "
+                               f"({', '.join(point_vars)}); {n} is not one of them")
+    if len(set(names)) != len(names):
+        raise GradcliError("--wrt names a variable twice")
+    return names
+
+
+def _run(parsed, expression: str, where: str, rows, constants, *, out, output, out_kind, wrt, dtype, device,
+         check, rtol, atol, seed, max_elements, chunk_rows) -> PointsSummary:
+    point_vars, unused = _point_variables(parsed, where, rows.names, constants)
+    names = _wrt(wrt, point_vars, where)
+    chunks = rows.chunks()
+    first = next(chunks, None)
+    # Set up (and validate) as `gradcli grad` would at one point: the first row (a value that
+    # is not finite, which `gradcli grad` refuses, is only flagged in its row: 1 stands in).
+    example = {}
+    for n in point_vars:
+        value = first[0, rows.names.index(n)] if first is not None else 1.0
+        example[n] = array_value(np.array(value if np.isfinite(value) else 1.0), f"{n} (a column)")
+    st = _setup(expression, {**constants, **example}, wrt=names, dtype=dtype, device=device, rtol=rtol, atol=atol,
+                seed=seed, max_elements=max_elements)
+    with torch.no_grad():
+        try:
+            row_shape = tuple(st.fn(st.tensors).shape)
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            raise torch_error(exc) from None
+    if row_shape != ():
+        raise GradcliError(f"f has shape {list(row_shape)} at each row; --points needs one number per row",
+                           hint="reduce it (sum(...), mean(...)), or use gradcli grad or jacobian with the values")
+    elementwise = all(is_elementwise_in(expand_definitions(c), st.table, n)
+                      for c in st.parsed.components for n in point_vars)
+    constants_t = {n: t for n, t in st.tensors.items() if n not in point_vars}
+    columns = list(point_vars) + ["f"] + [f"df/d{n}" for n in names] + ["check"]
+    summary = PointsSummary(expression, st.parsed.pretty(), st.dtype, str(st.device), columns, checked=check,
+                            batched_by="elementwise" if elementwise else "vmap")
+    if unused:
+        summary.warnings.append(f"{where}: column(s) {', '.join(unused)} are not variables of the "
+                                "expression (left out)")
+    torch_dtype = st.tensors[point_vars[0]].dtype
+    if output is not None and out_kind == "npy":
+        writer = _NpyWriter(Path(output), columns)
+    else:
+        target = out if output is None else _open_text(output)
+        writer = _TextRows(target if target is not None else sys.stdout, out_kind, columns, dtype,
+                           owned=output is not None)
+    batch = _elementwise_batch if elementwise else _vmapped_batch
+    try:
+        for table in _chain(first, chunks) if first is not None else ():
+            for start in range(0, len(table), chunk_rows):
+                part = table[start:start + chunk_rows]
+                cols = _columns_of(part, rows.names, point_vars)
+                tensors = {n: torch.from_numpy(np.ascontiguousarray(c)).to(dtype=torch_dtype, device=st.device)
+                           for n, c in cols.items()}
+                f, grads, refs = batch(st, constants_t, tensors, point_vars, names, check)
+                if check:
+                    checks = _row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
+                else:
+                    checks = np.full(len(f), SKIPPED, dtype=np.int64)
+                values = np.empty((len(f), len(columns) - 1), dtype=np.float64)
+                for i, n in enumerate(point_vars):
+                    values[:, i] = tensors[n].to(device="cpu", dtype=torch.float64).numpy()
+                values[:, len(point_vars)] = f
+                for i, n in enumerate(names):
+                    values[:, len(point_vars) + 1 + i] = grads[n].to(device="cpu", dtype=torch.float64).numpy()
+                writer.write(values, checks)
+                summary.warnings.extend(n for n in st.notes if n not in summary.warnings)
+                counts = np.bincount(checks, minlength=len(CHECK_NAMES))
+                for code, count in enumerate(counts.tolist()):
+                    if count:
+                        name = CHECK_NAMES[code]
+                        if name not in summary.first_row:
+                            summary.first_row[name] = summary.rows + int(np.argmax(checks == code)) + 1
+                        summary.counts[name] += count
+                summary.rows += len(f)
+    finally:
+        writer.close()
+    return summary
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _open_text(output: str) -> TextIO:
+    try:
+        return open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the writer
+    except OSError as exc:
+        raise GradcliError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _elementwise_batch(st, constants, tensors, point_vars, names, check):
+    """f elementwise in the point variables: the gradient of sum(f) is every row's gradient."""
+    env = {**constants, **tensors}
+    n = len(next(iter(tensors.values())))
+    # The chunk's tensors are fresh (made from the file's numbers): they are the leaves, with
+    # no copy (autodiff.gradient copies its leaves, for calls that share them).
+    leaves = [tensors[v].requires_grad_(True) for v in names]
+    try:
+        out = st.fn(env)
+        total = out.sum()
+        if total.requires_grad:
+            grads_tuple = torch.autograd.grad(total, leaves, allow_unused=True, materialize_grads=True)
+        else:  # f does not depend on them (x - x)
+            grads_tuple = tuple(torch.zeros_like(t) for t in leaves)
+    except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
+        raise torch_error(exc) from None
+    for t in leaves:
+        t.requires_grad_(False)
+    f = torch.broadcast_to(out.detach(), (n,)).to(device="cpu", dtype=torch.float64).numpy()
+    grads = {v: torch.broadcast_to(g, (n,)) for v, g in zip(names, grads_tuple)}
+    refs: dict[str, torch.Tensor | None] = {}
+    if check:
+        try:
+            symbolic = symbolic_gradients(st.parsed.components, None, st.table, env, names, "sum")
+        except RuntimeError as exc:
+            raise torch_error(exc) from None
+        for v in names:
+            value = symbolic[v].value
+            refs[v] = None if value is None else torch.broadcast_to(value, (n,))
+    return f, grads, refs
+
+
+def _vmapped_batch(st, constants, tensors, point_vars, names, check):
+    """f mixes a point variable with a constant vector (sum(w*x)): one row's gradient, vmapped."""
+    from torch.func import grad_and_value, vmap
+
+    argnums = tuple(point_vars.index(v) for v in names)
+
+    def one_row(*row: torch.Tensor) -> torch.Tensor:
+        return st.fn({**constants, **dict(zip(point_vars, row))})
+
+    cols = [tensors[v] for v in point_vars]
+    try:
+        grads_tuple, f = vmap(grad_and_value(one_row, argnums=argnums))(*cols)
+    except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as exc:
+        raise torch_error(exc) from None
+    grads = dict(zip(names, (g.detach() for g in grads_tuple)))
+    refs: dict[str, torch.Tensor | None] = {}
+    if check:
+        def one_row_symbolic(*row: torch.Tensor):
+            env = {**constants, **dict(zip(point_vars, row))}
+            symbolic = symbolic_gradients(st.parsed.components, None, st.table, env, names, "sum")
+            for v in names:
+                if symbolic[v].value is None and _batched(row):
+                    raise _NotBatchable(symbolic[v].unavailable)  # it may work one row at a time
+            return tuple(symbolic[v].value if symbolic[v].value is not None else torch.full((), float("nan"),
+                         dtype=torch.float64) for v in names), tuple(symbolic[v].value is None for v in names)
+        try:
+            values, missing = vmap(one_row_symbolic, out_dims=(0, None))(*cols)
+        except Exception:  # noqa: BLE001 - a derivative vmap cannot batch: the same formulas, row by row
+            values, missing = _row_by_row(one_row_symbolic, cols)
+            note = ("the symbolic check ran row by row: this expression is not elementwise in the columns, "
+                    "and its symbolic derivative could not be vmapped")
+            if note not in st.notes:
+                st.notes.append(note)
+        for v, value, gone in zip(names, values, missing):
+            refs[v] = None if gone else value
+    return f.detach().to(device="cpu", dtype=torch.float64).numpy(), grads, refs
+
+
+class _NotBatchable(Exception):
+    pass
+
+
+def _batched(row) -> bool:
+    from torch._C._functorch import is_batchedtensor
+
+    return any(is_batchedtensor(t) for t in row)
+
+
+def _row_by_row(fn, cols):
+    results = [fn(*row) for row in zip(*cols)]
+    if not results:
+        return (), ()
+    values = tuple(torch.stack([r[0][k] for r in results]) for k in range(len(results[0][0])))
+    return values, results[0][1]
