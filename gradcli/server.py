@@ -66,32 +66,41 @@ def log(message: str) -> None:
 
 # --------------------------------------------------------------------------- warming up
 
-def warm_up() -> None:
-    """Import everything a call needs, and run a few calls, so that a child starts warm.
+# Calls that take every command through its usual path: --device cpu, since asking for CUDA
+# would initialise it, and CUDA does not survive a fork (each call's child picks its own device).
+WARM_UP_CALLS = [
+    ["grad", "2*x**2+5", "x=5", "--device", "cpu"],
+    ["grad", "2*x**2+5", "x=5", "--device", "cpu", "--plain"],
+    ["grad", "sin(x)*exp(y)", "x=1", "y=2", "--device", "cpu", "--json"],
+    ["grad", "mean((t - p)**2)", "p=[1,2,3]", "t=[2,3,4]", "--wrt", "p", "--device", "cpu"],
+    ["grad", "x**3", "x=2", "--order", "2", "--device", "cpu"],
+    ["jacobian", "[x*y, sin(x)]", "x=1", "y=2", "--device", "cpu"],
+    ["hessian", "x**2*y", "x=1", "y=2", "--device", "cpu"],
+    ["vjp", "(x + 1)**2", "x=[1,2]", "v=[1,1]", "--device", "cpu"],
+    ["jvp", "[x[0]*x[1], sin(x[0])]", "x=[1,2]", "v=[1,0]", "--device", "cpu"],
+    ["eval", "x + 1", "x=2", "--device", "cpu"],
+    ["graph", "(x + w)*(w + 1)", "w=1", "x=2", "--device", "cpu"],
+    ["diff", "sin(x)*x**2", "x"],
+    ["grad", "sqr(x)", "x=1"],  # the error path
+]
 
-    The calls use --device cpu: asking for CUDA here would initialise it in the parent, and
-    CUDA does not survive a fork; each child picks its own device. Their output goes nowhere.
-    """
+
+# A spare's own warm-up: the most common calls, short enough to be over between two calls of a
+# shell loop.
+SPARE_WARM_UP_CALLS = WARM_UP_CALLS[:3]
+
+
+def run_quietly(calls: list[list[str]]) -> None:
+    """Run gradcli calls in this process, their output discarded, leaving no trace a later call
+    could see: the random generator is put back (rand() without --seed must give what a fresh
+    process gives), and standard input is free again."""
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
     import torch
-    import typer.main
 
     from gradcli import cli, inputs
 
-    calls = [
-        ["grad", "2*x**2+5", "x=5", "--device", "cpu"],
-        ["grad", "sin(x)*exp(y)", "x=1", "y=2", "--device", "cpu", "--plain"],
-        ["grad", "mean((t - p)**2)", "p=[1,2,3]", "t=[2,3,4]", "--wrt", "p", "--device", "cpu", "--json"],
-        ["jacobian", "[x*y, x + y]", "x=1", "y=2", "--device", "cpu"],
-        ["hessian", "x**2*y", "x=1", "y=2", "--device", "cpu"],
-        ["eval", "x + 1", "x=2", "--device", "cpu"],
-        ["diff", "sin(x)*x**2", "x"],
-        ["grad", "sqr(x)", "x=1"],  # the error path
-    ]
-    # The random generator a fresh process starts with, for the children: a warm-up call
-    # must not change what rand() gives without --seed.
     rng_state = torch.random.get_rng_state()
     for args in calls:
         with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
@@ -102,6 +111,14 @@ def warm_up() -> None:
         inputs.reset_stdin()
     torch.random.set_rng_state(rng_state)
 
+
+def warm_up() -> None:
+    """Import everything a call needs, and run a few calls, so that a child starts warm."""
+    import typer.main
+
+    from gradcli import cli
+
+    run_quietly(WARM_UP_CALLS)
     # Typer builds the click command from the functions' signatures on every call (tens of
     # milliseconds); build it once here, and let every child use the one it inherits.
     built = typer.main.get_command(cli.app)
@@ -135,6 +152,32 @@ def _std_stream(fd: int, setup: dict | None, name: str):
                             write_through=bool(setup.get("write_through")))
 
 
+def _report_exit_early(report_fd: int) -> None:
+    """Tell the caller the exit status as soon as the output is flushed, before the exit.
+
+    Tearing down a process the size of torch takes tens of milliseconds that the caller need
+    not wait for. cli.main() ends the process with os._exit (to skip interpreter teardown), so
+    this child's os._exit reports first; the server still reports what it sees when the child
+    is gone (a crash), and the caller takes whichever comes first.
+    """
+    real_exit = os._exit
+    report = socket.socket(fileno=report_fd)
+
+    def exit_reporting(code: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - a closed pipe: nothing more to write
+                pass
+        try:
+            warm.send_frame(report, {"exit": code & 0xFF})
+        except OSError:
+            pass
+        real_exit(code)
+
+    os._exit = exit_reporting
+
+
 def run_call(request: dict, fds: list[int]) -> None:
     """In the forked child: become the caller's process, run gradcli, and exit. Never returns."""
     code = 3
@@ -143,13 +186,14 @@ def run_call(request: dict, fds: list[int]) -> None:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, as in process
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        stdin, stdout, stderr, cwd = fds
+        stdin, stdout, stderr, cwd, report_fd = fds
         for source, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(source, target)
         os.fchdir(cwd)
-        for fd in fds:
+        for fd in (stdin, stdout, stderr, cwd):
             if fd > 2:
                 os.close(fd)
+        _report_exit_early(report_fd)
         os.umask(int(request["umask"]))
         os.environ.clear()
         os.environ.update(request["env"])
@@ -201,6 +245,44 @@ class Connection:
         self.fds = []
 
 
+class Spare:
+    def __init__(self, pid: int, pidfd: int, inbox: socket.socket):
+        self.pid, self.pidfd, self.inbox = pid, pidfd, inbox
+        self.ready = False
+
+
+def wait_for_call(inbox: socket.socket) -> None:
+    """In a spare child: wait for a call from the server, then run it. Never returns.
+
+    While it waits, it runs the warm-up calls once more: a forked child's first call copies
+    every page it writes (reference counts, caches), some thousands of page faults that make
+    a call three to six times slower; a spare takes them before its call arrives.
+    """
+    try:
+        run_quietly(SPARE_WARM_UP_CALLS)
+        inbox.setblocking(True)
+        inbox.sendall(b"r")  # ready: the server hands calls only to a spare that is
+        data, ancillary, _flags, _ = inbox.recvmsg(65536, socket.CMSG_SPACE((FDS_PER_CALL + 1) * struct.calcsize("i")))
+        fds = array.array("i")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not data or len(fds) != FDS_PER_CALL + 1:
+            os._exit(0)  # the server is gone, or stopped: nothing to run
+        buffer = bytearray(data)
+        while len(buffer) < 4 or len(buffer) < 4 + struct.unpack(">I", buffer[:4])[0]:
+            more = inbox.recv(1 << 20)
+            if not more:
+                os._exit(0)
+            buffer += more
+        length = struct.unpack(">I", buffer[:4])[0]
+        request = json.loads(bytes(buffer[4 : 4 + length]))
+        inbox.close()
+    except BaseException:  # noqa: BLE001
+        os._exit(3)
+    run_call(request, list(fds))
+
+
 class Server:
     def __init__(self, directory: str, idle_s: float, lock_fd: int, fingerprint: str, added_env: dict):
         self.directory = directory
@@ -218,6 +300,9 @@ class Server:
         self.last_activity = time.monotonic()
         self.listener: socket.socket | None = None
         self.wake_r, self.wake_w = socket.socketpair()
+        # A child forked ahead of time, waiting for its call: a fork of a process this size
+        # takes tens of milliseconds, paid between calls instead of during one.
+        self.spare: Spare | None = None
 
     # ---- set-up and tear-down
 
@@ -260,6 +345,9 @@ class Server:
             return
         self.stopping = True
         log(f"stopping ({why}); {len(self.children)} call(s) still running")
+        if self.spare is not None:
+            spare, self.spare = self.spare, None
+            self.discard(spare)
         self.remove_socket()
         if self.listener is not None:
             self.selector.unregister(self.listener)
@@ -276,6 +364,8 @@ class Server:
     def server_fds(self) -> list[int]:
         """Every descriptor of the server's own, for a child to close."""
         fds = [self.lock_fd, self.selector.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
+        if self.spare is not None:
+            fds += [self.spare.pidfd, self.spare.inbox.fileno()]
         if self.listener is not None:
             fds.append(self.listener.fileno())
         for conn in self.connections.values():
@@ -287,6 +377,7 @@ class Server:
     # ---- the loop
 
     def run(self) -> None:
+        self.refill()
         log(f"ready on {self.path} (idle exit after {self.idle_s:g} s)")
         while True:
             now = time.monotonic()
@@ -331,6 +422,19 @@ class Server:
                 pass
         elif isinstance(what, tuple) and what[0] == "child":
             self.reap(what[1], block=True)
+        elif isinstance(what, tuple) and what[0] == "spare ready":
+            spare = what[1]
+            try:
+                spare.ready = spare.inbox.recv(1) == b"r"
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                spare.ready = False
+            self.selector.unregister(spare.inbox)
+        elif isinstance(what, tuple) and what[0] == "spare":  # it died waiting (killed from outside)
+            if self.spare is what[1]:
+                self.spare = None
+            self.discard(what[1])
         else:
             self.receive(what)
 
@@ -469,9 +573,25 @@ class Server:
         if not valid:
             self.close(conn)
             return
-        fds, conn.fds = conn.fds, []
+        fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
         message["env"] = {**self.added_env, **env}
-        inherited = self.server_fds()
+        try:
+            pid, pidfd = self.hand_to_spare(message, fds) or self.fork(lambda: run_call(message, fds))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        conn.state, conn.pid, conn.pidfd = "running", pid, pidfd
+        self.served += 1
+        if pidfd is not None:
+            self.children[pidfd] = conn
+            self.selector.register(pidfd, selectors.EVENT_READ, ("child", conn))
+        else:
+            self.children[pid] = conn
+        self.refill()
+
+    def fork(self, in_child, keep: int | None = None) -> tuple[int, int | None]:
+        """Fork; the child closes the server's descriptors (but `keep`) and runs `in_child`."""
+        inherited = [fd for fd in self.server_fds() if fd != keep]
         import warnings
 
         with warnings.catch_warnings():
@@ -480,23 +600,65 @@ class Server:
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # the server's handlers are not the child's
+                    signal.signal(signum, signal.SIG_DFL)
                 for fd in inherited:
                     try:
                         os.close(fd)
                     except OSError:
                         pass
             finally:
-                run_call(message, fds)  # never returns
-        for fd in fds:
-            os.close(fd)
-        conn.state, conn.pid = "running", pid
-        self.served += 1
-        if hasattr(os, "pidfd_open"):
-            conn.pidfd = os.pidfd_open(pid)
-            self.children[conn.pidfd] = conn
-            self.selector.register(conn.pidfd, selectors.EVENT_READ, ("child", conn))
-        else:
-            self.children[pid] = conn
+                in_child()  # never returns
+                os._exit(3)
+        return pid, (os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None)
+
+    def refill(self) -> None:
+        """Fork the next spare child, where the platform lets the server watch it (pidfd)."""
+        if self.spare is not None or self.stopping or not hasattr(os, "pidfd_open"):
+            return
+        inbox, theirs = socket.socketpair()
+        try:
+            pid, pidfd = self.fork(lambda: (inbox.close(), wait_for_call(theirs)), keep=None)
+        finally:
+            theirs.close()
+        self.spare = Spare(pid, pidfd, inbox)
+        inbox.setblocking(False)
+        self.selector.register(pidfd, selectors.EVENT_READ, ("spare", self.spare))
+        self.selector.register(inbox, selectors.EVENT_READ, ("spare ready", self.spare))
+
+    def hand_to_spare(self, message: dict, fds: list[int]) -> tuple[int, int] | None:
+        """Give the call to the spare child if it is warm; None if there is none ready."""
+        spare = self.spare
+        if spare is None or not spare.ready:
+            return None  # a spare still warming up would make the call wait longer than a fork
+        self.spare = None
+        self.selector.unregister(spare.pidfd)  # (its inbox was unregistered when it said ready)
+        try:
+            spare.inbox.settimeout(2.0)
+            warm.send_frame(spare.inbox, message, fds)
+        except OSError:
+            self.discard(spare)
+            return None
+        spare.inbox.close()
+        return spare.pid, spare.pidfd
+
+    def discard(self, spare: Spare) -> None:
+        """End a spare child that will not be used (the server stops, or it died)."""
+        try:
+            os.kill(spare.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(spare.pid, 0)
+        except ChildProcessError:
+            pass
+        for fileobj in (spare.pidfd, spare.inbox):
+            try:
+                self.selector.unregister(fileobj)
+            except (KeyError, ValueError):
+                pass
+        os.close(spare.pidfd)
+        spare.inbox.close()
 
     def reap(self, conn: Connection, block: bool, report: bool = True) -> None:
         if conn.pid is None:

@@ -26,11 +26,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import stat
-import struct
 import sys
+
+# The C modules under `socket` and `signal`: those wrap every constant in an enum at import
+# time, a few milliseconds that a client answering in tens of milliseconds does not spend.
+try:
+    import _signal as signal
+    import _socket as socket
+except ImportError:  # another Python implementation
+    import signal
+    import socket
 
 from gradcli import __version__ as VERSION
 
@@ -109,7 +115,9 @@ def fingerprint() -> str:
     is left out: it is the script's directory, which differs between the console script and
     the server. A few stats: well under a millisecond.
     """
-    parts = [VERSION, sys.executable, sys.version]
+    # The interpreter by its prefix (a virtual environment's) and its real binary, not by the
+    # name it was run by: .venv/bin/python and .venv/bin/python3 are the same one.
+    parts = [VERSION, sys.prefix, os.path.realpath(sys.executable), sys.version]
     package = os.path.dirname(os.path.abspath(__file__))
     with os.scandir(package) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
@@ -127,19 +135,20 @@ def fingerprint() -> str:
 
 # --------------------------------------------------------------------------- framing
 
-def send_frame(sock: socket.socket, message: dict, fds: list[int] | None = None) -> None:
+def send_frame(sock, message: dict, fds: list[int] | None = None) -> None:
     """A 4-byte big-endian length, then the message as JSON (ASCII, so that lone surrogates
     from undecodable arguments survive); `fds` ride along with the first byte."""
     data = json.dumps(message, ensure_ascii=True).encode("ascii")
-    payload = struct.pack(">I", len(data)) + data
+    payload = len(data).to_bytes(4, "big") + data
     if fds:
-        sent = socket.send_fds(sock, [payload], fds)
+        rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)  # a C int array
+        sent = sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
         payload = payload[sent:]
     if payload:
         sock.sendall(payload)
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def _recv_exact(sock, n: int) -> bytes:
     chunks, got = [], 0
     while got < n:
         chunk = sock.recv(n - got)
@@ -150,8 +159,8 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def recv_frame(sock: socket.socket) -> dict:
-    (length,) = struct.unpack(">I", _recv_exact(sock, 4))
+def recv_frame(sock) -> dict:
+    length = int.from_bytes(_recv_exact(sock, 4), "big")
     if length > MAX_FRAME:
         raise ConnectionError(f"a frame of {length} bytes is too large")
     message = json.loads(_recv_exact(sock, length))
@@ -160,16 +169,16 @@ def recv_frame(sock: socket.socket) -> dict:
     return message
 
 
-def peer_uid(sock: socket.socket) -> int | None:
+def peer_uid(sock) -> int | None:
     """The uid of the process at the other end (Linux SO_PEERCRED), or None where unknown."""
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None:
         return None
-    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    return uid
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, 12)  # struct ucred: pid, uid, gid as C ints
+    return int.from_bytes(creds[4:8], sys.byteorder)
 
 
-def connect(timeout: float = HELLO_TIMEOUT_S) -> socket.socket | None:
+def connect(timeout: float = HELLO_TIMEOUT_S):
     """A connection to this user's server, or None when none runs (a stale socket is removed)."""
     directory = runtime_dir()
     check_private(directory)  # FileNotFoundError when there is no directory: no server
@@ -227,12 +236,13 @@ def ask(message: dict, timeout: float = HELLO_TIMEOUT_S) -> dict | None:
         return None
     if sock is None:
         return None
-    with sock:
-        try:
-            send_frame(sock, message)
-            return recv_frame(sock)
-        except (OSError, ValueError):
-            return None
+    try:
+        send_frame(sock, message)
+        return recv_frame(sock)
+    except (OSError, ValueError):
+        return None
+    finally:
+        sock.close()
 
 
 # --------------------------------------------------------------------------- the call
@@ -273,7 +283,7 @@ def forward(args: list[str]) -> int | None:
         return None
     if sock is None:
         return None
-    with sock:
+    try:
         try:
             send_frame(sock, {"op": "hello", "version": VERSION, "fingerprint": fingerprint()})
             answer = recv_frame(sock)
@@ -295,9 +305,11 @@ def forward(args: list[str]) -> int | None:
         finally:
             os.close(cwd)
         return _wait(sock)
+    finally:
+        sock.close()
 
 
-def _wait(sock: socket.socket) -> int:
+def _wait(sock) -> int:
     """Wait for the child's end, passing signals on; the exit status to leave with."""
     sock.settimeout(None)  # a call may take as long as it takes, as in process
 
