@@ -49,7 +49,11 @@ def _forwarded(args: list[str]) -> int | None:
 
 
 def main() -> None:
-    status = _forwarded(sys.argv[1:])
+    try:
+        status = _forwarded(sys.argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C before the server took the call: as in process
+        sys.stderr.write("\ninterrupted\n")
+        status = 130
     if status is not None:
         try:
             sys.stdout.flush()

@@ -81,6 +81,7 @@ WARM_UP_CALLS = [
     ["eval", "x + 1", "x=2", "--device", "cpu"],
     ["graph", "(x + w)*(w + 1)", "w=1", "x=2", "--device", "cpu"],
     ["diff", "sin(x)*x**2", "x"],
+    ["plot", "sin(x)", "x=-1:1:5", "--device", "cpu", "--format", "csv"],  # not an image: matplotlib is optional
     ["grad", "sqr(x)", "x=1"],  # the error path
 ]
 
@@ -182,7 +183,7 @@ def run_call(request: dict, fds: list[int]) -> None:
     """In the forked child: become the caller's process, run gradcli, and exit. Never returns."""
     code = 3
     try:
-        for signum in ALLOWED_SIGNALS:
+        for signum in ALLOWED_SIGNALS - {signal.SIGINT}:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, as in process
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -210,6 +211,12 @@ def run_call(request: dict, fds: list[int]) -> None:
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C before gradcli's own handler was reached: as in process
+        try:
+            os.write(2, b"\ninterrupted\n")
+        except OSError:
+            pass
+        code = 130
     except BaseException as exc:  # noqa: BLE001 - the child must never return into the server
         try:
             os.write(2, f"internal error: {type(exc).__name__} in the gradcli server's child: {exc}\n".encode())
@@ -600,8 +607,9 @@ class Server:
         if pid == 0:
             try:
                 signal.set_wakeup_fd(-1)
-                for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # the server's handlers are not the child's
+                for signum in (signal.SIGTERM, signal.SIGHUP):  # the server's handlers are not the child's
                     signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
                 for fd in inherited:
                     try:
                         os.close(fd)

@@ -342,7 +342,10 @@ def _wait(sock) -> int:
             sys.stdout.flush()
         except OSError:
             pass
-        signal.signal(signum, signal.SIG_DFL)
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL and SIGSTOP have no handler to reset
         os.kill(os.getpid(), signum)
         return 128 + signum  # a signal that does not end a process (none of those we see)
     return int(answer.get("exit", 3))
