@@ -576,7 +576,8 @@ class Server:
                                                    and "\0" not in k + v for k, v in env.items())
                  and isinstance(umask, int) and 0 <= umask <= 0o777
                  and isinstance(stdio, list) and len(stdio) == 3 and all(s is None or isinstance(s, dict) for s in stdio)
-                 and len(conn.fds) == FDS_PER_CALL and not any("\0" in a for a in argv))
+                 and len(conn.fds) == FDS_PER_CALL and not any("\0" in a for a in argv)
+                 and argv[1:2] != ["server"])  # managing the server is done in process, never by it
         if not valid:
             self.close(conn)
             return

@@ -56,10 +56,10 @@ class Warm:
         return self.directory / "server.sock"
 
     def run(self, *args: str, mode: str = "require", env: dict | None = None, input: str | None = None,
-            cwd=None, text: bool = True) -> subprocess.CompletedProcess:
+            cwd=None, umask: int = -1) -> subprocess.CompletedProcess:
         full = {**self.env, "GRADCLI_SERVER": mode, **(env or {})}
-        return subprocess.run([self.exe, *args], input=input, capture_output=True, text=text, env=full,
-                              timeout=TIMEOUT, cwd=cwd)
+        return subprocess.run([self.exe, *args], input=input, capture_output=True, text=True, env=full,
+                              timeout=TIMEOUT, cwd=cwd, umask=umask)
 
     def both(self, *args: str, **kw) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
         """The call through the server, and in process."""
@@ -224,6 +224,14 @@ def test_relative_paths_are_the_callers(warm, tmp_path):
     served, reference = warm.both("plot", "sin(x)", "x=-1:1:5", "--out", "sub/s.svg", cwd=tmp_path)
     same(served, reference)
     assert (tmp_path / "sub" / "s.svg").stat().st_size > 0
+
+
+def test_files_are_written_with_the_callers_umask(warm, tmp_path):
+    for mode, name in (("require", "served.svg"), ("off", "in_process.svg")):
+        result = warm.run("plot", "sin(x)", "x=-1:1:5", "--out", name, mode=mode, cwd=tmp_path, umask=0o027)
+        assert result.returncode == 0, result.stderr
+    modes = {stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("served.svg", "in_process.svg")}
+    assert modes == {0o640}
 
 
 @pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"COLUMNS": "60"}, {"COLUMNS": "200"}, {"TERM": "dumb"},
@@ -419,6 +427,39 @@ def test_the_client_imports_nothing_heavy(warm):
                             env={**warm.env, "GRADCLI_SERVER": "require"})
     assert result.stdout == "6\n"
     assert result.stderr == "0 []\n"
+
+
+def test_a_server_that_does_not_answer_is_passed_over(warm):
+    pid = warm.pid()
+    os.kill(pid, signal.SIGSTOP)  # alive, holding its socket, answering nothing
+    try:
+        result = warm.run("grad", "x**2", "x=7", "--plain", mode="auto")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "14\n", "")  # in process, after the wait
+
+
+def test_the_server_never_manages_itself(warm):
+    # The client runs `gradcli server ...` in process; a request for it, sent by hand, is refused.
+    status = warm.run("server", "status", mode="require")
+    assert status.returncode == 0 and "running" in status.stdout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(str(warm.socket))
+        fingerprint = warm.ask({"op": "status"})["fingerprint"]
+        for message, fds in (({"op": "hello", "version": warm.ask({"op": "status"})["version"],
+                               "fingerprint": fingerprint}, []),
+                             ({"op": "run", "argv": ["gradcli", "server", "stop"], "env": {}, "umask": 18,
+                               "stdio": [None, None, None]}, [0, 1, 2, os.open(".", os.O_RDONLY)])):
+            data = json.dumps(message).encode()
+            socket.send_fds(s, [struct.pack(">I", len(data)) + data], fds)
+            if fds:
+                os.close(fds[-1])
+            if message["op"] == "hello":
+                length = struct.unpack(">I", _recv_exact(s, 4))[0]
+                assert json.loads(_recv_exact(s, length))["accept"] is True
+        assert s.recv(4096) == b""  # closed, with nothing run
+    assert warm.pid() is not None
 
 
 def test_an_unknown_mode_is_an_error(warm):
