@@ -740,6 +740,8 @@ def start(idle: float | None = None) -> int:
     """`gradcli server start`: start a server in the background and return once it answers."""
     import subprocess
 
+    if not warm.SUPPORTED:
+        raise GradcliError("warm mode needs Unix domain sockets that carry file descriptors (Linux, macOS, BSD)")
     idle_s = idle_seconds(idle)
     try:
         directory = warm.make_private_dir()

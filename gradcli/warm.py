@@ -53,6 +53,11 @@ IMPORT_TIME_ENV_PREFIXES = ("PYTHON", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TORC
                             "SYMPY", "MPMATH", "LC_", "LANG")
 
 
+# Unix domain sockets that carry file descriptors, and uids: POSIX systems. Elsewhere every
+# call runs in process, and `gradcli server start` says why.
+SUPPORTED = os.name == "posix" and hasattr(socket, "AF_UNIX") and hasattr(socket, "SCM_RIGHTS")
+
+
 class NotPrivate(Exception):
     """The socket's directory is not one only this user can enter."""
 
@@ -272,6 +277,8 @@ def forward(args: list[str]) -> int | None:
     Raises Refused (a reason) when a server answered but will not run the call, and NotPrivate
     when the socket's directory is not safe to use.
     """
+    if not SUPPORTED:
+        return None
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
