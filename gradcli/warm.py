@@ -47,10 +47,13 @@ LOG_NAME = "server.log"
 HELLO_TIMEOUT_S = 2.0  # a server that has not answered the hello by then is treated as absent
 MAX_FRAME = 64 * 1024 * 1024  # an expression is at most 200,000 characters; environments are small
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-# Environment variables read while torch, sympy and Python itself start up: the server read
-# them once, so a caller whose values differ is run in process instead.
-IMPORT_TIME_ENV_PREFIXES = ("PYTHON", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TORCH", "PYTORCH", "CUDA", "HIP_",
-                            "SYMPY", "MPMATH", "LC_", "LANG")
+# Environment variables read once, when Python, torch, sympy, numpy or typer start up (the
+# dynamic loader's too): the server read its own, so a caller whose values differ is run in
+# process instead. Those read at each call (NO_COLOR, COLUMNS, TERM, GRADCLI_DEBUG) are not here.
+IMPORT_TIME_ENV_PREFIXES = ("PYTHON", "OMP_", "GOMP_", "MKL_", "OPENBLAS_", "KMP_", "TORCH", "PYTORCH", "CUDA",
+                            "HIP_", "NUMPY", "SYMPY", "MPMATH", "USE_SYMENGINE", "TYPER", "_TYPER",
+                            "TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "LD_", "DYLD_",
+                            "LC_", "LANG")
 
 
 # Unix domain sockets that carry file descriptors, and uids: POSIX systems. Elsewhere every
