@@ -69,8 +69,8 @@ def log(message: str) -> None:
 # Calls that take every command through its usual path: --device cpu, since asking for CUDA
 # would initialise it, and CUDA does not survive a fork (each call's child picks its own device).
 WARM_UP_CALLS = [
-    ["grad", "2*x**2+5", "x=5", "--device", "cpu"],
-    ["grad", "2*x**2+5", "x=5", "--device", "cpu", "--plain"],
+    ["grad", "3*y**2 + 1", "y=2", "--device", "cpu"],
+    ["grad", "3*y**2 + 1", "y=2", "--device", "cpu", "--plain"],
     ["grad", "sin(x)*exp(y)", "x=1", "y=2", "--device", "cpu", "--json"],
     ["grad", "mean((t - p)**2)", "p=[1,2,3]", "t=[2,3,4]", "--wrt", "p", "--device", "cpu"],
     ["grad", "x**3", "x=2", "--order", "2", "--device", "cpu"],
@@ -111,6 +111,33 @@ def run_quietly(calls: list[list[str]]) -> None:
                 pass
         inputs.reset_stdin()
     torch.random.set_rng_state(rng_state)
+
+
+# Commands whose first argument is an expression: the server remembers the recent ones, and
+# each spare parses them ahead of its call (gradcli.api caches parsed expressions), so a loop
+# over one expression, however long, does not parse it again on every call.
+EXPRESSION_COMMANDS = {"grad", "jacobian", "hessian", "vjp", "jvp", "eval", "graph", "diff", "plot"}
+RECENT_EXPRESSIONS = 16
+RECENT_CHARACTERS = 1_000_000
+
+
+def expression_of(argv: list[str]) -> str | None:
+    """The expression a call names, if it names one in the usual place (only ever parsed: the
+    parser reads any text safely, so a wrong guess costs nothing but the parse)."""
+    if len(argv) >= 3 and argv[1] in EXPRESSION_COMMANDS and argv[2] != "-" and not argv[2].startswith("--"):
+        return argv[2]
+    return None
+
+
+def preparse(expressions: list[str]) -> None:
+    """Parse `expressions` into gradcli.api's cache, ignoring any that do not parse."""
+    from gradcli import api
+
+    for text in expressions:
+        try:
+            api._parse(text)
+        except Exception:  # noqa: BLE001 - the call itself will report what is wrong with it
+            pass
 
 
 def warm_up() -> None:
@@ -258,7 +285,7 @@ class Spare:
         self.ready = False
 
 
-def wait_for_call(inbox: socket.socket) -> None:
+def wait_for_call(inbox: socket.socket, expressions: list[str]) -> None:
     """In a spare child: wait for a call from the server, then run it. Never returns.
 
     While it waits, it runs the warm-up calls once more: a forked child's first call copies
@@ -267,6 +294,7 @@ def wait_for_call(inbox: socket.socket) -> None:
     """
     try:
         run_quietly(SPARE_WARM_UP_CALLS)
+        preparse(expressions)
         inbox.setblocking(True)
         inbox.sendall(b"r")  # ready: the server hands calls only to a spare that is
         data, ancillary, _flags, _ = inbox.recvmsg(65536, socket.CMSG_SPACE((FDS_PER_CALL + 1) * struct.calcsize("i")))
@@ -310,6 +338,7 @@ class Server:
         # A child forked ahead of time, waiting for its call: a fork of a process this size
         # takes tens of milliseconds, paid between calls instead of during one.
         self.spare: Spare | None = None
+        self.recent: dict[str, None] = {}  # expressions of recent calls, oldest first
 
     # ---- set-up and tear-down
 
@@ -438,9 +467,11 @@ class Server:
             except OSError:
                 spare.ready = False
             self.selector.unregister(spare.inbox)
-        elif isinstance(what, tuple) and what[0] == "spare":  # it died waiting (killed from outside)
+        elif isinstance(what, tuple) and what[0] == "spare":  # it died waiting
             if self.spare is what[1]:
                 self.spare = None
+            if not what[1].ready:
+                self.recent.clear()  # it died warming up: never feed the next one the same expressions
             self.discard(what[1])
         else:
             self.receive(what)
@@ -581,6 +612,7 @@ class Server:
         if not valid:
             self.close(conn)
             return
+        self.remember(argv)
         fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
         message["env"] = {**self.added_env, **env}
         try:
@@ -626,14 +658,24 @@ class Server:
         if self.spare is not None or self.stopping or not hasattr(os, "pidfd_open"):
             return
         inbox, theirs = socket.socketpair()
+        expressions = list(self.recent)
         try:
-            pid, pidfd = self.fork(lambda: (inbox.close(), wait_for_call(theirs)), keep=None)
+            pid, pidfd = self.fork(lambda: (inbox.close(), wait_for_call(theirs, expressions)), keep=None)
         finally:
             theirs.close()
         self.spare = Spare(pid, pidfd, inbox)
         inbox.setblocking(False)
         self.selector.register(pidfd, selectors.EVENT_READ, ("spare", self.spare))
         self.selector.register(inbox, selectors.EVENT_READ, ("spare ready", self.spare))
+
+    def remember(self, argv: list[str]) -> None:
+        text = expression_of(argv)
+        if text is None:
+            return
+        self.recent.pop(text, None)
+        self.recent[text] = None
+        while len(self.recent) > RECENT_EXPRESSIONS or sum(map(len, self.recent)) > RECENT_CHARACTERS:
+            del self.recent[next(iter(self.recent))]
 
     def hand_to_spare(self, message: dict, fds: list[int]) -> tuple[int, int] | None:
         """Give the call to the spare child if it is warm; None if there is none ready."""
