@@ -544,3 +544,39 @@ def test_a_symlinked_directory_is_refused(fresh, tmp_path):
     result = fresh.run("server", "start", mode="off")
     assert result.returncode == 2 and "symlink" in result.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the expression cache, in process
+
+def test_the_server_remembers_recent_expressions_within_bounds(tmp_path):
+    from gradcli import server
+
+    s = server.Server(str(tmp_path), 60.0, -1, "fingerprint", {})
+    try:
+        s.remember(["gradcli", "grad", "x**2", "x=1"])
+        s.remember(["gradcli", "batch"])  # no expression
+        s.remember(["gradcli", "grad", "-", "x=1"])  # read from standard input: not known
+        s.remember(["gradcli", "jacobian", "[x*y, x]", "x=1", "y=2"])
+        s.remember(["gradcli", "grad", "x**2", "x=2"])  # again: now the most recent
+        assert list(s.recent) == ["[x*y, x]", "x**2"]
+        for k in range(server.RECENT_EXPRESSIONS + 5):
+            s.remember(["gradcli", "eval", f"x + {k}", "x=1"])
+        assert len(s.recent) == server.RECENT_EXPRESSIONS
+        assert list(s.recent)[-1] == f"x + {server.RECENT_EXPRESSIONS + 4}"
+        s.remember(["gradcli", "grad", "x" + "+x" * (server.RECENT_CHARACTERS // 2), "x=1"])
+        assert sum(map(len, s.recent)) <= server.RECENT_CHARACTERS
+    finally:
+        s.selector.close()
+        s.wake_r.close()
+        s.wake_w.close()
+
+
+def test_preparse_fills_the_parse_cache_and_ignores_bad_text():
+    from gradcli import api, server
+
+    api._parse.cache_clear()
+    server.preparse(["sin(x)*y", "sqr(x)", "x + __import__('os')", "(("])
+    assert api._parse.cache_info().currsize == 1  # only the one that parses is kept
+    hits = api._parse.cache_info().hits
+    api._parse("sin(x)*y")
+    assert api._parse.cache_info().hits == hits + 1
