@@ -14,7 +14,8 @@ A call goes like this, over a Unix domain socket in a directory only this user c
    one on its working directory. The server forks a child that takes those over and runs the
    same `gradcli.cli.main()` an in-process call runs, so the child reads and writes the
    caller's own terminal, pipes and files.
-3. exit: the server reports how the child ended; the client exits the same way. A signal the
+3. exit: the child reports its exit status as soon as its output is flushed (and the server
+   reports how it ended, should it die first); the client exits the same way. A signal the
    client receives meanwhile (Ctrl-C) is passed on to the child.
 
 Whenever something is not right (no server, a stale socket, another version, no answer in
