@@ -490,9 +490,9 @@ class Server:
         conn = Connection(sock)
         self.connections[sock.fileno()] = conn
         self.selector.register(sock, selectors.EVENT_READ, conn)
-        self.last_activity = time.monotonic()
 
     def close(self, conn: Connection) -> None:
+        served = conn.state in ("running", "finished")  # only calls count as activity, not status
         conn.close_fds()
         if conn.state == "running" and conn.pid is not None:
             # The caller is gone (killed, or it hung up): so is its call, as in process.
@@ -507,7 +507,8 @@ class Server:
             del self.connections[fd]
         conn.sock.close()
         conn.state = "closed"
-        self.last_activity = time.monotonic()
+        if served:
+            self.last_activity = time.monotonic()
 
     def receive(self, conn: Connection) -> None:
         space = socket.CMSG_SPACE(FDS_PER_CALL * struct.calcsize("i"))

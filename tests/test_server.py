@@ -83,10 +83,13 @@ class Warm:
         except OSError:
             return None
         with sock:
-            data = json.dumps(message).encode()
-            sock.sendall(struct.pack(">I", len(data)) + data)
-            length = struct.unpack(">I", _recv_exact(sock, 4))[0]
-            return json.loads(_recv_exact(sock, length))
+            try:
+                data = json.dumps(message).encode()
+                sock.sendall(struct.pack(">I", len(data)) + data)
+                length = struct.unpack(">I", _recv_exact(sock, 4))[0]
+                return json.loads(_recv_exact(sock, length))
+            except OSError:  # it is exiting
+                return None
 
     def stop(self) -> None:
         pid = self.pid()
@@ -514,7 +517,10 @@ def test_a_stale_socket_is_detected_and_removed(fresh):
 
 def test_the_server_exits_when_idle(fresh):
     pid = fresh.start("--idle", "1")
-    wait_until(lambda: not _alive(pid), what="the idle server to exit")
+    served = fresh.run("eval", "x", "x=1", "--plain")  # a call: the idle time starts again after it
+    assert (served.returncode, served.stdout) == (0, "1\n")
+    # Asking for its status is not a call: a server polled all along still exits.
+    wait_until(lambda: fresh.ask({"op": "status"}) is None and not _alive(pid), what="the idle server to exit")
     assert not fresh.socket.exists()
     assert fresh.run("server", "status").returncode == 1
 
