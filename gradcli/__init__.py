@@ -11,11 +11,15 @@ __all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate
            "minimize", "GradcliError", "ExitStatus"]
 _API = {"grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph"}
 
-from gradcli.errors import ExitStatus, GradcliError
 
 
 def __getattr__(name: str):
-    # Lazy, so `import gradcli` (and the CLI's --help) never loads torch or sympy.
+    # Lazy, so `import gradcli` (and the CLI's --help) never loads torch or sympy, and the
+    # console script's warm-mode client (gradcli/entry.py) not even dataclasses.
+    if name in ("ExitStatus", "GradcliError"):
+        from gradcli import errors
+
+        return getattr(errors, name)
     if name == "diff":  # symbolic only: never loads torch
         from gradcli.symbolic import diff
 

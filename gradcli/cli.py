@@ -1019,6 +1019,63 @@ def _grad_points(expression: str, values: list[str], *, points, output, wrt, met
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
 
+# --------------------------------------------------------------------------- gradcli server (warm mode)
+
+SERVER_HELP = """\
+Warm mode: a background server that keeps torch and sympy imported, so that each gradcli
+call answers in milliseconds instead of a second.
+
+While it runs, every gradcli call of yours is handed to it over a Unix socket in a directory
+only you can enter, and behaves exactly as before (output, exit status, standard input, files
+relative to where you are); without it, calls run in their own process as always.
+GRADCLI_SERVER=off runs every call in its own process; GRADCLI_SERVER=require fails (exit
+status 2) when no server runs. It exits after 15 minutes without a call (--idle SECONDS, or
+GRADCLI_SERVER_IDLE).
+
+Examples:
+
+  gradcli server start
+
+  gradcli server status
+
+  gradcli server stop
+"""
+
+server_app = typer.Typer(help=SERVER_HELP, no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(server_app, name="server")
+
+
+def _server_command(action) -> None:
+    try:
+        code = action()
+    except GradcliError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(code)
+
+
+@server_app.command("start", help="Start the server in the background; return once it answers.")
+def server_start(
+    idle: Annotated[Optional[float], typer.Option("--idle", metavar="SECONDS", help="Exit after this many seconds without a call. Default: GRADCLI_SERVER_IDLE, else 900.", show_default=False)] = None,
+) -> None:
+    from gradcli import server
+
+    _server_command(lambda: server.start(idle))
+
+
+@server_app.command("stop", help="Stop the server (calls running finish first).")
+def server_stop() -> None:
+    from gradcli import server
+
+    _server_command(server.stop)
+
+
+@server_app.command("status", help="Say whether a server runs (exit status 0) or not (1).")
+def server_status() -> None:
+    from gradcli import server
+
+    _server_command(server.status)
+
+
 def main() -> None:
     """The console script: run the app, then leave without tearing torch down.
 

@@ -1,0 +1,884 @@
+"""Warm mode, the server side: `gradcli server start|stop|status`, and the server itself.
+
+The server imports torch, sympy and gradcli once, runs a few calls to warm them up, and then
+forks one child per call. The child takes over the caller's standard streams and working
+directory (received over the socket, see gradcli/warm.py), sets the caller's environment and
+umask, and runs the very `gradcli.cli.main()` an in-process call runs; its exit status goes
+back to the caller. So a call behaves as in process (terminal or pipe, width, colour, stdin,
+relative paths), and whatever a call does, a crash included, ends with its child: the server
+and the calls of others go on.
+
+The only thing a connection can ask the server to run is a gradcli command line: the request
+is an argv handed to gradcli's own argument parser, never a program, a path or code.
+
+The parent is one thread with one event loop (selectors): it forks, and forking a process
+with threads of its own is a known source of deadlocks in the child. Calls run at once in
+their children, so slow calls never hold up others.
+
+Run by `gradcli server start` as `python -m gradcli.server --idle SECONDS`; it writes its log
+to server.log next to the socket.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+from gradcli import warm
+from gradcli.errors import GradcliError
+
+DEFAULT_IDLE_S = 15 * 60
+MAX_RUNNING = 64  # calls at once; one more is told "busy" and runs in its own process
+HANDSHAKE_DEADLINE_S = 10.0  # a connection that has not asked to run by then is dropped
+START_TIMEOUT_S = 120.0  # `server start` waits this long for the imports and the warm-up
+FDS_PER_CALL = 4  # stdin, stdout, stderr, the working directory
+ALLOWED_SIGNALS = {int(getattr(signal, name)) for name in warm.FORWARDED_SIGNALS if hasattr(signal, name)}
+
+
+def idle_seconds(value: float | None = None) -> float:
+    """The idle time before the server exits: --idle, else GRADCLI_SERVER_IDLE, else 15 minutes."""
+    if value is None:
+        text = os.environ.get("GRADCLI_SERVER_IDLE", "").strip()
+        if not text:
+            return float(DEFAULT_IDLE_S)
+        try:
+            value = float(text)
+        except ValueError:
+            raise GradcliError(f"GRADCLI_SERVER_IDLE must be a number of seconds, not {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise GradcliError(f"the idle time must be a positive number of seconds, not {value}")
+    return float(value)
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} gradcli server[{os.getpid()}]: {message}\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- warming up
+
+# Calls that take every command through its usual path: --device cpu, since asking for CUDA
+# would initialise it, and CUDA does not survive a fork (each call's child picks its own device).
+WARM_UP_CALLS = [
+    ["grad", "3*y**2 + 1", "y=2", "--device", "cpu"],
+    ["grad", "3*y**2 + 1", "y=2", "--device", "cpu", "--plain"],
+    ["grad", "sin(x)*exp(y)", "x=1", "y=2", "--device", "cpu", "--json"],
+    ["grad", "mean((t - p)**2)", "p=[1,2,3]", "t=[2,3,4]", "--wrt", "p", "--device", "cpu"],
+    ["grad", "x**3", "x=2", "--order", "2", "--device", "cpu"],
+    ["jacobian", "[x*y, sin(x)]", "x=1", "y=2", "--device", "cpu"],
+    ["hessian", "x**2*y", "x=1", "y=2", "--device", "cpu"],
+    ["vjp", "(x + 1)**2", "x=[1,2]", "v=[1,1]", "--device", "cpu"],
+    ["jvp", "[x[0]*x[1], sin(x[0])]", "x=[1,2]", "v=[1,0]", "--device", "cpu"],
+    ["eval", "x + 1", "x=2", "--device", "cpu"],
+    ["graph", "(x + w)*(w + 1)", "w=1", "x=2", "--device", "cpu"],
+    ["diff", "sin(x)*x**2", "x"],
+    ["plot", "sin(x)", "x=-1:1:5", "--device", "cpu", "--format", "csv"],  # not an image: matplotlib is optional
+    ["grad", "sqr(x)", "x=1"],  # the error path
+]
+
+
+# A spare's own warm-up: the most common calls, short enough to be over between two calls of a
+# shell loop.
+SPARE_WARM_UP_CALLS = WARM_UP_CALLS[:3]
+
+
+def run_quietly(calls: list[list[str]]) -> None:
+    """Run gradcli calls in this process, their output discarded, leaving no trace a later call
+    could see: the random generator is put back (rand() without --seed must give what a fresh
+    process gives), and standard input is free again."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    import torch
+
+    from gradcli import cli, inputs
+
+    rng_state = torch.random.get_rng_state()
+    for args in calls:
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            try:
+                cli.app(args, prog_name="gradcli", standalone_mode=False)
+            except BaseException:  # noqa: BLE001 - a warm-up call's outcome does not matter
+                pass
+        inputs.reset_stdin()
+    torch.random.set_rng_state(rng_state)
+
+
+# Commands whose first argument is an expression: the server remembers the recent ones, and
+# each spare parses them ahead of its call (gradcli.api caches parsed expressions), so a loop
+# over one expression, however long, does not parse it again on every call.
+EXPRESSION_COMMANDS = {"grad", "jacobian", "hessian", "vjp", "jvp", "eval", "graph", "diff", "plot"}
+RECENT_EXPRESSIONS = 16
+RECENT_CHARACTERS = 1_000_000
+
+
+def expression_of(argv: list[str]) -> str | None:
+    """The expression a call names, if it names one in the usual place (only ever parsed: the
+    parser reads any text safely, so a wrong guess costs nothing but the parse)."""
+    if len(argv) >= 3 and argv[1] in EXPRESSION_COMMANDS and argv[2] != "-" and not argv[2].startswith("--"):
+        return argv[2]
+    return None
+
+
+def preparse(expressions: list[str]) -> None:
+    """Parse `expressions` into gradcli.api's cache, ignoring any that do not parse."""
+    from gradcli import api
+
+    for text in expressions:
+        try:
+            api._parse(text)
+        except Exception:  # noqa: BLE001 - the call itself will report what is wrong with it
+            pass
+
+
+def warm_up() -> None:
+    """Import everything a call needs, and run a few calls, so that a child starts warm."""
+    import typer.main
+
+    from gradcli import cli
+
+    run_quietly(WARM_UP_CALLS)
+    # Typer builds the click command from the functions' signatures on every call (tens of
+    # milliseconds); build it once here, and let every child use the one it inherits.
+    built = typer.main.get_command(cli.app)
+    build = typer.main.get_command
+
+    def get_command(typer_instance):
+        return built if typer_instance is cli.app else build(typer_instance)
+
+    typer.main.get_command = get_command
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the children's collector leaves the warm objects alone (and unshared pages unwritten)
+
+
+# --------------------------------------------------------------------------- one call, in its child
+
+def _std_stream(fd: int, setup: dict | None, name: str):
+    """A standard stream on `fd`, built as the caller's interpreter built its own."""
+    import io
+
+    mode = "rb" if fd == 0 else "wb"
+    buffer = io.open(fd, mode, closefd=False)
+    try:
+        buffer.raw.name = name
+    except AttributeError:
+        pass
+    setup = setup or {}
+    return io.TextIOWrapper(buffer, encoding=setup.get("encoding") or "utf-8", errors=setup.get("errors") or "strict",
+                            newline="\n", line_buffering=bool(setup.get("line_buffering")),
+                            write_through=bool(setup.get("write_through")))
+
+
+def _report_exit_early(report_fd: int) -> None:
+    """Tell the caller the exit status as soon as the output is flushed, before the exit.
+
+    Tearing down a process the size of torch takes tens of milliseconds that the caller need
+    not wait for. cli.main() ends the process with os._exit (to skip interpreter teardown), so
+    this child's os._exit reports first; the server still reports what it sees when the child
+    is gone (a crash), and the caller takes whichever comes first.
+    """
+    real_exit = os._exit
+    report = socket.socket(fileno=report_fd)
+
+    def exit_reporting(code: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - a closed pipe: nothing more to write
+                pass
+        try:
+            warm.send_frame(report, {"exit": code & 0xFF})
+        except OSError:
+            pass
+        real_exit(code)
+
+    os._exit = exit_reporting
+
+
+def run_call(request: dict, fds: list[int]) -> None:
+    """In the forked child: become the caller's process, run gradcli, and exit. Never returns."""
+    code = 3
+    try:
+        for signum in ALLOWED_SIGNALS - {signal.SIGINT}:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, as in process
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        stdin, stdout, stderr, cwd, report_fd = fds
+        for source, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            os.dup2(source, target)
+        os.fchdir(cwd)
+        for fd in (stdin, stdout, stderr, cwd):
+            if fd > 2:
+                os.close(fd)
+        _report_exit_early(report_fd)
+        os.umask(int(request["umask"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        time.tzset()
+        sys.argv = list(request["argv"])
+        setups = request["stdio"]
+        sys.stdin = sys.__stdin__ = _std_stream(0, setups[0], "<stdin>")
+        sys.stdout = sys.__stdout__ = _std_stream(1, setups[1], "<stdout>")
+        sys.stderr = sys.__stderr__ = _std_stream(2, setups[2], "<stderr>")
+        from gradcli import cli
+
+        try:
+            cli.main()  # ends the process itself (os._exit) once torch is loaded, as in process
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:  # Ctrl-C before gradcli's own handler was reached: as in process
+        try:
+            os.write(2, b"\ninterrupted\n")
+        except OSError:
+            pass
+        code = 130
+    except BaseException as exc:  # noqa: BLE001 - the child must never return into the server
+        try:
+            os.write(2, f"internal error: {type(exc).__name__} in the gradcli server's child: {exc}\n".encode())
+        except OSError:
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        os._exit(code)
+
+
+# --------------------------------------------------------------------------- the server
+
+class Connection:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buffer = bytearray()
+        self.fds: list[int] = []
+        self.state = "hello"  # hello -> ready (accepted) -> running -> closed
+        self.opened = time.monotonic()
+        self.pid: int | None = None
+        self.pidfd: int | None = None
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
+
+
+class Spare:
+    def __init__(self, pid: int, pidfd: int, inbox: socket.socket):
+        self.pid, self.pidfd, self.inbox = pid, pidfd, inbox
+        self.ready = False
+
+
+def wait_for_call(inbox: socket.socket, expressions: list[str]) -> None:
+    """In a spare child: wait for a call from the server, then run it. Never returns.
+
+    While it waits, it runs the warm-up calls once more: a forked child's first call copies
+    every page it writes (reference counts, caches), some thousands of page faults that make
+    a call three to six times slower; a spare takes them before its call arrives.
+    """
+    try:
+        run_quietly(SPARE_WARM_UP_CALLS)
+        preparse(expressions)
+        inbox.setblocking(True)
+        inbox.sendall(b"r")  # ready: the server hands calls only to a spare that is
+        data, ancillary, _flags, _ = inbox.recvmsg(65536, socket.CMSG_SPACE((FDS_PER_CALL + 1) * struct.calcsize("i")))
+        fds = array.array("i")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+        if not data or len(fds) != FDS_PER_CALL + 1:
+            os._exit(0)  # the server is gone, or stopped: nothing to run
+        buffer = bytearray(data)
+        while len(buffer) < 4 or len(buffer) < 4 + struct.unpack(">I", buffer[:4])[0]:
+            more = inbox.recv(1 << 20)
+            if not more:
+                os._exit(0)
+            buffer += more
+        length = struct.unpack(">I", buffer[:4])[0]
+        request = json.loads(bytes(buffer[4 : 4 + length]))
+        inbox.close()
+    except BaseException:  # noqa: BLE001
+        os._exit(3)
+    run_call(request, list(fds))
+
+
+class Server:
+    def __init__(self, directory: str, idle_s: float, lock_fd: int, fingerprint: str, added_env: dict):
+        self.directory = directory
+        self.path = os.path.join(directory, warm.SOCKET_NAME)
+        self.idle_s = idle_s
+        self.lock_fd = lock_fd
+        self.fingerprint = fingerprint
+        self.added_env = added_env
+        self.selector = selectors.DefaultSelector()
+        self.connections: dict[int, Connection] = {}  # by socket fd
+        self.children: dict[int, Connection] = {}  # by pidfd, or by pid where there is no pidfd_open
+        self.stopping = False
+        self.served = 0
+        self.started = time.time()
+        self.last_activity = time.monotonic()
+        self.listener: socket.socket | None = None
+        self.wake_r, self.wake_w = socket.socketpair()
+        # A child forked ahead of time, waiting for its call: a fork of a process this size
+        # takes tens of milliseconds, paid between calls instead of during one.
+        self.spare: Spare | None = None
+        self.recent: dict[str, None] = {}  # expressions of recent calls, oldest first
+
+    # ---- set-up and tear-down
+
+    def listen(self) -> None:
+        """Bind under a temporary name and rename into place once listening: a client never
+        finds a socket that refuses it while a live server is behind it (which would make it
+        look stale)."""
+        temporary = f"{self.path}.{os.getpid()}"
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(temporary)
+        finally:
+            os.umask(old)
+        os.chmod(temporary, 0o600)
+        listener.listen(128)
+        listener.setblocking(False)
+        os.replace(temporary, self.path)
+        self.listener = listener
+        self.inode = os.stat(self.path).st_ino
+        self.selector.register(listener, selectors.EVENT_READ, "listen")
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        signal.set_wakeup_fd(self.wake_w.fileno())
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.begin_stop(f"signal {signum}")
+
+    def begin_stop(self, why: str) -> None:
+        """No new calls (the socket goes at once, so new calls run in process); the calls
+        running finish, and then the server exits."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log(f"stopping ({why}); {len(self.children)} call(s) still running")
+        if self.spare is not None:
+            spare, self.spare = self.spare, None
+            self.discard(spare)
+        self.remove_socket()
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+
+    def remove_socket(self) -> None:
+        try:
+            if os.stat(self.path).st_ino == self.inode:  # ours, not a newer server's
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    def server_fds(self) -> list[int]:
+        """Every descriptor of the server's own, for a child to close."""
+        fds = [self.lock_fd, self.selector.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
+        if self.spare is not None:
+            fds += [self.spare.pidfd, self.spare.inbox.fileno()]
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        for conn in self.connections.values():
+            fds.append(conn.sock.fileno())
+            if conn.pidfd is not None:
+                fds.append(conn.pidfd)
+        return fds
+
+    # ---- the loop
+
+    def run(self) -> None:
+        self.refill()
+        log(f"ready on {self.path} (idle exit after {self.idle_s:g} s)")
+        while True:
+            now = time.monotonic()
+            if self.stopping and not self.connections:
+                break
+            if not self.connections and now - self.last_activity >= self.idle_s:
+                log(f"idle for {self.idle_s:g} s: exiting")
+                self.begin_stop("idle")
+                break
+            timeout = self.idle_s - (now - self.last_activity)
+            waiting = [c for c in self.connections.values() if c.state in ("hello", "ready")]
+            if waiting:
+                timeout = min(timeout, max(0.0, min(c.opened for c in waiting) + HANDSHAKE_DEADLINE_S - now))
+            if not hasattr(os, "pidfd_open") and self.children:
+                timeout = min(timeout, 0.05)
+            for key, _ in self.selector.select(max(0.0, timeout)):
+                try:
+                    self.dispatch(key.data, key.fileobj)
+                except Exception as exc:  # noqa: BLE001 - one connection's trouble is its own
+                    log(f"dropped a connection: {type(exc).__name__}: {exc}")
+                    conn = key.data if isinstance(key.data, Connection) else None
+                    if conn is not None:
+                        self.close(conn)
+            if not hasattr(os, "pidfd_open"):
+                for conn in list(self.children.values()):
+                    self.reap(conn, block=False)
+            now = time.monotonic()
+            for conn in [c for c in self.connections.values() if c.state in ("hello", "ready")]:
+                if now - conn.opened > HANDSHAKE_DEADLINE_S:
+                    self.close(conn)
+        self.remove_socket()
+        log(f"exited after {self.served} call(s)")
+
+    def dispatch(self, what, fileobj) -> None:
+        if what == "listen":
+            self.accept()
+        elif what == "wake":
+            try:
+                while self.wake_r.recv(512):
+                    pass
+            except BlockingIOError:
+                pass
+        elif isinstance(what, tuple) and what[0] == "child":
+            self.reap(what[1], block=True)
+        elif isinstance(what, tuple) and what[0] == "spare ready":
+            spare = what[1]
+            try:
+                spare.ready = spare.inbox.recv(1) == b"r"
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                spare.ready = False
+            self.selector.unregister(spare.inbox)
+        elif isinstance(what, tuple) and what[0] == "spare":  # it died waiting
+            if self.spare is what[1]:
+                self.spare = None
+            if not what[1].ready:
+                self.recent.clear()  # it died warming up: never feed the next one the same expressions
+            self.discard(what[1])
+        else:
+            self.receive(what)
+
+    def accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        uid = warm.peer_uid(sock)
+        if uid is not None and uid != os.getuid():  # the directory keeps others out; this, too
+            log(f"refused a connection from uid {uid}")
+            sock.close()
+            return
+        sock.settimeout(2.0)  # for sends; reads happen only when the selector says there is data
+        conn = Connection(sock)
+        self.connections[sock.fileno()] = conn
+        self.selector.register(sock, selectors.EVENT_READ, conn)
+
+    def close(self, conn: Connection) -> None:
+        served = conn.state in ("running", "finished")  # only calls count as activity, not status
+        conn.close_fds()
+        if conn.state == "running" and conn.pid is not None:
+            # The caller is gone (killed, or it hung up): so is its call, as in process.
+            try:
+                os.kill(conn.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.reap(conn, block=True, report=False)
+        fd = conn.sock.fileno()
+        if fd in self.connections:
+            self.selector.unregister(conn.sock)
+            del self.connections[fd]
+        conn.sock.close()
+        conn.state = "closed"
+        if served:
+            self.last_activity = time.monotonic()
+
+    def receive(self, conn: Connection) -> None:
+        space = socket.CMSG_SPACE(FDS_PER_CALL * struct.calcsize("i"))
+        try:
+            data, ancillary, flags, _ = conn.sock.recvmsg(65536, space)
+        except (BlockingIOError, InterruptedError, socket.timeout):
+            return
+        except OSError:
+            self.close(conn)
+            return
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                conn.fds.extend(fds)
+        if flags & getattr(socket, "MSG_CTRUNC", 0) or (conn.fds and conn.state != "ready"):
+            self.close(conn)  # descriptors where none belong, or too many
+            return
+        if not data:
+            self.close(conn)  # the caller hung up
+            return
+        conn.buffer += data
+        while conn.state != "closed" and len(conn.buffer) >= 4:
+            (length,) = struct.unpack(">I", conn.buffer[:4])
+            if length > warm.MAX_FRAME:
+                self.close(conn)
+                return
+            if len(conn.buffer) < 4 + length:
+                return
+            frame = bytes(conn.buffer[4 : 4 + length])
+            del conn.buffer[: 4 + length]
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                self.close(conn)
+                return
+            if not isinstance(message, dict):
+                self.close(conn)
+                return
+            self.handle(conn, message)
+
+    def reply(self, conn: Connection, message: dict) -> bool:
+        try:
+            warm.send_frame(conn.sock, message)
+            return True
+        except OSError:
+            self.close(conn)
+            return False
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "version": warm.VERSION, "python": sys.executable, "socket": self.path,
+                "started": self.started, "idle_s": self.idle_s, "served": self.served, "running": len(self.children),
+                "fingerprint": self.fingerprint}
+
+    def handle(self, conn: Connection, message: dict) -> None:
+        op = message.get("op")
+        if conn.state == "hello" and op == "hello":
+            reason = None
+            if message.get("version") != warm.VERSION:
+                reason = f"the server is gradcli {warm.VERSION}, this is gradcli {message.get('version')}"
+            elif message.get("fingerprint") != self.fingerprint:
+                reason = ("the server runs another installation or environment of gradcli "
+                          "(its files, its interpreter or its start-up environment differ)")
+            elif self.stopping:
+                reason = "the server is stopping"
+            elif len(self.children) >= MAX_RUNNING:
+                reason = f"the server is busy ({MAX_RUNNING} calls running)"
+            if self.reply(conn, {"accept": reason is None, "reason": reason, "version": warm.VERSION,
+                                 "pid": os.getpid()}):
+                if reason is None:
+                    conn.state = "ready"
+                else:
+                    self.close(conn)
+        elif conn.state == "hello" and op == "status":
+            if self.reply(conn, self.status()):
+                self.close(conn)
+        elif conn.state == "hello" and op == "stop":
+            if self.reply(conn, {"stopping": True, "pid": os.getpid(), "running": len(self.children)}):
+                self.close(conn)
+            self.begin_stop("gradcli server stop")
+        elif conn.state == "ready" and op == "run":
+            self.start_call(conn, message)
+        elif conn.state == "running" and op == "signal":
+            signum = message.get("signal")
+            if signum in ALLOWED_SIGNALS and conn.pid is not None:
+                try:
+                    os.kill(conn.pid, signum)
+                except ProcessLookupError:
+                    pass
+        else:
+            self.close(conn)  # not a gradcli request, or not in its place
+
+    def start_call(self, conn: Connection, message: dict) -> None:
+        argv, env, umask, stdio = message.get("argv"), message.get("env"), message.get("umask"), message.get("stdio")
+        valid = (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
+                 and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) and k and "=" not in k
+                                                   and "\0" not in k + v for k, v in env.items())
+                 and isinstance(umask, int) and 0 <= umask <= 0o777
+                 and isinstance(stdio, list) and len(stdio) == 3 and all(s is None or isinstance(s, dict) for s in stdio)
+                 and len(conn.fds) == FDS_PER_CALL and not any("\0" in a for a in argv)
+                 and argv[1:2] != ["server"])  # managing the server is done in process, never by it
+        if not valid:
+            self.close(conn)
+            return
+        self.remember(argv)
+        fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
+        message["env"] = {**self.added_env, **env}
+        try:
+            pid, pidfd = self.hand_to_spare(message, fds) or self.fork(lambda: run_call(message, fds))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        conn.state, conn.pid, conn.pidfd = "running", pid, pidfd
+        self.served += 1
+        if pidfd is not None:
+            self.children[pidfd] = conn
+            self.selector.register(pidfd, selectors.EVENT_READ, ("child", conn))
+        else:
+            self.children[pid] = conn
+        self.refill()
+
+    def fork(self, in_child, keep: int | None = None) -> tuple[int, int | None]:
+        """Fork; the child closes the server's descriptors (but `keep`) and runs `in_child`."""
+        inherited = [fd for fd in self.server_fds() if fd != keep]
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, use of fork()"
+            pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGTERM, signal.SIGHUP):  # the server's handlers are not the child's
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                for fd in inherited:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            finally:
+                in_child()  # never returns
+                os._exit(3)
+        return pid, (os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None)
+
+    def refill(self) -> None:
+        """Fork the next spare child, where the platform lets the server watch it (pidfd)."""
+        if self.spare is not None or self.stopping or not hasattr(os, "pidfd_open"):
+            return
+        inbox, theirs = socket.socketpair()
+        expressions = list(self.recent)
+        try:
+            pid, pidfd = self.fork(lambda: (inbox.close(), wait_for_call(theirs, expressions)), keep=None)
+        finally:
+            theirs.close()
+        self.spare = Spare(pid, pidfd, inbox)
+        inbox.setblocking(False)
+        self.selector.register(pidfd, selectors.EVENT_READ, ("spare", self.spare))
+        self.selector.register(inbox, selectors.EVENT_READ, ("spare ready", self.spare))
+
+    def remember(self, argv: list[str]) -> None:
+        text = expression_of(argv)
+        if text is None:
+            return
+        self.recent.pop(text, None)
+        self.recent[text] = None
+        while len(self.recent) > RECENT_EXPRESSIONS or sum(map(len, self.recent)) > RECENT_CHARACTERS:
+            del self.recent[next(iter(self.recent))]
+
+    def hand_to_spare(self, message: dict, fds: list[int]) -> tuple[int, int] | None:
+        """Give the call to the spare child if it is warm; None if there is none ready."""
+        spare = self.spare
+        if spare is None or not spare.ready:
+            return None  # a spare still warming up would make the call wait longer than a fork
+        self.spare = None
+        self.selector.unregister(spare.pidfd)  # (its inbox was unregistered when it said ready)
+        try:
+            spare.inbox.settimeout(2.0)
+            warm.send_frame(spare.inbox, message, fds)
+        except OSError:
+            self.discard(spare)
+            return None
+        spare.inbox.close()
+        return spare.pid, spare.pidfd
+
+    def discard(self, spare: Spare) -> None:
+        """End a spare child that will not be used (the server stops, or it died)."""
+        try:
+            os.kill(spare.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(spare.pid, 0)
+        except ChildProcessError:
+            pass
+        for fileobj in (spare.pidfd, spare.inbox):
+            try:
+                self.selector.unregister(fileobj)
+            except (KeyError, ValueError):
+                pass
+        os.close(spare.pidfd)
+        spare.inbox.close()
+
+    def reap(self, conn: Connection, block: bool, report: bool = True) -> None:
+        if conn.pid is None:
+            return
+        try:
+            pid, status = os.waitpid(conn.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            pid, status = conn.pid, 3 << 8
+        if pid == 0:
+            return
+        if conn.pidfd is not None:
+            self.selector.unregister(conn.pidfd)
+            self.children.pop(conn.pidfd, None)
+            os.close(conn.pidfd)
+            conn.pidfd = None
+        else:
+            self.children.pop(conn.pid, None)
+        conn.pid = None
+        conn.state = "finished"
+        if report:
+            if os.WIFSIGNALED(status):
+                self.reply(conn, {"signal": os.WTERMSIG(status)})
+            else:
+                self.reply(conn, {"exit": os.waitstatus_to_exitcode(status)})
+            if conn.state != "closed":
+                self.close(conn)
+
+
+def serve(idle_s: float) -> int:
+    """The server process: take the lock, warm up, listen, serve until stopped or idle."""
+    directory = warm.make_private_dir()
+    os.chdir(directory)  # hold no caller's directory
+    lock_fd = os.open(os.path.join(directory, warm.LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            log("another gradcli server is running")
+            return 1
+        raise
+    try:
+        os.unlink(os.path.join(directory, warm.SOCKET_NAME))  # we hold the lock: any socket there is stale
+        log("removed the socket of a server that is gone")
+    except FileNotFoundError:
+        pass
+    started = time.monotonic()
+    fingerprint = warm.fingerprint()  # before the imports: torch sets variables of its own
+    environment = dict(os.environ)
+    warm_up()
+    # What the imports put in os.environ, a caller's process would have too: children get it.
+    added_env = {k: v for k, v in os.environ.items() if k not in environment}
+    server = Server(directory, idle_s, lock_fd, fingerprint, added_env)
+    server.listen()
+    log(f"warmed up in {time.monotonic() - started:.2f} s")
+    server.run()
+    return 0
+
+
+# --------------------------------------------------------------------------- the commands
+
+def _running() -> dict | None:
+    try:
+        return warm.ask({"op": "status"})
+    except warm.NotPrivate as exc:
+        raise GradcliError(f"the gradcli server's directory is not private: {exc}",
+                           hint="remove it; gradcli makes it again with mode 700") from None
+
+
+def start(idle: float | None = None) -> int:
+    """`gradcli server start`: start a server in the background and return once it answers."""
+    import subprocess
+
+    if not warm.SUPPORTED:
+        raise GradcliError("warm mode needs Unix domain sockets that carry file descriptors (Linux, macOS, BSD)")
+    idle_s = idle_seconds(idle)
+    try:
+        directory = warm.make_private_dir()
+    except warm.NotPrivate as exc:
+        raise GradcliError(f"cannot use {warm.runtime_dir()}: {exc}", hint="remove it; gradcli makes it again with mode 700") from None
+    info = _running()
+    if info is not None:
+        sys.stdout.write(f"gradcli server already running (pid {info.get('pid')}, {info.get('socket')})\n")
+        return 0
+    warm.remove_if_stale(directory)
+    log_path = os.path.join(directory, warm.LOG_NAME)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "gradcli.server", "--idle", repr(idle_s)],
+                                   stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, cwd=directory,
+                                   start_new_session=True, close_fds=True)
+    finally:
+        os.close(log_fd)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = _running()
+        if info is not None and info.get("pid") == process.pid:
+            process.returncode = 0  # it lives on, detached; nothing here is to wait for it
+            sys.stdout.write(f"gradcli server started (pid {process.pid}, {info.get('socket')}; "
+                             f"exits after {idle_s:g} s idle)\n")
+            return 0
+        if process.poll() is not None:
+            info = _running()
+            if info is not None:  # another start won the race: that server serves
+                sys.stdout.write(f"gradcli server already running (pid {info.get('pid')}, {info.get('socket')})\n")
+                return 0
+            raise GradcliError(f"the gradcli server did not start (exit status {process.returncode})",
+                               hint=f"its log is {log_path}")
+        time.sleep(0.02)
+    process.kill()
+    raise GradcliError(f"the gradcli server did not answer within {START_TIMEOUT_S:g} s", hint=f"its log is {log_path}")
+
+
+def stop() -> int:
+    """`gradcli server stop`: ask the server to exit, and wait until it has."""
+    try:
+        answer = warm.ask({"op": "stop"})
+    except warm.NotPrivate as exc:
+        raise GradcliError(f"the gradcli server's directory is not private: {exc}") from None
+    if answer is None:
+        sys.stdout.write("no gradcli server is running\n")
+        return 0
+    pid = int(answer.get("pid", 0))
+    deadline = time.monotonic() + 60
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            break
+        time.sleep(0.02)
+    sys.stdout.write(f"gradcli server stopped (pid {pid})\n")
+    return 0
+
+
+def status() -> int:
+    """`gradcli server status`: 0 and a description when one runs, 1 when none does."""
+    info = _running()
+    if info is None:
+        directory = warm.runtime_dir()
+        removed = os.path.isdir(directory) and warm.remove_if_stale(directory)
+        sys.stdout.write("no gradcli server is running" + (" (removed the stale socket of one that crashed)" if removed else "") + "\n")
+        return 1
+    uptime = time.time() - float(info.get("started", time.time()))
+    same = info.get("fingerprint") == warm.fingerprint()
+    sys.stdout.write(
+        f"gradcli server {info.get('version')} running: pid {info.get('pid')}, socket {info.get('socket')}\n"
+        f"up {uptime:.0f} s, {info.get('served')} call(s) served, {info.get('running')} running, "
+        f"exits after {float(info.get('idle_s', 0)):g} s idle\n")
+    if not same:
+        sys.stdout.write("note: it runs another installation or environment of gradcli, so calls from here run "
+                         "in process; restart it: gradcli server stop; gradcli server start\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gradcli.server", description="The gradcli warm-mode server "
+                                     "(start it with: gradcli server start).")
+    parser.add_argument("--idle", type=float, default=None, help="exit after this many seconds without a call")
+    args = parser.parse_args(argv)
+    try:
+        return serve(idle_seconds(args.idle))
+    except GradcliError as exc:
+        log(exc.message)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
