@@ -14,6 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
+def fresh_lowering():
+    """For a test that tampers with the lowering: lower.compile_expression's cache of lowered
+    expressions is emptied before (so the tampering is seen) and after (so it never leaks)."""
+    from gradcli import lower
+
+    lower._compiled.cache_clear()
+    yield
+    lower._compiled.cache_clear()
+
+
+@pytest.fixture
 def run():
     """Run gradcli in-process; returns the click Result (stdout and stderr apart)."""
     runner = CliRunner()

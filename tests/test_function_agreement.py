@@ -486,7 +486,7 @@ def test_a_kink_at_some_elements_compares_the_others():
     assert x.symbolic.data[1:] == [3.0, -3.0]
 
 
-def test_a_wrong_gradient_beside_a_kink_is_still_caught(monkeypatch):
+def test_a_wrong_gradient_beside_a_kink_is_still_caught(monkeypatch, fresh_lowering):
     """Settling kinks must not hide a real disagreement at the elements that have a derivative."""
     import sympy
     import torch

@@ -190,7 +190,7 @@ def test_cancellation_in_the_reference_is_not_a_mismatch():
     assert "lost digits to rounding" in x.note and "at 50 digits it is 0" in x.note
 
 
-def test_a_real_disagreement_survives_the_precise_reference(monkeypatch):
+def test_a_real_disagreement_survives_the_precise_reference(monkeypatch, fresh_lowering):
     import sympy
     import torch
 

@@ -387,8 +387,10 @@ def test_a_disagreement_at_the_end_exits_1(run, monkeypatch):
     def wrong_the_second_time(*args, **kwargs):
         refs = real(*args, **kwargs)
         calls.append(1)
-        if len(calls) == 2:
-            refs["x"].value = refs["x"].value + 1
+        if len(calls) == 2:  # a reference that disagrees, at 50 digits too
+            wrong = refs["x"].value + 1
+            refs["x"].value = wrong
+            refs["x"].precise = lambda: float(wrong)
         return refs
     monkeypatch.setattr(module, "symbolic_gradients", wrong_the_second_time)
     result = run("minimize", "(x - 3)**2", "x=0", "--steps", "3", "--json")

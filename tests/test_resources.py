@@ -300,6 +300,7 @@ def _lowered_both_ways(text: str, values: dict, monkeypatch, dtype=None):
         vector_sums.append(len(numbers))
         return real_vector_sum(self, template, numbers)
     for batched in (True, False):
+        lower._compiled.cache_clear()  # each way lowered afresh
         with monkeypatch.context() as m:
             m.setattr(lower._Lowerer, "_vector_sum", counted)
             if not batched:
@@ -322,7 +323,7 @@ def _lowered_both_ways(text: str, values: dict, monkeypatch, dtype=None):
     {"x": [0.1, -2.0, 3.5], "y": 1.3},  # the terms broadcast over x's shape
     {"x": [[0.5, 1.5], [2.5, -0.5]], "y": [0.2, 0.9]},
 ])
-def test_a_batched_long_sum_is_the_sum_term_by_term(values, monkeypatch):
+def test_a_batched_long_sum_is_the_sum_term_by_term(values, monkeypatch, fresh_lowering):
     """Terms of one form computed as one vector give what the terms give one by one."""
     text = " + ".join(f"{k % 9 + 1}*sin(x/{k + 2})*y**{k % 4 + 1} - exp(-x**2/{k + 1})" for k in range(300))
     (f_batched, g_batched), (f_terms, g_terms) = _lowered_both_ways(text, values, monkeypatch)
@@ -332,7 +333,7 @@ def test_a_batched_long_sum_is_the_sum_term_by_term(values, monkeypatch):
         assert a.shape == b.shape and torch_close(a, b)
 
 
-def test_a_long_sum_of_mixed_forms_batches_what_it_can(monkeypatch):
+def test_a_long_sum_of_mixed_forms_batches_what_it_can(monkeypatch, fresh_lowering):
     """abs, relu, max, log(., 2), x**y...: forms that repeat are batched, the rest term by term."""
     (f_batched, g_batched), (f_terms, g_terms) = _lowered_both_ways(_mixed(400), {"x": 0.7, "y": 1.3}, monkeypatch)
     assert torch_close(f_batched, f_terms)
