@@ -55,11 +55,14 @@ def main() -> None:
         sys.stderr.write("\ninterrupted\n")
         status = 130
     if status is not None:
-        try:
-            sys.stdout.flush()
-        except OSError:
-            pass
-        sys.exit(status)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass
+        # Nothing to tear down: the server ran the call. Skipping interpreter teardown saves
+        # a few milliseconds of a call that takes tens.
+        os._exit(status)
     from gradcli.cli import main as in_process
 
     in_process()

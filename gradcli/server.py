@@ -331,6 +331,7 @@ class Server:
         self.children: dict[int, Connection] = {}  # by pidfd, or by pid where there is no pidfd_open
         self.stopping = False
         self.served = 0
+        self.served_by_spare = 0  # the rest waited for a fork of their own
         self.started = time.time()
         self.last_activity = time.monotonic()
         self.listener: socket.socket | None = None
@@ -560,7 +561,7 @@ class Server:
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "version": warm.VERSION, "python": sys.executable, "socket": self.path,
-                "started": self.started, "idle_s": self.idle_s, "served": self.served, "running": len(self.children),
+                "started": self.started, "idle_s": self.idle_s, "served": self.served, "served_by_spare": self.served_by_spare, "running": len(self.children),
                 "fingerprint": self.fingerprint}
 
     def handle(self, conn: Connection, message: dict) -> None:
@@ -617,7 +618,10 @@ class Server:
         fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
         message["env"] = {**self.added_env, **env}
         try:
-            pid, pidfd = self.hand_to_spare(message, fds) or self.fork(lambda: run_call(message, fds))
+            spare = self.hand_to_spare(message, fds)
+            if spare is not None:
+                self.served_by_spare += 1
+            pid, pidfd = spare or self.fork(lambda: run_call(message, fds))
         finally:
             for fd in fds:
                 os.close(fd)
@@ -858,7 +862,8 @@ def status() -> int:
     same = info.get("fingerprint") == warm.fingerprint()
     sys.stdout.write(
         f"gradcli server {info.get('version')} running: pid {info.get('pid')}, socket {info.get('socket')}\n"
-        f"up {uptime:.0f} s, {info.get('served')} call(s) served, {info.get('running')} running, "
+        f"up {uptime:.0f} s, {info.get('served')} call(s) served ({info.get('served_by_spare')} by a warm spare), "
+        f"{info.get('running')} running, "
         f"exits after {float(info.get('idle_s', 0)):g} s idle\n")
     if not same:
         sys.stdout.write("note: it runs another installation or environment of gradcli, so calls from here run "

@@ -586,3 +586,30 @@ def test_preparse_fills_the_parse_cache_and_ignores_bad_text():
     hits = api._parse.cache_info().hits
     api._parse("sin(x)*y")
     assert api._parse.cache_info().hits == hits + 1
+
+
+def test_frames_are_json_both_ways():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gradcli import warm
+
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                          | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
+
+    @settings(max_examples=300, deadline=None)
+    @given(values)
+    def round_trip(value):
+        text = warm.encode(value)
+        assert text.isascii()
+        assert json.loads(text) == value
+        assert warm.decode(text) == value
+        assert warm.decode(json.dumps(value)) == value
+
+    round_trip()
+    assert warm.decode(warm.encode({"argv": ["gradcli", "x\udc80"]})) == {"argv": ["gradcli", "x\udc80"]}
+    for bad in ("", "{", '{"a": 1} x', "NaN", "[Infinity]", "{'a': 1}"):
+        with pytest.raises(ValueError):
+            warm.decode(bad)
+    with pytest.raises(ValueError):
+        warm.encode(float("nan"))
