@@ -11,12 +11,14 @@ It prints, in one run:
 
 1. `gradcli batch` on N distinct small expressions (grad with the check), one process:
    expressions per second end to end, and after the start-up (the time of a one-line batch,
-   measured in the same rounds, taken off).
+   measured in the same rounds, taken off); beside it, the same expressions through the
+   library (gradcli.grad) in this process, the pipeline without the command line.
 2. The same N lines as N separate `gradcli grad` processes: --processes of them are run and
    the time scaled to N, as a ratio to the one batch.
 3. `gradcli grad "sin(x)*exp(-x**2)+log(1+y**2)" --points` over --rows rows: CSV in and out at
    full precision, and .npy in and out (--output FILE.npy); rows per second end to end and
-   after the start-up (a one-row file's run). Beside them, in this process: numpy's own read
+   after the start-up (a one-row file's run), and in this process through the library
+   (gradcli.points.grad_points, no start-up to take off). Beside them, in this process: numpy's own read
    (np.loadtxt) and write (np.savetxt, '%.17g') of the same CSV, and the bare batched torch
    computation (forward and backward of sum(f) by hand, float32), as points per second.
 
@@ -157,7 +159,16 @@ def run(exe: str, work: Path, args) -> None:
           f"{after_startup:,.0f}/s after the start-up ({t['batch of one']:.2f} s)   target {TARGETS['batch']:.0f}/s")
 
     import shlex
-    sample = [shlex.split(line) for line in lines[:args.processes]]
+    import gradcli
+
+    split = [shlex.split(line) for line in lines]
+    start = time.perf_counter()
+    for argv in split:  # the same pipeline as a library: no click, no JSON, no start-up
+        gradcli.grad(argv[1], argv[2:])
+    library = time.perf_counter() - start
+    print(f"  the library in this process, gradcli.grad on each line: {n / library:,.0f}/s; "
+          f"batch after its start-up runs at {after_startup / (n / library):.2f}x that")
+    sample = split[:args.processes]
     start = time.perf_counter()
     for argv in sample:
         timed([exe, *argv])
@@ -187,7 +198,16 @@ def run(exe: str, work: Path, args) -> None:
 
     def numpy_write():
         np.savetxt(work / "np.csv", table, fmt="%.17g", delimiter=",")
-    base = medians({"read": numpy_read, "write": numpy_write}, args.rounds)
+    from gradcli.points import grad_points
+
+    def library_csv():
+        with open(out_csv, "w") as out:
+            grad_points(EXPRESSION, str(csv_path), out=out)
+
+    def library_npy():
+        grad_points(EXPRESSION, str(npy_path), output=str(out_npy))
+    base = medians({"read": numpy_read, "write": numpy_write, "library csv": library_csv,
+                    "library npy": library_npy}, args.rounds)
     torch_s = bare_torch(table)
     print(f"gradcli grad \"{EXPRESSION}\" --points, {rows:,} rows (float32; start-up {t['one']:.2f} s)")
     for key, label in (("csv", "CSV in, CSV out"), ("npy", ".npy in, --output .npy")):
@@ -195,9 +215,13 @@ def run(exe: str, work: Path, args) -> None:
         marginal = f"{rows / extra:>12,.0f} rows/s" if extra > 0.01 else "   (within the start-up's noise)"
         print(f"  {label:24s} {t[key]:6.2f} s: {rows / t[key]:>12,.0f} rows/s end to end; "
               f"{marginal} after the start-up   target {TARGETS[key]:,.0f}")
+    for key, label in (("csv", "CSV in, CSV out"), ("npy", ".npy in, --output .npy")):
+        took = base["library " + key]
+        print(f"  {label:24s} {took:6.2f} s: {rows / took:>12,.0f} rows/s in this process (grad_points, no "
+              f"start-up)   target {TARGETS[key]:,.0f}")
     io_s = base["read"] + base["write"]
     print(f"  numpy, this process:     read {base['read']:.2f} s + write {base['write']:.2f} s of the same CSV "
-          f"(2 columns): gradcli's CSV run after start-up is {(t['csv'] - t['one']) / io_s:.2f}x that "
+          f"(2 columns): gradcli's CSV rows in this process take {base['library csv'] / io_s:.2f}x that "
           "(it writes 5 columns and the checks)")
     print(f"  bare torch, this process: {torch_s:.3f} s: {rows / torch_s:,.0f} points/s (forward and backward, "
           "no check, no I/O)")

@@ -232,7 +232,13 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
         for n in specs
     }
     table = parsed.symbol_table()
-    fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
+    # Lowered once per parsed expression, dtype and device: _parse hands a repeated expression
+    # the same object (gradcli batch), and the function keeps no state between calls.
+    lowered = parsed.__dict__.setdefault("_lowered", {})
+    fn = lowered.get((torch_dtype, torch_device))
+    if fn is None:
+        fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
+        lowered[(torch_dtype, torch_device)] = fn
     _check_shapes(parsed, table, tensors)
     return _Setup(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
                   default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,

@@ -622,7 +622,8 @@ A line is either a command as you would type it after `gradcli` (split as a shel
 words) or a JSON object {"command": "grad", "expr": "...", "values": {...}, "options": {...}}.
 Results come in the input's order; a bad line gives an error object for that line and the
 rest go on. Blank lines and lines starting with # are skipped. Exit status: 2 if any line was
-in error, else 1 if any check disagreed, else 0. Repeated expressions reuse their parsed form.
+in error, else 1 if any check disagreed, else 0. Repeated expressions reuse their parsed and
+lowered form and their symbolic derivatives.
 
 Examples:
 

@@ -13,8 +13,6 @@ a bare number: a subtree with no variable in it is folded before it reaches one.
 
 from __future__ import annotations
 
-import functools
-
 import math
 from contextlib import contextmanager
 from typing import Any, Callable, Mapping
@@ -626,24 +624,6 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
     With `trace`, every intermediate result is appended to it as (sympy node, tensor), so
     `gradcli graph` can name the nodes of the autograd graph.
     """
-    if trace is None:
-        try:
-            return _compiled(expr, tuple(table.items()), dtype, device)
-        except TypeError:  # an unhashable entry in the table: lowered afresh
-            pass
-    return _compile(expr, table, dtype=dtype, device=device, trace=trace)
-
-
-# gradcli batch and library loops lower the same expressions again: each is lowered once. The
-# function depends on nothing but these arguments, and keeps no state between calls.
-@functools.lru_cache(maxsize=1024)  # as many as api._parse keeps
-def _compiled(expr: sympy.Basic, table_items: tuple, dtype: torch.dtype,
-              device: torch.device) -> Callable[[Env], torch.Tensor]:
-    return _compile(expr, dict(table_items), dtype=dtype, device=device, trace=None)
-
-
-def _compile(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dtype, device: torch.device,
-             trace: list | None) -> Callable[[Env], torch.Tensor]:
     inner = _Lowerer(table, trace, dtype).lower(expr)
 
     def run(env: Env) -> torch.Tensor:

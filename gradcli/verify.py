@@ -100,7 +100,7 @@ def is_long(expr: sympy.Basic) -> bool:
 
 # gradcli batch and library loops differentiate the same expressions again: each (expression,
 # symbol) is differentiated once. Both are immutable sympy objects, and so is the result.
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=128)
 def derivative(expr: sympy.Basic, symbol: sympy.Symbol) -> sympy.Expr:
     """d expr / d symbol by sympy's rules: what sympy.diff returns, at a fraction of its cost.
 
@@ -618,7 +618,7 @@ def _normalise(index: tuple, shape: tuple[int, ...]) -> tuple:
     return as_python_index(tuple(i + n if isinstance(i, int) and i < 0 else i for i, n in zip(index, shape)))
 
 
-@functools.lru_cache(maxsize=1024)  # printing costs more than differentiating (sympy orders the terms)
+@functools.lru_cache(maxsize=128)  # printing costs more than differentiating (sympy orders the terms)
 def _show(expr: sympy.Expr) -> str:
     """A formula for people: floats to 6 digits (the value is computed from the exact one)."""
     if is_long(expr):
