@@ -15,13 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def fresh_lowering():
-    """For a test that tampers with the lowering: lower.compile_expression's cache of lowered
-    expressions is emptied before (so the tampering is seen) and after (so it never leaks)."""
-    from gradcli import lower
+    """For a test that tampers with the lowering: the parsed expressions the API keeps, each
+    with its lowered f, are forgotten before (so the tampering is seen) and after (so it never
+    leaks into another test)."""
+    from gradcli import api
 
-    lower._compiled.cache_clear()
+    api._parse.cache_clear()
     yield
-    lower._compiled.cache_clear()
+    api._parse.cache_clear()
 
 
 @pytest.fixture

@@ -300,7 +300,6 @@ def _lowered_both_ways(text: str, values: dict, monkeypatch, dtype=None):
         vector_sums.append(len(numbers))
         return real_vector_sum(self, template, numbers)
     for batched in (True, False):
-        lower._compiled.cache_clear()  # each way lowered afresh
         with monkeypatch.context() as m:
             m.setattr(lower._Lowerer, "_vector_sum", counted)
             if not batched:
