@@ -142,6 +142,20 @@ def internal_error(exc: BaseException) -> typer.Exit:
     return typer.Exit(int(ExitStatus.INTERNAL))
 
 
+def exit_for(exc: Exception) -> BaseException:
+    """What a command raises for an exception out of its work: bad input is one error line and
+    exit 2, a reader that left (| head) a quiet exit, typer's own exits themselves, and anything
+    else an internal error (a bug must not look like bad input). Ctrl-C is no Exception: it
+    goes up to main()."""
+    if isinstance(exc, GradcliError):
+        return fail(exc)
+    if isinstance(exc, BrokenPipeError):
+        return reader_left()
+    if isinstance(exc, typer.Exit):
+        return exc
+    return internal_error(exc)
+
+
 def _format(fmt: Format, json_flag: bool, plain_flag: bool) -> str:
     if json_flag and plain_flag:
         raise GradcliError("--json and --plain cannot be used together")
@@ -238,14 +252,8 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = 
 
         report = compute()
         render(report, output, sys.stdout, sys.stderr, quiet=quiet)
-    except GradcliError as exc:
-        raise fail(exc) from None
-    except BrokenPipeError:
-        raise reader_left() from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
-        raise internal_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - sorted out by exit_for
+        raise exit_for(exc) from None
     if report.status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
@@ -528,12 +536,8 @@ def diff(
         if quiet:
             report.notes = []
         render_diff(report, output, sys.stdout)
-    except GradcliError as exc:
-        raise fail(exc) from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise internal_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - sorted out by exit_for
+        raise exit_for(exc) from None
 
 
 EVAL_HELP = """\
@@ -607,12 +611,8 @@ def graph(
 
         render(api.graph(_expression(expression), values or [], data=data, wrt=wrt, dtype=dtype, device=device,
                          seed=seed, max_elements=max_elements), output, sys.stdout, sys.stderr, quiet=quiet)
-    except GradcliError as exc:
-        raise fail(exc) from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise internal_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - sorted out by exit_for
+        raise exit_for(exc) from None
 
 
 BATCH_HELP = """\
@@ -845,14 +845,8 @@ def plot(
         data = plot_data(_expression(expression), values or [], order=order, grid=grid, dtype=dtype, device=device,
                          check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
         draw.show(data, output, out, sys.stdout, sys.stderr, dpi=dpi, quiet=quiet)
-    except GradcliError as exc:
-        raise fail(exc) from None
-    except BrokenPipeError:
-        raise reader_left() from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
-        raise internal_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - sorted out by exit_for
+        raise exit_for(exc) from None
     if data.status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
@@ -968,14 +962,8 @@ def minimize(
             write_loss_curve(report, plot_file)
         # With the trace on standard output, the result table is for the person: on stderr.
         render.render(report, output, sys.stderr if to_stdout else sys.stdout, sys.stderr, quiet=quiet)
-    except GradcliError as exc:
-        raise fail(exc) from None
-    except BrokenPipeError:
-        raise reader_left() from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
-        raise internal_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - sorted out by exit_for
+        raise exit_for(exc) from None
     finally:
         if progress is not None:
             progress.close()
@@ -1008,14 +996,8 @@ def _grad_points(expression: str, values: list[str], *, points, output, wrt, met
                 sys.stderr.write(f"note: {line}\n")
             for line in summary.lines():
                 sys.stderr.write(f"note: {line}\n")
-    except GradcliError as exc:
-        raise fail(exc) from None
-    except BrokenPipeError:
-        raise reader_left() from None
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a bug must not look like bad input
-        raise internal_error(exc) from None
+    except Exception as exc:  # noqa: BLE001 - sorted out by exit_for
+        raise exit_for(exc) from None
     if summary.status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
 
