@@ -634,6 +634,7 @@ Examples:
   echo '{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}' | gradcli batch
 """
 
+_NOT_IN_BATCH = {"batch", "server"}  # a batch in a batch; the server is managed from the shell
 _FORMAT_FLAGS = {"--json", "--plain"}
 _FORMAT_OPTIONS = {"--format", "-f"}
 
@@ -728,14 +729,17 @@ def batch(
             status, out, err = 2, "", ""
             try:
                 args = _request_args(line)
-                if not args or args[0] == "batch":
-                    raise GradcliError("a line must name a command (grad, jacobian, hessian, vjp, jvp, diff, "
-                                       "eval, graph)")
+                commands = sorted(set(command.commands) - _NOT_IN_BATCH)
+                if not args or args[0] in _NOT_IN_BATCH:
+                    raise GradcliError(f"a line must name a command ({', '.join(commands)})")
+                if "--points" in args or any(a.startswith("--points=") for a in args):
+                    # --points streams a row per point: one JSON line per request cannot hold them
+                    raise GradcliError("--points cannot be a batch line: it writes a row per point",
+                                       hint="run gradcli grad EXPR --points FILE as a command of its own")
                 # The command itself, not the group around it: one click context a line, not two.
                 subcommand = command.commands.get(args[0])
                 if subcommand is None:
-                    raise GradcliError(f"no such command '{args[0]}'",
-                                       hint="a line starts with one of: " + ", ".join(sorted(set(command.commands) - {"batch"})))
+                    raise GradcliError(f"no such command '{args[0]}'", hint="a line starts with one of: " + ", ".join(commands))
                 captured_out, captured_err = io.StringIO(), io.StringIO()
                 with redirect_stdout(captured_out), redirect_stderr(captured_err):
                     try:

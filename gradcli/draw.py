@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the data is plain; importing gradcli.plot would load torch
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 INSTALL = 'pip install "gradcli[plot]"'
+INSTALL_FROM_CLONE = 'in a clone of gradcli: .venv/bin/pip install -e ".[plot]"'
 
 # Okabe and Ito's colours, told apart by people with any common colour vision; each series
 # also has its own marker, so the plot still reads in greyscale.
@@ -40,7 +41,8 @@ def need(module: str, purpose: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise GradcliError(f"{purpose} needs {module.split('.')[0]}, which is not installed: {INSTALL}") from None
+        raise GradcliError(f"{purpose} needs {module.split('.')[0]}, which is not installed: {INSTALL}",
+                           hint=INSTALL_FROM_CLONE) from None
 
 
 def _g(x: float | None, digits: int = 3) -> str:

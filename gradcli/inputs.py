@@ -129,7 +129,7 @@ def read_value_source(source: str) -> np.ndarray:
             raise GradcliError(f"{where}: holds {array.dtype} values, not real numbers")
         return array
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError:
         raise GradcliError(f"{where} is not a text file (not UTF-8)",
                            hint="numbers come as .csv, .json, .txt or .npy") from None
@@ -156,7 +156,7 @@ def read_data_file(path_text: str) -> dict[str, np.ndarray]:
         if not path.is_file():
             raise GradcliError(f"no such file: {path_text}", hint="paths are relative to the current directory")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # Excel writes a BOM
         except UnicodeDecodeError:
             raise GradcliError(f"{path_text} is not a text file (not UTF-8)") from None
     header, table = read_csv_table(text, path_text)

@@ -304,7 +304,8 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
     if wrt is None:
         wrt = given
         if not wrt:
-            raise GradcliError("no parameter to move: every variable is a --data column",
+            raise GradcliError("no parameter to move: every variable is a --data column" if data is not None
+                               else "no parameter to move: give each parameter a start value",
                                hint="name the parameters with --wrt and give each a start, like w=0")
     else:
         # seed-cases.md spells the line fit without start values (--wrt w,b): a parameter
@@ -381,6 +382,10 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         text = f"the gradient norm fell below --tol {tol:g} at step {run.steps_taken}"
     else:
         text = f"--steps {steps} reached"
+    if run.stopped != "diverged" and run.end_loss > 10 * abs(run.losses[0]) + 1:
+        # Still finite, but far from a minimum: the run is diverging, slowly enough to go unnoticed.
+        warnings.append(f"the loss grew from {run.losses[0]:.6g} to {run.end_loss:.6g}: the run is moving away from "
+                        f"a minimum (is the learning rate too large? try --lr {lr / 10:g})")
     end_step = run.steps_taken - 1 if run.stopped == "diverged" and run.steps_taken else run.steps_taken
     names = list(params)
     start = Point(0, run.losses[0], run.start_norm, {n: tensor_data(st.tensors[n]) for n in names},

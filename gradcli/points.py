@@ -202,7 +202,7 @@ def _open_rows(source: str, chunk_rows: int, chunk_bytes: int):
     if path.suffix.lower() == ".npy":
         return _NpyRows(path, source, chunk_rows), None
     try:
-        stream = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the caller
+        stream = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed by the caller; utf-8-sig: Excel writes a BOM
         return _CsvRows(stream, source, chunk_bytes), stream
     except UnicodeDecodeError:
         raise GradcliError(f"{source} is not a text file (not UTF-8)",

@@ -169,9 +169,9 @@ def _matrix_table(v: VariableResult):
 
     data = v.gradient.data
     table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("", style="bold")
+    table.add_column("", style="bold", overflow="fold")
     for c in v.columns or []:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", overflow="fold")
     for label, row in zip(v.rows or [], data):
         table.add_row(label, *(number(x, v.gradient.dtype) for x in row))
     return table
@@ -228,16 +228,17 @@ def render_table(report: GradReport, out: TextIO) -> None:
             else:
                 summarised = True
 
+    # overflow="fold" everywhere: a narrow terminal wraps a number, never cuts it to "3.99…"
     table = Table(box=box.ROUNDED, show_lines=len(report.variables) > 1)
-    table.add_column(_FIRST_COLUMN.get(report.command, ""), style="bold")
+    table.add_column(_FIRST_COLUMN.get(report.command, ""), style="bold", overflow="fold")
     if in_table:
-        table.add_column("value")
-    table.add_column("autograd")
+        table.add_column("value", overflow="fold")
+    table.add_column("autograd", overflow="fold")
     if report.checked:
-        table.add_column("symbolic derivative", min_width=14)
-        table.add_column("its value")
-        table.add_column("error", justify="right")
-    table.add_column("check", min_width=7)
+        table.add_column("symbolic derivative", min_width=14, overflow="fold")
+        table.add_column("its value", overflow="fold")
+        table.add_column("error", justify="right", overflow="fold")
+    table.add_column("check", min_width=7, overflow="fold")
     for v in report.variables:
         mark, style = _MARKS.get(v.status, (v.status, ""))
         big = v.gradient.numel > 12
@@ -263,9 +264,9 @@ def render_table(report: GradReport, out: TextIO) -> None:
         console.print(Text(f"random values drawn with --seed {report.seed}", style="dim"))
     if report.methods:
         mt = Table(box=box.SIMPLE, title="methods", title_justify="left")
-        mt.add_column("method")
-        mt.add_column("torch call")
-        mt.add_column("same result")
+        mt.add_column("method", overflow="fold")
+        mt.add_column("torch call", overflow="fold")
+        mt.add_column("same result", overflow="fold")
         for m in report.methods:
             mt.add_row(m.method, m.call, Text("✓ yes", style="green") if m.agrees else Text("✗ no", style="bold red"))
         console.print(mt)
@@ -273,9 +274,9 @@ def render_table(report: GradReport, out: TextIO) -> None:
     if accumulated:
         console.print(Text(f"backward called {accumulated['calls']} times without zeroing", style="bold"))
         at = Table(box=box.SIMPLE)
-        at.add_column("call", justify="right")
+        at.add_column("call", justify="right", overflow="fold")
         for n in report.wrt:
-            at.add_column(f"{n}.grad", justify="right")
+            at.add_column(f"{n}.grad", justify="right", overflow="fold")
         history = accumulated["grad_after_each_call"]
         for i in range(accumulated["calls"]):
             at.add_row(str(i + 1), *(tensor_text(TensorData.from_dict(history[n][i])) for n in report.wrt))
@@ -513,11 +514,11 @@ def render_minimize_table(report, out: TextIO, quiet: bool = False) -> None:
 
     start, end = report.start, report.end
     table = Table(box=box.ROUNDED)
-    table.add_column("", style="bold")
-    table.add_column(f"start (step {start.step})", justify="right")
-    table.add_column(f"end (step {end.step})", justify="right")
-    table.add_column("gradient at start", justify="right")
-    table.add_column("gradient at end", justify="right")
+    table.add_column("", style="bold", overflow="fold")
+    table.add_column(f"start (step {start.step})", justify="right", overflow="fold")
+    table.add_column(f"end (step {end.step})", justify="right", overflow="fold")
+    table.add_column("gradient at start", justify="right", overflow="fold")
+    table.add_column("gradient at end", justify="right", overflow="fold")
     for n in report.wrt:
         table.add_row(n, *(tensor_text(t, rows=True) for t in (start.parameters[n], end.parameters[n],
                                                                 start.gradient[n], end.gradient[n])))

@@ -421,7 +421,8 @@ def test_plot_without_matplotlib_says_what_to_install(run, monkeypatch, tmp_path
     result = run("minimize", "(x - 3)**2", "x=0", "--plot", str(tmp_path / "loss.png"))
     assert result.exit_code == 2
     assert result.stderr == ('error: --plot (the loss curve) needs matplotlib, which is not installed: '
-                             'pip install "gradcli[plot]"\n')
+                             'pip install "gradcli[plot]"\n'
+                             'hint: in a clone of gradcli: .venv/bin/pip install -e ".[plot]"\n')
     assert result.stdout == ""
 
 
@@ -489,3 +490,18 @@ def test_the_core_module_imports_neither_typer_nor_rich():
             "print(sorted(m for m in ('typer', 'rich', 'matplotlib') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_loss_that_grows_but_stays_finite_is_warned_of():
+    """lr 1.5 on (x - 3)**2 doubles the distance each step: 1e31 after 50 steps, not yet inf."""
+    report = minimize("(x - 3)**2", ["x=0"], lr=1.5, steps=50)
+    assert report.stopped == "steps" and report.end.loss > 1e30
+    assert any("the loss grew from 9" in w and "--lr 0.15" in w for w in report.warnings)
+    calm = minimize("(x - 3)**2", ["x=0"], lr=0.1, steps=50)
+    assert not any("grew" in w for w in calm.warnings)
+
+
+def test_no_start_value_and_no_data_says_so(run):
+    result = run("minimize", "(x - 3)**2", "--steps", "3")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no parameter to move: give each parameter a start value")

@@ -277,3 +277,28 @@ def test_a_row_that_is_not_a_number_is_flagged_not_refused(run, tmp_path):
     docs = [json.loads(line) for line in (tmp_path / "o.ndjson").read_text().splitlines()]
     assert [d["check"] for d in docs] == ["not finite", "ok", "not finite"]
     assert docs[1] == {"x": 1, "f": 1, "df/dx": 2, "check": "ok"}
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(tmp_path, run):
+    """Excel's "CSV UTF-8" starts the file with a BOM: the first column is still x."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffx,y\n1,2\n3,4\n".encode("utf-8"))
+    result = run("grad", "x*y", "--points", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["x,y,f,df/dx,df/dy,check", "1,2,2,2,1,ok", "3,4,12,4,3,ok"]
+    data = run("grad", "sum(x*y)", "--data", str(path), "--plain")
+    assert data.exit_code == 0 and data.stdout.split() == ["2", "4", "1", "3"]
+    column = run("grad", "sum(x)", f"x=@{path}:x", "--plain")
+    assert column.exit_code == 0 and column.stdout.split() == ["1", "1"]
+
+
+def test_a_batch_line_with_points_is_refused_not_cut_to_one_row(sh, tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("x\n1\n2\n7\n")
+    result = sh("batch", input=f'grad "x**3" --points {path}\n{{"command": "grad", "expr": "x**3", '
+                             f'"options": {{"points": "{path}"}}}}\ngrad "x**3" x=2\n')
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert result.returncode == 2
+    assert [x["exit_status"] for x in lines] == [2, 2, 0]
+    assert all("--points cannot be a batch line" in x["error"]["message"] for x in lines[:2])
+    assert lines[2]["gradient"]["x"]["data"] == 12.0
