@@ -75,7 +75,10 @@ def main() -> None:
         "  autograd, forward and backward": autograd,
     }
     for n, s in symbols.items():
-        stages[f"  d/d{n}: symbolic derivative"] = lambda s=s: verify.derivative(parsed.expr, s)
+        # verify.derivative keeps what it computed (gradcli batch repeats expressions): the
+        # function under the cache, so that every round differentiates
+        differentiate = getattr(verify.derivative, "__wrapped__", verify.derivative)
+        stages[f"  d/d{n}: symbolic derivative"] = lambda s=s, d=differentiate: d(parsed.expr, s)
         stages[f"  d/d{n}: lowering"] = lambda n=n: compile_expression(derivatives[n], table, dtype=torch.float64, device=cpu)
         stages[f"  d/d{n}: evaluation"] = lambda n=n: lowered[n](f64_env)
     # api.grad caches the parse of a text it has seen: a fresh text each time, so it parses.
