@@ -373,6 +373,11 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         if run.diverged_at == 0:
             text = f"the loss is {what} at the start: outside its domain, or beyond what {st.dtype} can hold"
             hint = "start somewhere else"
+        elif not math.isfinite(run.start_norm):
+            # sqrt(x) at 0: the first step itself went to infinity, whatever the learning rate
+            text = (f"the loss became {what} at step {run.diverged_at}: the gradient at the start is not finite; "
+                    f"the parameters are the last finite ones, from step {run.diverged_at - 1}")
+            hint = "start where the gradient is finite (the edge of the domain?)"
         else:
             text = (f"the loss became {what} at step {run.diverged_at}; the parameters are the last finite ones, "
                     f"from step {run.diverged_at - 1}")

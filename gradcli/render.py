@@ -554,12 +554,13 @@ def render_minimize_table(report, out: TextIO, quiet: bool = False) -> None:
         tolerances = f"  (reference in float64; rtol {report.rtol:g}, atol {report.atol:g})"
         bad = [v for v in results if v.status in ("mismatch", "domain")]
         if bad:
+            # dict.fromkeys: the start and the end can be the same step (a run that diverged at once)
             summary = Text(f"the gradient at {points} does not agree with sympy's: "
-                           + "; ".join(f"{v.name}: {v.note}" for v in bad), style="bold red")
+                           + "; ".join(dict.fromkeys(f"{v.name}: {v.note}" for v in bad)), style="bold red")
         elif all(v.status == "ok" for v in results):
             summary = Text(f"autograd's gradient at {points} agrees with sympy's", style="green")
         else:
-            notes_ = "; ".join(f"{v.name}: {v.note}" for v in results if v.status != "ok" and v.note)
+            notes_ = "; ".join(dict.fromkeys(f"{v.name}: {v.note}" for v in results if v.status != "ok" and v.note))
             summary = Text(f"the gradient at {points} could not be fully compared with sympy's ({notes_})",
                            style="yellow")
         summary.append(tolerances, style="dim")

@@ -505,3 +505,12 @@ def test_no_start_value_and_no_data_says_so(run):
     result = run("minimize", "(x - 3)**2", "--steps", "3")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: no parameter to move: give each parameter a start value")
+
+
+def test_an_infinite_gradient_at_the_start_is_said_not_blamed_on_the_learning_rate(run):
+    result = run("minimize", "sqrt(x)", "x=0", "--steps", "3")
+    assert result.exit_code == 1
+    out = result.stdout + result.stderr
+    assert "the gradient at the start is not finite" in out
+    assert "learning rate" not in out
+    assert out.count("the derivative is not finite at this point") == 1  # said once, not per check
