@@ -94,9 +94,17 @@ def tensor_data(t: torch.Tensor) -> TensorData:
                       str(t.dtype).removeprefix("torch."))
 
 
-def read_values(values: ValuesArg) -> dict[str, ValueSpec]:
-    """{name: spec} from NAME=VALUE strings or from a mapping of names to values."""
+def read_values(values: ValuesArg, named: Mapping[str, Any] | None = None) -> dict[str, ValueSpec]:
+    """{name: spec} from NAME=VALUE strings or a mapping of names to values, and from the
+    library's keyword values (gradcli.grad("x*y", x=1, y=2)); a name given twice is an error."""
     specs: dict[str, ValueSpec] = {}
+    if named:
+        specs = read_values(values)
+        for name, spec in read_values(dict(named)).items():
+            if name in specs:
+                raise GradcliError(f"{name} is given a value twice")
+            specs[name] = spec
+        return specs
     if isinstance(values, Mapping):
         items = []
         for name, v in values.items():
@@ -187,11 +195,7 @@ def _setup(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, 
            max_elements: int, vector_name: str | None = None, named: Mapping[str, Any] | None = None,
            data: str | None = None, needs_variables: bool = True) -> _Setup:
     parsed = _parse(expression)
-    specs = read_values(values)
-    for name, spec in read_values(dict(named or {})).items():
-        if name in specs:
-            raise GradcliError(f"{name} is given a value twice")
-        specs[name] = spec
+    specs = read_values(values, named)
     notes: list[str] = []
     if data is not None:
         columns = read_data_file(data)

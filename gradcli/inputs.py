@@ -45,12 +45,12 @@ def _numbers(rows: list[list[str]], where: str) -> np.ndarray:
         except ValueError:
             # Where, never what: the message must not echo a file's contents (gradcli batch
             # may run requests from someone else).
-            column = next(c for c, cell in enumerate(row, 1) if not _is_float(cell))
+            column = next(c for c, cell in enumerate(row, 1) if not is_float(cell))
             raise GradcliError(f"{where}: row {r}, column {column} is not a number") from None
     return np.array(out, dtype=np.float64)
 
 
-def _is_float(text: str) -> bool:
+def is_float(text: str) -> bool:
     try:
         float(text)
     except ValueError:

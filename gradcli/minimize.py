@@ -275,7 +275,7 @@ def _data_columns(data: str | None) -> list[str] | None:
 
 def _default_wrt(values: ValuesArg, named: Mapping[str, Any]) -> list[str]:
     """The variables given as NAME=VALUE (not --data columns): the parameters, by default."""
-    return list(read_values(values)) + list(read_values(dict(named)))
+    return list(read_values(values, named))
 
 
 @_gc_paused

@@ -226,11 +226,7 @@ def plot_data(expression: str, values: ValuesArg = (), *, order: int = 1, grid: 
     if grid and order != 1:
         raise GradcliError("--grid draws the gradient (first derivatives); --order is for line plots")
     parsed = _parse(expression)
-    specs = read_values(values)
-    for name, spec in read_values(dict(named)).items():
-        if name in specs:
-            raise GradcliError(f"{name} is given a value twice")
-        specs[name] = spec
+    specs = read_values(values, named)
     missing = [n for n in parsed.variables if n not in specs]
     if missing:
         ranged = " ".join(f"{n}=-5:5:200" for n in missing)

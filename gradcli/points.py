@@ -35,7 +35,7 @@ import torch
 from gradcli.api import ValuesArg, _gc_paused, _parse, _setup, read_values
 from gradcli.autodiff import torch_error
 from gradcli.errors import GradcliError
-from gradcli.inputs import claim_stdin
+from gradcli.inputs import claim_stdin, is_float
 from gradcli.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.mathfuncs import expand_definitions
 from gradcli.parse import array_value
@@ -115,7 +115,7 @@ class _CsvRows:
         if header is None:
             raise GradcliError(f"{where} is empty", hint="--points needs a header row naming the variables, then rows")
         names = [c.strip() for c in next(csv.reader([header]))]
-        if all(_is_number(c) for c in names):
+        if all(is_float(c) for c in names):
             raise GradcliError(f"{where}: the first row is numbers; --points needs a header row naming the variables",
                                hint="for example: x,y")
         self.names = names
@@ -151,18 +151,10 @@ class _CsvRows:
             if len(cells) != width:
                 return GradcliError(f"{self.where}: line {first + k} has {len(cells)} columns; the header has {width}")
             for c, cell in enumerate(cells):
-                if not _is_number(cell):
+                if not is_float(cell):
                     return GradcliError(f"{self.where}: line {first + k}, column {c + 1} ({self.names[c]}) "
                                         "is not a number")
         return GradcliError(f"{self.where}: lines {first} to {first + len(lines) - 1} could not be read as numbers")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 class _NpyRows:
@@ -357,11 +349,7 @@ def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: Te
         suffix = Path(output).suffix.lower()
         out_kind = {".npy": "npy", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}.get(suffix, fmt)
     parsed = _parse(expression)
-    constants = read_values(values)
-    for name, spec in read_values(dict(named)).items():
-        if name in constants:
-            raise GradcliError(f"{name} is given a value twice")
-        constants[name] = spec
+    constants = read_values(values, named)
     rows, stream = _open_rows(points, chunk_rows, chunk_bytes)
     # One thread for torch: a chunk's operations are short, and with two or more threads
     # each one waits for every thread to finish its part; when another process holds a core,

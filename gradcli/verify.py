@@ -214,7 +214,6 @@ _KINK_CONVENTIONS = {
     sympy.ceiling: "ceil' = 0, at the integers too",
     sympy.Max: "a tie in max splits the gradient evenly",
     sympy.Min: "a tie in min splits the gradient evenly",
-    sympy.Heaviside: "heaviside' = 0",
 }
 # Where these jump, f has no derivative whatever the slopes: their kinks are never settled.
 _JUMPS = {_KINK_CONVENTIONS[sympy.sign], _KINK_CONVENTIONS[sympy.floor], _KINK_CONVENTIONS[sympy.ceiling]}
