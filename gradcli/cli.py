@@ -700,15 +700,99 @@ def _machine_output(args: list[str]) -> list[str]:
     return out + ["--format", "ndjson"]
 
 
-@app.command(help=BATCH_HELP, no_args_is_help=False)
-def batch(
-    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="The requests; - (the default) reads standard input.")] = "-",
-) -> None:
+def _batch_line(command, item: tuple[int, str]) -> tuple[int, str]:
+    """One batch line run as its command would run: (exit status, its result as one JSON line)."""
     import io
     import json
     from contextlib import redirect_stderr, redirect_stdout
 
+    number, line = item
+    status, out, err = 2, "", ""
+    try:
+        args = _request_args(line)
+        commands = sorted(set(command.commands) - _NOT_IN_BATCH)
+        if not args or args[0] in _NOT_IN_BATCH:
+            raise GradcliError(f"a line must name a command ({', '.join(commands)})")
+        if "--points" in args or any(a.startswith("--points=") for a in args):
+            # --points streams a row per point: one JSON line per request cannot hold them
+            raise GradcliError("--points cannot be a batch line: it writes a row per point",
+                               hint="run gradcli grad EXPR --points FILE as a command of its own")
+        # The command itself, not the group around it: one click context a line, not two.
+        subcommand = command.commands.get(args[0])
+        if subcommand is None:
+            raise GradcliError(f"no such command '{args[0]}'", hint="a line starts with one of: " + ", ".join(commands))
+        captured_out, captured_err = io.StringIO(), io.StringIO()
+        with redirect_stdout(captured_out), redirect_stderr(captured_err):
+            try:
+                code = subcommand.main(args=_machine_output(args)[1:], prog_name=f"gradcli {args[0]}",
+                                       standalone_mode=False)
+                status = int(code or 0)
+            except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
+                message = getattr(exc, "format_message", lambda: str(exc))()
+                captured_err.write(f"error: {message}\n")
+                status = 2
+        out, err = captured_out.getvalue(), captured_err.getvalue()
+    except GradcliError as exc:
+        err = "\n".join(exc.lines())
+    result: dict | None = None
+    if out.strip() and status in (0, 1):
+        try:
+            result = json.loads(out.strip().splitlines()[-1])
+        except json.JSONDecodeError:  # --help, say: text, not a result
+            status, err = 2, "error: this line printed no result (was it --help?)"
+    if result is None:
+        lines = [x for x in err.strip().splitlines() if x]
+        message = lines[0].removeprefix("error: ") if lines else "failed"
+        hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
+        result = _batch_error(message, hint, status)
+    result["line"] = number
+    result["exit_status"] = status
+    return status, json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+
+
+def _batch_error(message: str, hint: str | None, status: int) -> dict:
+    return {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
+
+
+def _batch_key(item: tuple[int, str]) -> str:
+    """What decides which worker runs a line: its expression, whose caches that worker holds."""
+    try:
+        args = _request_args(item[1])
+    except GradcliError:
+        return item[1]
+    return args[1] if len(args) > 1 else item[1]
+
+
+def _batch_lost(item: tuple[int, str], why: str) -> tuple[int, str]:
+    import json
+
+    result = _batch_error(f"this line was not run: {why}", "run it again; GRADCLI_DEBUG=1 gradcli batch --jobs 1 "
+                          "shows what went wrong", 3)
+    result["line"] = item[0]
+    result["exit_status"] = 3
+    return 3, json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+
+
+def _requests(stream):
+    for number, line in enumerate(stream, 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, line
+
+
+@app.command(help=BATCH_HELP, no_args_is_help=False)
+def batch(
+    source: Annotated[str, typer.Argument(metavar="[FILE|-]", help="The requests; - (the default) reads standard input.")] = "-",
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", min=1, show_default=False,
+        help="Worker processes running lines side by side (default: one per CPU, up to 8; 1 runs every "
+             "line in this process). Results keep the input's order either way.")] = None,
+) -> None:
+    import functools
+    import gc
+
     from typer.main import get_command
+
+    from gradcli import fanout
 
     if source == "-":
         from gradcli.inputs import claim_stdin
@@ -721,55 +805,23 @@ def batch(
         except OSError as exc:
             raise fail(GradcliError(f"cannot read {source}: {exc.strerror}")) from None
     command = get_command(app)
+    jobs = jobs or fanout.default_jobs()
+    if jobs > 1:
+        import gradcli.api  # noqa: F401 - imported once here, so that every worker starts with it
+
+        threads = max(1, _torch_threads() // jobs)
+    gc.freeze()  # what the imports made lives as long as we do: no collection need walk it again
     worst = 0
     try:
-        for number, line in enumerate(stream, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            status, out, err = 2, "", ""
+        results = fanout.ordered_map(functools.partial(_batch_line, command), _requests(stream), jobs=jobs,
+                                     key=_batch_key, lost=_batch_lost,
+                                     in_worker=(lambda: _set_torch_threads(threads)) if jobs > 1 else None)
+        for status, text in results:
             try:
-                args = _request_args(line)
-                commands = sorted(set(command.commands) - _NOT_IN_BATCH)
-                if not args or args[0] in _NOT_IN_BATCH:
-                    raise GradcliError(f"a line must name a command ({', '.join(commands)})")
-                if "--points" in args or any(a.startswith("--points=") for a in args):
-                    # --points streams a row per point: one JSON line per request cannot hold them
-                    raise GradcliError("--points cannot be a batch line: it writes a row per point",
-                                       hint="run gradcli grad EXPR --points FILE as a command of its own")
-                # The command itself, not the group around it: one click context a line, not two.
-                subcommand = command.commands.get(args[0])
-                if subcommand is None:
-                    raise GradcliError(f"no such command '{args[0]}'", hint="a line starts with one of: " + ", ".join(commands))
-                captured_out, captured_err = io.StringIO(), io.StringIO()
-                with redirect_stdout(captured_out), redirect_stderr(captured_err):
-                    try:
-                        code = subcommand.main(args=_machine_output(args)[1:], prog_name=f"gradcli {args[0]}",
-                                               standalone_mode=False)
-                        status = int(code or 0)
-                    except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
-                        message = getattr(exc, "format_message", lambda: str(exc))()
-                        captured_err.write(f"error: {message}\n")
-                        status = 2
-                out, err = captured_out.getvalue(), captured_err.getvalue()
-            except GradcliError as exc:
-                err = "\n".join(exc.lines())
-            result: dict | None = None
-            if out.strip() and status in (0, 1):
-                try:
-                    result = json.loads(out.strip().splitlines()[-1])
-                except json.JSONDecodeError:  # --help, say: text, not a result
-                    status, err = 2, "error: this line printed no result (was it --help?)"
-            if result is None:
-                lines = [x for x in err.strip().splitlines() if x]
-                message = lines[0].removeprefix("error: ") if lines else "failed"
-                hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
-                result = {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
-            result["line"] = number
-            result["exit_status"] = status
-            try:
-                sys.stdout.write(json.dumps(result, separators=(",", ":"), ensure_ascii=False) + "\n")
+                sys.stdout.write(text + "\n")
                 sys.stdout.flush()
             except BrokenPipeError:  # | head -1: the reader has what it wanted (click would exit 1)
+                results.close()
                 raise reader_left() from None
             # 2 (any error, internal ones included) over 1 (a check disagreed) over 0
             worst = max(worst, 2 if status not in (0, 1) else status)
@@ -778,6 +830,18 @@ def batch(
             stream.close()
     if worst:
         raise typer.Exit(worst)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _set_torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
 
 
 PLOT_HELP = """\

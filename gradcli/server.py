@@ -190,8 +190,11 @@ def _report_exit_early(report_fd: int) -> None:
     """
     real_exit = os._exit
     report = socket.socket(fileno=report_fd)
+    caller = os.getpid()
 
     def exit_reporting(code: int) -> None:
+        if os.getpid() != caller:  # a process of the call's own (gradcli batch's workers) ending
+            real_exit(code)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -216,6 +216,10 @@ def test_batch_reads_its_requests_from_standard_input(warm):
     lines = [json.loads(line) for line in served.stdout.splitlines()]
     assert [line["exit_status"] for line in lines] == [0, 0, 2]
     assert lines[0]["gradient"]["x"]["data"] == 6.0
+    # Its worker processes are forks of the call's child: their ending is not the call's
+    served, reference = warm.both("batch", "--jobs", "2", input=requests)
+    same(served, reference)
+    assert served.returncode == 2
 
 
 def test_relative_paths_are_the_callers(warm, tmp_path):

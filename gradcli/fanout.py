@@ -1,0 +1,196 @@
+"""Many independent requests over several worker processes, results in the input's order.
+
+`gradcli batch` spends its time in sympy (parsing, differentiating, printing formulas), which
+holds one core: on a machine with more, lines are handed to worker processes forked from this
+one after the imports, so each starts warm and shares the loaded libraries' memory.
+
+- Order: each worker runs its lines first come, first served, so the parent knows whose
+  result comes next (a queue of worker numbers in input order) and writes results as they
+  arrive, without sorting or holding them.
+- Streaming: a reader thread hands lines out as they come in; a script that writes one line
+  and waits for its answer gets it. At most WINDOW lines per worker are in flight, so memory
+  stays flat however long the input.
+- Reuse: lines with the same key (their expression) go to the same worker, whose caches
+  already hold its parsed, differentiated and lowered form.
+- Failure: a worker that dies takes only its own lines with it: each gets an error result
+  (from `lost`), and later lines go to the others.
+
+Workers are forked before the reader thread starts (forking a process with threads is a
+known source of deadlocks), ignore Ctrl-C (the parent stops them), and exit when their
+input ends or the parent goes away.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import threading
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
+
+WINDOW = 64  # lines in flight per worker: enough to keep each busy, few enough to stay small
+MAX_JOBS = 8  # sympy's caches are per process: past a few workers, each one is colder
+_END = object()
+
+
+def default_jobs() -> int:
+    """One worker per CPU this process may run on, up to MAX_JOBS; 1 where fork is not safe."""
+    if not sys.platform.startswith("linux"):  # macOS: system frameworks do not survive fork
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - Linux has sched_getaffinity
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_JOBS))
+
+
+def ordered_map(handle: Callable[[Any], Any], items: Iterable[Any], *, jobs: int,
+                key: Callable[[Any], Hashable], lost: Callable[[Any, str], Any],
+                in_worker: Callable[[], None] | None = None) -> Iterator[Any]:
+    """handle(item) for each item, yielded in the items' order.
+
+    With jobs <= 1 everything runs here. Otherwise `jobs` forked workers run `handle`
+    (which must catch its own errors: what escapes it is reported through `lost`), and
+    `in_worker` runs once in each worker first. lost(item, why) is the result of an item
+    whose worker died.
+    """
+    if jobs <= 1:
+        for item in items:
+            yield handle(item)
+        return
+    yield from _Fanout(handle, items, jobs, key, lost, in_worker).results()
+
+
+def _serve(conn, handle, in_worker) -> None:
+    """A worker's life: take items, send back results, until the input ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if in_worker is not None:
+        in_worker()
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):  # the parent has gone
+            return
+        if item is None:
+            return
+        try:
+            result = ("ok", handle(item))
+        except BaseException as exc:  # noqa: BLE001 - reported for this item, the worker goes on
+            result = ("failed", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, context, handle, in_worker):
+        ours, theirs = context.Pipe(duplex=True)
+        self.process = context.Process(target=_serve, args=(theirs, handle, in_worker), daemon=True)
+        self.process.start()
+        theirs.close()
+        self.conn = ours
+        self.alive = True
+        self.pending = 0  # lines sent and not yet answered (read by the reader thread to balance)
+
+
+class _Fanout:
+    def __init__(self, handle, items, jobs, key, lost, in_worker):
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self.workers = [_Worker(context, handle, in_worker) for _ in range(jobs)]
+        self.items, self.key, self.lost = items, key, lost
+        self.order: queue.Queue = queue.Queue()  # (worker number or None, item) in input order
+        self.room = threading.Semaphore(WINDOW * jobs)
+        self.lock = threading.Lock()
+        self.home: dict[Hashable, int] = {}  # key -> the worker that has seen it
+        self.stopping = False
+
+    def pick(self, item) -> int:
+        """The worker for an item: the one that ran its key before, else the least busy."""
+        k = self.key(item)
+        with self.lock:
+            live = [i for i, w in enumerate(self.workers) if w.alive]
+            if not live:
+                return -1
+            n = self.home.get(k)
+            if n is None or not self.workers[n].alive:
+                n = min(live, key=lambda i: self.workers[i].pending)
+                if len(self.home) > 65536:  # a long stream of distinct keys: forget, stay small
+                    self.home.clear()
+                self.home[k] = n
+            self.workers[n].pending += 1
+            return n
+
+    def read(self) -> None:
+        """The reader thread: hand each item to a worker, and note whose it is, in order."""
+        try:
+            for item in self.items:
+                self.room.acquire()
+                if self.stopping:
+                    return
+                n = self.pick(item)
+                if n >= 0:
+                    try:
+                        self.workers[n].conn.send(item)
+                    except (BrokenPipeError, OSError):
+                        self.workers[n].alive = False
+                        n = -1
+                self.order.put((n, item))
+            self.order.put((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - reading the input failed: the parent raises it
+            self.order.put((exc, None))
+
+    def results(self) -> Iterator[Any]:
+        reader = threading.Thread(target=self.read, name="gradcli-batch-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                n, item = self.order.get()
+                if n is _END:
+                    return
+                if isinstance(n, BaseException):
+                    raise n
+                yield self.answer(n, item)
+                self.room.release()
+        finally:
+            self.stop()
+
+    def answer(self, n: int, item) -> Any:
+        if n < 0:
+            return self.lost(item, "no worker was left to run it")
+        worker = self.workers[n]
+        try:
+            if not worker.alive:
+                raise EOFError
+            status, result = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.alive = False
+            code = worker.process.exitcode
+            why = f"its worker process died (signal {-code})" if code and code < 0 else "its worker process died"
+            return self.lost(item, why)
+        finally:
+            with self.lock:
+                worker.pending -= 1
+        return result if status == "ok" else self.lost(item, f"internal error: {result}")
+
+    def stop(self) -> None:
+        """End the workers: politely when all went well, at once when we were interrupted."""
+        self.stopping = True
+        self.room.release()  # a reader waiting for room wakes, sees `stopping`, and returns
+        finished = sys.exc_info()[0] is None
+        for w in self.workers:
+            try:
+                w.conn.send(None) if finished else None
+            except (BrokenPipeError, OSError):
+                pass
+        for w in self.workers:
+            if finished:
+                w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+            w.conn.close()
