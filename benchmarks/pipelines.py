@@ -9,10 +9,11 @@ Run it with the interpreter gradcli is installed in:
 
 It prints, in one run:
 
-1. `gradcli batch` on N distinct small expressions (grad with the check), one process:
-   expressions per second end to end, and after the start-up (the time of a one-line batch,
-   measured in the same rounds, taken off); beside it, the same expressions through the
-   library (gradcli.grad) in this process, the pipeline without the command line.
+1. `gradcli batch` on N distinct small expressions (grad with the check), with its default
+   worker processes (one per CPU) and with --jobs 1 (all in one process): expressions per
+   second end to end, and after the start-up (the time of a one-line batch, measured in the
+   same rounds, taken off); beside it, the same expressions through the library
+   (gradcli.grad) in this process, the pipeline without the command line.
 2. The same N lines as N separate `gradcli grad` processes: --processes of them are run and
    the time scaled to N, as a ratio to the one batch.
 3. `gradcli grad "sin(x)*exp(-x**2)+log(1+y**2)" --points` over --rows rows: CSV in and out at
@@ -21,6 +22,9 @@ It prints, in one run:
    (gradcli.points.grad_points, no start-up to take off). Beside them, in this process: numpy's own read
    (np.loadtxt) and write (np.savetxt, '%.17g') of the same CSV, and the bare batched torch
    computation (forward and backward of sum(f) by hand, float32), as points per second.
+4. The batch and both --points runs again, end to end, through a warm server (`gradcli server
+   start`, in a temporary XDG_RUNTIME_DIR of its own): each call a whole process, without the
+   start-up. The runs of 1 to 3 set GRADCLI_SERVER=off, so a server of yours does not serve them.
 
 Whole processes are timed wall-clock, round-robin (one run of each, then the next round) so
 that load on this shared machine hits each alike; medians are printed. The script only
@@ -30,6 +34,7 @@ measures: it exits 0 whatever the figures, 1 if a measured command fails.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -43,6 +48,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import medians  # noqa: E402
+
+from gradcli.fanout import default_jobs  # noqa: E402
 
 EXPRESSION = "sin(x)*exp(-x**2)+log(1+y**2)"
 TARGETS = {"batch": 400.0, "csv": 4e5, "npy": 5e6}  # expressions/s, rows/s (issue 5)
@@ -69,9 +76,9 @@ def distinct_requests(n: int, seed: int = 0) -> list[str]:
     return lines
 
 
-def timed(argv: list[str], stdout=subprocess.DEVNULL, stdin=None) -> float:
+def timed(argv: list[str], stdout=subprocess.DEVNULL, stdin=None, env=None) -> float:
     start = time.perf_counter()
-    result = subprocess.run(argv, stdout=stdout, stdin=stdin, stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(argv, stdout=stdout, stdin=stdin, stderr=subprocess.PIPE, text=True, env=env)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.stderr.write(f"failed ({result.returncode}): {' '.join(argv)}\n{result.stderr}")
@@ -147,16 +154,19 @@ def run(exe: str, work: Path, args) -> None:
     requests.write_text("\n".join(lines) + "\n")
     one_request = work / "one.txt"
     one_request.write_text(lines[0] + "\n")
+    cold = {**os.environ, "GRADCLI_SERVER": "off"}  # a process of its own, whatever else runs
     t = round_robin({
-        "batch": lambda: timed([exe, "batch", str(requests)]),
-        "batch of one": lambda: timed([exe, "batch", str(one_request)]),
+        "batch": lambda: timed([exe, "batch", str(requests)], env=cold),
+        "batch -j 1": lambda: timed([exe, "batch", "--jobs", "1", str(requests)], env=cold),
+        "batch of one": lambda: timed([exe, "batch", str(one_request)], env=cold),
     }, args.rounds)
     n = args.expressions
-    per_s = n / t["batch"]
-    after_startup = (n - 1) / max(t["batch"] - t["batch of one"], 1e-3)
-    print(f"gradcli batch, {n} distinct expressions (grad with the check)")
-    print(f"  {t['batch']:.2f} s: {per_s:,.0f} expressions/s end to end; "
-          f"{after_startup:,.0f}/s after the start-up ({t['batch of one']:.2f} s)   target {TARGETS['batch']:.0f}/s")
+    print(f"gradcli batch, {n} distinct expressions (grad with the check), {default_jobs()} worker(s) by default")
+    for key, label in (("batch", "default --jobs"), ("batch -j 1", "--jobs 1, one process")):
+        after_startup = (n - 1) / max(t[key] - t["batch of one"], 1e-3)
+        print(f"  {label:22s} {t[key]:5.2f} s: {n / t[key]:6,.0f} expressions/s end to end; "
+              f"{after_startup:6,.0f}/s after the start-up ({t['batch of one']:.2f} s)   target {TARGETS['batch']:.0f}/s")
+    one_process = (n - 1) / max(t["batch -j 1"] - t["batch of one"], 1e-3)
 
     import shlex
     import gradcli
@@ -167,11 +177,11 @@ def run(exe: str, work: Path, args) -> None:
         gradcli.grad(argv[1], argv[2:])
     library = time.perf_counter() - start
     print(f"  the library in this process, gradcli.grad on each line: {n / library:,.0f}/s; "
-          f"batch after its start-up runs at {after_startup / (n / library):.2f}x that")
+          f"batch --jobs 1 after its start-up runs at {one_process / (n / library):.2f}x that")
     sample = split[:args.processes]
     start = time.perf_counter()
     for argv in sample:
-        timed([exe, *argv])
+        timed([exe, *argv], env=cold)
     separate = (time.perf_counter() - start) / len(sample) * n
     print(f"  {n} separate gradcli grad processes: {separate:.0f} s (from {len(sample)}, scaled): "
           f"{separate / t['batch']:.0f}x the one batch\n")
@@ -183,13 +193,13 @@ def run(exe: str, work: Path, args) -> None:
 
     def points_csv():
         with open(out_csv, "w") as out:
-            return timed([exe, "grad", EXPRESSION, "--points", str(csv_path), "--quiet"], stdout=out)
+            return timed([exe, "grad", EXPRESSION, "--points", str(csv_path), "--quiet"], stdout=out, env=cold)
 
     t = round_robin({
         "csv": points_csv,
         "npy": lambda: timed([exe, "grad", EXPRESSION, "--points", str(npy_path), "--output", str(out_npy),
-                              "--quiet"]),
-        "one": lambda: timed([exe, "grad", EXPRESSION, "--points", str(one), "--quiet"]),
+                              "--quiet"], env=cold),
+        "one": lambda: timed([exe, "grad", EXPRESSION, "--points", str(one), "--quiet"], env=cold),
     }, args.rounds)
     assert sum(1 for _ in open(out_csv)) == rows + 1 and len(np.load(out_npy, mmap_mode="r")) == rows
 
@@ -225,6 +235,34 @@ def run(exe: str, work: Path, args) -> None:
           "(it writes 5 columns and the checks)")
     print(f"  bare torch, this process: {torch_s:.3f} s: {rows / torch_s:,.0f} points/s (forward and backward, "
           "no check, no I/O)")
+
+    # 4: the same, end to end, through a warm server (gradcli server start): no start-up to pay
+    xdg = work / "xdg"
+    xdg.mkdir(mode=0o700)
+    served = {**os.environ, "XDG_RUNTIME_DIR": str(xdg), "GRADCLI_SERVER": "require"}
+    started = subprocess.run([exe, "server", "start"], env={**served, "GRADCLI_SERVER": "auto"},
+                             capture_output=True, text=True)
+    if started.returncode != 0:
+        print(f"\n(no warm server: {started.stderr.strip()})")
+        return
+    try:
+        def served_csv():
+            with open(out_csv, "w") as out:
+                return timed([exe, "grad", EXPRESSION, "--points", str(csv_path), "--quiet"], stdout=out, env=served)
+        w = round_robin({
+            "batch": lambda: timed([exe, "batch", str(requests)], env=served),
+            "csv": served_csv,
+            "npy": lambda: timed([exe, "grad", EXPRESSION, "--points", str(npy_path), "--output", str(out_npy),
+                                  "--quiet"], env=served),
+        }, args.rounds)
+    finally:
+        subprocess.run([exe, "server", "stop"], env=served, capture_output=True)
+    print(f"\nThrough a warm server (gradcli server start), end to end: each call a whole process of its own")
+    print(f"  gradcli batch, {n} expressions  {w['batch']:6.2f} s: {n / w['batch']:>12,.0f} expressions/s   "
+          f"target {TARGETS['batch']:.0f}/s")
+    for key, label in (("csv", "CSV in, CSV out"), ("npy", ".npy in, --output .npy")):
+        print(f"  --points, {label:22s}{w[key]:6.2f} s: {rows / w[key]:>12,.0f} rows/s          "
+              f"target {TARGETS[key]:,.0f}")
 
 
 if __name__ == "__main__":

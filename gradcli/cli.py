@@ -625,11 +625,17 @@ rest go on. Blank lines and lines starting with # are skipped. Exit status: 2 if
 in error, else 1 if any check disagreed, else 0. Repeated expressions reuse their parsed and
 lowered form and their symbolic derivatives.
 
+Lines run side by side in worker processes, one per CPU (--jobs N to choose, --jobs 1 for
+none); each result is written as soon as it and those before it are done, so a script may
+write a line and wait for its answer.
+
 Examples:
 
   printf '%s\\n' 'grad "x**2" x=3' 'jacobian "[x*y, x+y]" x=1 y=2' | gradcli batch
 
   gradcli batch requests.txt > results.ndjson
+
+  gradcli batch --jobs 1 requests.txt
 
   echo '{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}' | gradcli batch
 """

@@ -130,14 +130,44 @@ def expression_of(argv: list[str]) -> str | None:
 
 
 def preparse(expressions: list[str]) -> None:
-    """Parse `expressions` into gradcli.api's cache, ignoring any that do not parse."""
-    from gradcli import api
+    """Parse `expressions` into gradcli.api's cache, and differentiate them into verify's,
+    ignoring any that do not parse."""
+    from gradcli import api, verify
 
     for text in expressions:
         try:
-            api._parse(text)
+            parsed = api._parse(text)
+            parsed.pretty()
+            verify.differentiate_ahead(parsed.components)
         except Exception:  # noqa: BLE001 - the call itself will report what is wrong with it
             pass
+
+
+def _warm_up_with_files() -> None:
+    """The calls that read and write files: --points (CSV and .npy) and batch, on a few rows."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    directory = tempfile.mkdtemp(prefix="gradcli-warm-up-")
+    try:
+        csv_path, npy_path = os.path.join(directory, "p.csv"), os.path.join(directory, "p.npy")
+        with open(csv_path, "w") as f:
+            f.write("x,y\n0.5,1.5\n-1,2\n")
+        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])], names="x,y"))
+        requests = os.path.join(directory, "requests.txt")
+        with open(requests, "w") as f:
+            f.write('grad "3*y**2 + 1" y=2 --device cpu\n{"command": "eval", "expr": "x + 1", "values": {"x": 2}}\n')
+        expression = "sin(x)*exp(-x**2) + log(1 + y**2)"
+        run_quietly([
+            ["grad", expression, "--points", csv_path, "--device", "cpu", "--quiet"],
+            ["grad", expression, "--points", npy_path, "--output", os.path.join(directory, "out.npy"),
+             "--device", "cpu", "--quiet"],
+            ["batch", "--jobs", "1", requests],  # no workers: the server forks nothing but its calls
+        ])
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def warm_up() -> None:
@@ -147,6 +177,7 @@ def warm_up() -> None:
     from gradcli import cli
 
     run_quietly(WARM_UP_CALLS)
+    _warm_up_with_files()
     # Typer builds the click command from the functions' signatures on every call (tens of
     # milliseconds); build it once here, and let every child use the one it inherits.
     built = typer.main.get_command(cli.app)

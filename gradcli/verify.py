@@ -373,15 +373,23 @@ class _Layer:
     free: frozenset[sympy.Symbol]  # flat.free_symbols (flat has no reduction left)
 
 
+# A lowered expression: (env key, function) steps for its common subexpressions, then its own
+# function of the env. Kept per expression by a caller that evaluates it again on new values.
+Program = tuple[list[tuple[str, Callable]], Callable]
+Programs = dict[sympy.Basic, Program]
+MAX_PROGRAMS = 256
+
+
 class SymbolicDifferentiator:
     """Symbolic derivatives of tensor expressions: gradients, Jacobians and J·u products."""
 
-    def __init__(self, table: SymbolTable, env: Mapping[str, torch.Tensor]):
+    def __init__(self, table: SymbolTable, env: Mapping[str, torch.Tensor], programs: Programs | None = None):
         self.table = dict(table)
         self.env = _LazyEnv(env)
         self._large = sum(int(t.numel()) for t in env.values()) > 100_000
         self._values: dict[sympy.Basic, torch.Tensor] = {}
         self._layers: dict[tuple[sympy.Basic, tuple[int, ...]], _Layer] = {}
+        self._programs = programs if programs is not None else {}
 
     def shape_of(self, expr: sympy.Basic) -> tuple[int, ...]:
         """The broadcast shape of an expression, without computing it.
@@ -400,19 +408,32 @@ class SymbolicDifferentiator:
 
     def evaluate(self, expr: sympy.Basic) -> torch.Tensor:
         if expr not in self._values:
-            # On large tensors, common subexpressions (exp(-x**2) twice in a derivative) are
-            # computed once: each repeated operation is a full pass over memory. On small ones
-            # sympy.cse would cost more than it saves.
-            replacements, reduced = [], expr
-            if self._large:
-                replacements, (reduced,) = sympy.cse(expr, symbols=sympy.numbered_symbols("_cse", cls=sympy.Dummy))
-            for sym, sub in replacements:
-                key = f"\0cse{sym.dummy_index}"
-                self.table[sym] = (key, None)
-                self.env[key] = compile_expression(sub, self.table, dtype=F64, device=CPU)(self.env)
-            fn = compile_expression(reduced, self.table, dtype=F64, device=CPU)
+            program = self._programs.get(expr)
+            if program is None:
+                program = self._program(expr)
+                if len(self._programs) >= MAX_PROGRAMS:
+                    self._programs.clear()
+                self._programs[expr] = program
+            steps, fn = program
+            for key, step in steps:
+                self.env[key] = step(self.env)
             self._values[expr] = fn(self.env)
         return self._values[expr]
+
+    def _program(self, expr: sympy.Basic) -> Program:
+        """expr lowered in float64: the common subexpressions' steps, then the result's."""
+        # On large tensors, common subexpressions (exp(-x**2) twice in a derivative) are
+        # computed once: each repeated operation is a full pass over memory. On small ones
+        # sympy.cse would cost more than it saves.
+        replacements, reduced = [], expr
+        if self._large:
+            replacements, (reduced,) = sympy.cse(expr, symbols=sympy.numbered_symbols("_cse", cls=sympy.Dummy))
+        steps = []
+        for sym, sub in replacements:
+            key = f"\0cse{sym.dummy_index}"
+            self.table[sym] = (key, None)
+            steps.append((key, compile_expression(sub, self.table, dtype=F64, device=CPU)))
+        return steps, compile_expression(reduced, self.table, dtype=F64, device=CPU)
 
     def _symbols_of(self, var: str) -> tuple[sympy.Symbol | None, dict[sympy.Symbol, tuple[int, ...]]]:
         whole = next((s for s, (n, i) in self.table.items() if n == var and i is None), None)
@@ -628,6 +649,21 @@ def _show(expr: sympy.Expr) -> str:
     return sympy.sstr(expr)
 
 
+def differentiate_ahead(components: list[sympy.Basic]) -> None:
+    """Differentiate and print ahead of a call (the warm server's spares, for recent expressions).
+
+    What a call's check would then find in the caches: the first derivative of each component
+    by each of its symbols, and its printed formula. Long expressions and those with
+    reductions (whose derivatives are taken of a rewritten form) are left to the call.
+    """
+    for c in components:
+        c = mathfuncs.expand_definitions(c)
+        if is_long(c) or _top_reductions(c):
+            continue
+        for symbol in sorted(c.free_symbols, key=str):
+            _show(derivative(c, symbol))
+
+
 def _formula(part: _Part, var: str, shape: tuple[int, ...]) -> str:
     whole = _show(part.whole) if part.whole != 0 or not part.elements else None
     if not part.elements:
@@ -644,13 +680,18 @@ def _formula(part: _Part, var: str, shape: tuple[int, ...]) -> str:
 
 def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        values: Mapping[str, torch.Tensor], wrt: list[str], reduction: str,
-                       ) -> dict[str, SymbolicGradient]:
-    """The symbolic gradient of the reduced output with respect to each variable in `wrt`."""
+                       programs: Programs | None = None) -> dict[str, SymbolicGradient]:
+    """The symbolic gradient of the reduced output with respect to each variable in `wrt`.
+
+    `programs` keeps the lowered derivatives for the next call with the same expression and
+    symbol table and other values (the next chunk of `--points` rows): lowering them, and
+    finding their common subexpressions, costs more than evaluating them on 65,536 rows.
+    """
     components = [mathfuncs.expand_definitions(c) for c in components]
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
-        differ = SymbolicDifferentiator(table, env)
+        differ = SymbolicDifferentiator(table, env, programs)
         common = broadcast_shapes(*(differ.shape_of(c) for c in components))
         total: _Part | None = None
         for c in components:

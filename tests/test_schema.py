@@ -133,3 +133,13 @@ def test_every_batch_line_follows_the_schema(sh):
     for doc in docs:
         assert errors(doc, SCHEMA) == [], json.dumps(doc)[:2000]
     assert {"error" in d for d in docs} == {True, False}
+
+
+def test_a_batch_line_lost_with_its_worker_follows_the_schema():
+    from gradcli.cli import _batch_lost
+
+    status, text = _batch_lost((7, 'grad "x" x=1\n'), "its worker process died (signal 9)")
+    doc = json.loads(text)
+    assert status == 3 and doc["line"] == 7 and doc["exit_status"] == 3
+    assert "worker process died" in doc["error"]["message"]
+    assert errors(doc, SCHEMA) == [], doc
