@@ -715,6 +715,8 @@ def _batch_line(command, item: tuple[int, str]) -> tuple[int, str]:
     number, line = item
     status, out, err = 2, "", ""
     try:
+        if line is None:
+            raise GradcliError("this line is not UTF-8 text", hint="save the requests as UTF-8")
         args = _request_args(line)
         commands = sorted(set(command.commands) - _NOT_IN_BATCH)
         if not args or args[0] in _NOT_IN_BATCH:
@@ -763,7 +765,7 @@ def _batch_error(message: str, hint: str | None, status: int) -> dict:
 def _batch_key(item: tuple[int, str]) -> str:
     """What decides which worker runs a line: its expression, whose caches that worker holds."""
     try:
-        args = _request_args(item[1])
+        args = _request_args(item[1]) if item[1] is not None else []
     except GradcliError:
         return item[1]
     return args[1] if len(args) > 1 else item[1]
@@ -780,9 +782,28 @@ def _batch_lost(item: tuple[int, str], why: str) -> tuple[int, str]:
 
 
 def _requests(stream):
-    for number, line in enumerate(stream, 1):
-        if line.strip() and not line.lstrip().startswith("#"):
-            yield number, line
+    """(line number, text) of each request; text None for a line that is not UTF-8 text.
+
+    Read as bytes and decoded line by line: one undecodable line is that line's error, not
+    the end of the batch (a text stream fails on the whole chunk it was reading).
+    """
+    lines, number = iter(getattr(stream, "buffer", stream)), 0
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except OSError as exc:  # the requests could not be read on (a device gone, a directory)
+            raise GradcliError(f"cannot read the requests after line {number}: {exc.strerror or exc}") from None
+        number += 1
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield number, None
+                continue
+        if raw.strip() and not raw.lstrip().startswith("#"):
+            yield number, raw
 
 
 @app.command(help=BATCH_HELP, no_args_is_help=False)
@@ -807,7 +828,7 @@ def batch(
         claim_stdin("gradcli batch (its requests)")  # a line's x=@- must not eat the requests
     else:
         try:
-            stream = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
+            stream = open(source, "rb")  # noqa: SIM115 - closed below; decoded line by line
         except OSError as exc:
             raise fail(GradcliError(f"cannot read {source}: {exc.strerror}")) from None
     command = get_command(app)
@@ -831,6 +852,8 @@ def batch(
                 raise reader_left() from None
             # 2 (any error, internal ones included) over 1 (a check disagreed) over 0
             worst = max(worst, 2 if status not in (0, 1) else status)
+    except Exception as exc:  # noqa: BLE001 - sorted out as every command's are
+        raise exit_for(exc) from None
     finally:
         if stream is not sys.stdin:
             stream.close()

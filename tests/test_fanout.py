@@ -136,3 +136,20 @@ def test_ctrl_c_stops_the_batch_and_its_workers(gradcli_exe, tmp_path):
             break
         time.sleep(0.2)
     assert not left, "worker processes outlived the batch"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_line_that_is_not_utf8_is_its_own_error(gradcli_exe, tmp_path, jobs):
+    requests = tmp_path / "requests.txt"
+    requests.write_bytes(b'\xef\xbb\xbfgrad "x**2" x=3\r\ngrad "x" x=\xff1\ngrad "x**3" x=2\n')
+    result = subprocess.run([gradcli_exe, "batch", "--jobs", jobs, str(requests)], capture_output=True, timeout=120)
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 2 and result.stderr == b""
+    assert [d["exit_status"] for d in docs] == [0, 2, 0]
+    assert docs[0]["gradient"]["x"]["data"] == 6.0 and docs[2]["gradient"]["x"]["data"] == 12.0
+    assert docs[1]["error"]["message"] == "this line is not UTF-8 text"
+
+
+def test_requests_that_cannot_be_read_are_one_error(sh, tmp_path):
+    result = sh("batch", str(tmp_path))
+    assert result.returncode == 2 and result.stderr.startswith("error: cannot read") and "Traceback" not in result.stderr
