@@ -774,8 +774,8 @@ def _batch_key(item: tuple[int, str]) -> str:
 def _batch_lost(item: tuple[int, str], why: str) -> tuple[int, str]:
     import json
 
-    result = _batch_error(f"this line was not run: {why}", "run it again; GRADCLI_DEBUG=1 gradcli batch --jobs 1 "
-                          "shows what went wrong", 3)
+    result = _batch_error(f"this line was not run: {why}", "run it again, as a command of its own or in "
+                          "gradcli batch --jobs 1", 3)
     result["line"] = item[0]
     result["exit_status"] = 3
     return 3, json.dumps(result, separators=(",", ":"), ensure_ascii=False)

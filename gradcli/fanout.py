@@ -43,7 +43,18 @@ def default_jobs() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - Linux has sched_getaffinity
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_JOBS))
+    return max(1, min(cpus, _cpu_quota() or cpus, MAX_JOBS))
+
+
+def _cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """The CPUs a container's quota allows (cgroup v2 "QUOTA PERIOD"), which the affinity mask
+    does not show: a container limited to 2 CPUs of a 64-CPU host sees all 64."""
+    try:
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):  # no cgroup v2, or "max": no quota
+        return None
 
 
 def ordered_map(handle: Callable[[Any], Any], items: Iterable[Any], *, jobs: int,

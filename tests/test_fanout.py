@@ -153,3 +153,13 @@ def test_a_line_that_is_not_utf8_is_its_own_error(gradcli_exe, tmp_path, jobs):
 def test_requests_that_cannot_be_read_are_one_error(sh, tmp_path):
     result = sh("batch", str(tmp_path))
     assert result.returncode == 2 and result.stderr.startswith("error: cannot read") and "Traceback" not in result.stderr
+
+
+def test_a_containers_cpu_quota_bounds_the_default_workers(tmp_path):
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")
+    assert fanout._cpu_quota(str(quota)) == 2  # 1.5 CPUs' worth of time: two workers
+    quota.write_text("max 100000\n")
+    assert fanout._cpu_quota(str(quota)) is None
+    assert fanout._cpu_quota(str(tmp_path / "absent")) is None
+    assert 1 <= fanout.default_jobs() <= fanout.MAX_JOBS
