@@ -825,6 +825,9 @@ def batch(
         from gradcli.inputs import claim_stdin
 
         stream = sys.stdin
+        if stream is None:  # started with standard input closed (<&-)
+            raise fail(GradcliError("cannot read the requests: standard input is closed",
+                                    hint="give a file, gradcli batch FILE"))
         claim_stdin("gradcli batch (its requests)")  # a line's x=@- must not eat the requests
     else:
         try:
@@ -835,14 +838,11 @@ def batch(
     jobs = jobs or fanout.default_jobs()
     if jobs > 1:
         import gradcli.api  # noqa: F401 - imported once here, so that every worker starts with it
-
-        threads = max(1, _torch_threads() // jobs)
-    gc.freeze()  # what the imports made lives as long as we do: no collection need walk it again
+    gc.freeze()  # what the imports made lives as long as the batch: no collection need walk it again
     worst = 0
     try:
         results = fanout.ordered_map(functools.partial(_batch_line, command), _requests(stream), jobs=jobs,
-                                     key=_batch_key, lost=_batch_lost,
-                                     in_worker=(lambda: _set_torch_threads(threads)) if jobs > 1 else None)
+                                     key=_batch_key, lost=_batch_lost)
         for status, text in results:
             try:
                 sys.stdout.write(text + "\n")
@@ -855,22 +855,15 @@ def batch(
     except Exception as exc:  # noqa: BLE001 - sorted out as every command's are
         raise exit_for(exc) from None
     finally:
+        gc.unfreeze()  # a library host (or a test) calling batch in process goes on collecting as before
         if stream is not sys.stdin:
             stream.close()
+        else:
+            from gradcli.inputs import reset_stdin
+
+            reset_stdin()  # the requests are read: a later call in this process may claim it
     if worst:
         raise typer.Exit(worst)
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _set_torch_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
 
 
 PLOT_HELP = """\

@@ -8,16 +8,18 @@ one after the imports, so each starts warm and shares the loaded libraries' memo
   result comes next (a queue of worker numbers in input order) and writes results as they
   arrive, without sorting or holding them.
 - Streaming: a reader thread hands lines out as they come in; a script that writes one line
-  and waits for its answer gets it. At most WINDOW lines per worker are in flight, so memory
+  and waits for its answer gets it. At most WINDOW x jobs lines are in flight, so memory
   stays flat however long the input.
-- Reuse: lines with the same key (their expression) go to the same worker, whose caches
-  already hold its parsed, differentiated and lowered form.
+- Reuse: lines with the same key (their expression) go to the worker that ran it before,
+  whose caches already hold its parsed, differentiated and lowered form.
 - Failure: a worker that dies takes only its own lines with it: each gets an error result
   (from `lost`), and later lines go to the others.
 
 Workers are forked before the reader thread starts (forking a process with threads is a
-known source of deadlocks), ignore Ctrl-C (the parent stops them), and exit when their
-input ends or the parent goes away.
+known source of deadlocks), run torch on one thread (a fork of a process whose OpenMP pool
+has run deadlocks in it; and the work is sympy's), ignore Ctrl-C (the parent stops them),
+and exit when their input ends or the parent goes away, however it went (each holds only its
+own end of its pipe, and asks the kernel for SIGKILL when its parent dies).
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ _END = object()
 
 
 def default_jobs() -> int:
-    """One worker per CPU this process may run on, up to MAX_JOBS; 1 where fork is not safe."""
-    if not sys.platform.startswith("linux"):  # macOS: system frameworks do not survive fork
+    """One worker per CPU this process may run on, up to MAX_JOBS; 1 where fork is not safe:
+    off Linux (macOS's system frameworks do not survive fork), and in a process running
+    threads of its own (a library host: a fork copies their locks, held or not)."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return 1
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -58,27 +62,29 @@ def _cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
 
 
 def ordered_map(handle: Callable[[Any], Any], items: Iterable[Any], *, jobs: int,
-                key: Callable[[Any], Hashable], lost: Callable[[Any, str], Any],
-                in_worker: Callable[[], None] | None = None) -> Iterator[Any]:
+                key: Callable[[Any], Hashable], lost: Callable[[Any, str], Any]) -> Iterator[Any]:
     """handle(item) for each item, yielded in the items' order.
 
     With jobs <= 1 everything runs here. Otherwise `jobs` forked workers run `handle`
-    (which must catch its own errors: what escapes it is reported through `lost`), and
-    `in_worker` runs once in each worker first. lost(item, why) is the result of an item
-    whose worker died.
+    (which must catch its own errors: what escapes it is reported through `lost`).
+    lost(item, why) is the result of an item whose worker died.
     """
     if jobs <= 1:
         for item in items:
             yield handle(item)
         return
-    yield from _Fanout(handle, items, jobs, key, lost, in_worker).results()
+    yield from _Fanout(handle, items, jobs, key, lost).results()
 
 
-def _serve(conn, handle, in_worker) -> None:
+def _serve(conn, inherited, parent: int, handle) -> None:
     """A worker's life: take items, send back results, until the input ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if in_worker is not None:
-        in_worker()
+    for other in inherited:  # the parent's ends of the pipes: while we hold one, recv never ends
+        other.close()
+    _die_with_parent(parent)
+    import torch
+
+    torch.set_num_threads(1)
     while True:
         try:
             item = conn.recv()
@@ -96,29 +102,56 @@ def _serve(conn, handle, in_worker) -> None:
             return
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the parent dies (Linux's PR_SET_PDEATHSIG), busy or not."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: the pipe's end still ends us
+        pass
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(0)
+
+
 class _Worker:
-    def __init__(self, context, handle, in_worker):
+    def __init__(self, context, handle, parents_ends: list):
         ours, theirs = context.Pipe(duplex=True)
-        self.process = context.Process(target=_serve, args=(theirs, handle, in_worker), daemon=True)
-        self.process.start()
-        theirs.close()
         self.conn = ours
+        parents_ends.append(ours)
+        self.process = context.Process(target=_serve, args=(theirs, list(parents_ends), os.getpid(), handle),
+                                       daemon=True)
+        try:
+            self.process.start()
+        finally:
+            theirs.close()
         self.alive = True
         self.pending = 0  # lines sent and not yet answered (read by the reader thread to balance)
 
 
 class _Fanout:
-    def __init__(self, handle, items, jobs, key, lost, in_worker):
+    def __init__(self, handle, items, jobs, key, lost):
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
-        self.workers = [_Worker(context, handle, in_worker) for _ in range(jobs)]
+        self.workers: list[_Worker] = []
+        ends: list = []
+        try:
+            for _ in range(jobs):
+                self.workers.append(_Worker(context, handle, ends))
+        except BaseException:  # Ctrl-C or a failed fork half way: no worker may outlive us
+            self._end(kill=True)
+            for end in ends:
+                end.close()
+            raise
         self.items, self.key, self.lost = items, key, lost
         self.order: queue.Queue = queue.Queue()  # (worker number or None, item) in input order
         self.room = threading.Semaphore(WINDOW * jobs)
         self.lock = threading.Lock()
         self.home: dict[Hashable, int] = {}  # key -> the worker that has seen it
         self.stopping = False
+        self.reader: threading.Thread | None = None
 
     def pick(self, item) -> int:
         """The worker for an item: the one that ran its key before, else the least busy."""
@@ -156,8 +189,8 @@ class _Fanout:
             self.order.put((exc, None))
 
     def results(self) -> Iterator[Any]:
-        reader = threading.Thread(target=self.read, name="gradcli-batch-reader", daemon=True)
-        reader.start()
+        self.reader = threading.Thread(target=self.read, name="gradcli-batch-reader", daemon=True)
+        self.reader.start()
         try:
             while True:
                 n, item = self.order.get()
@@ -175,9 +208,7 @@ class _Fanout:
             return self.lost(item, "no worker was left to run it")
         worker = self.workers[n]
         try:
-            if not worker.alive:
-                raise EOFError
-            status, result = worker.conn.recv()
+            status, result = worker.conn.recv()  # what a dead worker sent before it died is still there
         except (EOFError, OSError):
             worker.alive = False
             code = worker.process.exitcode
@@ -192,16 +223,22 @@ class _Fanout:
         """End the workers: politely when all went well, at once when we were interrupted."""
         self.stopping = True
         self.room.release()  # a reader waiting for room wakes, sees `stopping`, and returns
-        finished = sys.exc_info()[0] is None
+        self._end(kill=sys.exc_info()[0] is not None)
+        if self.reader is not None:
+            self.reader.join(timeout=1)  # out of any send before its pipe is closed (its peer is gone)
         for w in self.workers:
-            try:
-                w.conn.send(None) if finished else None
-            except (BrokenPipeError, OSError):
-                pass
+            w.conn.close()
+
+    def _end(self, kill: bool) -> None:
+        if not kill:
+            for w in self.workers:
+                try:
+                    w.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
         for w in self.workers:
-            if finished:
+            if not kill:
                 w.process.join(timeout=5)
             if w.process.is_alive():
                 w.process.kill()
-                w.process.join(timeout=5)
-            w.conn.close()
+            w.process.join(timeout=5)

@@ -163,3 +163,64 @@ def test_a_containers_cpu_quota_bounds_the_default_workers(tmp_path):
     assert fanout._cpu_quota(str(quota)) is None
     assert fanout._cpu_quota(str(tmp_path / "absent")) is None
     assert 1 <= fanout.default_jobs() <= fanout.MAX_JOBS
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_die_with_a_batch_killed_outright(gradcli_exe, tmp_path, how):
+    """No cleanup runs in a killed parent: its workers must still go, and the reader of the
+    pipeline must see the end of its input (the workers hold the same standard output)."""
+    requests = tmp_path / f"requests-killed-by-{int(how)}.txt"
+    requests.write_text("".join(f'grad "sin(x)*y**{k} + {k}*x" x=0.5 y=1.5\n' for k in range(20000)))
+    proc = subprocess.Popen([gradcli_exe, "batch", "--jobs", "2", str(requests)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "GRADCLI_SERVER": "off"})
+    proc.stdout.readline()
+    proc.send_signal(how)
+    proc.communicate(timeout=60)  # returns at the end of the pipe: no worker left holding it
+    deadline = time.time() + 10
+    while (left := subprocess.run(["pgrep", "-f", str(requests)], capture_output=True, text=True).stdout.split()) \
+            and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left, "worker processes outlived the batch"
+
+
+OPENMP_USED_BEFORE_THE_FORK = """
+import sys, torch
+from typer.testing import CliRunner
+from gradcli.cli import app
+torch.set_num_threads(2)
+x = torch.rand(4_000_000)
+for _ in range(3):
+    torch.exp(x).sum()  # torch's OpenMP pool has run: a fork of this process must not use it
+result = CliRunner().invoke(app, ["batch", "--jobs", "2", sys.argv[1]])
+print(result.exit_code, len(result.stdout.splitlines()))
+"""
+
+
+def test_batch_in_a_process_that_used_torchs_threads_does_not_hang(tmp_path):
+    np = pytest.importorskip("numpy")
+    np.save(tmp_path / "big.npy", np.linspace(0, 1, 300_000))
+    requests = tmp_path / "requests.txt"
+    requests.write_text("".join(f'grad "sum(x**2)*{k}" x=@{tmp_path / "big.npy"}\n' for k in range(1, 5)))
+    result = subprocess.run([sys.executable, "-c", OPENMP_USED_BEFORE_THE_FORK, str(requests)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["0", "4"], result.stderr
+
+
+def test_batch_called_twice_in_one_process_reads_standard_input_each_time(run):
+    first = run("batch", "--jobs", "1", input='grad "x**2" x=3\n')
+    second = run("batch", "--jobs", "1", input='grad "x**2" x=4\n')
+    assert first.exit_code == second.exit_code == 0
+    assert json.loads(second.stdout)["gradient"]["x"]["data"] == 8.0
+
+
+def test_a_process_running_threads_forks_no_workers():
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert fanout.default_jobs() == 1
+    finally:
+        stop.set()
+        other.join()
