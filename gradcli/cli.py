@@ -616,7 +616,7 @@ def graph(
 
 
 BATCH_HELP = """\
-Many requests in one process: one per input line, one JSON result per output line (NDJSON).
+Many requests, one start-up: one per input line, one JSON result per output line (NDJSON).
 
 A line is either a command as you would type it after `gradcli` (split as a shell splits
 words) or a JSON object {"command": "grad", "expr": "...", "values": {...}, "options": {...}}.
