@@ -838,7 +838,11 @@ def batch(
     jobs = jobs or fanout.default_jobs()
     if jobs > 1:
         import gradcli.api  # noqa: F401 - imported once here, so that every worker starts with it
-    gc.freeze()  # what the imports made lives as long as the batch: no collection need walk it again
+    # What the imports made lives as long as the batch: no collection need walk it again (unless
+    # the host froze its own objects already, as the warm server does: its freeze is not ours).
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     worst = 0
     try:
         results = fanout.ordered_map(functools.partial(_batch_line, command), _requests(stream), jobs=jobs,
@@ -855,7 +859,8 @@ def batch(
     except Exception as exc:  # noqa: BLE001 - sorted out as every command's are
         raise exit_for(exc) from None
     finally:
-        gc.unfreeze()  # a library host (or a test) calling batch in process goes on collecting as before
+        if freeze:
+            gc.unfreeze()  # a library host (or a test) calling batch in process collects as before
         if stream is not sys.stdin:
             stream.close()
         else:

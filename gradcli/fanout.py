@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
-WINDOW = 64  # lines in flight per worker: enough to keep each busy, few enough to stay small
+WINDOW = 64  # lines in flight per worker (WINDOW x jobs in all): enough to keep each busy, few enough to stay small
 MAX_JOBS = 8  # sympy's caches are per process: past a few workers, each one is colder
 _END = object()
 
