@@ -753,13 +753,20 @@ def _batch_line(command, item: tuple[int, str]) -> tuple[int, str]:
         message = lines[0].removeprefix("error: ") if lines else "failed"
         hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
         result = _batch_error(message, hint, status)
-    result["line"] = number
-    result["exit_status"] = status
-    return status, json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+    return _batch_result(result, number, status)
 
 
 def _batch_error(message: str, hint: str | None, status: int) -> dict:
     return {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
+
+
+def _batch_result(doc: dict, number: int, status: int) -> tuple[int, str]:
+    """A line's result as batch writes it: the document, its line number and exit status."""
+    import json
+
+    doc["line"] = number
+    doc["exit_status"] = status
+    return status, json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 def _batch_key(item: tuple[int, str]) -> str:
@@ -772,13 +779,9 @@ def _batch_key(item: tuple[int, str]) -> str:
 
 
 def _batch_lost(item: tuple[int, str], why: str) -> tuple[int, str]:
-    import json
-
-    result = _batch_error(f"this line was not run: {why}", "run it again, as a command of its own or in "
-                          "gradcli batch --jobs 1", 3)
-    result["line"] = item[0]
-    result["exit_status"] = 3
-    return 3, json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+    doc = _batch_error(f"this line was not run: {why}", "run it again, as a command of its own or in "
+                       "gradcli batch --jobs 1", 3)
+    return _batch_result(doc, item[0], 3)
 
 
 def _requests(stream):
@@ -836,8 +839,7 @@ def batch(
             raise fail(GradcliError(f"cannot read {source}: {exc.strerror}")) from None
     command = get_command(app)
     jobs = jobs or fanout.default_jobs()
-    if jobs > 1:
-        import gradcli.api  # noqa: F401 - imported once here, so that every worker starts with it
+    import gradcli.api  # noqa: F401 - before the freeze below, and before any worker is forked
     # What the imports made lives as long as the batch: no collection need walk it again (unless
     # the host froze its own objects already, as the warm server does: its freeze is not ours).
     freeze = gc.get_freeze_count() == 0
