@@ -19,10 +19,10 @@ import argparse
 import torch
 from timing import medians  # benchmarks/timing.py, beside this script
 
-from gradcli.autodiff import jacobian, pick_jacobian_method
-from gradcli.lower import compile_components
-from gradcli.parse import parse_expression
-from gradcli.verify import symbolic_jacobians
+from gradcli.core.autodiff import jacobian, pick_jacobian_method
+from gradcli.core.lower import compile_components
+from gradcli.core.parse import parse_expression
+from gradcli.core.reference import symbolic_jacobians
 
 CASES = {
     "x**2 + y*sin(x)": lambda x, y: x**2 + y * torch.sin(x),

@@ -29,9 +29,10 @@ import time
 import torch
 from timing import medians  # benchmarks/timing.py, beside this script
 
-from gradcli import api, verify
-from gradcli.lower import compile_expression
-from gradcli.parse import parse_expression
+from gradcli import api
+from gradcli.core import reference as verify
+from gradcli.core.lower import compile_expression
+from gradcli.core.parse import parse_expression
 
 
 def expression(kb: int) -> str:

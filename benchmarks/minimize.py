@@ -8,11 +8,11 @@ noise hits all alike), it times:
 
   - hand: the seeds' loop written in torch over gradcli's lowered loss (the same function
     gradcli runs): opt.zero_grad(); loss = fn(env); loss.backward(); opt.step()  (baseline);
-  - loop: gradcli.minimize.descend on the same function, parameters and optimizer: the loop
+  - loop: gradcli.commands.minimize.descend on the same function, parameters and optimizer: the loop
     `gradcli minimize` runs (it also reads the loss each step, to stop at once on NaN, and
     keeps the last finite parameters);
   - loop + trace: the same with a CSV trace record per step (to a temporary file);
-  - whole call: gradcli.minimize(...) from the text, values given as arrays: parsing,
+  - whole call: gradcli.commands.minimize(...) from the text, values given as arrays: parsing,
     lowering, the loop, and the symbolic check at the first and last point;
   - torch by hand: the loss written directly in torch (no lowering), for reference.
 
@@ -34,10 +34,10 @@ import time
 import numpy as np
 import torch
 
-from gradcli.api import _setup
-from gradcli.minimize import TraceWriter, descend
-from gradcli.minimize import minimize as gradcli_minimize
-from gradcli.parse import array_value
+from gradcli.core.session import prepare
+from gradcli.commands.minimize import TraceWriter, descend
+from gradcli.commands.minimize import minimize as gradcli_minimize
+from gradcli.core.parse import array_value
 
 LOSS = "mean(0.5*(y - (w*x + b))**2)"
 LR = 0.05
@@ -78,7 +78,7 @@ def main() -> None:
     x = rng.uniform(0, 10, args.rows)
     y = 2 * x + 5 + rng.standard_normal(args.rows)
     values = {"w": "0", "b": "0", "x": array_value(x, "x"), "y": array_value(y, "y")}
-    st = _setup(LOSS, values, wrt="w,b", dtype="float32", device="cpu", rtol=None, atol=None, seed=None,
+    st = prepare(LOSS, values, wrt="w,b", dtype="float32", device="cpu", rtol=None, atol=None, seed=None,
                 max_elements=10**9)
     constants = {n: t for n, t in st.tensors.items() if n not in ("w", "b")}
 

@@ -19,7 +19,7 @@ It prints, in one run:
 3. `gradcli grad "sin(x)*exp(-x**2)+log(1+y**2)" --points` over --rows rows: CSV in and out at
    full precision, and .npy in and out (--output FILE.npy); rows per second end to end and
    after the start-up (a one-row file's run), and in this process through the library
-   (gradcli.points.grad_points, no start-up to take off). Beside them, in this process: numpy's own read
+   (gradcli.commands.points.grad_points, no start-up to take off). Beside them, in this process: numpy's own read
    (np.loadtxt) and write (np.savetxt, '%.17g') of the same CSV, and the bare batched torch
    computation (forward and backward of sum(f) by hand, float32), as points per second.
 4. The batch and both --points runs again, end to end, through a warm server (`gradcli server
@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import medians  # noqa: E402
 
-from gradcli.fanout import default_jobs  # noqa: E402
+from gradcli.warm.fanout import default_jobs  # noqa: E402
 
 EXPRESSION = "sin(x)*exp(-x**2)+log(1+y**2)"
 TARGETS = {"batch": 400.0, "csv": 4e5, "npy": 5e6}  # expressions/s, rows/s (issue 5)
@@ -169,6 +169,7 @@ def run(exe: str, work: Path, args) -> None:
     one_process = (n - 1) / max(t["batch -j 1"] - t["batch of one"], 1e-3)
 
     import shlex
+
     import gradcli
 
     split = [shlex.split(line) for line in lines]
@@ -208,7 +209,7 @@ def run(exe: str, work: Path, args) -> None:
 
     def numpy_write():
         np.savetxt(work / "np.csv", table, fmt="%.17g", delimiter=",")
-    from gradcli.points import grad_points
+    from gradcli.commands.points import grad_points
 
     def library_csv():
         with open(out_csv, "w") as out:

@@ -23,10 +23,10 @@ import sys
 import torch
 from timing import medians  # benchmarks/timing.py, beside this script
 
-from gradcli.autodiff import gradient
-from gradcli.lower import compile_components
-from gradcli.parse import parse_expression
-from gradcli.verify import compare, symbolic_gradients
+from gradcli.core.autodiff import gradient
+from gradcli.core.lower import compile_components
+from gradcli.core.parse import parse_expression
+from gradcli.core.reference import compare, symbolic_gradients
 
 CASES = {
     "mean((t-p)**2)": (lambda p, t: torch.mean((t - p) ** 2), ["p", "t"], "p"),

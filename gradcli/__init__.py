@@ -21,11 +21,11 @@ def __getattr__(name: str):
 
         return getattr(errors, name)
     if name == "diff":  # symbolic only: never loads torch
-        from gradcli.symbolic import diff
+        from gradcli.commands.diff import diff
 
         return diff
     if name == "minimize":  # gradient descent: gradcli/minimize.py, over the same pipeline
-        from gradcli.minimize import minimize
+        from gradcli.commands.minimize import minimize
 
         return minimize
     if name in _API or name == "api":

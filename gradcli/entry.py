@@ -23,7 +23,7 @@ def _error(message: str, hint: str | None = None) -> int:
 def _forwarded(args: list[str]) -> int | None:
     """The exit status of the call run by the server, or None to run it in process."""
     mode = os.environ.get("GRADCLI_SERVER", "auto").strip().lower() or "auto"
-    from gradcli import warm
+    from gradcli.warm import protocol as warm
 
     if mode not in warm.MODES:
         return _error(f"GRADCLI_SERVER must be auto, off or require, not {os.environ['GRADCLI_SERVER']!r}")
@@ -63,6 +63,6 @@ def main() -> None:
         # Nothing to tear down: the server ran the call. Skipping interpreter teardown saves
         # a few milliseconds of a call that takes tens.
         os._exit(status)
-    from gradcli.cli import main as in_process
+    from gradcli.cli.app import main as in_process
 
     in_process()

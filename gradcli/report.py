@@ -54,7 +54,7 @@ class TensorData:
         return f"TensorData(shape={self.shape}, dtype={self.dtype})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": _json_numbers(self.data), "shape": self.shape, "dtype": self.dtype}
+        return {"data": json_numbers(self.data), "shape": self.shape, "dtype": self.dtype}
 
 
 def _from_json_numbers(x: Any) -> Any:
@@ -65,10 +65,10 @@ def _from_json_numbers(x: Any) -> Any:
     return x
 
 
-def _json_numbers(x: Any) -> Any:
+def json_numbers(x: Any) -> Any:
     """JSON has no NaN or infinity: those become the strings "nan", "inf", "-inf"."""
     if isinstance(x, list):
-        return [_json_numbers(y) for y in x]
+        return [json_numbers(y) for y in x]
     if isinstance(x, float) and not math.isfinite(x):
         return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return x
@@ -257,7 +257,7 @@ class GraphReport:
 def _leaf_json(leaf: dict | None) -> dict | None:
     if leaf is None:
         return None
-    return {**leaf, "grad": _json_numbers(leaf["grad"]) if leaf.get("grad") is not None else None}
+    return {**leaf, "grad": json_numbers(leaf["grad"]) if leaf.get("grad") is not None else None}
 
 
 # --------------------------------------------------------------------------- gradcli minimize
@@ -275,8 +275,8 @@ class Point:
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "loss": _json_numbers(self.loss),
-            "gradient_norm": _json_numbers(self.gradient_norm),
+            "loss": json_numbers(self.loss),
+            "gradient_norm": json_numbers(self.gradient_norm),
             "parameters": {n: t.to_dict() for n, t in self.parameters.items()},
             "gradient": {n: t.to_dict() for n, t in self.gradient.items()},
         }
@@ -350,7 +350,7 @@ class MinimizeReport:
             "steps": {"requested": self.steps_requested, "taken": self.steps_taken, "evaluations": self.evaluations},
             "stopped": {"reason": self.stopped, "text": self.stop_text, "tol": self.tol,
                         "diverged_at_step": self.diverged_at, "hint": self.hint},
-            "losses": _json_numbers([float(x) for x in self.losses]),
+            "losses": json_numbers([float(x) for x in self.losses]),
             "check": {
                 "performed": self.checked,
                 "status": "failed" if any(v.status in ("mismatch", "domain") for vs in self.checks.values()

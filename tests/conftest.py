@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gradcli.cli import app
+from gradcli.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,11 +18,11 @@ def fresh_lowering():
     """For a test that tampers with the lowering: the parsed expressions the API keeps, each
     with its lowered f, are forgotten before (so the tampering is seen) and after (so it never
     leaks into another test)."""
-    from gradcli import api
+    from gradcli.core import session
 
-    api._parse.cache_clear()
+    session.parse_cached.cache_clear()
     yield
-    api._parse.cache_clear()
+    session.parse_cached.cache_clear()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 
 from gradcli import __version__
 
-
 # ------------------------------------------------------------------ in-process (CliRunner)
 
 @pytest.mark.parametrize(
@@ -212,7 +211,7 @@ def test_help_and_version_do_not_import_torch_or_sympy(argv):
     probe = (
         "import sys\n"
         f"sys.argv = ['gradcli', *{argv!r}]\n"
-        "from gradcli.cli import app\n"
+        "from gradcli.cli.app import app\n"
         "try:\n    app(prog_name='gradcli')\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'sympy', 'numpy') if m in sys.modules))\n"
     )

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import gradcli_executable
 
-from gradcli import fanout
+from gradcli.warm import fanout
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
 
@@ -186,7 +186,7 @@ def test_workers_die_with_a_batch_killed_outright(gradcli_exe, tmp_path, how):
 OPENMP_USED_BEFORE_THE_FORK = """
 import sys, torch
 from typer.testing import CliRunner
-from gradcli.cli import app
+from gradcli.cli.app import app
 torch.set_num_threads(2)
 x = torch.rand(4_000_000)
 for _ in range(3):

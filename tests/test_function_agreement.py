@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradcli.api import grad
-from gradcli.parse import FUNCTION_NAMES
+from gradcli.core.parse import FUNCTION_NAMES
 
 EXAMPLES = int(os.environ.get("GRADCLI_AGREEMENT_EXAMPLES", "20"))
 FEW = max(3, EXAMPLES // 4)
@@ -111,7 +111,7 @@ def _softplus(x: float) -> float:
 
 @dataclass(frozen=True)
 class Case:
-    name: str  # the canonical function name, as in gradcli.parse
+    name: str  # the canonical function name, as in gradcli.core.parse
     expr: str
     ref: Callable[..., float]  # f by keyword: ref(x=..., y=...); vectors come as lists
     points: st.SearchStrategy[dict[str, Any]]
@@ -196,7 +196,7 @@ CASES: list[Case] = [
          st.fixed_dictionaries({"x": vector(-3, 3), "y": real(-2, 2)})),
 ]
 
-# Alternate spelling -> canonical name (gradcli.parse maps each to the same sympy builder).
+# Alternate spelling -> canonical name (gradcli.core.parse maps each to the same sympy builder).
 ALIASES: dict[str, str] = {
     "arcsin": "asin", "arccos": "acos", "arctan": "atan", "arccot": "acot", "arcsec": "asec",
     "arccsc": "acsc", "arctan2": "atan2", "arcsinh": "asinh", "arccosh": "acosh",
@@ -491,7 +491,7 @@ def test_a_wrong_gradient_beside_a_kink_is_still_caught(monkeypatch, fresh_lower
     import sympy
     import torch
 
-    from gradcli import lower
+    from gradcli.core import lower
 
     # autograd's route computes 1.01*|x|; the symbolic route's slope of |x| stays sign(x)
     monkeypatch.setitem(lower._FUNCTIONS, sympy.Abs, lambda x: 1.01 * torch.abs(x))
@@ -603,14 +603,14 @@ COMPOSITES = [
 def test_derivative_is_sympy_diff(text):
     """verify.derivative applies sympy's rules and simplifies once: sympy.diff's own formula.
 
-    One difference on purpose: the slope of abs is mathfuncs.abs_slope, sympy's sign(u) that
+    One difference on purpose: the slope of abs is sympy_functions.abs_slope, sympy's sign(u) that
     has no value at u = 0 (and floor's and ceil's, which sympy leaves unevaluated, are 0).
     """
     import sympy
 
-    from gradcli.mathfuncs import Reduction, abs_slope, expand_definitions
-    from gradcli.parse import parse_expression
-    from gradcli.verify import derivative
+    from gradcli.core.parse import parse_expression
+    from gradcli.core.reference import derivative
+    from gradcli.core.sympy_functions import Reduction, abs_slope, expand_definitions
 
     parsed = parse_expression(text)
     for expr in parsed.components:

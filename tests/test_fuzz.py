@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from gradcli import api
-from gradcli.cli import app
+from gradcli.cli.app import app
+from gradcli.core.parse import parse_expression
 from gradcli.errors import GradcliError
-from gradcli.parse import parse_expression
 
 RUNNER = CliRunner()
 
@@ -151,7 +151,7 @@ def test_autograd_agrees_with_sympy(expression, x, y):
 
 def test_a_combinatorial_function_of_a_symbolic_constant():
     # lgamma(1 + pi) was sympy.Float(1 + pi): a TypeError, exit 3.
-    from gradcli.parse import parse_expression as parse
+    from gradcli.core.parse import parse_expression as parse
 
     for text, value in [("lgamma(1 + pi)", math.lgamma(1 + math.pi)), ("gamma(pi/2)", math.gamma(math.pi / 2))]:
         assert math.isclose(float(parse(text).expr), value, rel_tol=1e-12)
@@ -194,7 +194,7 @@ def test_a_real_disagreement_survives_the_precise_reference(monkeypatch, fresh_l
     import sympy
     import torch
 
-    from gradcli import lower
+    from gradcli.core import lower
 
     # autograd's route computes 1.01*sin(x), so its d/dx is 1.01*y*cos(x); sympy's is y*cos(x),
     # at 50 digits too. (d/dy is sin(x), lowered through the same tampered table: it agrees.)

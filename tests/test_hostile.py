@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from gradcli.core.parse import parse_assignment, parse_expression
 from gradcli.errors import GradcliError
-from gradcli.parse import parse_assignment, parse_expression
 
 CORPUS = Path(__file__).resolve().parent / "hostile_corpus.txt"
 MARKER = "MARKER"

@@ -1,7 +1,7 @@
 """gradcli minimize: seed cases 8, 9, 14 and 15, each optimizer against torch.optim driven by
 hand on the same lowered function, divergence, --tol, --trace, the progress bar, --plot.
 
-The second route for the optimizers is torch itself: the same lowered loss (api._setup's fn),
+The second route for the optimizers is torch itself: the same lowered loss (session.prepare's fn),
 the optimizer built here with its settings written out, and the seeds' loop
 (zero_grad, backward, step) written by hand. Where the arithmetic is the same, the
 parameters must be the same to the bit.
@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from gradcli import api
+from gradcli.core import session
+from gradcli.commands.minimize import OPTIMIZERS, minimize
 from gradcli.errors import GradcliError
-from gradcli.minimize import OPTIMIZERS, minimize
-from gradcli.render import LossProgress, wants_progress
+from gradcli.render.text import LossProgress, wants_progress
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = str(ROOT / "examples" / "data" / "line.csv")
@@ -149,7 +150,7 @@ PROBLEMS = [
 
 def by_hand(loss, values, wrt, data, optimizer, lr, steps):
     """The seeds' loop, on the lowered loss gradcli runs."""
-    st = api._setup(loss, values, wrt=wrt, dtype="float32", device="cpu", rtol=None, atol=None, seed=None,
+    st = session.prepare(loss, values, wrt=wrt, dtype="float32", device="cpu", rtol=None, atol=None, seed=None,
                     max_elements=10**8, data=data)
     params = {n: st.tensors[n].detach().clone().requires_grad_(True) for n in st.wrt}
     env = {**st.tensors, **params}
@@ -379,7 +380,7 @@ def test_no_progress_in_machine_formats(run):
 # --------------------------------------------------------------------------- the check
 
 def test_a_disagreement_at_the_end_exits_1(run, monkeypatch):
-    import gradcli.minimize as module
+    import gradcli.commands.minimize as module
 
     real = module.symbolic_gradients
     calls = []
@@ -485,7 +486,7 @@ def test_the_core_module_imports_neither_typer_nor_rich():
     import subprocess
 
     code = ("import sys\n"
-            "from gradcli.minimize import minimize\n"
+            "from gradcli.commands.minimize import minimize\n"
             "minimize('(x - 3)**2', ['x=0'], steps=2)\n"
             "print(sorted(m for m in ('typer', 'rich', 'matplotlib') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

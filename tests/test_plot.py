@@ -15,9 +15,9 @@ import sys
 import numpy as np
 import pytest
 
-from gradcli import draw
+from gradcli.commands.plot import plot_data
 from gradcli.errors import GradcliError
-from gradcli.plot import plot_data
+from gradcli.render import plot as draw
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +122,7 @@ def test_points_outside_the_domain_are_left_out_and_said():
 
 
 def test_a_disagreement_fails_the_plot(monkeypatch):
-    import gradcli.plot as plot_module
+    import gradcli.commands.plot as plot_module
 
     real = plot_module.symbolic_order
 
@@ -226,7 +226,7 @@ def test_json_says_nan_as_a_string(run):
 
 
 def test_a_disagreement_exits_1(run, monkeypatch):
-    import gradcli.plot as plot_module
+    import gradcli.commands.plot as plot_module
 
     real = plot_module.symbolic_order
 
@@ -425,7 +425,7 @@ def test_without_the_extra_csv_and_json_still_work_and_nothing_plots_is_imported
         "sys.modules['matplotlib'] = None\n"
         "sys.modules['uniplot'] = None\n"
         "from typer.testing import CliRunner\n"
-        "from gradcli.cli import app\n"
+        "from gradcli.cli.app import app\n"
         "r = CliRunner().invoke(app, ['plot', 'sin(x)', 'x=0:1:3'])\n"
         "print(r.exit_code, r.stdout.splitlines()[0])\n"
         "r = CliRunner().invoke(app, ['plot', 'sin(x)', 'x=0:1:3', '--out', 'a.png'])\n"
@@ -443,7 +443,7 @@ def test_csv_does_not_import_matplotlib(tmp_path):
     script = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from gradcli.cli import app\n"
+        "from gradcli.cli.app import app\n"
         "r = CliRunner().invoke(app, ['plot', 'sin(x)', 'x=0:1:3'])\n"
         "print(r.exit_code, 'matplotlib' in sys.modules, 'uniplot' in sys.modules)\n"
     )
@@ -495,8 +495,8 @@ def test_a_step_function_is_checked_between_its_jumps(run):
 
 
 def test_a_derivative_sympy_cannot_evaluate_is_said_not_failed(run, monkeypatch):
-    from gradcli import plot as plot_module
-    from gradcli.verify import SymbolicGradient
+    from gradcli.commands import plot as plot_module
+    from gradcli.core.reference import SymbolicGradient
 
     def unavailable(*args, **kwargs):
         return [SymbolicGradient("?", None, "sympy's derivative cannot be evaluated: no torch lowering for X")]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from gradcli.commands.points import CHECK_NAMES, grad_points
 from gradcli.errors import GradcliError
 from gradcli.inputs import reset_stdin
-from gradcli.points import CHECK_NAMES, grad_points
 from tests.conftest import gradcli_executable
 
 EXPR = "sin(x)*exp(-x**2) + log(1 + y**2)"
@@ -224,7 +224,7 @@ def test_a_malformed_row_after_the_first_chunk(tmp_path):
 # rows generated) would report the test process's size.
 _PEAK = """
 import sys
-from gradcli.cli import app
+from gradcli.cli.app import app
 try:
     app(args=sys.argv[1:], prog_name="gradcli")
 except SystemExit as exc:

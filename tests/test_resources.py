@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from gradcli.core.parse import parse_expression, parse_value
 from gradcli.errors import GradcliError
-from gradcli.parse import parse_expression, parse_value
 
 try:
     import resource
@@ -198,7 +198,7 @@ def test_a_100_kb_expression_is_differentiated_and_checked():
     assert report.status == "ok"
 
 
-# Long expressions are kept as written (gradcli.limits.LONG_EXPRESSION_NODES) and
+# Long expressions are kept as written (gradcli.core.limits.LONG_EXPRESSION_NODES) and
 # differentiated by verify.derivative's own application of sympy's rules. Three routes must
 # agree on them: that derivative, sympy.diff of the same expression, and autograd.
 
@@ -225,8 +225,9 @@ def test_the_long_derivative_agrees_with_sympy_diff_and_autograd():
     import sympy
     import torch
 
-    from gradcli import api, verify
-    from gradcli.lower import compile_expression
+    from gradcli import api
+    from gradcli.core import reference as verify
+    from gradcli.core.lower import compile_expression
 
     text = _mixed(300)
     parsed = parse_expression(text)
@@ -287,7 +288,7 @@ def _lowered_both_ways(text: str, values: dict, monkeypatch, dtype=None):
     """f and its gradient with long sums batched (lower.BATCHED_SUM_TERMS) and term by term."""
     import torch
 
-    from gradcli import lower
+    from gradcli.core import lower
 
     dtype = dtype or torch.float64
     parsed = parse_expression(text)
@@ -343,7 +344,7 @@ def test_graph_traces_a_long_sum_term_by_term():
     """gradcli graph names every node torch ran: no batching under a trace."""
     import torch
 
-    from gradcli.lower import compile_expression
+    from gradcli.core.lower import compile_expression
 
     text = " + ".join(f"{k + 1}*sin(x/{k + 2})" for k in range(300))
     parsed = parse_expression(text)

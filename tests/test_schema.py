@@ -136,7 +136,7 @@ def test_every_batch_line_follows_the_schema(sh):
 
 
 def test_a_batch_line_lost_with_its_worker_follows_the_schema():
-    from gradcli.cli import _batch_lost
+    from gradcli.cli.app import _batch_lost
 
     status, text = _batch_lost((7, 'grad "x" x=1\n'), "its worker process died (signal 9)")
     doc = json.loads(text)

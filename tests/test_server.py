@@ -20,12 +20,10 @@ import socket
 import stat
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, gradcli_executable
 
 EXAMPLES = ROOT / "examples.txt"
@@ -425,7 +423,7 @@ def test_the_client_imports_nothing_heavy(warm):
             "sys.argv = ['gradcli', 'grad', 'x**2', 'x=3', '--plain']\n"
             "from gradcli import entry\n"
             "status = entry._forwarded(sys.argv[1:])\n"
-            "heavy = sorted(m for m in ('torch', 'sympy', 'typer', 'rich', 'numpy', 'click', 'gradcli.cli', "
+            "heavy = sorted(m for m in ('torch', 'sympy', 'typer', 'rich', 'numpy', 'click', 'gradcli.cli.app', "
             "'gradcli.errors', 'dataclasses') if m in sys.modules)\n"
             "print(status, heavy, file=sys.stderr)\n")
     # The interpreter the entry point runs on, so that the server takes the call.
@@ -559,7 +557,7 @@ def test_a_symlinked_directory_is_refused(fresh, tmp_path):
 # --------------------------------------------------------------------------- the expression cache, in process
 
 def test_the_server_remembers_recent_expressions_within_bounds(tmp_path):
-    from gradcli import server
+    from gradcli.warm import daemon as server
 
     s = server.Server(str(tmp_path), 60.0, -1, "fingerprint", {})
     try:
@@ -582,21 +580,22 @@ def test_the_server_remembers_recent_expressions_within_bounds(tmp_path):
 
 
 def test_preparse_fills_the_parse_cache_and_ignores_bad_text():
-    from gradcli import api, server
+    from gradcli.core import session
+    from gradcli.warm import daemon as server
 
-    api._parse.cache_clear()
+    session.parse_cached.cache_clear()
     server.preparse(["sin(x)*y", "sqr(x)", "x + __import__('os')", "(("])
-    assert api._parse.cache_info().currsize == 1  # only the one that parses is kept
-    hits = api._parse.cache_info().hits
-    api._parse("sin(x)*y")
-    assert api._parse.cache_info().hits == hits + 1
+    assert session.parse_cached.cache_info().currsize == 1  # only the one that parses is kept
+    hits = session.parse_cached.cache_info().hits
+    session.parse_cached("sin(x)*y")
+    assert session.parse_cached.cache_info().hits == hits + 1
 
 
 def test_frames_are_json_both_ways():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from gradcli import warm
+    from gradcli.warm import protocol as warm
 
     values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
                           | st.text(), lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gradcli.symbolic import diff
+from gradcli.commands.diff import diff
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_diff_does_not_import_torch():
     probe = (
         "import sys\n"
         "sys.argv = ['gradcli', 'diff', 'sin(x)*exp(x)', 'x', '--plain']\n"
-        "from gradcli.cli import app\n"
+        "from gradcli.cli.app import app\n"
         "try:\n    app(prog_name='gradcli')\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules)\n"
     )

@@ -1,6 +1,6 @@
 """`gradcli minimize`: gradient descent on a typed loss, with torch.optim, checked against sympy.
 
-The loss goes through the same pipeline as `gradcli grad` (gradcli/api.py's _setup: the
+The loss goes through the same pipeline as `gradcli grad` (gradcli/core/session.py's prepare: the
 whitelist parser, NAME=VALUE and --data values, the lowering to torch); the variables named
 by `wrt` become leaf tensors that a torch.optim optimizer moves, and every other variable
 (a NAME=VALUE or a --data column) is a constant. The loop is the one seeds 001 and 002 write
@@ -30,13 +30,20 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 import torch
 
 from gradcli import __version__
-from gradcli.api import ValuesArg, _gc_paused, _parse, _setup, read_values, tensor_data
-from gradcli.autodiff import torch_error
+from gradcli.commands.assemble import tensor_data
+from gradcli.core.autodiff import torch_error
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.parse import index_text
+from gradcli.core.reference import compare, symbolic_gradients
+from gradcli.core.session import (
+    ValuesArg,
+    gc_paused,
+    parse_cached,
+    prepare,
+    read_values,
+)
 from gradcli.errors import GradcliError
-from gradcli.limits import DEFAULT_MAX_ELEMENTS
-from gradcli.parse import index_text
-from gradcli.report import MinimizeReport, Point, VariableResult, _json_numbers
-from gradcli.verify import compare, symbolic_gradients
+from gradcli.report import MinimizeReport, Point, VariableResult, json_numbers
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "lbfgs")
 DEFAULT_MOMENTUM = 0.9  # --optimizer momentum, as seed 002's logistic regression uses
@@ -133,8 +140,8 @@ class TraceWriter:
                 row += [repr(x) for x in v.reshape(-1).tolist()]
             self._csv.writerow(row)
         else:
-            record = {"step": step, "loss": _json_numbers(loss), "gradient_norm": _json_numbers(norm),
-                      "parameters": {n: _json_numbers(v.tolist()) for n, v in values.items()}}
+            record = {"step": step, "loss": json_numbers(loss), "gradient_norm": json_numbers(norm),
+                      "parameters": {n: json_numbers(v.tolist()) for n, v in values.items()}}
             self.out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
         self.out.flush()
 
@@ -260,7 +267,7 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
 
 def _data_columns(data: str | None) -> list[str] | None:
     """The column names of a --data file, from its header line; None for standard input (it can
-    be read only once: _setup reads it) or a file that cannot be read (_setup says why)."""
+    be read only once: prepare reads it) or a file that cannot be read (prepare says why)."""
     if data is None or data == "-":
         return None
     import csv
@@ -278,7 +285,7 @@ def _default_wrt(values: ValuesArg, named: Mapping[str, Any]) -> list[str]:
     return list(read_values(values, named))
 
 
-@_gc_paused
+@gc_paused
 def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
              optimizer: str = "sgd", lr: float = 0.1, steps: int = 100, momentum: float | None = None,
              tol: float | None = None, reduce: str = "sum", data: str | None = None, dtype: str = "float32",
@@ -311,10 +318,10 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         # seed-cases.md spells the line fit without start values (--wrt w,b): a parameter
         # given no value starts at 0, as seed 002's b = torch.zeros(1) does, and the output says so.
         columns = _data_columns(data)
-        variables = _parse(expression).variables
+        variables = parse_cached(expression).variables
         for name in (w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt)):
             if name in given or name not in variables:
-                continue  # _setup names a --wrt that is not a variable
+                continue  # prepare names a --wrt that is not a variable
             if columns is not None and name in columns:
                 raise GradcliError(f"--wrt {name}: {name} is a column of {data}, and data are constants",
                                    hint="a parameter needs a start value of its own, like w=0, and a name "
@@ -322,7 +329,7 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
             if columns is not None or data is None:
                 named[name] = "0"
                 started_at_zero.append(name)
-    st = _setup(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+    st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, named=named, data=data)
     # An open stream (the CLI's standard output for --trace -) is named "-".
     trace_path = None if trace is None else trace if isinstance(trace, str) else "-"

@@ -15,7 +15,7 @@ The parent is one thread with one event loop (selectors): it forks, and forking 
 with threads of its own is a known source of deadlocks in the child. Calls run at once in
 their children, so slow calls never hold up others.
 
-Run by `gradcli server start` as `python -m gradcli.server --idle SECONDS`; it writes its log
+Run by `gradcli server start` as `python -m gradcli.warm.daemon --idle SECONDS`; it writes its log
 to server.log next to the socket.
 """
 
@@ -33,8 +33,8 @@ import struct
 import sys
 import time
 
-from gradcli import warm
 from gradcli.errors import GradcliError
+from gradcli.warm import protocol as warm
 
 DEFAULT_IDLE_S = 15 * 60
 MAX_RUNNING = 64  # calls at once; one more is told "busy" and runs in its own process
@@ -100,7 +100,8 @@ def run_quietly(calls: list[list[str]]) -> None:
 
     import torch
 
-    from gradcli import cli, inputs
+    from gradcli import inputs
+    from gradcli.cli import app as cli
 
     rng_state = torch.random.get_rng_state()
     for args in calls:
@@ -130,13 +131,14 @@ def expression_of(argv: list[str]) -> str | None:
 
 
 def preparse(expressions: list[str]) -> None:
-    """Parse `expressions` into gradcli.api's cache, and differentiate them into verify's,
+    """Parse `expressions` into the session's cache, and differentiate them into verify's,
     ignoring any that do not parse."""
-    from gradcli import api, verify
+    from gradcli.core import reference as verify
+    from gradcli.core import session
 
     for text in expressions:
         try:
-            parsed = api._parse(text)
+            parsed = session.parse_cached(text)
             parsed.pretty()
             verify.differentiate_ahead(parsed.components)
         except Exception:  # noqa: BLE001 - the call itself will report what is wrong with it
@@ -174,7 +176,7 @@ def warm_up() -> None:
     """Import everything a call needs, and run a few calls, so that a child starts warm."""
     import typer.main
 
-    from gradcli import cli
+    from gradcli.cli import app as cli
 
     run_quietly(WARM_UP_CALLS)
     _warm_up_with_files()
@@ -265,7 +267,7 @@ def run_call(request: dict, fds: list[int]) -> None:
         sys.stdin = sys.__stdin__ = _std_stream(0, setups[0], "<stdin>")
         sys.stdout = sys.__stdout__ = _std_stream(1, setups[1], "<stdout>")
         sys.stderr = sys.__stderr__ = _std_stream(2, setups[2], "<stderr>")
-        from gradcli import cli
+        from gradcli.cli import app as cli
 
         try:
             cli.main()  # ends the process itself (os._exit) once torch is loaded, as in process
@@ -836,7 +838,7 @@ def start(idle: float | None = None) -> int:
     log_path = os.path.join(directory, warm.LOG_NAME)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        process = subprocess.Popen([sys.executable, "-m", "gradcli.server", "--idle", repr(idle_s)],
+        process = subprocess.Popen([sys.executable, "-m", "gradcli.warm.daemon", "--idle", repr(idle_s)],
                                    stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, cwd=directory,
                                    start_new_session=True, close_fds=True)
     finally:
@@ -908,7 +910,7 @@ def status() -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m gradcli.server", description="The gradcli warm-mode server "
+    parser = argparse.ArgumentParser(prog="python -m gradcli.warm.daemon", description="The gradcli warm-mode server "
                                      "(start it with: gradcli server start).")
     parser.add_argument("--idle", type=float, default=None, help="exit after this many seconds without a call")
     args = parser.parse_args(argv)

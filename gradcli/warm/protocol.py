@@ -134,12 +134,14 @@ def fingerprint() -> str:
     # The interpreter by its prefix (a virtual environment's) and its real binary, not by the
     # name it was run by: .venv/bin/python and .venv/bin/python3 are the same one.
     parts = [VERSION, sys.prefix, os.path.realpath(sys.executable), sys.version]
-    package = os.path.dirname(os.path.abspath(__file__))
-    with os.scandir(package) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            if entry.name.endswith(".py"):
-                st = entry.stat()
-                parts.append(f"{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+    # gradcli/warm/protocol.py: the package is two levels up, its layers one folder each.
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder, subfolders, names in os.walk(package):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+        for name in sorted(names):
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                parts.append(f"{os.path.relpath(os.path.join(folder, name), package)}:{st.st_size}:{st.st_mtime_ns}")
     for entry in sys.path[1:]:
         try:
             parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")

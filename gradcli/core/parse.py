@@ -22,10 +22,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import sympy
 
-from gradcli import mathfuncs
-from gradcli.errors import GradcliError, Span
-from gradcli.inputs import read_value_source
-from gradcli.limits import (
+from gradcli.core import sympy_functions
+from gradcli.core.limits import (
     LONG_EXPRESSION_NODES,
     MAX_CONSTANT_DIGITS,
     MAX_EXACT_DIGITS,
@@ -34,6 +32,8 @@ from gradcli.limits import (
     MAX_POLYGAMMA_ORDER,
     MAX_ROOT_DEGREE,
 )
+from gradcli.errors import GradcliError, Span
+from gradcli.inputs import read_value_source
 
 # --------------------------------------------------------------------------- functions
 
@@ -52,7 +52,7 @@ def _polygamma(n, x):
 
 
 def _sinc(x):
-    return mathfuncs.sinc(x)
+    return sympy_functions.sinc(x)
 
 
 def _number(value, what: str, positive: bool = False):
@@ -104,7 +104,7 @@ _define("log ln", 1, 2, _log)
 _define("log2", 1, 1, lambda x: sympy.log(x, 2))
 _define("log10", 1, 1, lambda x: sympy.log(x, 10))
 _define("sqrt", 1, 1, sympy.sqrt)
-_define("cbrt", 1, 1, mathfuncs.cbrt)
+_define("cbrt", 1, 1, sympy_functions.cbrt)
 _define("abs Abs", 1, 1, sympy.Abs)
 _define("sign sgn", 1, 1, sympy.sign)
 _define("floor", 1, 1, sympy.floor)
@@ -117,32 +117,32 @@ _define("lgamma loggamma", 1, 1, sympy.loggamma)
 _define("digamma", 1, 1, _digamma)
 _define("polygamma", 2, 2, _polygamma)
 _define("sinc", 1, 1, _sinc)
-_define("min Min minimum", 1, 64, lambda *a: mathfuncs.tmin(a[0]) if len(a) == 1 else sympy.Min(*a))
-_define("max Max maximum", 1, 64, lambda *a: mathfuncs.tmax(a[0]) if len(a) == 1 else sympy.Max(*a))
-_define("sigmoid", 1, 1, mathfuncs.sigmoid)
-_define("relu", 1, 1, mathfuncs.relu)
-_define("softplus", 1, 1, mathfuncs.softplus)
+_define("min Min minimum", 1, 64, lambda *a: sympy_functions.tmin(a[0]) if len(a) == 1 else sympy.Min(*a))
+_define("max Max maximum", 1, 64, lambda *a: sympy_functions.tmax(a[0]) if len(a) == 1 else sympy.Max(*a))
+_define("sigmoid", 1, 1, sympy_functions.sigmoid)
+_define("relu", 1, 1, sympy_functions.relu)
+_define("softplus", 1, 1, sympy_functions.softplus)
 _define("pow", 2, 2, lambda a, b: a**b)
-_define("sum", 1, 1, mathfuncs.tsum)
-_define("mean", 1, 1, mathfuncs.tmean)
-_define("prod", 1, 1, mathfuncs.tprod)
-_define("dot", 2, 2, mathfuncs.dot)
-_define("norm", 1, 2, lambda x, p=None: mathfuncs.norm(x) if p is None else mathfuncs.norm(x, _number(p, "the p of norm(x, p)")))
-_define("logsumexp", 1, 1, mathfuncs.logsumexp)
-_define("softmax", 1, 1, mathfuncs.softmax)
-_define("log_softmax", 1, 1, mathfuncs.log_softmax)
-_define("gelu", 1, 1, mathfuncs.gelu)
-_define("leaky_relu", 1, 2, lambda x, s=None: mathfuncs.leaky_relu(x) if s is None
-        else mathfuncs.leaky_relu(x, _number(s, "the slope of leaky_relu(x, slope)")))
-_define("mse", 2, 2, mathfuncs.mse)
-_define("l1", 2, 2, mathfuncs.l1)
-_define("bce", 2, 2, mathfuncs.bce)
-_define("bce_logits", 2, 2, mathfuncs.bce_logits)
-_define("huber", 2, 3, lambda a, b, d=None: mathfuncs.huber(a, b) if d is None
-        else mathfuncs.huber(a, b, _number(d, "the delta of huber(a, b, delta)", positive=True)))
+_define("sum", 1, 1, sympy_functions.tsum)
+_define("mean", 1, 1, sympy_functions.tmean)
+_define("prod", 1, 1, sympy_functions.tprod)
+_define("dot", 2, 2, sympy_functions.dot)
+_define("norm", 1, 2, lambda x, p=None: sympy_functions.norm(x) if p is None else sympy_functions.norm(x, _number(p, "the p of norm(x, p)")))
+_define("logsumexp", 1, 1, sympy_functions.logsumexp)
+_define("softmax", 1, 1, sympy_functions.softmax)
+_define("log_softmax", 1, 1, sympy_functions.log_softmax)
+_define("gelu", 1, 1, sympy_functions.gelu)
+_define("leaky_relu", 1, 2, lambda x, s=None: sympy_functions.leaky_relu(x) if s is None
+        else sympy_functions.leaky_relu(x, _number(s, "the slope of leaky_relu(x, slope)")))
+_define("mse", 2, 2, sympy_functions.mse)
+_define("l1", 2, 2, sympy_functions.l1)
+_define("bce", 2, 2, sympy_functions.bce)
+_define("bce_logits", 2, 2, sympy_functions.bce_logits)
+_define("huber", 2, 3, lambda a, b, d=None: sympy_functions.huber(a, b) if d is None
+        else sympy_functions.huber(a, b, _number(d, "the delta of huber(a, b, delta)", positive=True)))
 
 FUNCTION_NAMES = frozenset(_F)
-_REDUCTION_BUILDERS = {mathfuncs.tsum, mathfuncs.tmean, mathfuncs.tprod, _F["max"][2], _F["min"][2]}
+_REDUCTION_BUILDERS = {sympy_functions.tsum, sympy_functions.tmean, sympy_functions.tprod, _F["max"][2], _F["min"][2]}
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
 
 # Functions whose value at a large whole number sympy would compute exactly (a factorial, or
@@ -733,7 +733,7 @@ class _Reader:
         """expr, wrapped in bcast when sympy cancelled a tensor variable written in it.
 
         sum(x - x + y) must add y once per element of x, as torch does: the x that sympy
-        removed still sets the shape (see mathfuncs.bcast).
+        removed still sets the shape (see sympy_functions.bcast).
         """
         free = expr.free_symbols
         if all(v.symbol in free for v in self.variables.values()):
@@ -743,7 +743,7 @@ class _Reader:
                    if isinstance(n, ast.Name) and id(n) not in indexed and n.id in self.variables}
         vanished = [self.variables[name].symbol for name in sorted(written)
                     if self.variables[name].symbol not in free]
-        return mathfuncs.bcast(expr, *vanished) if vanished else expr
+        return sympy_functions.bcast(expr, *vanished) if vanished else expr
 
     def _polygamma(self, n: sympy.Expr, x: sympy.Expr, *, node: ast.AST) -> sympy.Expr:
         if not (n.is_Integer and n >= 0):
@@ -802,7 +802,7 @@ class _Reader:
                 raise self.error("only variables can be sliced (x[1:]); index an expression's elements, "
                                  "like softmax(x)[0]", p)
         index = [sympy.Integer(self._whole(p)) for p in parts]
-        return mathfuncs.tindex(value, *index)
+        return sympy_functions.tindex(value, *index)
 
     def _index(self, node: ast.AST) -> "int | Slice":
         if isinstance(node, ast.Slice):

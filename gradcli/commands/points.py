@@ -32,14 +32,20 @@ from typing import Any, Iterator, Mapping, Sequence, TextIO
 import numpy as np
 import torch
 
-from gradcli.api import ValuesArg, _gc_paused, _parse, _setup, read_values
-from gradcli.autodiff import torch_error
+from gradcli.core.autodiff import torch_error
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.parse import array_value
+from gradcli.core.reference import is_elementwise_in, symbolic_gradients
+from gradcli.core.session import (
+    ValuesArg,
+    gc_paused,
+    parse_cached,
+    prepare,
+    read_values,
+)
+from gradcli.core.sympy_functions import expand_definitions
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin, is_float
-from gradcli.limits import DEFAULT_MAX_ELEMENTS
-from gradcli.mathfuncs import expand_definitions
-from gradcli.parse import array_value
-from gradcli.verify import is_elementwise_in, symbolic_gradients
 
 # Rows computed at once: enough that the per-chunk work (sympy's derivative, lowering it,
 # Python around each torch call) is a few per cent, few enough to stay in the caches
@@ -329,7 +335,7 @@ def _columns_of(table: np.ndarray, names: list[str], wanted: Sequence[str]) -> d
     return {n: table[:, names.index(n)] for n in wanted}
 
 
-@_gc_paused
+@gc_paused
 def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: TextIO | None = None,
                 output: str | None = None, fmt: str = "csv", wrt: str | Sequence[str] | None = None,
                 dtype: str = "float32", device: str = "auto", check: bool = True, rtol: float | None = None,
@@ -351,7 +357,7 @@ def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: Te
     if output is not None:
         suffix = Path(output).suffix.lower()
         out_kind = {".npy": "npy", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}.get(suffix, fmt)
-    parsed = _parse(expression)
+    parsed = parse_cached(expression)
     constants = read_values(values, named)
     rows, stream = _open_rows(points, chunk_rows, chunk_bytes)
     # One thread for torch: a chunk's operations are short, and with two or more threads
@@ -424,7 +430,7 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
     for n in point_vars:
         value = first[0, rows.names.index(n)] if first is not None else 1.0
         example[n] = array_value(np.array(value if np.isfinite(value) else 1.0), f"{n} (a column)")
-    st = _setup(expression, {**constants, **example}, wrt=names, dtype=dtype, device=device, rtol=rtol, atol=atol,
+    st = prepare(expression, {**constants, **example}, wrt=names, dtype=dtype, device=device, rtol=rtol, atol=atol,
                 seed=seed, max_elements=max_elements)
     with torch.no_grad():
         try:

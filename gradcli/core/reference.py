@@ -27,11 +27,16 @@ import torch
 from sympy.core.function import ArgumentIndexError
 from sympy.core.parameters import evaluate as sympy_evaluate
 
-from gradcli import mathfuncs
+from gradcli.core import sympy_functions
+from gradcli.core.limits import LONG_EXPRESSION_NODES
+from gradcli.core.lower import (
+    LoweringError,
+    SymbolTable,
+    compile_expression,
+    kink_draws,
+)
+from gradcli.core.parse import as_python_index, index_text
 from gradcli.errors import GradcliError
-from gradcli.limits import LONG_EXPRESSION_NODES
-from gradcli.lower import LoweringError, SymbolTable, compile_expression, kink_draws
-from gradcli.parse import as_python_index, index_text
 
 F64 = torch.float64
 
@@ -202,13 +207,13 @@ class _AsWritten:
 
 # sympy's d|u|/du is sign(u), 0 at u = 0 like torch's abs'(0): the check would agree there
 # without a word. floor's and ceil's it leaves unevaluated, which nothing can compute.
-_SLOPES = {sympy.Abs: mathfuncs.abs_slope, sympy.floor: mathfuncs.floor_slope,
-           sympy.ceiling: mathfuncs.ceiling_slope}
+_SLOPES = {sympy.Abs: sympy_functions.abs_slope, sympy.floor: sympy_functions.floor_slope,
+           sympy.ceiling: sympy_functions.ceiling_slope}
 
 # What torch does where the derivative does not exist, for the note that says so.
 _KINK_CONVENTIONS = {
     sympy.Abs: "abs'(0) = 0",
-    mathfuncs.relu: "relu'(0) = 0",
+    sympy_functions.relu: "relu'(0) = 0",
     sympy.sign: "sign'(0) = 0",
     sympy.floor: "floor' = 0, at the integers too",
     sympy.ceiling: "ceil' = 0, at the integers too",
@@ -321,7 +326,7 @@ def _outside_reductions(expr: sympy.Basic) -> tuple[tuple[sympy.Basic, ...], fro
     seen: set[sympy.Basic] = set()
 
     def walk(node):
-        if isinstance(node, mathfuncs.Reduction):
+        if isinstance(node, sympy_functions.Reduction):
             found[node] = None
         elif isinstance(node, sympy.Symbol):
             symbols.add(node)
@@ -333,7 +338,7 @@ def _outside_reductions(expr: sympy.Basic) -> tuple[tuple[sympy.Basic, ...], fro
     return tuple(found), frozenset(symbols)
 
 
-def _top_reductions(expr: sympy.Basic) -> tuple[sympy.Basic, ...]:
+def top_reductions(expr: sympy.Basic) -> tuple[sympy.Basic, ...]:
     """Reductions in expr that are not inside another reduction, in a stable order."""
     return _outside_reductions(expr)[0]
 
@@ -444,7 +449,7 @@ class SymbolicDifferentiator:
         key = (expr, out_shape)
         if key not in self._layers:
             placeholders: dict[sympy.Basic, sympy.Symbol] = {}
-            for k, r in enumerate(_top_reductions(expr)):
+            for k, r in enumerate(top_reductions(expr)):
                 ph = sympy.Dummy(f"r{k}", real=True)
                 name = f"\0{ph.dummy_index}"
                 placeholders[r] = ph
@@ -470,22 +475,22 @@ class SymbolicDifferentiator:
         indicator of the extreme element for max/min (NaN on a tie: no derivative there).
         """
         h_expr = r.args[0]
-        if isinstance(r, mathfuncs.tsum):
+        if isinstance(r, sympy_functions.tsum):
             return self.gradient_of_sum(h_expr, var, shape)
-        if isinstance(r, mathfuncs.tmean):
+        if isinstance(r, sympy_functions.tmean):
             inner = self.gradient_of_sum(h_expr, var, shape)
-            n = _numel(self.shape_of(h_expr))
+            n = numel(self.shape_of(h_expr))
             return _Part(inner.value / n, inner.whole / n, {k: e / n for k, e in inner.elements.items()})
         h = self.evaluate(h_expr)
-        if isinstance(r, mathfuncs.tprod):
+        if isinstance(r, sympy_functions.tprod):
             weight = _exclusive_products(h)
             shown = r / h_expr
-        elif isinstance(r, mathfuncs.tindex):
+        elif isinstance(r, sympy_functions.tindex):
             weight = torch.zeros_like(h)
             weight[r.index] = 1.0
             shown = sympy.Symbol(f"onehot_{'_'.join(map(str, r.index))}")  # 1 at that element, 0 elsewhere
-        elif isinstance(r, (mathfuncs.tmax, mathfuncs.tmin)):
-            extreme = h.max() if isinstance(r, mathfuncs.tmax) else h.min()
+        elif isinstance(r, (sympy_functions.tmax, sympy_functions.tmin)):
+            extreme = h.max() if isinstance(r, sympy_functions.tmax) else h.min()
             weight = (h == extreme).to(F64)
             if weight.sum() > 1:
                 weight = weight * math.nan
@@ -516,7 +521,7 @@ class SymbolicDifferentiator:
             d = d.xreplace(layer.back)
             if weight_formula is not None:
                 d = weight_formula * d
-            return d if scalar_out else mathfuncs.tsum(d)
+            return d if scalar_out else sympy_functions.tsum(d)
 
         if whole_sym in free:
             d, dv = self._partial(layer, whole_sym)
@@ -563,7 +568,7 @@ class SymbolicDifferentiator:
         whole_sym, element_syms = self._symbols_of(var)
         mine = {whole_sym, *element_syms} - {None}
         layer = self._layer(expr, out_shape)
-        n_out, n_in = _numel(layer.shape), _numel(shape)
+        n_out, n_in = numel(layer.shape), numel(shape)
         free = layer.free
         jac: torch.Tensor | None = None
         for r, ph in layer.reductions.items():
@@ -657,8 +662,8 @@ def differentiate_ahead(components: list[sympy.Basic]) -> None:
     reductions (whose derivatives are taken of a rewritten form) are left to the call.
     """
     for c in components:
-        c = mathfuncs.expand_definitions(c)
-        if is_long(c) or _top_reductions(c):
+        c = sympy_functions.expand_definitions(c)
+        if is_long(c) or top_reductions(c):
             continue
         for symbol in sorted(c.free_symbols, key=str):
             _show(derivative(c, symbol))
@@ -687,7 +692,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     symbol table and other values (the next chunk of `--points` rows): lowering them, and
     finding their common subexpressions, costs more than evaluating them on 65,536 rows.
     """
-    components = [mathfuncs.expand_definitions(c) for c in components]
+    components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
@@ -704,7 +709,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
                 for k, e in p.elements.items():
                     total.elements[k] = total.elements.get(k, sympy.S.Zero) + e
         assert total is not None
-        out_numel = (len(components) if shape is not None else 1) * _numel(common)
+        out_numel = (len(components) if shape is not None else 1) * numel(common)
         if reduction == "mean" and out_numel > 1:
             total.value = total.value / out_numel
             total.whole = total.whole / out_numel
@@ -731,7 +736,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     return results
 
 
-def _numel(shape: tuple[int, ...]) -> int:
+def numel(shape: tuple[int, ...]) -> int:
     n = 1
     for s in shape:
         n *= s
@@ -823,19 +828,19 @@ def is_elementwise_in(expr: sympy.Basic, table: SymbolTable, var: str) -> bool:
         if n == var and i is not None and s_ in expr.free_symbols:
             return False
     whole = next((s_ for s_, (n, i) in table.items() if n == var and i is None), None)
-    return not any(whole in r.free_symbols for r in expr.atoms(mathfuncs.Reduction))
+    return not any(whole in r.free_symbols for r in expr.atoms(sympy_functions.Reduction))
 
 
 def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, torch.Tensor], var: str,
                    order: int, reduction: str) -> list[SymbolicGradient]:
     """sympy.diff(f, x, k) for k = 1..order, each summed back to x's shape as autograd does."""
-    expr = mathfuncs.expand_definitions(expr)
+    expr = sympy_functions.expand_definitions(expr)
     env = reference_env(values)
     differ = SymbolicDifferentiator(table, env)
     whole = next(s_ for s_, (n, i) in table.items() if n == var and i is None)
     shape = tuple(env[var].shape)
     out_shape = tuple(differ.evaluate(expr).shape)
-    scale = 1.0 / _numel(out_shape) if reduction == "mean" and out_shape else 1.0
+    scale = 1.0 / numel(out_shape) if reduction == "mean" and out_shape else 1.0
     results = []
     d = expr
     for _ in range(order):
@@ -861,7 +866,7 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
     Tensor variables are spelled out element by element (x becomes x[0], x[1], ...) and
     sum/mean become explicit sums, so sympy differentiates an ordinary scalar function.
     """
-    components = [mathfuncs.expand_definitions(c) for c in components]
+    components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
     n = sum(env[v].numel() for v in wrt)
     if n > HESSIAN_SYMBOLIC_LIMIT:
@@ -904,16 +909,16 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
             arr = elements[name] if name in elements else constant(name)
             return arr if index is None else np.asarray(arr[_normalise(index, arr.shape)], dtype=object)
         args = [spell(a) for a in node.args]
-        if isinstance(node, mathfuncs.Reduction):
+        if isinstance(node, sympy_functions.Reduction):
             items = np.asarray(args[0], dtype=object).reshape(-1).tolist()
-            if isinstance(node, mathfuncs.tindex):
+            if isinstance(node, sympy_functions.tindex):
                 return np.asarray(args[0], dtype=object)[node.index]
-            if isinstance(node, mathfuncs.tprod):
+            if isinstance(node, sympy_functions.tprod):
                 return sympy.Mul(*items)
-            if isinstance(node, (mathfuncs.tmax, mathfuncs.tmin)):
-                return (sympy.Max if isinstance(node, mathfuncs.tmax) else sympy.Min)(*items)
+            if isinstance(node, (sympy_functions.tmax, sympy_functions.tmin)):
+                return (sympy.Max if isinstance(node, sympy_functions.tmax) else sympy.Min)(*items)
             total = sympy.Add(*items)
-            return total / len(items) if isinstance(node, mathfuncs.tmean) else total
+            return total / len(items) if isinstance(node, sympy_functions.tmean) else total
         if node.is_Add:
             result = args[0]
             for a in args[1:]:
@@ -978,7 +983,7 @@ def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Bas
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, SymbolicGradient]:
     """The symbolic Jacobian of f with respect to each variable: f.shape + variable.shape."""
-    components = [mathfuncs.expand_definitions(c) for c in components]
+    components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:
@@ -998,7 +1003,7 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
 def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                   values: Mapping[str, torch.Tensor], wrt: list[str], v: torch.Tensor) -> dict[str, SymbolicGradient]:
     """vᵀ·J with the symbolic J, for each variable."""
-    components = [mathfuncs.expand_definitions(c) for c in components]
+    components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
     vr = v.detach().to(device=CPU, dtype=F64)
     out: dict[str, SymbolicGradient] = {}
@@ -1022,7 +1027,7 @@ def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, 
 def symbolic_jvp(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                  values: Mapping[str, torch.Tensor], var: str, u: torch.Tensor) -> SymbolicGradient:
     """J·u with the symbolic J."""
-    components = [mathfuncs.expand_definitions(c) for c in components]
+    components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
     ur = u.detach().to(device=CPU, dtype=F64)
     differ = SymbolicDifferentiator(table, env)

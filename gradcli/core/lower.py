@@ -21,9 +21,9 @@ import numpy as np
 import sympy
 import torch
 
-from gradcli import mathfuncs
+from gradcli.core import sympy_functions
+from gradcli.core.parse import ValueSpec, as_python_index, index_text
 from gradcli.errors import GradcliError
-from gradcli.parse import ValueSpec, as_python_index, index_text
 
 SymbolTable = Mapping[sympy.Symbol, tuple[str, "tuple[int, ...] | None"]]
 Env = Mapping[str, torch.Tensor]
@@ -100,7 +100,7 @@ def _dirac(x: torch.Tensor, *_order) -> torch.Tensor:
     return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
 
 
-# Symbolic derivatives only (mathfuncs.Slope): NaN where the derivative does not exist.
+# Symbolic derivatives only (sympy_functions.Slope): NaN where the derivative does not exist.
 def _abs_slope(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x == 0, _at_kink(x, -1.0, 1.0), torch.sign(x)).to(x.dtype)
 
@@ -191,34 +191,34 @@ _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
     sympy.loggamma: torch.lgamma,
     # sympy's sinc is sin(x)/x; torch.sinc is the normalised sin(pi x)/(pi x).
     sympy.sinc: lambda x: torch.sinc(x / math.pi),
-    mathfuncs.sinc: lambda x: torch.sinc(x / math.pi),
-    mathfuncs.dsinc: _dsinc,
+    sympy_functions.sinc: lambda x: torch.sinc(x / math.pi),
+    sympy_functions.dsinc: _dsinc,
     sympy.Heaviside: _heaviside,
     sympy.DiracDelta: _dirac,
-    mathfuncs.abs_slope: _abs_slope,
-    mathfuncs.floor_slope: _step_slope,
-    mathfuncs.ceiling_slope: _step_slope,
-    mathfuncs.sigmoid: torch.sigmoid,
-    mathfuncs.relu: torch.relu,
-    mathfuncs.softplus: torch.nn.functional.softplus,
-    mathfuncs.cbrt: _cbrt,
-    mathfuncs.tsum: torch.sum,
-    mathfuncs.tmean: torch.mean,
-    mathfuncs.tprod: torch.prod,
-    mathfuncs.tmax: torch.amax,
-    mathfuncs.tmin: torch.amin,
-    mathfuncs.mse: _pairwise(_F.mse_loss),
-    mathfuncs.l1: _pairwise(_F.l1_loss),
-    mathfuncs.bce: _pairwise(_F.binary_cross_entropy),
-    mathfuncs.bce_logits: _pairwise(_F.binary_cross_entropy_with_logits),
-    mathfuncs.huber: lambda a, b, delta=1.0: _F.huber_loss(*torch.broadcast_tensors(a, b), delta=float(delta)),
-    mathfuncs.dot: _dot,
-    mathfuncs.norm: lambda x, p=2: torch.linalg.vector_norm(x, ord=float(p)),
-    mathfuncs.logsumexp: lambda x: torch.logsumexp(x.reshape(-1), 0),
-    mathfuncs.softmax: _over_all(torch.softmax),
-    mathfuncs.log_softmax: _over_all(torch.log_softmax),
-    mathfuncs.gelu: _F.gelu,
-    mathfuncs.leaky_relu: lambda x, slope=0.01: _F.leaky_relu(x, negative_slope=float(slope)),
+    sympy_functions.abs_slope: _abs_slope,
+    sympy_functions.floor_slope: _step_slope,
+    sympy_functions.ceiling_slope: _step_slope,
+    sympy_functions.sigmoid: torch.sigmoid,
+    sympy_functions.relu: torch.relu,
+    sympy_functions.softplus: torch.nn.functional.softplus,
+    sympy_functions.cbrt: _cbrt,
+    sympy_functions.tsum: torch.sum,
+    sympy_functions.tmean: torch.mean,
+    sympy_functions.tprod: torch.prod,
+    sympy_functions.tmax: torch.amax,
+    sympy_functions.tmin: torch.amin,
+    sympy_functions.mse: _pairwise(_F.mse_loss),
+    sympy_functions.l1: _pairwise(_F.l1_loss),
+    sympy_functions.bce: _pairwise(_F.binary_cross_entropy),
+    sympy_functions.bce_logits: _pairwise(_F.binary_cross_entropy_with_logits),
+    sympy_functions.huber: lambda a, b, delta=1.0: _F.huber_loss(*torch.broadcast_tensors(a, b), delta=float(delta)),
+    sympy_functions.dot: _dot,
+    sympy_functions.norm: lambda x, p=2: torch.linalg.vector_norm(x, ord=float(p)),
+    sympy_functions.logsumexp: lambda x: torch.logsumexp(x.reshape(-1), 0),
+    sympy_functions.softmax: _over_all(torch.softmax),
+    sympy_functions.log_softmax: _over_all(torch.log_softmax),
+    sympy_functions.gelu: _F.gelu,
+    sympy_functions.leaky_relu: lambda x, slope=0.01: _F.leaky_relu(x, negative_slope=float(slope)),
 }
 
 _RELATIONS: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -328,7 +328,7 @@ class _Lowerer:
                 lambda env: torch.polygamma(n, inner(env)))
         if isinstance(node, sympy.Piecewise):
             return self.piecewise(node)
-        if isinstance(node, mathfuncs.bcast):
+        if isinstance(node, sympy_functions.bcast):
             value, *shapes = (self.lower(a) for a in node.args)
 
             def broadcast(env):
@@ -340,7 +340,7 @@ class _Lowerer:
                     return torch.full(target, v, dtype=others[0].dtype, device=others[0].device)
                 return v.expand(target)
             return broadcast
-        if isinstance(node, mathfuncs.tindex):
+        if isinstance(node, sympy_functions.tindex):
             inner = self.lower(node.args[0])
             where = node.index
 
@@ -420,7 +420,7 @@ class _Lowerer:
             return "#"
         kind = type(node)
         elementwise = kind in _FUNCTIONS and len(node.args) == 1 and not issubclass(
-            kind, (mathfuncs.Reduction, mathfuncs.Defined))
+            kind, (sympy_functions.Reduction, sympy_functions.Defined))
         if not (isinstance(node, _BATCHED_NODES) or elementwise):
             raise _NotBatchable
         return (kind, tuple([self._form(a, numbers) for a in node.args]))
@@ -670,30 +670,30 @@ _SOURCE: dict[type, str] = {
     sympy.loggamma: "torch.lgamma({0})",
     sympy.gamma: "gamma_sign({0}) * torch.exp(torch.lgamma({0}))",
     sympy.sinc: "torch.sinc({0} / math.pi)",
-    mathfuncs.sinc: "torch.sinc({0} / math.pi)",
-    mathfuncs.dsinc: "dsinc({0})",
-    mathfuncs.bcast: "({0}).expand_as({1})",
+    sympy_functions.sinc: "torch.sinc({0} / math.pi)",
+    sympy_functions.dsinc: "dsinc({0})",
+    sympy_functions.bcast: "({0}).expand_as({1})",
     sympy.Heaviside: "heaviside({0})",
     sympy.DiracDelta: "dirac_delta({0})",
-    mathfuncs.abs_slope: "abs_slope({0})",
-    mathfuncs.floor_slope: "step_slope({0})",
-    mathfuncs.ceiling_slope: "step_slope({0})",
-    mathfuncs.softplus: "torch.nn.functional.softplus({0})",
-    mathfuncs.cbrt: "torch.sign({0}) * torch.abs({0}).pow(1/3)",
-    mathfuncs.tsum: "torch.sum({0})",
-    mathfuncs.tmean: "torch.mean({0})",
-    mathfuncs.tprod: "torch.prod({0})",
-    mathfuncs.tmax: "torch.amax({0})",
-    mathfuncs.tmin: "torch.amin({0})",
-    mathfuncs.mse: "F.mse_loss({0}, {1})",
-    mathfuncs.l1: "F.l1_loss({0}, {1})",
-    mathfuncs.bce: "F.binary_cross_entropy({0}, {1})",
-    mathfuncs.bce_logits: "F.binary_cross_entropy_with_logits({0}, {1})",
-    mathfuncs.dot: "torch.dot({0}, {1})",
-    mathfuncs.logsumexp: "torch.logsumexp({0}, dim=0)",
-    mathfuncs.softmax: "torch.softmax({0}, dim=0)",
-    mathfuncs.log_softmax: "torch.log_softmax({0}, dim=0)",
-    mathfuncs.gelu: "F.gelu({0})",
+    sympy_functions.abs_slope: "abs_slope({0})",
+    sympy_functions.floor_slope: "step_slope({0})",
+    sympy_functions.ceiling_slope: "step_slope({0})",
+    sympy_functions.softplus: "torch.nn.functional.softplus({0})",
+    sympy_functions.cbrt: "torch.sign({0}) * torch.abs({0}).pow(1/3)",
+    sympy_functions.tsum: "torch.sum({0})",
+    sympy_functions.tmean: "torch.mean({0})",
+    sympy_functions.tprod: "torch.prod({0})",
+    sympy_functions.tmax: "torch.amax({0})",
+    sympy_functions.tmin: "torch.amin({0})",
+    sympy_functions.mse: "F.mse_loss({0}, {1})",
+    sympy_functions.l1: "F.l1_loss({0}, {1})",
+    sympy_functions.bce: "F.binary_cross_entropy({0}, {1})",
+    sympy_functions.bce_logits: "F.binary_cross_entropy_with_logits({0}, {1})",
+    sympy_functions.dot: "torch.dot({0}, {1})",
+    sympy_functions.logsumexp: "torch.logsumexp({0}, dim=0)",
+    sympy_functions.softmax: "torch.softmax({0}, dim=0)",
+    sympy_functions.log_softmax: "torch.log_softmax({0}, dim=0)",
+    sympy_functions.gelu: "F.gelu({0})",
 }
 
 
@@ -763,13 +763,13 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
         args = [show(a) for a in node.args]
         if type(node) in _SOURCE:
             return _SOURCE[type(node)].format(*args)
-        if isinstance(node, mathfuncs.tindex):
+        if isinstance(node, sympy_functions.tindex):
             return f"({args[0]})[{', '.join(args[1:])}]"
-        if isinstance(node, mathfuncs.huber):
+        if isinstance(node, sympy_functions.huber):
             return f"F.huber_loss({args[0]}, {args[1]}, delta={args[2] if len(args) > 2 else '1.0'})"
-        if isinstance(node, mathfuncs.norm):
+        if isinstance(node, sympy_functions.norm):
             return f"torch.linalg.vector_norm({args[0]}, ord={args[1] if len(args) > 1 else '2'})"
-        if isinstance(node, mathfuncs.leaky_relu):
+        if isinstance(node, sympy_functions.leaky_relu):
             return f"F.leaky_relu({args[0]}, negative_slope={args[1] if len(args) > 1 else '0.01'})"
         fn = _FUNCTIONS.get(type(node))
         if fn is not None and getattr(fn, "__module__", "").startswith("torch"):

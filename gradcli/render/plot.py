@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcli.errors import GradcliError
 
-if TYPE_CHECKING:  # the data is plain; importing gradcli.plot would load torch
-    from gradcli.plot import PlotData, Series
+if TYPE_CHECKING:  # the data is plain; importing gradcli.commands.plot would load torch
+    from gradcli.commands.plot import PlotData, Series
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 INSTALL = 'pip install "gradcli[plot]"'

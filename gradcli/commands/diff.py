@@ -14,9 +14,10 @@ from typing import Any, Sequence
 
 import sympy
 
-from gradcli import __version__, mathfuncs
+from gradcli import __version__
+from gradcli.core import sympy_functions
+from gradcli.core.parse import parse_expression
 from gradcli.errors import GradcliError
-from gradcli.parse import parse_expression
 from gradcli.report import SCHEMA_VERSION
 
 MAX_DIFF_ORDER = 50
@@ -101,11 +102,11 @@ def diff(expression: str, variables: Sequence[str] | None = None, *, order: int 
     parsed = parse_expression(expression)
     if parsed.is_list:
         raise GradcliError("diff takes one expression, not a list", hint="use gradcli jacobian for a vector function")
-    expr = mathfuncs.expand_definitions(parsed.expr)
+    expr = sympy_functions.expand_definitions(parsed.expr)
     notes = []
-    reductions = list(expr.atoms(mathfuncs.Reduction))
+    reductions = list(expr.atoms(sympy_functions.Reduction))
     if reductions:
-        expr = expr.replace(lambda n: isinstance(n, mathfuncs.Reduction), lambda n: n.args[0])
+        expr = expr.replace(lambda n: isinstance(n, sympy_functions.Reduction), lambda n: n.args[0])
         notes.append("diff reads every variable as a scalar, so sum(h) and mean(h) are h; "
                      "gradcli grad with tensor values applies them")
     names = list(variables) if variables else list(parsed.variables)

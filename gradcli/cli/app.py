@@ -16,8 +16,8 @@ import typer
 from typer.core import TyperCommand
 
 from gradcli import __version__
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.errors import ExitStatus, GradcliError
-from gradcli.limits import DEFAULT_MAX_ELEMENTS
 
 HELP = """\
 Type a function, get its derivatives from PyTorch's autograd, checked against sympy.
@@ -248,7 +248,7 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = 
     """Compute a report, render it, and leave with the promised exit status."""
     try:
         output = _format(fmt, json_flag, plain_flag)
-        from gradcli.render import render
+        from gradcli.render.text import render
 
         report = compute()
         render(report, output, sys.stdout, sys.stderr, quiet=quiet)
@@ -529,8 +529,8 @@ def diff(
 ) -> None:
     try:
         output = "json" if json_flag else "plain" if plain_flag else fmt.value
-        from gradcli.render import render_diff
-        from gradcli.symbolic import diff as symbolic_diff
+        from gradcli.commands.diff import diff as symbolic_diff
+        from gradcli.render.text import render_diff
 
         report = symbolic_diff(_expression(expression), variables or [], order=order, simplify=simplify)
         if quiet:
@@ -607,7 +607,7 @@ def graph(
     try:
         output = "dot" if dot else _format(fmt, json_flag, plain_flag)
         from gradcli import api
-        from gradcli.render import render
+        from gradcli.render.text import render
 
         render(api.graph(_expression(expression), values or [], data=data, wrt=wrt, dtype=dtype, device=device,
                          seed=seed, max_elements=max_elements), output, sys.stdout, sys.stderr, quiet=quiet)
@@ -822,7 +822,7 @@ def batch(
 
     from typer.main import get_command
 
-    from gradcli import fanout
+    from gradcli.warm import fanout
 
     if source == "-":
         from gradcli.inputs import claim_stdin
@@ -931,13 +931,13 @@ def plot(
     quiet: QuietOption = False,
 ) -> None:
     try:
-        from gradcli import draw
+        from gradcli.render import plot as draw
 
         if not 1 <= dpi <= 1200:
             raise GradcliError(f"--dpi must be between 1 and 1200, not {dpi}")
         output = draw.choose_output("json" if json_flag else fmt.value, out, sys.stdout)
         draw.require(output, out)  # a missing plotting library is said before anything is computed
-        from gradcli.plot import plot_data
+        from gradcli.commands.plot import plot_data
 
         data = plot_data(_expression(expression), values or [], order=order, grid=grid, dtype=dtype, device=device,
                          check=check, rtol=rtol, atol=atol, seed=seed, max_elements=max_elements)
@@ -1037,11 +1037,11 @@ def minimize(
             raise GradcliError(f"--trace - writes the trace to standard output: the {output} result cannot go "
                                "there too", hint="write the trace to a file (--trace run.csv, then tail -f run.csv)")
         if plot_file is not None:
-            from gradcli.draw import loss_curve_format
+            from gradcli.render.plot import loss_curve_format
 
             loss_curve_format(plot_file)  # a missing matplotlib is said before the run
-        from gradcli import render
-        from gradcli.minimize import minimize as run_minimize
+        from gradcli.commands.minimize import minimize as run_minimize
+        from gradcli.render import text as render
 
         if render.wants_progress(output, to_stdout, sys.stderr):
             progress = render.LossProgress(steps, sys.stderr, dtype)
@@ -1054,7 +1054,7 @@ def minimize(
         if progress is not None:
             progress.close()
         if plot_file is not None:
-            from gradcli.draw import write_loss_curve
+            from gradcli.render.plot import write_loss_curve
 
             write_loss_curve(report, plot_file)
         # With the trace on standard output, the result table is for the person: on stderr.
@@ -1082,7 +1082,7 @@ def _grad_points(expression: str, values: list[str], *, points, output, wrt, met
                 raise GradcliError(f"{flag} cannot be used with --points",
                                    hint="--points computes f and its gradient at every row, written as csv or ndjson rows")
         row_format = "csv" if fmt.value == "table" else fmt.value
-        from gradcli.points import grad_points
+        from gradcli.commands.points import grad_points
 
         summary = grad_points(_expression(expression), points, values, output=output, fmt=row_format, wrt=wrt,
                               dtype=dtype, device=device, check=check, rtol=rtol, atol=atol, seed=seed,
@@ -1137,21 +1137,21 @@ def _server_command(action) -> None:
 def server_start(
     idle: Annotated[Optional[float], typer.Option("--idle", metavar="SECONDS", help="Exit after this many seconds without a call. Default: GRADCLI_SERVER_IDLE, else 900.", show_default=False)] = None,
 ) -> None:
-    from gradcli import server
+    from gradcli.warm import daemon as server
 
     _server_command(lambda: server.start(idle))
 
 
 @server_app.command("stop", help="Stop the server (calls running finish first).")
 def server_stop() -> None:
-    from gradcli import server
+    from gradcli.warm import daemon as server
 
     _server_command(server.stop)
 
 
 @server_app.command("status", help="Say whether a server runs (exit status 0) or not (1).")
 def server_status() -> None:
-    from gradcli import server
+    from gradcli.warm import daemon as server
 
     _server_command(server.status)
 

@@ -24,14 +24,20 @@ import numpy as np
 import torch
 
 from gradcli import __version__
-from gradcli.api import ValuesArg, _parse, _setup, read_values, tensor_data
-from gradcli.autodiff import gradient, nth_derivatives
+from gradcli.commands.assemble import tensor_data
+from gradcli.core.autodiff import gradient, nth_derivatives
+from gradcli.core.lower import make_tensor
+from gradcli.core.parse import ValueSpec
+from gradcli.core.reference import (
+    SymbolicGradient,
+    is_elementwise_in,
+    symbolic_gradients,
+    symbolic_order,
+)
+from gradcli.core.session import ValuesArg, parse_cached, prepare, read_values
+from gradcli.core.sympy_functions import expand_definitions
 from gradcli.errors import GradcliError
-from gradcli.lower import make_tensor
-from gradcli.mathfuncs import expand_definitions
-from gradcli.parse import ValueSpec
 from gradcli.report import SCHEMA_VERSION, TensorData
-from gradcli.verify import SymbolicGradient, is_elementwise_in, symbolic_gradients, symbolic_order
 
 # A plot of more points than this says nothing more than one of fewer, and matplotlib slows to
 # a crawl; --max-elements raises it (for a grid, it bounds nx * ny).
@@ -225,7 +231,7 @@ def plot_data(expression: str, values: ValuesArg = (), *, order: int = 1, grid: 
         raise GradcliError(f"--order must be between 1 and {MAX_ORDER} for a plot, not {order}")
     if grid and order != 1:
         raise GradcliError("--grid draws the gradient (first derivatives); --order is for line plots")
-    parsed = _parse(expression)
+    parsed = parse_cached(expression)
     specs = read_values(values, named)
     missing = [n for n in parsed.variables if n not in specs]
     if missing:
@@ -262,7 +268,7 @@ def plot_data(expression: str, values: ValuesArg = (), *, order: int = 1, grid: 
             raise GradcliError(f"ranges plotted together must have the same number of points: {listed}",
                                hint="their points are paired, (x_i, y_i); --grid draws a function of two "
                                     "variables over every pair instead")
-    st = _setup(expression, specs, wrt=None, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+    st = prepare(expression, specs, wrt=None, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, needs_variables=False)
     _check_plottable(st, ranges)
     return _grid(st, ranges, check=check) if grid else _lines(st, ranges, order, check=check)

@@ -1,0 +1,61 @@
+"""gradcli hessian: the Hessian of a scalar f over the --wrt variables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from gradcli.commands.assemble import (
+    build_report,
+    checked_result,
+    element_labels,
+    explained,
+    reduction_note,
+)
+from gradcli.core.autodiff import hessian as hessian_by_autograd
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.reference import (
+    symbolic_hessian,
+)
+from gradcli.core.session import Session, ValuesArg, gc_paused, prepare
+from gradcli.errors import GradcliError
+from gradcli.report import (
+    GradReport,
+)
+
+
+@gc_paused
+def hessian(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto",
+            reduce: str = "sum", check: bool = True, rtol=None, atol=None, seed=None,
+            max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
+    """The Hessian of a scalar function over every element of the wrt variables."""
+    st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements, named=named, data=data)
+    return explained(hessian_of(st, check=check, reduce=reduce), st, explain)
+
+
+def hessian_of(st: Session, *, check: bool, reduce: str) -> GradReport:
+    n = sum(st.tensors[v].numel() for v in st.wrt)
+    if n * n > st.max_elements:
+        raise GradcliError(f"the Hessian would have {n * n:,} entries; the limit is {st.max_elements:,}",
+                           hint="use grad, or vjp for Hessian-free products; --max-elements raises the limit")
+    run = hessian_by_autograd(st.fn, st.tensors, st.wrt, reduction=reduce)
+    reduction, warnings = reduction_note(run.output, reduce)
+    f_finite = bool(torch.isfinite(run.output).all())
+    ref = symbolic_hessian(st.parsed.components, st.table, st.tensors, st.wrt, reduce) if check else None
+    labels = element_labels(st, st.wrt)
+    h = run.results["hessian"]
+    asym = float((h.double() - h.double().T).abs().max()) if h.numel() else 0.0
+    if not math.isfinite(asym):  # a Hessian with NaN or inf in it: symmetry cannot be judged
+        asym = None
+    result = checked_result("hessian", st, h, ref, f_finite=f_finite, rows=labels, columns=labels,
+                      label="Hessian")
+    if asym:
+        warnings.append(f"the Hessian is symmetric to within {asym:.3g}")
+    symmetric = None if asym is None else asym <= st.atol * max(1.0, float(h.abs().max()) if h.numel() else 1.0)
+    return build_report(st, "hessian", "hessian", run.call, run.output, [result], check=check, reduction=reduction,
+                   warnings=warnings, extra={"symmetric": symmetric, "max_asymmetry": asym})
+
+

@@ -1,0 +1,88 @@
+"""gradcli jacobian: df/dx of shape f.shape + x.shape, by the chosen autograd route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from gradcli.commands.assemble import (
+    build_report,
+    checked_result,
+    element_indices,
+    element_labels,
+    explained,
+    tensor_data,
+)
+from gradcli.core.autodiff import (
+    JACOBIAN_METHODS,
+    pick_jacobian_method,
+)
+from gradcli.core.autodiff import jacobian as jacobian_by_autograd
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.reference import (
+    numel,
+    symbolic_jacobians,
+)
+from gradcli.core.session import ValuesArg, common_shape, gc_paused, prepare
+from gradcli.errors import GradcliError
+from gradcli.report import (
+    GradReport,
+    MethodResult,
+)
+
+
+@gc_paused
+def jacobian(expression: str, values: ValuesArg = (), *, wrt=None, method: str = "auto", dtype: str = "float32",
+             device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
+             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
+    """The Jacobian of f with respect to each wrt variable: shape f.shape + variable.shape."""
+    st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
+                max_elements=max_elements, named=named, data=data)
+    valid = ("auto", "all") + JACOBIAN_METHODS
+    if method not in valid:
+        raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(valid))
+    common = common_shape(st)
+    out_shape = ((len(st.parsed.components),) if st.parsed.shape is not None else ()) + common
+    if st.parsed.shape is not None:
+        out_shape = tuple(st.parsed.shape) + common
+    out_numel = numel(out_shape)
+    for n in st.wrt:
+        size = out_numel * st.tensors[n].numel()
+        if size > st.max_elements:
+            raise GradcliError(
+                f"the Jacobian with respect to {n} would have {size:,} entries "
+                f"({list(out_shape)} outputs by {list(st.tensors[n].shape)} inputs); the limit is {st.max_elements:,}",
+                hint="gradcli grad gives the gradient of the sum, gradcli vjp and jvp give products with "
+                     "the Jacobian without building it; --max-elements raises the limit",
+            )
+    in_numel = sum(st.tensors[n].numel() for n in st.wrt)
+    chosen = pick_jacobian_method(out_numel, in_numel) if method in ("auto", "all") else method
+    note = []
+    if method == "auto":
+        note.append(f"method: {chosen} ({'forward' if chosen == 'fwd' else 'reverse'} mode: "
+                    f"{in_numel} input(s), {out_numel} output(s))")
+    methods = list(JACOBIAN_METHODS) if method == "all" else [chosen]
+    runs = [jacobian_by_autograd(st.fn, st.tensors, st.wrt, method=m) for m in methods]
+    main = runs[0]
+    f_finite = bool(torch.isfinite(main.output).all())
+    refs = symbolic_jacobians(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt) if check else {}
+    out_labels = [f"f[{','.join(map(str, i))}]" for i in element_indices(out_shape)] if out_shape else ["f"]
+    results = []
+    for n in st.wrt:
+        two_d = len(out_shape) <= 1 and st.tensors[n].dim() <= 1
+        results.append(checked_result(n, st, main.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n],
+                                rows=out_labels if two_d else None,
+                                columns=element_labels(st, [n]) if two_d else None))
+    method_results = []
+    if len(runs) > 1:
+        for r in runs:
+            agrees = all(torch.allclose(r.results[n].double().cpu(), main.results[n].double().cpu(),
+                                        rtol=st.rtol, atol=st.atol, equal_nan=True) for n in st.wrt)
+            method_results.append(MethodResult(r.method, r.call, {n: tensor_data(r.results[n]) for n in st.wrt},
+                                               agrees))
+    report = build_report(st, "jacobian", chosen if method != "all" else "all", " | ".join(r.call for r in runs),
+                     main.output, results, check=check, warnings=note, methods=method_results)
+    return explained(report, st, explain)
+
+

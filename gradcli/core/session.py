@@ -1,0 +1,286 @@
+"""A prepared computation: the expression parsed, its values bound and made tensors, f lowered.
+
+Every command starts here: `prepare` takes what the user typed (or passed to the library) and
+returns a `Session`, so a command only differentiates and checks."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import sympy
+import torch
+
+from gradcli.core.autodiff import (
+    torch_error,
+)
+from gradcli.core.lower import (
+    compile_components,
+    make_tensor,
+    resolve_device,
+    resolve_dtype,
+)
+from gradcli.core.parse import (
+    ParsedExpression,
+    ValueSpec,
+    array_value,
+    index_text,
+    indexed_shape,
+    parse_assignment,
+    parse_expression,
+    parse_value,
+)
+from gradcli.core.reference import (
+    TOLERANCES,
+    broadcast_shapes,
+    top_reductions,
+)
+from gradcli.core.sympy_functions import expand_definitions
+from gradcli.errors import GradcliError
+from gradcli.inputs import read_data_file
+
+ValuesArg = Mapping[str, Any] | Sequence[str]
+
+# gradcli batch and library loops repeat expressions: parse each text once. (A parsed
+# expression is never changed after parsing; sympy caches the derivatives of its own.)
+parse_cached = functools.lru_cache(maxsize=1024)(parse_expression)
+
+
+def gc_paused(fn):
+    """Run one API call with Python's cycle collector paused.
+
+    Parsing and differentiating a long expression allocates millions of short-lived sympy,
+    ast and closure objects, and every full collection walks all of them again: a third of
+    the time of a 100 KB expression (benchmarks/long_expression.py). Little of it is cyclic,
+    and what is gets collected once the call returns and the collector runs again.
+    """
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+    return paused
+
+
+
+def read_values(values: ValuesArg, named: Mapping[str, Any] | None = None) -> dict[str, ValueSpec]:
+    """{name: spec} from NAME=VALUE strings or a mapping of names to values, and from the
+    library's keyword values (gradcli.grad("x*y", x=1, y=2)); a name given twice is an error."""
+    specs: dict[str, ValueSpec] = {}
+    if named:
+        specs = read_values(values)
+        for name, spec in read_values(dict(named)).items():
+            if name in specs:
+                raise GradcliError(f"{name} is given a value twice")
+            specs[name] = spec
+        return specs
+    if isinstance(values, Mapping):
+        items = []
+        for name, v in values.items():
+            items.append((name, v if isinstance(v, ValueSpec) else parse_value(v if isinstance(v, str) else repr(v))))
+    else:
+        items = [parse_assignment(a) for a in values]
+    for name, spec in items:
+        if name in specs:
+            raise GradcliError(f"{name} is given a value twice")
+        specs[name] = spec
+    return specs
+
+
+def _bind(parsed: ParsedExpression, specs: Mapping[str, ValueSpec]) -> None:
+    """Every variable has a value, every value a variable, and every index fits its variable."""
+    missing = [n for n in parsed.variables if n not in specs]
+    if missing:
+        example = " ".join(f"{n}=1" for n in missing)
+        raise GradcliError(
+            f"no value for {', '.join(missing)}", hint=f"give every variable a value, like: {example}"
+        )
+    extra = [n for n in specs if n not in parsed.variables]
+    if extra:
+        raise GradcliError(
+            f"{', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not in the expression "
+            f"(its variables: {', '.join(parsed.variables) or 'none'})",
+            hint="remove the value, or check the spelling",
+        )
+    for var in parsed.variables.values():
+        shape = specs[var.name].shape
+        for index in var.indices:
+            label = f"{var.name}[{index_text(index)}]"
+            if len(index) > len(shape):
+                what = "a scalar" if not shape else f"of shape {list(shape)}"
+                raise GradcliError(f"{label} has {len(index)} indices, but {var.name} is {what}",
+                                   span=var.span)
+            for i, n in zip(index, shape):
+                if isinstance(i, int) and not -n <= i < n:
+                    raise GradcliError(f"{label} is out of range: {var.name} has shape {list(shape)}",
+                                       span=var.span)
+            if 0 in indexed_shape(index, shape):
+                raise GradcliError(f"{label} is empty: {var.name} has shape {list(shape)}", span=var.span)
+
+
+def _wrt(parsed: ParsedExpression, specs: Mapping[str, ValueSpec], wrt: str | Sequence[str] | None) -> list[str]:
+    if wrt is None or wrt == "" or wrt == []:
+        return list(specs)  # in the order the values were given: the order a script expects
+    names = [w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt) if w.strip()]
+    if not names:
+        raise GradcliError(f"--wrt {wrt!r} names no variable", hint="for example --wrt x,y")
+    for n in names:
+        if n not in parsed.variables:
+            raise GradcliError(
+                f"--wrt {n}: {n} is not a variable of the expression (its variables: {', '.join(parsed.variables)})"
+            )
+    if len(set(names)) != len(names):
+        raise GradcliError("--wrt names a variable twice")
+    return names
+
+
+@dataclass
+class Session:
+    """What every command needs before it differentiates anything."""
+
+    expression: str
+    parsed: ParsedExpression
+    tensors: dict[str, torch.Tensor]
+    wrt: list[str]
+    dtype: str
+    device: torch.device
+    device_note: str
+    table: dict
+    fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+    rtol: float
+    atol: float
+    seed: int | None
+    max_elements: int
+    extra_specs: dict[str, ValueSpec]
+    generator: torch.Generator | None
+    notes: list[str]  # said once in the report's warnings (unused --data columns)
+
+    def tensor(self, spec: ValueSpec, name: str) -> torch.Tensor:
+        return make_tensor(spec, dtype=resolve_dtype(self.dtype), device=self.device, generator=self.generator,
+                           max_elements=self.max_elements, name=name)
+
+
+def prepare(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, rtol, atol, seed,
+           max_elements: int, vector_name: str | None = None, named: Mapping[str, Any] | None = None,
+           data: str | None = None, needs_variables: bool = True) -> Session:
+    parsed = parse_cached(expression)
+    specs = read_values(values, named)
+    notes: list[str] = []
+    if data is not None:
+        columns = read_data_file(data)
+        unused = [c for c in columns if c not in parsed.variables]
+        for name, column in columns.items():
+            if name in parsed.variables:
+                if name in specs:
+                    raise GradcliError(f"{name} has a value and is also a column of {data}")
+                specs[name] = array_value(column, f"@{data}:{name}")
+        if unused:
+            notes.append(f"--data {data}: column(s) {', '.join(unused)} are not variables of the expression")
+    extra: dict[str, ValueSpec] = {}
+    if vector_name and vector_name in specs and vector_name not in parsed.variables:
+        extra[vector_name] = specs.pop(vector_name)
+    _bind(parsed, specs)
+    names = _wrt(parsed, specs, wrt)
+    if needs_variables and not names:
+        raise GradcliError("the expression has no variable to differentiate",
+                           hint="gradcli eval computes a value alone")
+    torch_dtype = resolve_dtype(dtype)
+    torch_device, device_note = resolve_device(device)
+    default_rtol, default_atol = TOLERANCES[dtype]
+    for label, tol in (("--rtol", rtol), ("--atol", atol)):
+        if tol is not None and not (math.isfinite(tol) and tol >= 0):
+            raise GradcliError(f"{label} must be a finite number >= 0, not {tol}")
+    if max_elements < 1:
+        raise GradcliError(f"--max-elements must be at least 1, not {max_elements}")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise GradcliError(f"--seed must be between 0 and 2**63 - 1, not {seed}")
+    used_seed = None
+    generator = None
+    if any(s.is_random for s in [*specs.values(), *extra.values()]):
+        used_seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+        generator = torch.Generator().manual_seed(used_seed)
+    tensors = {
+        n: make_tensor(specs[n], dtype=torch_dtype, device=torch_device, generator=generator,
+                       max_elements=max_elements, name=n)
+        for n in specs
+    }
+    table = parsed.symbol_table()
+    # Lowered once per parsed expression, dtype and device: parse_cached hands a repeated expression
+    # the same object (gradcli batch), and the function keeps no state between calls.
+    lowered = parsed.__dict__.setdefault("_lowered", {})
+    fn = lowered.get((torch_dtype, torch_device))
+    if fn is None:
+        fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
+        lowered[(torch_dtype, torch_device)] = fn
+    _check_shapes(parsed, table, tensors)
+    return Session(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
+                  default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
+                  max_elements, extra, generator, notes)
+
+
+def _check_shapes(parsed: ParsedExpression, table: Mapping, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Shapes that cannot broadcast, named before torch meets them.
+
+    Worked out from the variables' shapes alone: every elementwise part (outside reductions,
+    and inside each reduction) must broadcast. Running f on shape-only 'meta' tensors would
+    be simpler, but its first operation imports torch._dynamo: 1.9 s.
+    """
+    if all(t.dim() == 0 for t in tensors.values()):
+        return  # scalars always fit together (_bind has refused an index into a scalar)
+
+    def complain(used: Mapping[str, tuple]) -> GradcliError:
+        listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
+        return GradcliError(f"the shapes do not fit together: {listed}",
+                            hint="elementwise operations need, dimension by dimension from the right, "
+                                 "equal sizes or 1 (as in torch)")
+
+    def shapes_in(expr) -> dict:
+        reductions = top_reductions(expr)
+        flat = expr.xreplace({r: sympy.Dummy() for r in reductions})
+        used = {}
+        for sym in flat.free_symbols:
+            if sym in table:
+                name, index = table[sym]
+                shape = tuple(tensors[name].shape)
+                used[str(sym)] = shape if index is None else indexed_shape(index, shape)
+        try:
+            np.broadcast_shapes(*used.values())
+        except ValueError:
+            raise complain(used) from None
+        for r in reductions:
+            shapes_in(r.args[0])
+        return used
+
+    everything: dict = {}
+    for component in parsed.components:
+        everything.update(shapes_in(expand_definitions(component)))
+    try:  # the entries of [f1, f2] are broadcast together, then stacked
+        np.broadcast_shapes(*everything.values())
+    except ValueError:
+        raise complain(everything) from None
+
+
+def common_shape(st: Session) -> tuple[int, ...]:
+    """The broadcast shape of the components of a bracketed list (or of the one expression)."""
+    try:
+        return _component_shapes(st)
+    except (RuntimeError, ValueError, IndexError) as exc:  # shapes that do not broadcast, say
+        raise torch_error(exc) from None
+
+
+def _component_shapes(st: Session) -> tuple[int, ...]:
+    with torch.no_grad():
+        env = {n: t for n, t in st.tensors.items()}
+        shapes = [tuple(compile_components([c], None, st.table, dtype=resolve_dtype(st.dtype),
+                                           device=st.device)(env).shape) for c in st.parsed.components]
+    return tuple(broadcast_shapes(*shapes))
+
