@@ -37,7 +37,7 @@ import torch
 from gradcli.core.session import prepare
 from gradcli.commands.minimize import TraceWriter, descend
 from gradcli.commands.minimize import minimize as gradcli_minimize
-from gradcli.core.parse import array_value
+from gradcli.core.values import array_value
 
 LOSS = "mean(0.5*(y - (w*x + b))**2)"
 LR = 0.05

@@ -15,6 +15,6 @@ from gradcli.commands.grad import grad
 from gradcli.commands.hessian import hessian
 from gradcli.commands.jacobian import jacobian
 from gradcli.commands.vectors import jvp, vjp
-from gradcli.core.session import ValuesArg, read_values
+from gradcli.core.values import ValuesArg, read_values
 
 __all__ = ["ValuesArg", "evaluate", "grad", "graph", "hessian", "jacobian", "jvp", "read_values", "vjp"]

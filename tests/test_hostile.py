@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gradcli.core.parse import parse_assignment, parse_expression
+from gradcli.core.parse import parse_expression
+from gradcli.core.values import parse_assignment
 from gradcli.errors import GradcliError
 
 CORPUS = Path(__file__).resolve().parent / "hostile_corpus.txt"

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gradcli.core import sympy_functions
-from gradcli.core.parse import parse_assignment, parse_expression, parse_value
+from gradcli.core.parse import parse_expression
+from gradcli.core.values import parse_assignment, parse_value
 from gradcli.errors import GradcliError
 
 x, y = sympy.symbols("x y", real=True)

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from gradcli.core.parse import parse_expression, parse_value
+from gradcli.core.parse import parse_expression
+from gradcli.core.values import parse_value
 from gradcli.errors import GradcliError
 
 try:

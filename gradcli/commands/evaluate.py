@@ -18,10 +18,10 @@ from gradcli.core.autodiff import (
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.core.lower import (
     compile_components,
-    resolve_dtype,
     to_source,
 )
-from gradcli.core.session import ValuesArg, gc_paused, prepare
+from gradcli.core.session import gc_paused, prepare
+from gradcli.core.values import ValuesArg, resolve_dtype
 from gradcli.report import (
     GradReport,
     GraphReport,

@@ -19,7 +19,8 @@ from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.core.reference import (
     symbolic_hessian,
 )
-from gradcli.core.session import Session, ValuesArg, gc_paused, prepare
+from gradcli.core.session import Session, gc_paused, prepare
+from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
     GradReport,

@@ -24,7 +24,8 @@ from gradcli.core.reference import (
     numel,
     symbolic_jacobians,
 )
-from gradcli.core.session import ValuesArg, common_shape, gc_paused, prepare
+from gradcli.core.session import common_shape, gc_paused, prepare
+from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
     GradReport,

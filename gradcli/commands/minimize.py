@@ -36,12 +36,11 @@ from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.core.parse import index_text
 from gradcli.core.reference import compare, symbolic_gradients
 from gradcli.core.session import (
-    ValuesArg,
     gc_paused,
     parse_cached,
     prepare,
-    read_values,
 )
+from gradcli.core.values import ValuesArg, read_values
 from gradcli.errors import GradcliError
 from gradcli.report import MinimizeReport, Point, VariableResult, json_numbers
 

@@ -26,15 +26,14 @@ import torch
 from gradcli import __version__
 from gradcli.commands.assemble import tensor_data
 from gradcli.core.autodiff import gradient, nth_derivatives
-from gradcli.core.lower import make_tensor
-from gradcli.core.parse import ValueSpec
 from gradcli.core.reference import (
     SymbolicGradient,
     is_elementwise_in,
     symbolic_gradients,
     symbolic_order,
 )
-from gradcli.core.session import ValuesArg, parse_cached, prepare, read_values
+from gradcli.core.session import parse_cached, prepare
+from gradcli.core.values import ValuesArg, ValueSpec, make_tensor, read_values
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.errors import GradcliError
 from gradcli.report import SCHEMA_VERSION, TensorData

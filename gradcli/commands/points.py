@@ -34,16 +34,14 @@ import torch
 
 from gradcli.core.autodiff import torch_error
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
-from gradcli.core.parse import array_value
 from gradcli.core.reference import is_elementwise_in, symbolic_gradients
 from gradcli.core.session import (
-    ValuesArg,
     gc_paused,
     parse_cached,
     prepare,
-    read_values,
 )
 from gradcli.core.sympy_functions import expand_definitions
+from gradcli.core.values import ValuesArg, array_value, read_values
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin, is_float
 

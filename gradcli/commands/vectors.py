@@ -14,15 +14,12 @@ from gradcli.commands.assemble import (
 from gradcli.core.autodiff import jvp as jvp_by_autograd
 from gradcli.core.autodiff import vjp as vjp_by_autograd
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
-from gradcli.core.parse import (
-    ValueSpec,
-    parse_value,
-)
 from gradcli.core.reference import (
     symbolic_jvp,
     symbolic_vjps,
 )
-from gradcli.core.session import Session, ValuesArg, gc_paused, prepare
+from gradcli.core.session import Session, gc_paused, prepare
+from gradcli.core.values import ValuesArg, ValueSpec, parse_value
 from gradcli.errors import GradcliError
 from gradcli.report import (
     GradReport,

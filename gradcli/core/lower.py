@@ -13,8 +13,7 @@ a bare number: a subtree with no variable in it is folded before it reaches one.
 
 from __future__ import annotations
 
-import math
-from contextlib import contextmanager
+import importlib
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -22,8 +21,13 @@ import sympy
 import torch
 
 from gradcli.core import sympy_functions
-from gradcli.core.parse import ValueSpec, as_python_index, index_text
+from gradcli.core.functions import NODES
+from gradcli.core.parse import as_python_index, index_text
+from gradcli.core.torch_functions import kink_draws
 from gradcli.errors import GradcliError
+
+__all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components",
+           "compile_expression", "kink_draws", "resolve", "to_source"]
 
 SymbolTable = Mapping[sympy.Symbol, tuple[str, "tuple[int, ...] | None"]]
 Env = Mapping[str, torch.Tensor]
@@ -34,192 +38,23 @@ class LoweringError(GradcliError):
     """A sympy node with no torch counterpart."""
 
 
-DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-    "float64": torch.float64,
-}
-
-
 # --------------------------------------------------------------------------- the table
 
-def _recip(fn):
-    return lambda x: torch.reciprocal(fn(x))
+_MODULES = {"torch": "torch", "torch.linalg": "torch.linalg", "F": "torch.nn.functional",
+            "tf": "gradcli.core.torch_functions"}
 
 
-def _of_recip(fn):
-    return lambda x: fn(torch.reciprocal(x))
+def resolve(name: str) -> Callable[..., torch.Tensor]:
+    """The torch function a registry entry names ("torch.sin", "F.gelu", "tf.sech")."""
+    module, _, attr = name.rpartition(".")
+    return getattr(importlib.import_module(_MODULES[module]), attr)
 
 
-def _gamma(x: torch.Tensor) -> torch.Tensor:
-    # torch has lgamma = log|Γ(x)| but no Γ: put the sign back. For x < 0, Γ(x) < 0 exactly
-    # when floor(-x) is even; floor carries no gradient, so autograd differentiates exp(lgamma).
-    negative = torch.remainder(torch.floor(-x), 2) == 0
-    sign = torch.where((x < 0) & negative, -1.0, 1.0).to(x.dtype)
-    return sign * torch.exp(torch.lgamma(x))
-
-
-class _KinkDraws:
-    """Where a slope at a kink is drawn from (None: it is NaN).
-
-    The slope of abs, relu, max or min at its kink is any value between its one-sided
-    slopes; a first derivative is multilinear in those slopes. Evaluated twice with slopes
-    drawn at random, it gives the same value only if that value does not depend on them:
-    then the derivative exists there (x*abs(x) and relu(x)**2 at 0: both 0). See
-    verify.symbolic_gradients.
-    """
-
-    generator: torch.Generator | None = None
-
-
-@contextmanager
-def kink_draws(seed: int):
-    """Within the block, slopes at kinks are drawn from a generator seeded with `seed`."""
-    _KinkDraws.generator = torch.Generator().manual_seed(seed)
-    try:
-        yield
-    finally:
-        _KinkDraws.generator = None
-
-
-def _at_kink(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """The slope where x == 0: NaN, or drawn uniformly between the one-sided slopes."""
-    if _KinkDraws.generator is None:
-        return torch.full_like(x, math.nan)
-    return low + (high - low) * torch.rand(x.shape, generator=_KinkDraws.generator, dtype=x.dtype, device=x.device)
-
-
-def _heaviside(x: torch.Tensor, *_h0) -> torch.Tensor:
-    # Only symbolic derivatives contain Heaviside (of relu, max, min). At 0 the derivative it
-    # stands for does not exist: NaN there makes the check say so instead of comparing.
-    return torch.where(x > 0, 1.0, torch.where(x < 0, 0.0, _at_kink(x, 0.0, 1.0))).to(x.dtype)
-
-
-def _dirac(x: torch.Tensor, *_order) -> torch.Tensor:
-    return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
-
-
-# Symbolic derivatives only (sympy_functions.Slope): NaN where the derivative does not exist.
-def _abs_slope(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x == 0, _at_kink(x, -1.0, 1.0), torch.sign(x)).to(x.dtype)
-
-
-def _step_slope(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x == torch.floor(x), math.nan, 0.0).to(x.dtype)
-
-
-def _cbrt(x: torch.Tensor) -> torch.Tensor:
-    return torch.sign(x) * torch.abs(x).pow(1.0 / 3.0)
-
-
-def _sech(x: torch.Tensor) -> torch.Tensor:
-    # 1/cosh(x) overflows to 0 with a NaN gradient beyond |x| ~ 710; this form does not.
-    e = torch.exp(-torch.abs(x))
-    return 2 * e / (1 + e * e)
-
-
-def _csch(x: torch.Tensor) -> torch.Tensor:
-    e = torch.exp(-torch.abs(x))
-    return torch.sign(x) * 2 * e / (1 - e * e)
-
-
-def _dsinc(x: torch.Tensor) -> torch.Tensor:
-    # (x cos x - sin x)/x**2 cancels to noise near 0: there, its Taylor series.
-    x2 = x * x
-    series = -x / 3 + x * x2 / 30 - x * x2 * x2 / 840 + x * x2 * x2 * x2 / 45360
-    safe = torch.where(x == 0, torch.ones_like(x), x)
-    exact = (safe * torch.cos(safe) - torch.sin(safe)) / (safe * safe)
-    return torch.where(torch.abs(x) < 1e-2, series, exact)
-
-
-def _pairwise(loss):
-    """torch's losses warn when shapes differ; broadcast first, as the formula does."""
-    return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b), *(float(r) for r in rest))
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dim() == 1 and b.dim() == 1 and a.shape == b.shape:
-        return torch.dot(a, b)
-    return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
-
-
-def _over_all(fn):
-    """softmax and friends over every element (a vector), keeping the input's shape."""
-    return lambda x: fn(x.reshape(-1), 0).reshape(x.shape)
-
-
-_F = torch.nn.functional
-
-
-_FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {
-    sympy.sin: torch.sin,
-    sympy.cos: torch.cos,
-    sympy.tan: torch.tan,
-    sympy.cot: _recip(torch.tan),
-    sympy.sec: _recip(torch.cos),
-    sympy.csc: _recip(torch.sin),
-    sympy.asin: torch.asin,
-    sympy.acos: torch.acos,
-    sympy.atan: torch.atan,
-    sympy.acot: _of_recip(torch.atan),
-    sympy.asec: _of_recip(torch.acos),
-    sympy.acsc: _of_recip(torch.asin),
-    sympy.atan2: torch.atan2,
-    sympy.sinh: torch.sinh,
-    sympy.cosh: torch.cosh,
-    sympy.tanh: torch.tanh,
-    sympy.coth: _recip(torch.tanh),
-    sympy.sech: _sech,
-    sympy.csch: _csch,
-    sympy.asinh: torch.asinh,
-    sympy.acosh: torch.acosh,
-    sympy.atanh: torch.atanh,
-    sympy.acoth: _of_recip(torch.atanh),
-    sympy.asech: _of_recip(torch.acosh),
-    sympy.acsch: _of_recip(torch.asinh),
-    sympy.exp: torch.exp,
-    sympy.log: torch.log,
-    sympy.Abs: torch.abs,
-    sympy.sign: torch.sign,
-    sympy.floor: torch.floor,
-    sympy.ceiling: torch.ceil,
-    sympy.erf: torch.erf,
-    sympy.erfc: torch.erfc,
-    sympy.erfinv: torch.erfinv,
-    sympy.gamma: _gamma,
-    sympy.loggamma: torch.lgamma,
-    # sympy's sinc is sin(x)/x; torch.sinc is the normalised sin(pi x)/(pi x).
-    sympy.sinc: lambda x: torch.sinc(x / math.pi),
-    sympy_functions.sinc: lambda x: torch.sinc(x / math.pi),
-    sympy_functions.dsinc: _dsinc,
-    sympy.Heaviside: _heaviside,
-    sympy.DiracDelta: _dirac,
-    sympy_functions.abs_slope: _abs_slope,
-    sympy_functions.floor_slope: _step_slope,
-    sympy_functions.ceiling_slope: _step_slope,
-    sympy_functions.sigmoid: torch.sigmoid,
-    sympy_functions.relu: torch.relu,
-    sympy_functions.softplus: torch.nn.functional.softplus,
-    sympy_functions.cbrt: _cbrt,
-    sympy_functions.tsum: torch.sum,
-    sympy_functions.tmean: torch.mean,
-    sympy_functions.tprod: torch.prod,
-    sympy_functions.tmax: torch.amax,
-    sympy_functions.tmin: torch.amin,
-    sympy_functions.mse: _pairwise(_F.mse_loss),
-    sympy_functions.l1: _pairwise(_F.l1_loss),
-    sympy_functions.bce: _pairwise(_F.binary_cross_entropy),
-    sympy_functions.bce_logits: _pairwise(_F.binary_cross_entropy_with_logits),
-    sympy_functions.huber: lambda a, b, delta=1.0: _F.huber_loss(*torch.broadcast_tensors(a, b), delta=float(delta)),
-    sympy_functions.dot: _dot,
-    sympy_functions.norm: lambda x, p=2: torch.linalg.vector_norm(x, ord=float(p)),
-    sympy_functions.logsumexp: lambda x: torch.logsumexp(x.reshape(-1), 0),
-    sympy_functions.softmax: _over_all(torch.softmax),
-    sympy_functions.log_softmax: _over_all(torch.log_softmax),
-    sympy_functions.gelu: _F.gelu,
-    sympy_functions.leaky_relu: lambda x, slope=0.01: _F.leaky_relu(x, negative_slope=float(slope)),
-}
+# sympy class -> torch function, from the registry (functions.NODES): one per function node,
+# resolved once. Tests replace entries here to check that a wrong lowering is caught.
+_FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {cls: resolve(n.torch) for cls, n in NODES.items()}
+# Arguments torch takes as Python numbers (polygamma's order): folded, never made tensors.
+_NUMBER_ARGUMENTS: dict[type, tuple[int, ...]] = {cls: n.numbers for cls, n in NODES.items() if n.numbers}
 
 _RELATIONS: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     sympy.Eq: torch.eq,
@@ -316,16 +151,6 @@ class _Lowerer:
             return self.mul(node)
         if isinstance(node, sympy.Pow):
             return self.power(node)
-        if isinstance(node, (sympy.Min, sympy.Max)):
-            return self.pairwise(torch.minimum if isinstance(node, sympy.Min) else torch.maximum, node)
-        if isinstance(node, sympy.polygamma):
-            order, arg = node.args
-            if order.free_symbols or not order.is_Integer:
-                raise LoweringError(f"polygamma needs a whole-number order: {sympy.sstr(node)}")
-            n = int(order)
-            inner = self.lower(arg)
-            return (lambda env: torch.digamma(inner(env))) if n == 0 else (
-                lambda env: torch.polygamma(n, inner(env)))
         if isinstance(node, sympy.Piecewise):
             return self.piecewise(node)
         if isinstance(node, sympy_functions.bcast):
@@ -372,11 +197,27 @@ class _Lowerer:
             raise LoweringError(
                 f"no torch lowering for sympy's {type(node).__name__}: {_short(node)}"
             )
+        numbers = _NUMBER_ARGUMENTS.get(type(node))
+        if numbers:
+            return self.with_numbers(fn, node, numbers)
         parts = [self.lower(a) for a in node.args]
         if len(parts) == 1:
             (only,) = parts
             return lambda env: fn(only(env))
         return lambda env: fn(*_tensors(*(p(env) for p in parts)))
+
+    def with_numbers(self, fn: Callable[..., torch.Tensor], node: sympy.Basic, numbers: tuple[int, ...]) -> Compiled:
+        """fn of node's arguments, those at `numbers` passed as plain Python numbers."""
+        parts: list[Compiled] = []
+        for i, a in enumerate(node.args):
+            if i in numbers:
+                if not a.is_Integer:  # polygamma's order, the one such argument today
+                    raise LoweringError(f"{type(node).__name__} needs a whole-number argument: {sympy.sstr(node)}")
+                value = int(a)
+                parts.append(lambda env, value=value: value)
+            else:
+                parts.append(self.lower(a))
+        return lambda env: fn(*(p(env) for p in parts))
 
     def pairwise(self, combine, node: sympy.Basic) -> Compiled:
         """combine(combine(a, b), c)... over the arguments: n-ary Max, Min, And, Or."""
@@ -652,51 +493,6 @@ def compile_components(components: list[sympy.Basic], shape: tuple[int, ...] | N
 
 # --------------------------------------------------------------------------- as Python source
 
-# How each function node reads as torch code; {0}, {1} are its arguments.
-_SOURCE: dict[type, str] = {
-    sympy.cot: "torch.reciprocal(torch.tan({0}))",
-    sympy.sec: "torch.reciprocal(torch.cos({0}))",
-    sympy.csc: "torch.reciprocal(torch.sin({0}))",
-    sympy.acot: "torch.atan(torch.reciprocal({0}))",
-    sympy.asec: "torch.acos(torch.reciprocal({0}))",
-    sympy.acsc: "torch.asin(torch.reciprocal({0}))",
-    sympy.coth: "torch.reciprocal(torch.tanh({0}))",
-    sympy.sech: "2 * torch.exp(-abs({0})) / (1 + torch.exp(-2 * abs({0})))",
-    sympy.csch: "torch.sign({0}) * 2 * torch.exp(-abs({0})) / (1 - torch.exp(-2 * abs({0})))",
-    sympy.acoth: "torch.atanh(torch.reciprocal({0}))",
-    sympy.asech: "torch.acosh(torch.reciprocal({0}))",
-    sympy.acsch: "torch.asinh(torch.reciprocal({0}))",
-    sympy.ceiling: "torch.ceil({0})",
-    sympy.loggamma: "torch.lgamma({0})",
-    sympy.gamma: "gamma_sign({0}) * torch.exp(torch.lgamma({0}))",
-    sympy.sinc: "torch.sinc({0} / math.pi)",
-    sympy_functions.sinc: "torch.sinc({0} / math.pi)",
-    sympy_functions.dsinc: "dsinc({0})",
-    sympy_functions.bcast: "({0}).expand_as({1})",
-    sympy.Heaviside: "heaviside({0})",
-    sympy.DiracDelta: "dirac_delta({0})",
-    sympy_functions.abs_slope: "abs_slope({0})",
-    sympy_functions.floor_slope: "step_slope({0})",
-    sympy_functions.ceiling_slope: "step_slope({0})",
-    sympy_functions.softplus: "torch.nn.functional.softplus({0})",
-    sympy_functions.cbrt: "torch.sign({0}) * torch.abs({0}).pow(1/3)",
-    sympy_functions.tsum: "torch.sum({0})",
-    sympy_functions.tmean: "torch.mean({0})",
-    sympy_functions.tprod: "torch.prod({0})",
-    sympy_functions.tmax: "torch.amax({0})",
-    sympy_functions.tmin: "torch.amin({0})",
-    sympy_functions.mse: "F.mse_loss({0}, {1})",
-    sympy_functions.l1: "F.l1_loss({0}, {1})",
-    sympy_functions.bce: "F.binary_cross_entropy({0}, {1})",
-    sympy_functions.bce_logits: "F.binary_cross_entropy_with_logits({0}, {1})",
-    sympy_functions.dot: "torch.dot({0}, {1})",
-    sympy_functions.logsumexp: "torch.logsumexp({0}, dim=0)",
-    sympy_functions.softmax: "torch.softmax({0}, dim=0)",
-    sympy_functions.log_softmax: "torch.log_softmax({0}, dim=0)",
-    sympy_functions.gelu: "F.gelu({0})",
-}
-
-
 def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
     """The torch code the lowering of expr runs, as a person would write it."""
 
@@ -751,124 +547,15 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
                     return f"torch.reciprocal({b})"
                 return f"torch.pow({b}, {e!r})"
             return f"torch.pow({b}, {show(exponent)})"
-        if isinstance(node, (sympy.Min, sympy.Max)):
-            fn = "torch.minimum" if isinstance(node, sympy.Min) else "torch.maximum"
-            text = show(node.args[0])
-            for a in node.args[1:]:
-                text = f"{fn}({text}, {show(a)})"
-            return text
-        if isinstance(node, sympy.polygamma):
-            n, arg = node.args
-            return f"torch.digamma({show(arg)})" if n == 0 else f"torch.polygamma({int(n)}, {show(arg)})"
         args = [show(a) for a in node.args]
-        if type(node) in _SOURCE:
-            return _SOURCE[type(node)].format(*args)
+        declared = NODES.get(type(node))
+        if declared is not None:
+            return declared.source(args)
+        # Structural nodes, not functions (see functions.py): how they read as torch code.
         if isinstance(node, sympy_functions.tindex):
             return f"({args[0]})[{', '.join(args[1:])}]"
-        if isinstance(node, sympy_functions.huber):
-            return f"F.huber_loss({args[0]}, {args[1]}, delta={args[2] if len(args) > 2 else '1.0'})"
-        if isinstance(node, sympy_functions.norm):
-            return f"torch.linalg.vector_norm({args[0]}, ord={args[1] if len(args) > 1 else '2'})"
-        if isinstance(node, sympy_functions.leaky_relu):
-            return f"F.leaky_relu({args[0]}, negative_slope={args[1] if len(args) > 1 else '0.01'})"
-        fn = _FUNCTIONS.get(type(node))
-        if fn is not None and getattr(fn, "__module__", "").startswith("torch"):
-            module = "torch" if fn.__name__ in dir(torch) else fn.__module__
-            return f"{module}.{fn.__name__}({', '.join(args)})"
+        if isinstance(node, sympy_functions.bcast):
+            return f"({args[0]}).expand_as({args[1]})"
         return f"{type(node).__name__}({', '.join(args)})"
 
     return show(expr)
-
-
-# --------------------------------------------------------------------------- values and devices
-
-def resolve_dtype(name: str) -> torch.dtype:
-    if name in DTYPES:
-        return DTYPES[name]
-    if name in ("int8", "int16", "int32", "int64", "uint8", "bool", "int", "long"):
-        raise GradcliError(
-            f"autograd needs floating-point tensors: {name} cannot carry gradients",
-            hint="use --dtype float32 (the default) or float64",
-        )
-    raise GradcliError(f"unknown dtype '{name}'", hint="choose one of " + ", ".join(DTYPES))
-
-
-def resolve_device(name: str) -> tuple[torch.device, str]:
-    """The device to compute on, and a note saying how it was chosen."""
-    name = name.strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda"), "auto: CUDA is available"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps"), "auto: MPS is available"
-        return torch.device("cpu"), "auto: no GPU found"
-    if name == "cpu":
-        return torch.device("cpu"), "requested"
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise GradcliError(
-                f"--device {name}: CUDA is not available (torch {torch.__version__})",
-                hint="use --device cpu, or --device auto to pick what is there",
-            )
-        if name.startswith("cuda:"):
-            suffix = name[5:]
-            if not suffix.isdigit() or int(suffix) >= torch.cuda.device_count():
-                raise GradcliError(
-                    f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s), numbered from 0"
-                )
-        return torch.device(name), "requested"
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise GradcliError("--device mps: MPS (Apple GPU) is not available here", hint="use --device cpu")
-        return torch.device("mps"), "requested"
-    raise GradcliError(f"unknown device '{name}'", hint="choose auto, cpu, cuda, cuda:N or mps")
-
-
-def make_tensor(spec: ValueSpec, *, dtype: torch.dtype, device: torch.device,
-                generator: torch.Generator | None, max_elements: int, name: str) -> torch.Tensor:
-    """A value as a tensor, refused before allocation when it is larger than max_elements."""
-    if spec.numel > max_elements:
-        size = spec.numel * torch.tensor([], dtype=dtype).element_size()
-        raise GradcliError(
-            f"{name}={spec.text} has {spec.numel:,} elements ({_bytes(size)} as {str(dtype)[6:]}); "
-            f"the limit is {max_elements:,}",
-            hint="--max-elements raises the limit",
-        )
-    # Built in float64 on the CPU, then converted: the same numbers on every device and dtype.
-    f64 = torch.float64
-    if spec.kind == "literal" and hasattr(spec.data, "dtype"):  # read from a file
-        t = torch.from_numpy(np.asarray(spec.data, dtype=np.float64).copy())
-        if not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
-            raise GradcliError(f"{name}={spec.text}: {bad} value(s) are not finite numbers")
-    elif spec.kind == "literal":
-        t = torch.tensor(spec.data, dtype=f64)
-    elif spec.kind == "ones":
-        t = torch.ones(spec.shape, dtype=f64)
-    elif spec.kind == "zeros":
-        t = torch.zeros(spec.shape, dtype=f64)
-    elif spec.kind == "eye":
-        t = torch.eye(*spec.args, dtype=f64)
-    elif spec.kind == "full":
-        t = torch.full(spec.args[0], spec.args[1], dtype=f64)
-    elif spec.kind == "linspace":
-        t = torch.linspace(*spec.args, dtype=f64)
-    elif spec.kind == "arange":
-        t = torch.arange(*spec.args, dtype=f64)
-    elif spec.kind == "rand":
-        t = torch.rand(spec.shape, dtype=f64, generator=generator)
-    elif spec.kind == "randn":
-        t = torch.randn(spec.shape, dtype=f64, generator=generator)
-    else:  # pragma: no cover - parse.py only makes the kinds above
-        raise GradcliError(f"unknown value kind {spec.kind}")
-    return t.to(dtype=dtype, device=device)
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover

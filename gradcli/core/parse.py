@@ -4,163 +4,36 @@ The expression is read by Python's own `ast.parse(mode="eval")` and only a white
 types is turned into sympy objects; everything else is an error that points at its column.
 `sympify` and `parse_expr` are never used on user text, because both call `eval`.
 
-Values (`x=[1,2]`, `x=ones(2,3)`, `x=pi/4`, `x=-5:5:200`) go through the same reader and come
-out as `ValueSpec`s: plain numbers and shapes. This module knows nothing of torch.
+Which functions exist, their signatures and their sympy meaning come from the registry
+(functions.py). Values (`x=[1,2]`, `x=ones(2,3)`) are read by values.py with this module's
+`Reader` in its constant-only mode. This module knows nothing of torch.
 """
 
 from __future__ import annotations
 
 import ast
-import difflib
 import itertools
 import math
-import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import sympy
 
-from gradcli.core import sympy_functions
+from gradcli.core import functions, sympy_functions
+from gradcli.core.functions import CONSTRUCTORS, FUNCTION_NAMES
 from gradcli.core.limits import (
     LONG_EXPRESSION_NODES,
     MAX_CONSTANT_DIGITS,
     MAX_EXACT_DIGITS,
     MAX_EXPRESSION_CHARS,
     MAX_NESTING,
-    MAX_POLYGAMMA_ORDER,
     MAX_ROOT_DEGREE,
 )
 from gradcli.errors import GradcliError, Span
-from gradcli.inputs import read_value_source
 
-# --------------------------------------------------------------------------- functions
-
-def _log(x, base=None):
-    return sympy.log(x) if base is None else sympy.log(x, base)
-
-
-def _digamma(x):
-    return sympy.polygamma(0, x)
-
-
-def _polygamma(n, x):
-    if not (n.is_Integer and n >= 0):
-        raise ValueError("the order of polygamma(n, x) must be a whole number n >= 0")
-    return sympy.polygamma(n, x)
-
-
-def _sinc(x):
-    return sympy_functions.sinc(x)
-
-
-def _number(value, what: str, positive: bool = False):
-    """A parameter that must be a plain number (a slope, a delta, a norm's p)."""
-    if value.free_symbols or not value.is_real:
-        raise ValueError(f"{what} must be a number")
-    if positive and not value.is_positive:
-        raise ValueError(f"{what} must be positive")
-    return value
-
-
-# name -> (fewest arguments, most arguments, builder). Several spellings map to one builder:
-# lower case as in numpy/torch, and sympy's own capitalised names for users coming from sympy.
-_F: dict[str, tuple[int, int, Callable[..., sympy.Expr]]] = {}
-
-
-def _define(names: str, lo: int, hi: int, builder: Callable[..., sympy.Expr]) -> None:
-    for name in names.split():
-        _F[name] = (lo, hi, builder)
-
-
-_define("sin", 1, 1, sympy.sin)
-_define("cos", 1, 1, sympy.cos)
-_define("tan", 1, 1, sympy.tan)
-_define("cot", 1, 1, sympy.cot)
-_define("sec", 1, 1, sympy.sec)
-_define("csc", 1, 1, sympy.csc)
-_define("asin arcsin", 1, 1, sympy.asin)
-_define("acos arccos", 1, 1, sympy.acos)
-_define("atan arctan", 1, 1, sympy.atan)
-_define("acot arccot", 1, 1, sympy.acot)
-_define("asec arcsec", 1, 1, sympy.asec)
-_define("acsc arccsc", 1, 1, sympy.acsc)
-_define("atan2 arctan2", 2, 2, sympy.atan2)
-_define("sinh", 1, 1, sympy.sinh)
-_define("cosh", 1, 1, sympy.cosh)
-_define("tanh", 1, 1, sympy.tanh)
-_define("coth", 1, 1, sympy.coth)
-_define("sech", 1, 1, sympy.sech)
-_define("csch", 1, 1, sympy.csch)
-_define("asinh arcsinh", 1, 1, sympy.asinh)
-_define("acosh arccosh", 1, 1, sympy.acosh)
-_define("atanh arctanh", 1, 1, sympy.atanh)
-_define("acoth arccoth", 1, 1, sympy.acoth)
-_define("asech arcsech", 1, 1, sympy.asech)
-_define("acsch arccsch", 1, 1, sympy.acsch)
-_define("exp", 1, 1, sympy.exp)
-_define("log ln", 1, 2, _log)
-_define("log2", 1, 1, lambda x: sympy.log(x, 2))
-_define("log10", 1, 1, lambda x: sympy.log(x, 10))
-_define("sqrt", 1, 1, sympy.sqrt)
-_define("cbrt", 1, 1, sympy_functions.cbrt)
-_define("abs Abs", 1, 1, sympy.Abs)
-_define("sign sgn", 1, 1, sympy.sign)
-_define("floor", 1, 1, sympy.floor)
-_define("ceil ceiling", 1, 1, sympy.ceiling)
-_define("erf", 1, 1, sympy.erf)
-_define("erfc", 1, 1, sympy.erfc)
-_define("erfinv", 1, 1, sympy.erfinv)
-_define("gamma", 1, 1, sympy.gamma)
-_define("lgamma loggamma", 1, 1, sympy.loggamma)
-_define("digamma", 1, 1, _digamma)
-_define("polygamma", 2, 2, _polygamma)
-_define("sinc", 1, 1, _sinc)
-_define("min Min minimum", 1, 64, lambda *a: sympy_functions.tmin(a[0]) if len(a) == 1 else sympy.Min(*a))
-_define("max Max maximum", 1, 64, lambda *a: sympy_functions.tmax(a[0]) if len(a) == 1 else sympy.Max(*a))
-_define("sigmoid", 1, 1, sympy_functions.sigmoid)
-_define("relu", 1, 1, sympy_functions.relu)
-_define("softplus", 1, 1, sympy_functions.softplus)
-_define("pow", 2, 2, lambda a, b: a**b)
-_define("sum", 1, 1, sympy_functions.tsum)
-_define("mean", 1, 1, sympy_functions.tmean)
-_define("prod", 1, 1, sympy_functions.tprod)
-_define("dot", 2, 2, sympy_functions.dot)
-_define("norm", 1, 2, lambda x, p=None: sympy_functions.norm(x) if p is None else sympy_functions.norm(x, _number(p, "the p of norm(x, p)")))
-_define("logsumexp", 1, 1, sympy_functions.logsumexp)
-_define("softmax", 1, 1, sympy_functions.softmax)
-_define("log_softmax", 1, 1, sympy_functions.log_softmax)
-_define("gelu", 1, 1, sympy_functions.gelu)
-_define("leaky_relu", 1, 2, lambda x, s=None: sympy_functions.leaky_relu(x) if s is None
-        else sympy_functions.leaky_relu(x, _number(s, "the slope of leaky_relu(x, slope)")))
-_define("mse", 2, 2, sympy_functions.mse)
-_define("l1", 2, 2, sympy_functions.l1)
-_define("bce", 2, 2, sympy_functions.bce)
-_define("bce_logits", 2, 2, sympy_functions.bce_logits)
-_define("huber", 2, 3, lambda a, b, d=None: sympy_functions.huber(a, b) if d is None
-        else sympy_functions.huber(a, b, _number(d, "the delta of huber(a, b, delta)", positive=True)))
-
-FUNCTION_NAMES = frozenset(_F)
-_REDUCTION_BUILDERS = {sympy_functions.tsum, sympy_functions.tmean, sympy_functions.tprod, _F["max"][2], _F["min"][2]}
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
-
-# Functions whose value at a large whole number sympy would compute exactly (a factorial, or
-# a harmonic sum of that many terms): given a plain number, they are evaluated in floating
-# point instead.
-_COMBINATORIAL = {sympy.gamma, sympy.loggamma, _digamma}
-
-# Value constructors: name -> (fewest, most arguments).
-CONSTRUCTORS: dict[str, tuple[int, int]] = {
-    "ones": (1, 8),
-    "zeros": (1, 8),
-    "eye": (1, 2),
-    "full": (2, 2),
-    "linspace": (3, 3),
-    "arange": (1, 3),
-    "rand": (1, 8),
-    "randn": (1, 8),
-}
 
 # --------------------------------------------------------------------------- results
 
@@ -222,33 +95,10 @@ def _nest_text(texts: list[str], shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(_nest_text(texts[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
 
 
-@dataclass(frozen=True)
-class ValueSpec:
-    """A value as typed: a literal array, or a constructor call with plain-number arguments.
-
-    kind: "literal" (data holds nested lists of floats, or one float), or a constructor name
-    from CONSTRUCTORS (args holds its arguments, shape the resulting shape).
-    """
-
-    text: str
-    kind: str
-    shape: tuple[int, ...]
-    data: object = None
-    args: tuple = ()
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def is_random(self) -> bool:
-        return self.kind in ("rand", "randn")
-
-
 # --------------------------------------------------------------------------- reading
 
 
-class _Source:
+class Source:
     """The text as typed, with `^` read as `**`, and a map back to the typed columns."""
 
     def __init__(self, text: str, what: str):
@@ -419,7 +269,7 @@ def _magnitude_problem(log10: float) -> str | None:
     return None
 
 
-def _check_magnitude(value: sympy.Expr, src: _Source, node: ast.AST) -> sympy.Expr:
+def _check_magnitude(value: sympy.Expr, src: Source, node: ast.AST) -> sympy.Expr:
     # Checked where it appears (log(0), 0**-1, tan(pi/2) evaluate to zoo at once), in O(1):
     # a walk of the whole subtree at every node would make long sums quadratic. A sum or a
     # product keeps its plain-number part first, so that part is checked too (9**400*9**400*x).
@@ -474,10 +324,10 @@ def _size(value: sympy.Expr) -> float:
 _UNITS = (sympy.S.One, sympy.S.NegativeOne, sympy.I, -sympy.I)
 
 
-class _Reader:
+class Reader:
     """Walks the ast whitelist into sympy. `constant_only` is for values: no variables."""
 
-    def __init__(self, src: _Source, *, constant_only: bool = False, as_written: bool = False):
+    def __init__(self, src: Source, *, constant_only: bool = False, as_written: bool = False):
         self.src = src
         self.constant_only = constant_only
         # Long expressions keep each term as written (no sympy evaluation of terms with
@@ -683,7 +533,7 @@ class _Reader:
     def call(self, node: ast.Call) -> sympy.Expr:
         if not isinstance(node.func, ast.Name):
             if isinstance(node.func, ast.Attribute):
-                raise self.error("attribute access ('.') is not allowed", node.func)
+                raise self.error("attribute access ('.') is not allowed", node.func, hint=_attribute_hint(node.func))
             raise self.error("only named functions can be called, like sin(x)", node.func)
         fname = node.func.id
         written = fname if self.src.is_ascii else self.src.segment(node.func)
@@ -694,31 +544,24 @@ class _Reader:
             )
         if fname in CONSTRUCTORS:
             raise self.error(f"{fname}(...) makes a value; use it after '=' (x={fname}(3))", node.func)
-        if fname not in _F:
-            close = difflib.get_close_matches(fname, sorted(FUNCTION_NAMES), n=1)
-            raise self.error(
-                f"unknown function '{fname}'", node.func,
-                hint=f"did you mean {close[0]}?" if close else "gradcli --help lists the functions",
-            )
-        if node.keywords:
-            raise self.error("keyword arguments are not allowed", node.keywords[0].value)
+        entry = functions.lookup(fname)
+        if entry is None:
+            raise self.error(f"unknown function '{fname}'", node.func, hint=functions.suggestion(fname))
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise self.error("'*' unpacking is not allowed", arg)
-        lo, hi, builder = _F[fname]
-        if not lo <= len(node.args) <= hi:
-            wanted = str(lo) if lo == hi else f"{lo} to {hi}"
-            raise self.error(f"{fname} takes {wanted} argument{'s' if hi > 1 else ''}, not {len(node.args)}", node)
-        args = [self.read(a) for a in node.args]
-        if builder in _COMBINATORIAL and all(a.is_number for a in args):
+        slots = self._bind(entry, fname, node)
+        args = [None if a is None else self.read(a) for a in slots]
+        while args and args[-1] is None:
+            args.pop()  # an optional argument not given: the builder's default
+        if entry.numeric and all(a.is_number for a in args):
             # sympy.N, not Float: Float(1 + pi) is a TypeError
             args = [sympy.N(a, 15) if not a.is_Integer or abs(a) > 100 else a for a in args]
-        if builder is _polygamma:
-            return _check_magnitude(self._polygamma(*args, node=node), self.src, node)
-        if builder in _REDUCTION_BUILDERS:
-            args[0] = self.keep_shapes(args[0], node.args[0])
+        if entry.keeps_shapes:
+            args[0] = self.keep_shapes(args[0], slots[0])
+        builder = entry.build
         try:
-            if isinstance(builder, type) and builder not in _REDUCTION_BUILDERS and self._keeps(*args):
+            if isinstance(builder, type) and not entry.keeps_shapes and self._keeps(*args):
                 # (sympy's evaluate(False) context would clear sympy's cache on entry and exit)
                 result = builder(*args, evaluate=False)
             else:
@@ -728,6 +571,39 @@ class _Reader:
         except (TypeError, AttributeError) as exc:
             raise self.error(f"{fname} cannot take these arguments ({exc})", node) from None
         return _check_magnitude(result, self.src, node)
+
+    def _bind(self, entry: functions.Function, fname: str, node: ast.Call) -> list[ast.expr | None]:
+        """The argument nodes in the order of entry's parameters (None where one is not given),
+        keyword arguments checked against its signature."""
+        given = len(node.args) + len(node.keywords)
+        lo, hi = entry.fewest, entry.most
+
+        def miscounted() -> GradcliError:
+            wanted = str(lo) if lo == hi else f"{lo} to {hi}"
+            return self.error(f"{fname} takes {wanted} argument{'s' if hi > 1 else ''}, not {given}", node)
+        if len(node.args) > hi:
+            raise miscounted()
+        slots: list[ast.expr | None] = list(node.args) + [None] * (hi - len(node.args))
+        names = [p.name for p in entry.params]
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise self.error("'**' unpacking is not allowed", kw.value)
+            if not any(p.keyword for p in entry.params):
+                raise self.error(f"{fname} takes no keyword arguments", kw.value,
+                                 hint=f"give its arguments in order: {entry.signature}")
+            if kw.arg not in names:
+                raise self.error(f"{fname} has no argument named '{kw.arg}'", kw.value,
+                                 hint=f"its arguments: {entry.signature}")
+            i = names.index(kw.arg)
+            if not entry.params[i].keyword:
+                raise self.error(f"the argument {kw.arg} of {fname} cannot be given by name", kw.value,
+                                 hint=f"give it in order: {entry.signature}")
+            if slots[i] is not None:
+                raise self.error(f"{fname} is given {kw.arg} twice", kw.value, hint=f"its arguments: {entry.signature}")
+            slots[i] = kw.value
+        if any(slots[i] is None for i, p in enumerate(entry.params) if p.default is None):
+            raise miscounted()
+        return slots
 
     def keep_shapes(self, expr: sympy.Expr, node: ast.AST) -> sympy.Expr:
         """expr, wrapped in bcast when sympy cancelled a tensor variable written in it.
@@ -744,33 +620,6 @@ class _Reader:
         vanished = [self.variables[name].symbol for name in sorted(written)
                     if self.variables[name].symbol not in free]
         return sympy_functions.bcast(expr, *vanished) if vanished else expr
-
-    def _polygamma(self, n: sympy.Expr, x: sympy.Expr, *, node: ast.AST) -> sympy.Expr:
-        if not (n.is_Integer and n >= 0):
-            raise self.error("the order of polygamma(n, x) must be a whole number n >= 0", node)
-        if n > MAX_POLYGAMMA_ORDER:
-            raise self.error(f"the order of polygamma(n, x) is at most {MAX_POLYGAMMA_ORDER}, not {n}", node)
-        if not x.is_number:
-            return sympy.polygamma(n, x)
-        # A plain number: exactly only where that is quick (polygamma(1, 1) is pi**2/6); else in
-        # floating point, now. sympy's exact value at 10**10 sums 10**10 terms, and its floating
-        # one walks up from a negative x one step at a time.
-        if x.is_Integer and abs(x) <= 20 and n <= 20:
-            return sympy.polygamma(n, x)
-        try:
-            where = complex(sympy.N(x, 15))
-        except (TypeError, ValueError, OverflowError):
-            raise self.error("polygamma(n, x) needs a real x", node) from None
-        if where.imag:
-            raise self.error("polygamma(n, x) needs a real x", node)
-        if where.real < -1e4:
-            raise self.error("polygamma(n, x) of a constant below -10^4 is not supported", node)
-        if where.real <= 0 and where.real == int(where.real):
-            raise self.error("polygamma(n, x) has a pole at x = 0, -1, -2, ...", node)
-        try:
-            return sympy.N(sympy.polygamma(n, sympy.Float(where.real, 15)), 15)
-        except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
-            raise self.error(f"polygamma cannot be evaluated here ({exc})", node) from None
 
     def subscript(self, node: ast.Subscript) -> sympy.Expr:
         if self.constant_only:
@@ -854,31 +703,24 @@ def indexed_shape(index: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out) + tuple(shape[len(index):])
 
 
+def _attribute_hint(node: ast.Attribute) -> str | None:
+    """np.absolute(x), torch.sigmoid(x): the name gradcli gives the function, if it has it."""
+    entry = functions.lookup(node.attr)
+    if entry is not None:
+        return f"write {node.attr}(...) without the prefix"
+    hint = functions.suggestion(node.attr)
+    return hint if hint.startswith("gradcli calls it") else None
+
+
 def _unary_name(op: ast.unaryop) -> str:
     return {ast.Not: "'not'", ast.Invert: "'~'"}.get(type(op), type(op).__name__)
-
-
-_LEADING_ZERO = re.compile(r"[+-]?0+[0-9]+")
-_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
-
-
-def _plain_number(text: str) -> float | None:
-    """x=0.5 read directly: the commonest value, without the parser and sympy (a batch of
-    small requests spent a twentieth of its time there). None for anything else, and for
-    numbers near the ends of float64's range, which the parser checks and explains."""
-    if len(text) > 40 or not _DECIMAL.fullmatch(text) or _LEADING_ZERO.fullmatch(text):
-        return None  # 007 is a syntax error to Python: the parser says so
-    number = float(text)
-    if 1e-300 < abs(number) < 1e300 or (number == 0 and not any(c in "123456789" for c in text.lower().partition("e")[0])):
-        return number + 0.0  # -0 is 0, as the parser (sympy) reads it
-    return None
 
 
 def _is_plain_float(text: str) -> bool:
     return all(c in "0123456789.eE+-_" for c in text)
 
 
-def _read_list(reader: _Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[int, ...]]:
+def read_list(reader: Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[int, ...]]:
     """A (nested) bracketed list: its entries flattened, and its shape."""
     if not isinstance(node, (ast.List, ast.Tuple)):
         return [reader.read(node)], ()
@@ -888,7 +730,7 @@ def _read_list(reader: _Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[
     if reader.depth > MAX_NESTING:
         raise reader.error(f"lists are nested more than {MAX_NESTING} levels deep", node)
     try:
-        parts = [_read_list(reader, e) for e in node.elts]
+        parts = [read_list(reader, e) for e in node.elts]
     finally:
         reader.depth -= 1
     inner = parts[0][1]
@@ -902,171 +744,18 @@ def _read_list(reader: _Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[
 def parse_expression(text: str) -> ParsedExpression:
     """Read an expression typed by a user. Raises GradcliError for anything not allowed."""
     text = text.strip()
-    src = _Source(text, "expression")
+    src = Source(text, "expression")
     tree = src.parse()
     # Nodes counted as sympy would count them (operations, calls, names and numbers), and no
     # further than needed: each takes a character at least, so a short text is not long.
     nodes = (n for n in ast.walk(tree) if isinstance(n, ast.expr))
     long = len(text) > LONG_EXPRESSION_NODES and any(True for _ in itertools.islice(nodes, LONG_EXPRESSION_NODES, None))
-    reader = _Reader(src, as_written=long)
+    reader = Reader(src, as_written=long)
     if isinstance(tree, ast.Tuple):
         raise GradcliError("a comma outside brackets", span=src.span(tree),
                            hint="write 3.5 for a decimal, or [f1, f2] for a vector function")
     if isinstance(tree, ast.List):
-        components, shape = _read_list(reader, tree)
+        components, shape = read_list(reader, tree)
         return ParsedExpression(text, components, shape, reader.variables, reader.as_written)
     return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables,
                             reader.as_written)
-
-
-# --------------------------------------------------------------------------- values
-
-def _is_identifier(name: str) -> bool:
-    return name.isidentifier() and unicodedata.normalize("NFKC", name) == name
-
-
-def parse_assignment(argument: str) -> tuple[str, ValueSpec]:
-    """Read one `NAME=VALUE` argument."""
-    if "=" not in argument:
-        if argument.startswith("--"):
-            raise GradcliError(f"no such option: {argument.split('=')[0]}", hint="see --help for the options")
-        raise GradcliError(
-            f"expected NAME=VALUE, got '{argument}'",
-            hint="give each variable a value, like x=2 or \"x=[1,2,3]\"",
-        )
-    name, _, value_text = argument.partition("=")
-    name = name.strip()
-    if name.startswith("-"):
-        raise GradcliError(f"no such option: {name}", hint="see --help for the options")
-    if not _is_identifier(name) or name.startswith("_"):
-        raise GradcliError(f"'{name}' is not a variable name", hint="a name is letters, digits and _, like x or θ1")
-    if name in CONSTANTS or name in FUNCTION_NAMES or name in CONSTRUCTORS:
-        raise GradcliError(f"'{name}' is a reserved name (a function or constant) and cannot be a variable")
-    try:
-        return name, parse_value(value_text)
-    except GradcliError as exc:
-        raise GradcliError(f"in the value of {name}: {exc.message}", hint=exc.hint, span=exc.span) from None
-
-
-def parse_value(text: str) -> ValueSpec:
-    """Read a value: a number, a constant expression, a nested list, a constructor, or a:b:n."""
-    text = text.strip()
-    if not text:
-        raise GradcliError("the value is empty", hint="write a number, like x=2")
-    if text.startswith("@"):
-        return array_value(read_value_source(text[1:]), text)
-    if ":" in text and "[" not in text:
-        return _parse_range(text)
-    plain = _plain_number(text)
-    if plain is not None:
-        return ValueSpec(text, "literal", (), data=plain)
-    src = _Source(text, "value")
-    tree = src.parse()
-    reader = _Reader(src, constant_only=True)
-    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id in CONSTRUCTORS:
-        return _constructor(reader, tree, text)
-    if isinstance(tree, (ast.List, ast.Tuple)):
-        entries, shape = _read_list(reader, tree)
-        numbers = [_to_float(reader, e, tree) for e in entries]
-        return ValueSpec(text, "literal", shape, data=_nest(numbers, shape))
-    return ValueSpec(text, "literal", (), data=_to_float(reader, reader.read(tree), tree))
-
-
-def array_value(array, text: str) -> ValueSpec:
-    """A value read from a file: a numpy array, possibly mapped rather than read (.npy).
-
-    Its size is checked against --max-elements, and its numbers for finiteness, when it is
-    made a tensor: nothing large is touched before that.
-    """
-    return ValueSpec(text, "literal", tuple(int(n) for n in array.shape), data=array)
-
-
-def _parse_range(text: str) -> ValueSpec:
-    parts = text.split(":")
-    if len(parts) != 3:
-        raise GradcliError(
-            f"a range is START:STOP:COUNT, got '{text}'", hint="for example x=-5:5:200 (200 points from -5 to 5)"
-        )
-    numbers = []
-    for part in parts:
-        src = _Source(part.strip(), "range")
-        reader = _Reader(src, constant_only=True)
-        numbers.append(_to_float(reader, reader.read(src.parse()), None))
-    start, stop, count = numbers
-    if count != int(count) or count < 1:
-        raise GradcliError(f"the COUNT of a range must be a whole number >= 1, got {count:g}")
-    return ValueSpec(text, "linspace", (int(count),), args=(start, stop, int(count)))
-
-
-def _to_float(reader: _Reader, expr: sympy.Expr, node: ast.AST | None) -> float:
-    span = reader.src.span(node) if node is not None else None
-    if expr.free_symbols:
-        raise GradcliError("a value must be a number", span=span)
-    value = complex(sympy.N(expr, 20)) if not expr.is_real else None
-    if value is not None and value.imag != 0:
-        raise GradcliError(f"the value {sympy.sstr(expr)} is not a real number", span=span)
-    number = float(sympy.N(expr, 20)) if value is None else value.real
-    if not math.isfinite(number):
-        raise GradcliError(f"the value {sympy.sstr(expr)} is not a finite number", span=span)
-    return number
-
-
-def _nest(flat: Sequence[float], shape: tuple[int, ...]):
-    if not shape:
-        return flat[0]
-    if len(shape) == 1:
-        return list(flat)
-    step = len(flat) // shape[0]
-    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
-
-
-def _constructor(reader: _Reader, node: ast.Call, text: str) -> ValueSpec:
-    name = node.func.id
-    lo, hi = CONSTRUCTORS[name]
-    if node.keywords:
-        raise reader.error("keyword arguments are not allowed", node.keywords[0].value)
-    args_nodes = list(node.args)
-    # ones((2,3)) and ones([2,3]) mean ones(2,3), as in numpy and torch.
-    if name in ("ones", "zeros", "rand", "randn") and len(args_nodes) == 1 and isinstance(
-        args_nodes[0], (ast.List, ast.Tuple)
-    ):
-        args_nodes = list(args_nodes[0].elts)
-    if not lo <= len(args_nodes) <= hi:
-        wanted = str(lo) if lo == hi else f"{lo} to {hi}"
-        raise reader.error(f"{name} takes {wanted} arguments, not {len(args_nodes)}", node)
-
-    def whole(n: ast.AST, what: str, minimum: int = 0) -> int:
-        v = _to_float(reader, reader.read(n), n)
-        if v != int(v) or v < minimum:
-            raise reader.error(f"{what} must be a whole number >= {minimum}, got {v:g}", n)
-        if v > 10**15:
-            raise reader.error(f"{what} is far too large ({v:g})", n)
-        return int(v)
-
-    if name in ("ones", "zeros", "rand", "randn"):
-        shape = tuple(whole(a, "a size") for a in args_nodes)
-        return ValueSpec(text, name, shape, args=shape)
-    if name == "eye":
-        n = whole(args_nodes[0], "the size", 1)
-        m = whole(args_nodes[1], "the size", 1) if len(args_nodes) > 1 else n
-        return ValueSpec(text, name, (n, m), args=(n, m))
-    if name == "full":
-        shape_node = args_nodes[0]
-        dims = shape_node.elts if isinstance(shape_node, (ast.List, ast.Tuple)) else [shape_node]
-        shape = tuple(whole(d, "a size") for d in dims)
-        fill = _to_float(reader, reader.read(args_nodes[1]), args_nodes[1])
-        return ValueSpec(text, name, shape, args=(shape, fill))
-    if name == "linspace":
-        start = _to_float(reader, reader.read(args_nodes[0]), args_nodes[0])
-        stop = _to_float(reader, reader.read(args_nodes[1]), args_nodes[1])
-        count = whole(args_nodes[2], "the count", 1)
-        return ValueSpec(text, name, (count,), args=(start, stop, count))
-    # arange(stop) | arange(start, stop) | arange(start, stop, step)
-    nums = [_to_float(reader, reader.read(a), a) for a in args_nodes]
-    start, stop, step = (0.0, nums[0], 1.0) if len(nums) == 1 else (nums[0], nums[1], nums[2] if len(nums) > 2 else 1.0)
-    if step == 0:
-        raise reader.error("the step of arange cannot be 0", node)
-    count = max(0, math.ceil((stop - start) / step))
-    if count == 0:
-        raise reader.error("this arange is empty", node)
-    return ValueSpec(text, name, (count,), args=(start, stop, step))

@@ -28,6 +28,12 @@ from sympy.core.function import ArgumentIndexError
 from sympy.core.parameters import evaluate as sympy_evaluate
 
 from gradcli.core import sympy_functions
+from gradcli.core.functions import (
+    GENERIC_KINK_CONVENTION,
+    JUMP_CONVENTIONS,
+    KINK_CONVENTIONS,
+    SLOPES,
+)
 from gradcli.core.limits import LONG_EXPRESSION_NODES
 from gradcli.core.lower import (
     LoweringError,
@@ -205,25 +211,11 @@ class _AsWritten:
             return sympy.diff(node, self.symbol)
 
 
-# sympy's d|u|/du is sign(u), 0 at u = 0 like torch's abs'(0): the check would agree there
-# without a word. floor's and ceil's it leaves unevaluated, which nothing can compute.
-_SLOPES = {sympy.Abs: sympy_functions.abs_slope, sympy.floor: sympy_functions.floor_slope,
-           sympy.ceiling: sympy_functions.ceiling_slope}
-
-# What torch does where the derivative does not exist, for the note that says so.
-_KINK_CONVENTIONS = {
-    sympy.Abs: "abs'(0) = 0",
-    sympy_functions.relu: "relu'(0) = 0",
-    sympy.sign: "sign'(0) = 0",
-    sympy.floor: "floor' = 0, at the integers too",
-    sympy.ceiling: "ceil' = 0, at the integers too",
-    sympy.Max: "a tie in max splits the gradient evenly",
-    sympy.Min: "a tie in min splits the gradient evenly",
-}
-# Where these jump, f has no derivative whatever the slopes: their kinks are never settled.
-_JUMPS = {_KINK_CONVENTIONS[sympy.sign], _KINK_CONVENTIONS[sympy.floor], _KINK_CONVENTIONS[sympy.ceiling]}
-GENERIC_KINK_CONVENTION = ("relu'(0) = 0, abs'(0) = sign(0) = 0, a tie in max or min splits the gradient "
-                           "evenly")
+# Kinks and jumps are declared with each function in the registry (functions.Node): the slope
+# node the check uses where sympy's own would hide a kink (abs, floor, ceil), what torch does
+# where a derivative does not exist, and which of those are jumps.
+_SLOPES = SLOPES
+_JUMPS = JUMP_CONVENTIONS
 
 
 def kink_conventions(components, symbols) -> tuple[str, ...]:
@@ -239,7 +231,7 @@ def kink_conventions(components, symbols) -> tuple[str, ...]:
         if node in seen or not (node.free_symbols & symbols):
             return
         seen.add(node)
-        convention = _KINK_CONVENTIONS.get(type(node))
+        convention = KINK_CONVENTIONS.get(type(node))
         if convention:
             found[convention] = None
         children = [e for e, _cond in node.args] if isinstance(node, sympy.Piecewise) else node.args

@@ -19,21 +19,12 @@ import torch
 from gradcli.core.autodiff import (
     torch_error,
 )
-from gradcli.core.lower import (
-    compile_components,
-    make_tensor,
-    resolve_device,
-    resolve_dtype,
-)
+from gradcli.core.lower import compile_components
 from gradcli.core.parse import (
     ParsedExpression,
-    ValueSpec,
-    array_value,
     index_text,
     indexed_shape,
-    parse_assignment,
     parse_expression,
-    parse_value,
 )
 from gradcli.core.reference import (
     TOLERANCES,
@@ -41,10 +32,17 @@ from gradcli.core.reference import (
     top_reductions,
 )
 from gradcli.core.sympy_functions import expand_definitions
+from gradcli.core.values import (
+    ValueSpec,
+    ValuesArg,
+    array_value,
+    make_tensor,
+    read_values,
+    resolve_device,
+    resolve_dtype,
+)
 from gradcli.errors import GradcliError
 from gradcli.inputs import read_data_file
-
-ValuesArg = Mapping[str, Any] | Sequence[str]
 
 # gradcli batch and library loops repeat expressions: parse each text once. (A parsed
 # expression is never changed after parsing; sympy caches the derivatives of its own.)
@@ -70,30 +68,6 @@ def gc_paused(fn):
             gc.enable()
     return paused
 
-
-
-def read_values(values: ValuesArg, named: Mapping[str, Any] | None = None) -> dict[str, ValueSpec]:
-    """{name: spec} from NAME=VALUE strings or a mapping of names to values, and from the
-    library's keyword values (gradcli.grad("x*y", x=1, y=2)); a name given twice is an error."""
-    specs: dict[str, ValueSpec] = {}
-    if named:
-        specs = read_values(values)
-        for name, spec in read_values(dict(named)).items():
-            if name in specs:
-                raise GradcliError(f"{name} is given a value twice")
-            specs[name] = spec
-        return specs
-    if isinstance(values, Mapping):
-        items = []
-        for name, v in values.items():
-            items.append((name, v if isinstance(v, ValueSpec) else parse_value(v if isinstance(v, str) else repr(v))))
-    else:
-        items = [parse_assignment(a) for a in values]
-    for name, spec in items:
-        if name in specs:
-            raise GradcliError(f"{name} is given a value twice")
-        specs[name] = spec
-    return specs
 
 
 def _bind(parsed: ParsedExpression, specs: Mapping[str, ValueSpec]) -> None:

@@ -1,0 +1,457 @@
+"""The function registry: every function a user can type, declared once, read by every stage.
+
+One `Function` entry says everything about a function: the names users may type, its
+signature, a one-line description, its category (its shape rule), how the parser builds its
+sympy meaning, and the sympy node(s) that meaning is made of. Each `Node` says how the lowering
+computes that sympy class in torch, what `--explain` prints for it and what torch does where
+its derivative does not exist (its kink convention). The parser (parse.py), the lowering
+(lower.py), the symbolic check (reference.py), `--explain`, the "did you mean" hints and
+`gradcli functions` all read this module; adding a function is one entry here plus its tests.
+
+Torch implementations are named as text ("torch.sin", "F.softplus", "tf.sech" for
+torch_functions.sech) and resolved once by lower.py: this module, like the parser, must not
+import torch (`gradcli diff` and `gradcli functions` never load it).
+
+Internal nodes: the nodes that only symbolic derivatives contain (abs_slope, floor_slope,
+Heaviside, DiracDelta, dsinc...) are `INTERNAL_NODES` here, computed by the same table but
+never listed to users. The structural nodes (Add, Mul, Pow, Piecewise, relations, bcast,
+tindex) stay in lower.py: they are arithmetic and shapes, not functions, and their lowering
+needs more than a torch function of the arguments.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Iterable, Sequence
+
+import sympy
+
+from gradcli.core import sympy_functions as sf
+from gradcli.core.limits import MAX_POLYGAMMA_ORDER
+from gradcli.errors import GradcliError
+
+
+class Category(str, Enum):
+    """A function's shape rule."""
+
+    ELEMENTWISE = "elementwise"  # the broadcast shape of its arguments
+    REDUCTION = "reduction"  # one number from every element of a tensor
+    VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
+    PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
+    MATRIX = "matrix"  # reserved for matrix functions (det, inv...): none yet
+
+
+Explain = str | Callable[[Sequence[str]], str]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A sympy function class the lowering computes with one torch function of its arguments."""
+
+    cls: type
+    # "torch.NAME", "torch.linalg.NAME", "F.NAME" (torch.nn.functional) or "tf.NAME"
+    # (gradcli.core.torch_functions): resolved once by the lowering.
+    torch: str
+    # --explain's text: a template over the arguments' texts ({0}, {1}), or a function of them;
+    # None: the torch name called on the arguments, "torch.sin(x)".
+    explain: Explain | None = None
+    kink: str | None = None  # what torch does where the derivative does not exist
+    jump: bool = False  # the function jumps there: no slope could make f differentiable
+    # The derivative node the check uses instead of sympy's own, which would hide the kink
+    # (sympy's d|u|/du is sign(u), 0 at 0 like torch's abs'(0); floor's it leaves unevaluated).
+    slope: type | None = None
+    numbers: tuple[int, ...] = ()  # argument positions torch takes as Python numbers
+    internal: str | None = None  # for a node users cannot type: which derivatives contain it
+
+    def source(self, args: Sequence[str]) -> str:
+        """The torch code of this node applied to arguments written as `args`."""
+        if self.explain is None:
+            return f"{self.torch}({', '.join(args)})"
+        if isinstance(self.explain, str):
+            return self.explain.format(*args)
+        return self.explain(args)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: str | None = None  # as the signature shows it; None: the argument is required
+    keyword: bool = False  # may also be given by name: norm(x, p=1)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function users can type."""
+
+    name: str
+    params: tuple[Param, ...]
+    description: str
+    category: Category
+    build: Callable[..., sympy.Expr]  # the parser calls it with the sympy arguments
+    nodes: tuple[Node, ...] = ()  # the sympy classes build() makes that the lowering looks up
+    aliases: tuple[str, ...] = ()  # other names users may type (arctan, Abs, ln, minimum)
+    # Other libraries' names that gradcli does not take, suggested in the "unknown function"
+    # hint (numpy's absolute, torch's mse_loss): accepting them would reserve more variable names.
+    spellings: tuple[str, ...] = ()
+    more: int = 0  # further positional arguments after params (max(a, b, c, ...))
+    # With plain-number arguments, computed in floating point: exactly, sympy would write a
+    # factorial or a harmonic sum of that many terms.
+    numeric: bool = False
+    # The first argument keeps the shape of a variable sympy cancelled in it (sum(x - x + y)
+    # adds y once per element of x): see parse.Reader.keep_shapes.
+    keeps_shapes: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    @property
+    def fewest(self) -> int:
+        return sum(1 for p in self.params if p.default is None)
+
+    @property
+    def most(self) -> int:
+        return len(self.params) + self.more
+
+    @property
+    def signature(self) -> str:
+        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.params]
+        if self.more:
+            parts.append("...")
+        return f"{self.name}({', '.join(parts)})"
+
+    @property
+    def kinks(self) -> tuple[str, ...]:
+        return tuple(n.kink for n in self.nodes if n.kink)
+
+
+# --------------------------------------------------------------------------- builders
+
+def _number(value: sympy.Expr, what: str, positive: bool = False) -> sympy.Expr:
+    """A parameter that must be a plain number (a slope, a delta, a norm's p)."""
+    if value.free_symbols or not value.is_real:
+        raise ValueError(f"{what} must be a number")
+    if positive and not value.is_positive:
+        raise ValueError(f"{what} must be positive")
+    return value
+
+
+def _log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
+    return sympy.log(x) if base is None else sympy.log(x, base)
+
+
+def _digamma(x: sympy.Expr) -> sympy.Expr:
+    return sympy.polygamma(0, x)
+
+
+def _polygamma(n: sympy.Expr, x: sympy.Expr) -> sympy.Expr:
+    if not (n.is_Integer and n >= 0):
+        raise ValueError("the order of polygamma(n, x) must be a whole number n >= 0")
+    if n > MAX_POLYGAMMA_ORDER:
+        raise ValueError(f"the order of polygamma(n, x) is at most {MAX_POLYGAMMA_ORDER}, not {n}")
+    if not x.is_number:
+        return sympy.polygamma(n, x)
+    # A plain number: exactly only where that is quick (polygamma(1, 1) is pi**2/6); else in
+    # floating point, now. sympy's exact value at 10**10 sums 10**10 terms, and its floating
+    # one walks up from a negative x one step at a time.
+    if x.is_Integer and abs(x) <= 20 and n <= 20:
+        return sympy.polygamma(n, x)
+    try:
+        where = complex(sympy.N(x, 15))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("polygamma(n, x) needs a real x") from None
+    if where.imag:
+        raise ValueError("polygamma(n, x) needs a real x")
+    if where.real < -1e4:
+        raise ValueError("polygamma(n, x) of a constant below -10^4 is not supported")
+    if where.real <= 0 and where.real == int(where.real):
+        raise ValueError("polygamma(n, x) has a pole at x = 0, -1, -2, ...")
+    try:
+        return sympy.N(sympy.polygamma(n, sympy.Float(where.real, 15)), 15)
+    except (ValueError, ZeroDivisionError, ArithmeticError) as exc:
+        raise ValueError(f"polygamma cannot be evaluated here ({exc})") from None
+
+
+def _min(*args: sympy.Expr) -> sympy.Expr:
+    return sf.tmin(args[0]) if len(args) == 1 else sympy.Min(*args)
+
+
+def _max(*args: sympy.Expr) -> sympy.Expr:
+    return sf.tmax(args[0]) if len(args) == 1 else sympy.Max(*args)
+
+
+def _norm(x: sympy.Expr, p: sympy.Expr | None = None) -> sympy.Expr:
+    return sf.norm(x) if p is None else sf.norm(x, _number(p, "the p of norm(x, p)"))
+
+
+def _leaky_relu(x: sympy.Expr, slope: sympy.Expr | None = None) -> sympy.Expr:
+    return sf.leaky_relu(x) if slope is None else sf.leaky_relu(
+        x, _number(slope, "the slope of leaky_relu(x, slope)"))
+
+
+def _huber(a: sympy.Expr, b: sympy.Expr, delta: sympy.Expr | None = None) -> sympy.Expr:
+    return sf.huber(a, b) if delta is None else sf.huber(
+        a, b, _number(delta, "the delta of huber(a, b, delta)", positive=True))
+
+
+def _nested(fn: str) -> Callable[[Sequence[str]], str]:
+    """fn(fn(a, b), c): how torch.maximum/minimum read for max(a, b, c)."""
+    def text(args: Sequence[str]) -> str:
+        out = args[0]
+        for a in args[1:]:
+            out = f"{fn}({out}, {a})"
+        return out
+    return text
+
+
+def _polygamma_source(args: Sequence[str]) -> str:
+    return f"torch.digamma({args[1]})" if args[0] == "0" else f"torch.polygamma({args[0]}, {args[1]})"
+
+
+def _keyword_source(call: str, keyword: str, default: str, positional: int) -> Callable[[Sequence[str]], str]:
+    """F.huber_loss(a, b, delta=1.0): the optional argument by name, its default when absent."""
+    def text(args: Sequence[str]) -> str:
+        value = args[positional] if len(args) > positional else default
+        return f"{call}({', '.join(args[:positional])}, {keyword}={value})"
+    return text
+
+
+# --------------------------------------------------------------------------- the registry
+
+X = (Param("x"),)
+AB = (Param("a"), Param("b"))
+
+
+def _elementwise(name: str, cls: type, torch: str, description: str, *, aliases: tuple[str, ...] = (),
+                 spellings: tuple[str, ...] = (), explain: Explain | None = None) -> Function:
+    """A function of one argument that is one sympy class and one torch function."""
+    return Function(name, X, description, Category.ELEMENTWISE, cls, (Node(cls, torch, explain),),
+                    aliases=aliases, spellings=spellings)
+
+
+_LOG = Node(sympy.log, "torch.log")
+_POLYGAMMA = Node(sympy.polygamma, "tf.polygamma", _polygamma_source, numbers=(0,))
+_MIN = Node(sympy.Min, "tf.minimum", _nested("torch.minimum"), kink="a tie in min splits the gradient evenly")
+_MAX = Node(sympy.Max, "tf.maximum", _nested("torch.maximum"), kink="a tie in max splits the gradient evenly")
+_TMIN = Node(sf.tmin, "torch.amin")
+_TMAX = Node(sf.tmax, "torch.amax")
+_RECIPROCAL = "torch.reciprocal({0})"
+
+FUNCTIONS: tuple[Function, ...] = (
+    # trigonometric
+    _elementwise("sin", sympy.sin, "torch.sin", "sine (radians)"),
+    _elementwise("cos", sympy.cos, "torch.cos", "cosine (radians)"),
+    _elementwise("tan", sympy.tan, "torch.tan", "tangent (radians)"),
+    _elementwise("cot", sympy.cot, "tf.cot", "cotangent, 1/tan(x)", explain="torch.reciprocal(torch.tan({0}))"),
+    _elementwise("sec", sympy.sec, "tf.sec", "secant, 1/cos(x)", explain="torch.reciprocal(torch.cos({0}))"),
+    _elementwise("csc", sympy.csc, "tf.csc", "cosecant, 1/sin(x)", explain="torch.reciprocal(torch.sin({0}))"),
+    _elementwise("asin", sympy.asin, "torch.asin", "inverse sine", aliases=("arcsin",)),
+    _elementwise("acos", sympy.acos, "torch.acos", "inverse cosine", aliases=("arccos",)),
+    _elementwise("atan", sympy.atan, "torch.atan", "inverse tangent", aliases=("arctan",)),
+    _elementwise("acot", sympy.acot, "tf.acot", "inverse cotangent, atan(1/x)", aliases=("arccot",),
+                 explain="torch.atan(torch.reciprocal({0}))"),
+    _elementwise("asec", sympy.asec, "tf.asec", "inverse secant, acos(1/x)", aliases=("arcsec",),
+                 explain="torch.acos(torch.reciprocal({0}))"),
+    _elementwise("acsc", sympy.acsc, "tf.acsc", "inverse cosecant, asin(1/x)", aliases=("arccsc",),
+                 explain="torch.asin(torch.reciprocal({0}))"),
+    Function("atan2", (Param("y"), Param("x")), "the angle of the point (x, y), in (-pi, pi]", Category.ELEMENTWISE,
+             sympy.atan2, (Node(sympy.atan2, "torch.atan2"),), aliases=("arctan2",)),
+    # hyperbolic
+    _elementwise("sinh", sympy.sinh, "torch.sinh", "hyperbolic sine"),
+    _elementwise("cosh", sympy.cosh, "torch.cosh", "hyperbolic cosine"),
+    _elementwise("tanh", sympy.tanh, "torch.tanh", "hyperbolic tangent"),
+    _elementwise("coth", sympy.coth, "tf.coth", "hyperbolic cotangent, 1/tanh(x)",
+                 explain="torch.reciprocal(torch.tanh({0}))"),
+    _elementwise("sech", sympy.sech, "tf.sech", "hyperbolic secant, 1/cosh(x), without overflow",
+                 explain="2 * torch.exp(-abs({0})) / (1 + torch.exp(-2 * abs({0})))"),
+    _elementwise("csch", sympy.csch, "tf.csch", "hyperbolic cosecant, 1/sinh(x), without overflow",
+                 explain="torch.sign({0}) * 2 * torch.exp(-abs({0})) / (1 - torch.exp(-2 * abs({0})))"),
+    _elementwise("asinh", sympy.asinh, "torch.asinh", "inverse hyperbolic sine", aliases=("arcsinh",)),
+    _elementwise("acosh", sympy.acosh, "torch.acosh", "inverse hyperbolic cosine", aliases=("arccosh",)),
+    _elementwise("atanh", sympy.atanh, "torch.atanh", "inverse hyperbolic tangent", aliases=("arctanh",)),
+    _elementwise("acoth", sympy.acoth, "tf.acoth", "inverse hyperbolic cotangent, atanh(1/x)", aliases=("arccoth",),
+                 explain="torch.atanh(torch.reciprocal({0}))"),
+    _elementwise("asech", sympy.asech, "tf.asech", "inverse hyperbolic secant, acosh(1/x)", aliases=("arcsech",),
+                 explain="torch.acosh(torch.reciprocal({0}))"),
+    _elementwise("acsch", sympy.acsch, "tf.acsch", "inverse hyperbolic cosecant, asinh(1/x)", aliases=("arccsch",),
+                 explain="torch.asinh(torch.reciprocal({0}))"),
+    # exponentials, logarithms, powers
+    _elementwise("exp", sympy.exp, "torch.exp", "e to the power x"),
+    Function("log", (Param("x"), Param("base", "e", keyword=True)), "natural logarithm, or to the given base",
+             Category.ELEMENTWISE, _log, (_LOG,), aliases=("ln",)),
+    Function("log2", X, "logarithm to base 2", Category.ELEMENTWISE, lambda x: sympy.log(x, 2), (_LOG,)),
+    Function("log10", X, "logarithm to base 10", Category.ELEMENTWISE, lambda x: sympy.log(x, 10), (_LOG,)),
+    # sqrt and pow are sympy powers, which the lowering computes itself (torch.sqrt, torch.pow)
+    Function("sqrt", X, "square root", Category.ELEMENTWISE, sympy.sqrt),
+    _elementwise("cbrt", sf.cbrt, "tf.cbrt", "real cube root: cbrt(-8) = -2",
+                 explain="torch.sign({0}) * torch.abs({0}).pow(1/3)"),
+    Function("pow", (Param("x"), Param("y")), "x to the power y, as x**y", Category.ELEMENTWISE,
+             lambda a, b: a**b, spellings=("power", "float_power")),
+    # pieces and steps
+    Function("abs", X, "absolute value", Category.ELEMENTWISE, sympy.Abs,
+             (Node(sympy.Abs, "torch.abs", kink="abs'(0) = 0", slope=sf.abs_slope),),
+             aliases=("Abs",), spellings=("absolute", "fabs")),
+    Function("sign", X, "-1, 0 or 1", Category.ELEMENTWISE, sympy.sign,
+             (Node(sympy.sign, "torch.sign", kink="sign'(0) = 0", jump=True),), aliases=("sgn",)),
+    Function("floor", X, "largest whole number <= x", Category.ELEMENTWISE, sympy.floor,
+             (Node(sympy.floor, "torch.floor", kink="floor' = 0, at the integers too", jump=True,
+                   slope=sf.floor_slope),)),
+    Function("ceil", X, "smallest whole number >= x", Category.ELEMENTWISE, sympy.ceiling,
+             (Node(sympy.ceiling, "torch.ceil", kink="ceil' = 0, at the integers too", jump=True,
+                   slope=sf.ceiling_slope),), aliases=("ceiling",)),
+    # special functions
+    _elementwise("erf", sympy.erf, "torch.erf", "error function"),
+    _elementwise("erfc", sympy.erfc, "torch.erfc", "complementary error function, 1 - erf(x)"),
+    _elementwise("erfinv", sympy.erfinv, "torch.erfinv", "inverse error function, on (-1, 1)"),
+    Function("gamma", X, "the gamma function, (x-1)! at whole numbers", Category.ELEMENTWISE, sympy.gamma,
+             (Node(sympy.gamma, "tf.gamma", "gamma_sign({0}) * torch.exp(torch.lgamma({0}))"),), numeric=True),
+    Function("lgamma", X, "log |gamma(x)|", Category.ELEMENTWISE, sympy.loggamma,
+             (Node(sympy.loggamma, "torch.lgamma"),), aliases=("loggamma",), spellings=("gammaln",), numeric=True),
+    Function("digamma", X, "the derivative of lgamma, polygamma(0, x)", Category.ELEMENTWISE, _digamma,
+             (_POLYGAMMA,), spellings=("psi",), numeric=True),
+    Function("polygamma", (Param("n"), Param("x")), "the n-th derivative of digamma (n a whole number)",
+             Category.ELEMENTWISE, _polygamma, (_POLYGAMMA,)),
+    Function("sinc", X, "sin(x)/x, 1 at 0 (unnormalised, unlike torch.sinc)", Category.ELEMENTWISE, sf.sinc,
+             (Node(sf.sinc, "tf.sinc", "torch.sinc({0} / math.pi)"),)),
+    # activations
+    _elementwise("sigmoid", sf.sigmoid, "torch.sigmoid", "logistic function 1/(1 + exp(-x))",
+                 spellings=("expit", "logistic")),
+    Function("relu", X, "max(0, x)", Category.ELEMENTWISE, sf.relu,
+             (Node(sf.relu, "torch.relu", kink="relu'(0) = 0"),)),
+    _elementwise("softplus", sf.softplus, "F.softplus", "log(1 + exp(x))",
+                 explain="torch.nn.functional.softplus({0})"),
+    _elementwise("gelu", sf.gelu, "F.gelu", "exact GELU, x Φ(x)", explain="F.gelu({0})"),
+    Function("leaky_relu", (Param("x"), Param("negative_slope", "0.01", keyword=True)),
+             "x, or negative_slope * x below 0", Category.ELEMENTWISE, _leaky_relu,
+             (Node(sf.leaky_relu, "tf.leaky_relu", _keyword_source("F.leaky_relu", "negative_slope", "0.01", 1)),)),
+    # reductions
+    Function("sum", X, "the sum of every element", Category.REDUCTION, sf.tsum, (Node(sf.tsum, "torch.sum"),),
+             keeps_shapes=True),
+    Function("mean", X, "the mean of every element", Category.REDUCTION, sf.tmean, (Node(sf.tmean, "torch.mean"),),
+             keeps_shapes=True),
+    Function("prod", X, "the product of every element", Category.REDUCTION, sf.tprod,
+             (Node(sf.tprod, "torch.prod"),), spellings=("product",), keeps_shapes=True),
+    Function("min", (Param("x"),), "the smallest element of x, or the elementwise smallest of several",
+             Category.REDUCTION, _min, (_TMIN, _MIN), aliases=("Min", "minimum"), spellings=("amin", "fmin"),
+             more=63, keeps_shapes=True),
+    Function("max", (Param("x"),), "the largest element of x, or the elementwise largest of several",
+             Category.REDUCTION, _max, (_TMAX, _MAX), aliases=("Max", "maximum"), spellings=("amax", "fmax"),
+             more=63, keeps_shapes=True),
+    Function("dot", AB, "the sum of a * b (torch.dot for two vectors)", Category.REDUCTION, sf.dot,
+             (Node(sf.dot, "tf.dot", "torch.dot({0}, {1})"),), spellings=("inner", "vdot")),
+    Function("norm", (Param("x"), Param("p", "2", keyword=True)), "the p-norm of every element",
+             Category.REDUCTION, _norm,
+             (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),),
+             spellings=("vector_norm",)),
+    Function("logsumexp", X, "log(sum(exp(x))), without overflow", Category.REDUCTION, sf.logsumexp,
+             (Node(sf.logsumexp, "tf.logsumexp", "torch.logsumexp({0}, dim=0)"),)),
+    Function("softmax", X, "exp(x) / sum(exp(x)) over every element", Category.VECTOR, sf.softmax,
+             (Node(sf.softmax, "tf.softmax", "torch.softmax({0}, dim=0)"),)),
+    Function("log_softmax", X, "x - logsumexp(x) over every element", Category.VECTOR, sf.log_softmax,
+             (Node(sf.log_softmax, "tf.log_softmax", "torch.log_softmax({0}, dim=0)"),)),
+    # losses: the mean over the broadcast elements, as torch's defaults
+    Function("mse", (Param("input"), Param("target")), "mean squared error", Category.PAIRWISE, sf.mse,
+             (Node(sf.mse, "tf.mse", "F.mse_loss({0}, {1})"),), spellings=("mse_loss",)),
+    Function("l1", (Param("input"), Param("target")), "mean absolute error", Category.PAIRWISE, sf.l1,
+             (Node(sf.l1, "tf.l1", "F.l1_loss({0}, {1})"),), spellings=("l1_loss",)),
+    Function("bce", (Param("p"), Param("y")), "binary cross-entropy of probabilities p", Category.PAIRWISE, sf.bce,
+             (Node(sf.bce, "tf.bce", "F.binary_cross_entropy({0}, {1})"),),
+             spellings=("binary_cross_entropy",)),
+    Function("bce_logits", (Param("z"), Param("y")), "binary cross-entropy of logits z", Category.PAIRWISE,
+             sf.bce_logits, (Node(sf.bce_logits, "tf.bce_logits", "F.binary_cross_entropy_with_logits({0}, {1})"),),
+             spellings=("binary_cross_entropy_with_logits",)),
+    Function("huber", (Param("input"), Param("target"), Param("delta", "1", keyword=True)),
+             "Huber loss: squared below delta, linear above", Category.PAIRWISE, _huber,
+             (Node(sf.huber, "tf.huber", _keyword_source("F.huber_loss", "delta", "1.0", 2)),),
+             spellings=("huber_loss",)),
+)
+
+# Nodes only symbolic derivatives contain: computed by the same table, never listed to users.
+INTERNAL_NODES: tuple[Node, ...] = (
+    Node(sf.abs_slope, "tf.abs_slope", "abs_slope({0})", internal="the derivative of abs"),
+    Node(sf.floor_slope, "tf.step_slope", "step_slope({0})", internal="the derivative of floor"),
+    Node(sf.ceiling_slope, "tf.step_slope", "step_slope({0})", internal="the derivative of ceil"),
+    Node(sympy.Heaviside, "tf.heaviside", "heaviside({0})", internal="the derivatives of relu, max and min"),
+    Node(sympy.DiracDelta, "tf.dirac_delta", "dirac_delta({0})", internal="the second derivatives of abs and sign"),
+    Node(sf.dsinc, "tf.dsinc", "dsinc({0})", internal="the derivative of sinc"),
+    # sympy's own sinc: sf.sinc of a plain number evaluates to it (and is folded, but the
+    # table says how to compute it should one ever reach the lowering)
+    Node(sympy.sinc, "tf.sinc", "torch.sinc({0} / math.pi)", internal="sinc of a number"),
+)
+
+# --------------------------------------------------------------------------- lookups
+
+_BY_NAME: dict[str, Function] = {}
+for _entry in FUNCTIONS:
+    for _name in _entry.names:
+        assert _name not in _BY_NAME, f"{_name} is declared twice"
+        _BY_NAME[_name] = _entry
+
+_SPELLINGS: dict[str, Function] = {s: f for f in FUNCTIONS for s in f.spellings}
+assert not set(_SPELLINGS) & set(_BY_NAME), "a foreign spelling is also a name gradcli takes"
+
+NODES: dict[type, Node] = {}
+for _node in (*(n for f in FUNCTIONS for n in f.nodes), *INTERNAL_NODES):
+    assert NODES.get(_node.cls, _node) is _node, f"{_node.cls.__name__} is declared twice"
+    NODES[_node.cls] = _node
+
+FUNCTION_NAMES: frozenset[str] = frozenset(_BY_NAME)
+
+# Value constructors (x=ones(2,3)): name -> (fewest, most arguments). values.py builds them;
+# they are declared here because the parser reserves every name a user may type.
+CONSTRUCTORS: dict[str, tuple[int, int]] = {
+    "ones": (1, 8),
+    "zeros": (1, 8),
+    "eye": (1, 2),
+    "full": (2, 2),
+    "linspace": (3, 3),
+    "arange": (1, 3),
+    "rand": (1, 8),
+    "randn": (1, 8),
+}
+
+
+def lookup(name: str) -> Function | None:
+    """The function users call `name` (its name or an alias), or None."""
+    return _BY_NAME.get(name)
+
+
+def suggestion(name: str) -> str:
+    """The hint for an unknown function `name`: another library's spelling, or a close name."""
+    foreign = _SPELLINGS.get(name)
+    if foreign is not None:
+        return f"gradcli calls it {foreign.name}: {foreign.signature}"
+    close = difflib.get_close_matches(name, sorted(FUNCTION_NAMES), n=1)
+    if close:
+        return f"did you mean {close[0]}?"
+    return "gradcli functions lists the functions"
+
+
+def find(name: str) -> Function:
+    """The function called `name`, for `gradcli functions NAME`; GradcliError if there is none."""
+    entry = lookup(name) or _SPELLINGS.get(name)
+    if entry is None:
+        raise GradcliError(f"unknown function '{name}'", hint=suggestion(name))
+    return entry
+
+
+# --------------------------------------------------------------------------- kinks
+
+# sympy class -> what torch does where its derivative does not exist, for the note that says so.
+KINK_CONVENTIONS: dict[type, str] = {cls: n.kink for cls, n in NODES.items() if n.kink}
+# Where these jump, f has no derivative whatever the slopes: their kinks are never settled.
+JUMP_CONVENTIONS: frozenset[str] = frozenset(n.kink for n in NODES.values() if n.jump and n.kink)
+# sympy class -> the derivative node the check uses for it (see Node.slope).
+SLOPES: dict[type, type] = {cls: n.slope for cls, n in NODES.items() if n.slope is not None}
+GENERIC_KINK_CONVENTION = ("relu'(0) = 0, abs'(0) = sign(0) = 0, a tie in max or min splits the gradient "
+                           "evenly")
+
+
+def by_category(entries: Iterable[Function] = FUNCTIONS) -> dict[Category, list[Function]]:
+    """Functions grouped by category, in the order Category declares them."""
+    groups: dict[Category, list[Function]] = {c: [] for c in Category}
+    for f in entries:
+        groups[f.category].append(f)
+    return {c: fs for c, fs in groups.items() if fs}

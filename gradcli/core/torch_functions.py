@@ -1,0 +1,186 @@
+"""Torch implementations of the registry's functions that torch has under no single name.
+
+The registry (functions.py) names each function's torch implementation as text ("torch.sin",
+"F.softplus", "tf.sech" for one of these), so that it can be read without importing torch:
+`gradcli diff` and `gradcli functions` never need it. The lowering resolves the names once.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+
+F = torch.nn.functional
+
+Unary = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _recip(fn: Unary) -> Unary:
+    return lambda x: torch.reciprocal(fn(x))
+
+
+def _of_recip(fn: Unary) -> Unary:
+    return lambda x: fn(torch.reciprocal(x))
+
+
+cot = _recip(torch.tan)
+sec = _recip(torch.cos)
+csc = _recip(torch.sin)
+coth = _recip(torch.tanh)
+acot = _of_recip(torch.atan)
+asec = _of_recip(torch.acos)
+acsc = _of_recip(torch.asin)
+acoth = _of_recip(torch.atanh)
+asech = _of_recip(torch.acosh)
+acsch = _of_recip(torch.asinh)
+
+
+def sech(x: torch.Tensor) -> torch.Tensor:
+    # 1/cosh(x) overflows to 0 with a NaN gradient beyond |x| ~ 710; this form does not.
+    e = torch.exp(-torch.abs(x))
+    return 2 * e / (1 + e * e)
+
+
+def csch(x: torch.Tensor) -> torch.Tensor:
+    e = torch.exp(-torch.abs(x))
+    return torch.sign(x) * 2 * e / (1 - e * e)
+
+
+def gamma(x: torch.Tensor) -> torch.Tensor:
+    # torch has lgamma = log|Γ(x)| but no Γ: put the sign back. For x < 0, Γ(x) < 0 exactly
+    # when floor(-x) is even; floor carries no gradient, so autograd differentiates exp(lgamma).
+    negative = torch.remainder(torch.floor(-x), 2) == 0
+    sign = torch.where((x < 0) & negative, -1.0, 1.0).to(x.dtype)
+    return sign * torch.exp(torch.lgamma(x))
+
+
+def polygamma(n: int, x: torch.Tensor) -> torch.Tensor:
+    # n arrives as a Python int (the registry marks it a plain number): digamma for n = 0,
+    # as a person would write it.
+    return torch.digamma(x) if n == 0 else torch.polygamma(n, x)
+
+
+def sinc(x: torch.Tensor) -> torch.Tensor:
+    # sympy's sinc is sin(x)/x; torch.sinc is the normalised sin(pi x)/(pi x).
+    return torch.sinc(x / math.pi)
+
+
+def dsinc(x: torch.Tensor) -> torch.Tensor:
+    # (x cos x - sin x)/x**2 cancels to noise near 0: there, its Taylor series.
+    x2 = x * x
+    series = -x / 3 + x * x2 / 30 - x * x2 * x2 / 840 + x * x2 * x2 * x2 / 45360
+    safe = torch.where(x == 0, torch.ones_like(x), x)
+    exact = (safe * torch.cos(safe) - torch.sin(safe)) / (safe * safe)
+    return torch.where(torch.abs(x) < 1e-2, series, exact)
+
+
+def cbrt(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.abs(x).pow(1.0 / 3.0)
+
+
+def maximum(*xs: torch.Tensor) -> torch.Tensor:
+    """max(a, b, c, ...): torch.maximum pairwise, left to right, as a person nests it."""
+    return functools.reduce(torch.maximum, xs)
+
+
+def minimum(*xs: torch.Tensor) -> torch.Tensor:
+    return functools.reduce(torch.minimum, xs)
+
+
+# --------------------------------------------------------------------------- kinks
+
+class _KinkDraws:
+    """Where a slope at a kink is drawn from (None: it is NaN).
+
+    The slope of abs, relu, max or min at its kink is any value between its one-sided
+    slopes; a first derivative is multilinear in those slopes. Evaluated twice with slopes
+    drawn at random, it gives the same value only if that value does not depend on them:
+    then the derivative exists there (x*abs(x) and relu(x)**2 at 0: both 0). See
+    reference.symbolic_gradients.
+    """
+
+    generator: torch.Generator | None = None
+
+
+@contextmanager
+def kink_draws(seed: int) -> Iterator[None]:
+    """Within the block, slopes at kinks are drawn from a generator seeded with `seed`."""
+    _KinkDraws.generator = torch.Generator().manual_seed(seed)
+    try:
+        yield
+    finally:
+        _KinkDraws.generator = None
+
+
+def _at_kink(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """The slope where x == 0: NaN, or drawn uniformly between the one-sided slopes."""
+    if _KinkDraws.generator is None:
+        return torch.full_like(x, math.nan)
+    return low + (high - low) * torch.rand(x.shape, generator=_KinkDraws.generator, dtype=x.dtype, device=x.device)
+
+
+def heaviside(x: torch.Tensor, *_h0: object) -> torch.Tensor:
+    # Only symbolic derivatives contain Heaviside (of relu, max, min). At 0 the derivative it
+    # stands for does not exist: NaN there makes the check say so instead of comparing.
+    return torch.where(x > 0, 1.0, torch.where(x < 0, 0.0, _at_kink(x, 0.0, 1.0))).to(x.dtype)
+
+
+def dirac_delta(x: torch.Tensor, *_order: object) -> torch.Tensor:
+    return torch.where(x == 0, math.nan, 0.0).to(x.dtype)
+
+
+# Symbolic derivatives only (sympy_functions.Slope): NaN where the derivative does not exist.
+def abs_slope(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x == 0, _at_kink(x, -1.0, 1.0), torch.sign(x)).to(x.dtype)
+
+
+def step_slope(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x == torch.floor(x), math.nan, 0.0).to(x.dtype)
+
+
+# --------------------------------------------------------------------------- tensors
+
+def _pairwise(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """torch's losses warn when shapes differ; broadcast first, as the formula does."""
+    return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b), *(float(r) for r in rest))
+
+
+mse = _pairwise(F.mse_loss)
+l1 = _pairwise(F.l1_loss)
+bce = _pairwise(F.binary_cross_entropy)
+bce_logits = _pairwise(F.binary_cross_entropy_with_logits)
+
+
+def huber(a: torch.Tensor, b: torch.Tensor, delta: object = 1.0) -> torch.Tensor:
+    return F.huber_loss(*torch.broadcast_tensors(a, b), delta=float(delta))  # type: ignore[arg-type]
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dim() == 1 and b.dim() == 1 and a.shape == b.shape:
+        return torch.dot(a, b)
+    return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
+
+
+def norm(x: torch.Tensor, p: object = 2) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, ord=float(p))  # type: ignore[arg-type]
+
+
+def logsumexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(x.reshape(-1), 0)
+
+
+def _over_all(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Unary:
+    """softmax and friends over every element (a vector), keeping the input's shape."""
+    return lambda x: fn(x.reshape(-1), 0).reshape(x.shape)
+
+
+softmax = _over_all(torch.softmax)
+log_softmax = _over_all(torch.log_softmax)
+
+
+def leaky_relu(x: torch.Tensor, slope: object = 0.01) -> torch.Tensor:
+    return F.leaky_relu(x, negative_slope=float(slope))  # type: ignore[arg-type]
