@@ -601,7 +601,11 @@ class Reader:
             if slots[i] is not None:
                 raise self.error(f"{fname} is given {kw.arg} twice", kw.value, hint=f"its arguments: {entry.signature}")
             slots[i] = kw.value
-        if any(slots[i] is None for i, p in enumerate(entry.params) if p.default is None):
+        missing = [p.name for i, p in enumerate(entry.params) if p.default is None and slots[i] is None]
+        if missing:
+            if node.keywords and given >= lo:  # a count would mislead: norm(p=1) has one argument
+                raise self.error(f"{fname} is missing its argument {missing[0]}", node,
+                                 hint=f"its arguments: {entry.signature}")
             raise miscounted()
         return slots
 

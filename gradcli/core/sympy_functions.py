@@ -1,7 +1,7 @@
 """Sympy definitions of what sympy lacks: ML activations, a real cube root, and tensor reductions.
 
 Each function carries its own derivative (`fdiff`), so the symbolic cross-check never asks
-torch how to differentiate it. `lower.py` maps each one to the torch function a user would call.
+torch how to differentiate it. The registry (functions.py) names the torch function a user would call.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class Reduction(sympy.Function):
     """A reduction of a tensor-valued expression to a scalar.
 
     Sympy sees an opaque scalar function of an expression; the cross-check differentiates
-    through it by the chain rule (verify.py), since sympy has no notion of tensor shapes.
+    through it by the chain rule (reference.py), since sympy has no notion of tensor shapes.
     """
 
     is_real = True
@@ -192,8 +192,8 @@ class Reduction(sympy.Function):
             return arg
         return None
 
-    def fdiff(self, argindex=1):  # pragma: no cover - verify.py never asks sympy for this
-        raise NotImplementedError("reductions are differentiated by the chain rule in verify.py")
+    def fdiff(self, argindex=1):  # pragma: no cover - reference.py never asks sympy for this
+        raise NotImplementedError("reductions are differentiated by the chain rule in reference.py")
 
 
 class tsum(Reduction):  # noqa: N801
