@@ -19,7 +19,7 @@ import sympy
 import torch
 
 from gradcli.commands.functions import FunctionsReport, list_functions
-from gradcli.core import functions, lower
+from gradcli.core import functions, lower, sympy_functions
 from gradcli.core.functions import FUNCTIONS, INTERNAL_NODES, NODES, Category
 from gradcli.core.lower import compile_expression, to_source
 from gradcli.core.parse import FUNCTION_NAMES, parse_expression
@@ -85,7 +85,7 @@ def test_the_lowering_table_is_the_registrys():
 def test_kink_conventions_are_declared_with_their_functions():
     assert functions.KINK_CONVENTIONS == {
         sympy.Abs: "abs'(0) = 0",
-        functions.sf.relu: "relu'(0) = 0",
+        sympy_functions.relu: "relu'(0) = 0",
         sympy.sign: "sign'(0) = 0",
         sympy.floor: "floor' = 0, at the integers too",
         sympy.ceiling: "ceil' = 0, at the integers too",

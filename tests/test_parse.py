@@ -250,3 +250,16 @@ def test_a_plain_number_reads_as_the_parser_reads_it(text):
             parse_value(text)
         return
     assert parse_value(text).data == slow
+
+
+def test_unknown_function_without_a_close_name_points_at_gradcli_functions():
+    with pytest.raises(GradcliError) as info:
+        parse_expression("qwzzy(x)")
+    assert info.value.hint == "gradcli functions lists the functions"
+
+
+def test_unknown_function_in_numpy_spelling_gets_its_gradcli_name():
+    with pytest.raises(GradcliError) as info:
+        parse_expression("absolute(x) + 1")
+    assert info.value.message == "unknown function 'absolute'"
+    assert info.value.hint == "gradcli calls it abs: abs(x)"

@@ -213,8 +213,9 @@ class _Lowerer:
             if i in numbers:
                 if not a.is_Integer:  # polygamma's order, the one such argument today
                     raise LoweringError(f"{type(node).__name__} needs a whole-number argument: {sympy.sstr(node)}")
-                value = int(a)
-                parts.append(lambda env, value=value: value)
+                def number(env: Env, value: int = int(a)) -> int:
+                    return value
+                parts.append(number)
             else:
                 parts.append(self.lower(a))
         return lambda env: fn(*(p(env) for p in parts))

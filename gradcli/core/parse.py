@@ -17,7 +17,7 @@ import math
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sympy
 
@@ -551,14 +551,15 @@ class Reader:
             if isinstance(arg, ast.Starred):
                 raise self.error("'*' unpacking is not allowed", arg)
         slots = self._bind(entry, fname, node)
-        args = [None if a is None else self.read(a) for a in slots]
-        while args and args[-1] is None:
-            args.pop()  # an optional argument not given: the builder's default
+        while slots and slots[-1] is None:
+            slots.pop()  # an optional argument not given: the builder's default
+        # (None for an optional argument not given before one that is: the builder's default)
+        args: list[Any] = [None if a is None else self.read(a) for a in slots]
         if entry.numeric and all(a.is_number for a in args):
             # sympy.N, not Float: Float(1 + pi) is a TypeError
             args = [sympy.N(a, 15) if not a.is_Integer or abs(a) > 100 else a for a in args]
         if entry.keeps_shapes:
-            args[0] = self.keep_shapes(args[0], slots[0])
+            args[0] = self.keep_shapes(args[0], node.args[0])
         builder = entry.build
         try:
             if isinstance(builder, type) and not entry.keeps_shapes and self._keeps(*args):

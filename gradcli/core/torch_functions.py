@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, SupportsFloat
 
 import torch
 
@@ -155,8 +155,9 @@ bce = _pairwise(F.binary_cross_entropy)
 bce_logits = _pairwise(F.binary_cross_entropy_with_logits)
 
 
-def huber(a: torch.Tensor, b: torch.Tensor, delta: object = 1.0) -> torch.Tensor:
-    return F.huber_loss(*torch.broadcast_tensors(a, b), delta=float(delta))  # type: ignore[arg-type]
+def huber(a: torch.Tensor, b: torch.Tensor, delta: SupportsFloat = 1.0) -> torch.Tensor:
+    x, y = torch.broadcast_tensors(a, b)
+    return F.huber_loss(x, y, delta=float(delta))
 
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -165,8 +166,8 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
 
 
-def norm(x: torch.Tensor, p: object = 2) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, ord=float(p))  # type: ignore[arg-type]
+def norm(x: torch.Tensor, p: SupportsFloat = 2) -> torch.Tensor:
+    return torch.linalg.vector_norm(x, ord=float(p))
 
 
 def logsumexp(x: torch.Tensor) -> torch.Tensor:
@@ -182,5 +183,5 @@ softmax = _over_all(torch.softmax)
 log_softmax = _over_all(torch.log_softmax)
 
 
-def leaky_relu(x: torch.Tensor, slope: object = 0.01) -> torch.Tensor:
-    return F.leaky_relu(x, negative_slope=float(slope))  # type: ignore[arg-type]
+def leaky_relu(x: torch.Tensor, slope: SupportsFloat = 0.01) -> torch.Tensor:
+    return F.leaky_relu(x, negative_slope=float(slope))

@@ -182,6 +182,7 @@ def _nest(flat: Sequence[float], shape: tuple[int, ...]):
 
 
 def _constructor(reader: Reader, node: ast.Call, text: str) -> ValueSpec:
+    assert isinstance(node.func, ast.Name)  # parse_value calls it for constructor names only
     name = node.func.id
     lo, hi = CONSTRUCTORS[name]
     if node.keywords:
@@ -343,7 +344,7 @@ def make_tensor(spec: ValueSpec, *, dtype: torch.dtype, device: torch.device,
     return t.to(dtype=dtype, device=device)
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
