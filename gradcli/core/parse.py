@@ -552,8 +552,7 @@ class Reader:
                 raise self.error("'*' unpacking is not allowed", arg)
         slots = self._bind(entry, fname, node)
         while slots and slots[-1] is None:
-            slots.pop()  # an optional argument not given: the builder's default
-        # (None for an optional argument not given before one that is: the builder's default)
+            slots.pop()  # optional arguments not given: the builder's defaults (None before a given one)
         args: list[Any] = [None if a is None else self.read(a) for a in slots]
         if entry.numeric and all(a.is_number for a in args):
             # sympy.N, not Float: Float(1 + pi) is a TypeError
