@@ -19,6 +19,7 @@ import torch
 from gradcli.core.autodiff import (
     torch_error,
 )
+from gradcli.core.check import TOLERANCES
 from gradcli.core.lower import (
     compile_components,
     make_tensor,
@@ -36,7 +37,6 @@ from gradcli.core.parse import (
     parse_value,
 )
 from gradcli.core.reference import (
-    TOLERANCES,
     broadcast_shapes,
     top_reductions,
 )
