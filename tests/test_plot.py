@@ -182,10 +182,11 @@ def test_csv_when_stdout_is_not_a_terminal(run):
     result = run("plot", "sin(x)", "x=-pi:pi:9")  # CliRunner's stdout is not a terminal
     assert result.exit_code == 0, result.stderr
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["x", "f", "df/dx", "df/dx symbolic"]
+    assert rows[0] == ["x", "f", "df/dx", "df/dx symbolic", "df/dx check"]
+    assert {r[-1] for r in rows[1:]} == {"agree"}
     assert len(rows) == 10
     data = plot_data("sin(x)", ["x=-pi:pi:9"])
-    table = np.array([[float(v) for v in row] for row in rows[1:]])
+    table = np.array([[float(v) for v in row[:-1]] for row in rows[1:]])  # the last column is the check
     # Full precision: every number reads back as exactly the one computed.
     assert table[:, 0].tolist() == data.axes["x"].array.tolist()
     assert table[:, 1].tolist() == data.f.array.tolist()
@@ -199,7 +200,8 @@ def test_csv_of_a_grid_has_a_row_per_node(run):
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 12
-    assert list(rows[0]) == ["x", "y", "f", "df/dx", "df/dx symbolic", "df/dy", "df/dy symbolic"]
+    assert list(rows[0]) == ["x", "y", "f", "df/dx", "df/dx symbolic", "df/dx check", "df/dy", "df/dy symbolic",
+                             "df/dy check"]
     for r in rows:
         assert float(r["f"]) == pytest.approx(float(r["x"]) * float(r["y"]))
         assert float(r["df/dx"]) == pytest.approx(float(r["y"]))
@@ -215,7 +217,8 @@ def test_json_document(run):
     assert doc["f"]["data"] == [0.0, 1.0, 4.0]
     first, second = doc["series"]
     assert first["label"] == "df/dx" and first["autograd"]["data"] == [0.0, 2.0, 4.0]
-    assert first["symbolic"]["formula"] == "2*x" and first["check"]["status"] == "ok"
+    assert first["symbolic"]["formula"] == "2*x" and first["check"]["status"] == "agree"
+    assert first["check"]["points"] == {"agree": 3}
     assert second["label"] == "d2f/dx2" and second["autograd"]["data"] == [2.0, 2.0, 2.0]
     assert doc["check"]["status"] == "ok"
 
@@ -308,7 +311,7 @@ def test_out_with_csv_gives_both(run, tmp_path):
     result = run("plot", "sin(x)", "x=0:1:3", "--out", str(path), "--format", "csv")
     assert result.exit_code == 0
     assert path.read_bytes()[:8] == PNG_MAGIC
-    assert result.stdout.splitlines()[0] == "x,f,df/dx,df/dx symbolic"
+    assert result.stdout.splitlines()[0] == "x,f,df/dx,df/dx symbolic,df/dx check"
 
 
 def test_an_unknown_image_suffix_is_refused(run, tmp_path):
@@ -434,7 +437,7 @@ def test_without_the_extra_csv_and_json_still_work_and_nothing_plots_is_imported
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.splitlines()
-    assert first == "0 x,f,df/dx,df/dx symbolic"
+    assert first == "0 x,f,df/dx,df/dx symbolic,df/dx check"
     assert second == ('2 error: --out (an image file) needs matplotlib, which is not installed: '
                       'pip install "gradcli[plot]"')
 
@@ -487,10 +490,14 @@ def test_terminal_says_when_it_clips():
 def test_a_step_function_is_checked_between_its_jumps(run):
     data = plot_data("floor(x)", ["x=-2:2:9"])
     d = series(data, "df/dx")
-    assert d.status == "agree" and data.status == "ok"
+    # A jump is a kink in the verdict's words: the derivative does not exist there; not a failure.
+    assert d.status == "kink" and data.status == "ok"
     assert d.compared == 4  # -1.5, -0.5, 0.5, 1.5; at the integers floor jumps and has no derivative
     assert d.symbolic.array.tolist()[1::2] == [0.0] * 4
+    assert d.point_verdicts() == ["kink", "agree"] * 4 + ["kink"]
+    assert d.counts() == {"agree": 4, "kink": 5}
     assert "4 of 9 points" in draw.check_text(d, data)
+    assert draw.check_text(d, data).startswith("df/dx: kink: autograd agrees with sympy's")
     assert run("plot", "floor(x)", "x=-2:2:9").exit_code == 0
 
 
@@ -511,8 +518,9 @@ def test_a_kink_on_the_range():
     data = plot_data("abs(x - 0.5)", ["x=0:1:3"], dtype="float64")  # x = 0.5 sits on the kink
     d = series(data, "df/dx")
     assert d.autograd.array.tolist() == [-1.0, 0.0, 1.0]  # torch's convention at the kink: sign(0) = 0
-    assert d.formula == "sign(x - 0.5)" and d.status == "agree"
+    assert d.formula == "sign(x - 0.5)" and d.status == "kink"
     assert d.compared == 2  # the kink has no derivative to compare with
+    assert d.point_verdicts() == ["agree", "kink", "agree"] and data.status == "ok"
 
 
 def test_float16_plots_with_float16_tolerances():
