@@ -1042,8 +1042,8 @@ def minimize(
             from gradcli.render.plot import loss_curve_format
 
             loss_curve_format(plot_file)  # a missing matplotlib is said before the run
-        from gradcli.commands.minimize import minimize as run_minimize
         from gradcli import render
+        from gradcli.commands.minimize import minimize as run_minimize
 
         if render.wants_progress(output, to_stdout, sys.stderr):
             progress = render.LossProgress(steps, sys.stderr, dtype)

@@ -11,8 +11,8 @@ Three shapes of plot:
 - --grid, two variables: f over the x-y grid and the gradient (df/dx, df/dy) at every node.
 
 Variables given a single number are constants. The derivatives come from the same pipeline
-as `gradcli grad`: autograd through the lowered expression (gradcli/autodiff.py), and sympy's
-derivative lowered through the same table and evaluated in float64 (gradcli/verify.py).
+as `gradcli grad`: autograd through the lowered expression (gradcli/core/autodiff.py), and sympy's
+derivative lowered through the same table and evaluated in float64 (gradcli/core/reference.py).
 """
 
 from __future__ import annotations

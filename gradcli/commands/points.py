@@ -12,9 +12,10 @@ chunks, and each chunk is one batched torch computation:
   torch.func.vmap(torch.func.grad_and_value(f)) maps the gradient of one row over the rows.
 
 The symbolic check is batched the same way: sympy's derivative, lowered in float64 and
-evaluated on the whole chunk by gradcli/verify.py (the route `gradcli grad` checks by), is
-compared with autograd row by row. Each chunk is written (CSV, NDJSON or .npy) before the
-next is read, so memory stays flat however long the input.
+evaluated on the whole chunk by gradcli/core/reference.py (the route `gradcli grad` checks
+by), is compared with autograd row by row (core/check.py's pointwise_verdicts, the words
+`gradcli grad` and `plot` use). Each chunk is written (CSV, NDJSON or .npy) before the next
+is read, so memory stays flat however long the input.
 
 Nothing here imports typer or rich.
 """
@@ -282,9 +283,10 @@ class _NpyWriter:
 
     def write(self, values: np.ndarray, checks: np.ndarray) -> None:
         records = np.empty(len(values), dtype=self.dtype)
-        for i, name in enumerate(self.dtype.names[:-1]):
+        names = self.dtype.names or ()  # a structured dtype: always named
+        for i, name in enumerate(names[:-1]):
             records[name] = values[:, i]
-        records[self.dtype.names[-1]] = checks
+        records[names[-1]] = checks
         self.file.write(records.data)  # the array's own memory, not a copy of it
         self.rows += len(values)
 
@@ -431,6 +433,7 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
         summary.warnings.append(f"{where}: column(s) {', '.join(unused)} are not variables of the "
                                 "expression (left out)")
     torch_dtype = st.tensors[point_vars[0]].dtype
+    writer: _NpyWriter | _TextRows
     if output is not None and out_kind == "npy":
         writer = _NpyWriter(Path(output), columns)
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any, TextIO
 
 from gradcli.render.text import number
 
@@ -32,8 +32,8 @@ class LossProgress:
         self._started = self._clock()
         self._next = self._started + self.SHOW_AFTER
         self._total, self._err, self._dtype = total_steps, err, dtype
-        self._bar = None
-        self._task = None
+        self._bar: Any = None  # a rich Progress, once the run has lasted SHOW_AFTER seconds
+        self._task: Any = None
 
     def __call__(self, step: int, loss: float) -> None:
         now = self._clock()

@@ -7,7 +7,7 @@ formats never load rich. A renderer reads a report and never changes it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcli.core.check import Verdict, fails
 from gradcli.render.text import notes, number, shape_text, tensor_text
@@ -132,9 +132,11 @@ def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
     for v in report.variables:
         mark, style = verdict_cell(v.status)
         big = v.gradient.numel > 12
-        shown = f"shape {shape_text(v.gradient)}\n" + tensor_text(v.gradient) if big else tensor_text(v.gradient, rows=True)
+        shown = (f"shape {shape_text(v.gradient)}\n" + tensor_text(v.gradient) if big
+                 else tensor_text(v.gradient, rows=True))
         summarised = summarised or "…" in shown
-        row = [v.label or v.name] + ([tensor_text(v.value, rows=True) if v.value else ""] if in_table else []) + [shown]
+        row: list[Any] = [v.label or v.name] + ([tensor_text(v.value, rows=True) if v.value else ""]
+                                                if in_table else []) + [shown]
         if report.checked:
             ref = "—"
             if v.symbolic:
@@ -179,9 +181,9 @@ def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
     if report.explain:
         con.print(Text("how this was computed", style="bold"))
         for topic, text in report.explain:
-            line = Text(f"  {topic:<9} ", style="bold")
-            line.append(text)
-            con.print(line)
+            explained = Text(f"  {topic:<9} ", style="bold")
+            explained.append(text)
+            con.print(explained)
     if report.checked:
         confirmed = [v for v in report.variables if v.status is Verdict.AGREE]
         if report.status != "ok":

@@ -96,7 +96,7 @@ def index_text(index: tuple[int, ...]) -> str:
     return "[" + ",".join(map(str, index)) + "]" if index else ""
 
 
-def render_csv(report: Report, out: TextIO) -> None:
+def render_csv(report: Any, out: TextIO) -> None:
     """A row per element: numbers as float64 repr, exact for every dtype; the verdict's word in `status`."""
     import csv
 
