@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
-SCHEMA_VERSION = 1
+from gradcli.core.check import Verdict, any_fails
+
+# 2: the verdict words became one vocabulary (gradcli/core/check.py's Verdict): agree, disagree,
+# not finite, kink, unavailable, skipped, where version 1 said ok, mismatch, domain, undefined.
+SCHEMA_VERSION = 2
 
 
 class TensorData:
@@ -74,6 +78,45 @@ def json_numbers(x: Any) -> Any:
     return x
 
 
+@dataclass(kw_only=True)
+class Report:
+    """What every report shares: the header, a status that follows from its verdicts, warnings, to_dict().
+
+    `status` is "failed" when one of `verdicts()` fails a check (core/check.py's `fails`:
+    disagree, not finite) or `failed_otherwise()` says so (a divergence, an eval that is not
+    finite), else "ok"; the CLI exits 1 for "failed", in every command alike. A report is
+    data: renderers read it and never change it.
+    """
+
+    command: str = ""
+    version: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def verdicts(self) -> Iterable[Verdict]:
+        """Every verdict the report holds (none, for a report with nothing to check)."""
+        return ()
+
+    def failed_otherwise(self) -> bool:
+        """A failure that is no verdict of a comparison."""
+        return False
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.failed_otherwise() or any_fails(self.verdicts()) else "ok"
+
+    def header(self) -> dict[str, Any]:
+        """The fields every JSON document starts with (and the expression, where there is one)."""
+        doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "gradcli_version": self.version,
+                               "command": self.command}
+        expression = getattr(self, "expression", None)
+        if expression is not None:
+            doc["expression"] = expression
+        return doc
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
 @dataclass
 class VariableResult:
     """One computed derivative (a gradient, a Jacobian, a k-th derivative...) and its check."""
@@ -83,7 +126,7 @@ class VariableResult:
     gradient: TensorData  # by autograd, in the user's dtype
     formula: str | None  # the symbolic derivative, as sympy prints it
     symbolic: TensorData | None  # its value, computed in float64
-    status: str  # ok | mismatch | domain | undefined | unavailable | skipped
+    status: Verdict
     max_abs_error: float | None = None
     max_rel_error: float | None = None
     note: str | None = None
@@ -123,7 +166,7 @@ RESULT_KEYS = {
 
 
 @dataclass
-class GradReport:
+class GradReport(Report):
     expression: str  # as typed
     parsed: str  # as sympy reads it
     dtype: str
@@ -142,9 +185,7 @@ class GradReport:
     atol: float
     methods: list[MethodResult] = field(default_factory=list)
     seed: int | None = None  # the random seed, when a value used rand/randn
-    warnings: list[str] = field(default_factory=list)
-    command: str = "grad"
-    version: str = ""
+    command: str = field(default="grad", kw_only=True)
     vector: TensorData | None = None  # v of vjp/jvp
     extra: dict[str, Any] = field(default_factory=dict)  # command-specific facts (symmetry...)
     explain: list[tuple[str, str]] = field(default_factory=list)  # (topic, text) for --explain
@@ -157,21 +198,17 @@ class GradReport:
     def constants(self) -> dict[str, TensorData]:
         return {n: t for n, t in self.values.items() if n not in self.wrt}
 
-    @property
-    def status(self) -> str:
-        """ok, or failed when a check disagreed or the point is outside the domain."""
-        bad = any(v.status in ("mismatch", "domain") for v in self.variables)
-        bad = bad or any(not m.agrees for m in self.methods)
+    def verdicts(self) -> Iterable[Verdict]:
+        return [v.status for v in self.variables]
+
+    def failed_otherwise(self) -> bool:
         if self.command == "eval":  # nothing to check: a value outside the domain is the failure
-            bad = any(not math.isfinite(x) for x in self.f.flat())
-        return "failed" if bad else "ok"
+            return any(not math.isfinite(x) for x in self.f.flat())
+        return any(not m.agrees for m in self.methods)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": self.version,
-            "command": self.command,
-            "expression": self.expression,
+            **self.header(),
             "parsed": self.parsed,
             "dtype": self.dtype,
             "device": self.device,
@@ -216,7 +253,7 @@ class GradReport:
 
 
 @dataclass
-class GraphReport:
+class GraphReport(Report):
     """The autograd graph of f: nodes from f.grad_fn down to the leaves (AccumulateGrad)."""
 
     expression: str
@@ -229,17 +266,11 @@ class GraphReport:
     intermediates: list[dict[str, Any]]
     values: dict[str, TensorData]
     wrt: list[str]
-    version: str = ""
-    command: str = "graph"
-    status: str = "ok"
-    warnings: list[str] = field(default_factory=list)
+    command: str = field(default="graph", kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": self.version,
-            "command": "graph",
-            "expression": self.expression,
+            **self.header(),
             "parsed": self.parsed,
             "dtype": self.dtype,
             "device": self.device,
@@ -283,7 +314,7 @@ class Point:
 
 
 @dataclass
-class MinimizeReport:
+class MinimizeReport(Report):
     """A gradient descent: where it started, where it ended, why it stopped, and the checks.
 
     `checks` holds, for the first and the last point ("start", "end"), one VariableResult per
@@ -318,26 +349,20 @@ class MinimizeReport:
     hint: str | None = None
     trace: dict[str, str] | None = None  # {"path", "format"} of --trace
     seed: int | None = None
-    warnings: list[str] = field(default_factory=list)
-    version: str = ""
-    command: str = "minimize"
+    command: str = field(default="minimize", kw_only=True)
 
-    @property
-    def status(self) -> str:
-        """failed when the loss diverged or a check disagreed (or the point is outside the domain)."""
-        bad = self.stopped == "diverged" or any(v.status in ("mismatch", "domain")
-                                                for vs in self.checks.values() for v in vs)
-        return "failed" if bad else "ok"
+    def verdicts(self) -> Iterable[Verdict]:
+        return [v.status for vs in self.checks.values() for v in vs]
+
+    def failed_otherwise(self) -> bool:
+        return self.stopped == "diverged"
 
     def to_dict(self) -> dict[str, Any]:
         def check(v: VariableResult) -> dict[str, Any]:
             return {"formula": v.formula, "value": v.symbolic.to_dict() if v.symbolic else None, **v.to_dict()}
 
         return {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": self.version,
-            "command": "minimize",
-            "expression": self.expression,
+            **self.header(),
             "parsed": self.parsed,
             "dtype": self.dtype,
             "device": self.device,
@@ -353,8 +378,7 @@ class MinimizeReport:
             "losses": json_numbers([float(x) for x in self.losses]),
             "check": {
                 "performed": self.checked,
-                "status": "failed" if any(v.status in ("mismatch", "domain") for vs in self.checks.values()
-                                          for v in vs) else "ok",
+                "status": "failed" if any_fails(self.verdicts()) else "ok",
                 "rtol": self.rtol,
                 "atol": self.atol,
                 "reference_dtype": "float64",

@@ -3,7 +3,7 @@
 For each function in the parse table there is a Hypothesis strategy for points safely inside
 its domain (away from poles, branch points, kinks and ties). At each point:
 
-* gradcli's own cross-check must pass: ``report.status == "ok"`` and every variable "ok";
+* gradcli's own cross-check must pass: ``report.status == "ok"`` and every variable "agree";
 * autograd's gradient must match a central finite difference computed here, from an
   independent implementation of the function (Python's ``math`` module, and ``mpmath`` for
   erfinv/digamma/polygamma, which ``math`` lacks). gradcli itself is never used to evaluate f.
@@ -184,7 +184,7 @@ CASES: list[Case] = [
     ],
     # Not near 0 in float64: gradcli's reference there is wrong (see test_sinc_near_zero_*).
     # Not near 0 in float32 either: torch.sinc's float32 backward loses about 3.5e-8/|x|
-    # absolute (7% at x = 1.2e-3), which gradcli rightly reports as a mismatch.
+    # absolute (7% at x = 1.2e-3), which gradcli rightly reports as a disagreement.
     Case("sinc", "sinc(x)", lambda x: math.sin(x) / x, one(signed(1e-3, 10)), points32=one(signed(0.02, 10))),
     # activations
     Case("sigmoid", "sigmoid(x)", _sigmoid, one(real(-20, 20))),
@@ -267,7 +267,7 @@ def assert_matches_finite_difference(report, ref: Callable[..., float], *, rtol:
 
 def assert_checked_ok(report) -> None:
     bad = [(v.name, v.status, v.note, v.gradient.data, v.symbolic and v.symbolic.data) for v in report.variables
-           if v.status != "ok"]
+           if v.status != "agree"]
     assert report.status == "ok" and not bad, f"{report.expression} at {used_point(report)} ({report.dtype}): {bad}"
 
 
@@ -325,7 +325,7 @@ def test_sinc_near_zero_has_an_accurate_reference(x):
     report = run("sinc(x)", {"x": x})
     (v,) = report.variables
     assert v.symbolic.data == pytest.approx(-x / 3, rel=1e-9)
-    assert v.status in ("ok", "mismatch")
+    assert v.status in ("agree", "disagree")
 
 
 def test_sinc_at_zero_has_a_derivative():
@@ -393,9 +393,9 @@ def test_floor_and_ceil_are_flat_between_the_integers_and_have_no_derivative_at_
     if x != round(x):  # a step function is flat between the integers: sympy's 0 is compared
         fd, _ = finite_difference(lambda x: float(ref(x)), {"x": x}, "x")
         assert fd == 0.0
-        assert var.status == "ok" and var.symbolic.data == 0.0
+        assert var.status == "agree" and var.symbolic.data == 0.0
     else:  # at a jump there is no derivative, and the note says what torch does
-        assert var.status == "undefined"
+        assert var.status == "kink"
         assert "at the integers too" in var.note
 
 
@@ -403,7 +403,7 @@ def test_floor_and_ceil_are_flat_between_the_integers_and_have_no_derivative_at_
 def test_a_jump_is_never_settled_as_a_derivative(expr, point):
     """x*floor(x) jumps at 1 (from 1 to 2 just after): no slope says anything there."""
     report = run(expr, point)
-    assert report.variables[0].status == "undefined", report.variables[0]
+    assert report.variables[0].status == "kink", report.variables[0]
 
 
 # --------------------------------------------------------------------------- kinks
@@ -412,7 +412,7 @@ def test_a_jump_is_never_settled_as_a_derivative(expr, point):
 def _kink_ok(report) -> None:
     assert report.status == "ok", [(v.name, v.status, v.note) for v in report.variables]
     for v in report.variables:
-        assert v.status in ("undefined", "ok"), (v.name, v.status, v.note)
+        assert v.status in ("kink", "agree"), (v.name, v.status, v.note)
 
 
 @pytest.mark.parametrize(("expr", "low", "high"), [
@@ -421,7 +421,7 @@ def _kink_ok(report) -> None:
 def test_kink_at_zero_is_not_a_failure(expr, low, high):
     report = run(expr, {"x": 0.0})
     _kink_ok(report)
-    assert report.variables[0].status == "undefined"  # abs'(0) = sign(0) = 0 agrees by coincidence only
+    assert report.variables[0].status == "kink"  # abs'(0) = sign(0) = 0 agrees by coincidence only
     assert "convention" in report.variables[0].note
     # whatever autograd picks must be a subgradient (for sign: torch's 0)
     assert low <= report.variables[0].gradient.data <= high
@@ -444,7 +444,7 @@ def test_tie_of_max_and_min_is_not_a_failure(expr, v):
 def test_kink_inside_a_composition_is_not_a_failure(v, z):
     report = run("relu(x - y) + max(x, y, z)*z", {"x": v, "y": v, "z": z})
     _kink_ok(report)
-    assert any(var.status == "undefined" for var in report.variables)
+    assert any(var.status == "kink" for var in report.variables)
 
 
 @pytest.mark.parametrize(("expr", "point", "slope"), [
@@ -456,7 +456,7 @@ def test_kink_inside_a_composition_is_not_a_failure(v, z):
 def test_a_derivative_that_exists_at_a_kink_is_compared(expr, point, slope):
     report = run(expr, point)
     var = report.variables[0]
-    assert var.status == "ok", var
+    assert var.status == "agree", var
     assert var.symbolic.data == slope and var.gradient.data == pytest.approx(slope)
     # a plain central difference: the 5-point stencil assumes a smoothness these lack
     h = 1e-6
@@ -473,7 +473,7 @@ def test_a_derivative_that_exists_at_a_kink_is_compared(expr, point, slope):
 def test_a_kink_names_the_convention_torch_used(expr, convention):
     report = run(expr, {"x": 1.0, "y": 1.0} if "y" in expr else {"x": 0.0})
     var = report.variables[0]
-    assert var.status == "undefined", var
+    assert var.status == "kink", var
     assert convention in var.note
     assert report.status == "ok"
 
@@ -481,7 +481,7 @@ def test_a_kink_names_the_convention_torch_used(expr, convention):
 def test_a_kink_at_some_elements_compares_the_others():
     report = run("sum(abs(x)*y)", {"x": [0.0, 1.0, -2.0], "y": 3.0})
     x = report.variables[0]
-    assert x.status == "undefined"
+    assert x.status == "kink"
     assert "at 1 of 3 elements (the others agree)" in x.note
     assert x.symbolic.data[1:] == [3.0, -3.0]
 
@@ -497,7 +497,7 @@ def test_a_wrong_gradient_beside_a_kink_is_still_caught(monkeypatch, fresh_lower
     monkeypatch.setitem(lower._FUNCTIONS, sympy.Abs, lambda x: 1.01 * torch.abs(x))
     report = run("sum(abs(x))", {"x": [0.0, 1.0, -2.0]})
     x = report.variables[0]
-    assert x.status == "mismatch", x
+    assert x.status == "disagree", x
     assert report.status == "failed"
 
 

@@ -22,7 +22,7 @@ from gradcli import api
 from gradcli.core import session
 from gradcli.commands.minimize import OPTIMIZERS, minimize
 from gradcli.errors import GradcliError
-from gradcli.render.text import LossProgress, wants_progress
+from gradcli.render import LossProgress, wants_progress
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE = str(ROOT / "examples" / "data" / "line.csv")
@@ -397,8 +397,8 @@ def test_a_disagreement_at_the_end_exits_1(run, monkeypatch):
     result = run("minimize", "(x - 3)**2", "x=0", "--steps", "3", "--json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert doc["check"]["points"]["start"]["variables"]["x"]["status"] == "ok"
-    assert doc["check"]["points"]["end"]["variables"]["x"]["status"] == "mismatch"
+    assert doc["check"]["points"]["start"]["variables"]["x"]["status"] == "agree"
+    assert doc["check"]["points"]["end"]["variables"]["x"]["status"] == "disagree"
     assert doc["check"]["points"]["end"]["step"] == 3
     assert len(calls) == 2  # the first and the last point, never each step
 

@@ -30,7 +30,7 @@ def test_every_command_speaks_every_machine_format(run, command, fmt):
     assert result.exit_code == 0, result.stderr
     if fmt == "json":
         doc = json.loads(result.stdout)
-        assert doc["schema_version"] == 1 and doc["command"] == command
+        assert doc["schema_version"] == 2 and doc["command"] == command
     elif fmt == "ndjson":
         lines = result.stdout.splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["command"] == command
@@ -43,7 +43,7 @@ def test_csv_numbers_round_trip_exactly(run):
     result = run("grad", "mean((t - p)**2)", "p=[1,2,3]", "t=[2,3,4]", "--wrt", "p", "--dtype", "float16", "-f", "csv")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [float(r["autograd"]) for r in rows] == [-0.66650390625] * 3  # float16's value, exactly
-    assert [r["index"] for r in rows] == ["[0]", "[1]", "[2]"] and {r["status"] for r in rows} == {"ok"}
+    assert [r["index"] for r in rows] == ["[0]", "[1]", "[2]"] and {r["status"] for r in rows} == {"agree"}
 
 
 def test_expression_from_stdin(sh):

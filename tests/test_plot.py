@@ -45,7 +45,7 @@ def test_seed_21_sin_and_its_derivative_cos():
     assert d.formula == "cos(x)"
     assert d.autograd.array == pytest.approx(np.cos(x), abs=1e-6)  # the closed form
     assert d.symbolic.array == pytest.approx(np.cos(x), abs=1e-12)  # sympy's, in float64
-    assert d.status == "ok" and d.compared == 200
+    assert d.status == "agree" and d.compared == 200
     assert d.max_abs_error == pytest.approx(float(np.abs(d.autograd.array - d.symbolic.array).max()), rel=1e-12)
     assert 0 < d.max_abs_error < 1e-6  # float32 against float64: small, and honestly not zero
     assert data.status == "ok"
@@ -62,7 +62,7 @@ def test_seed_22_each_partial_derivative_along_its_own_variable():
     assert dx.formula == "3*x**2 + 5" and dy.formula == "2*y"
     assert dx.symbolic.array == pytest.approx(3 * x.astype(np.float64) ** 2 + 5, rel=1e-14)
     assert (dx.pretty, dy.pretty) == ("∂f/∂x", "∂f/∂y")
-    assert [s.status for s in data.series] == ["ok", "ok"]
+    assert [s.status for s in data.series] == ["agree", "agree"]
 
 
 def test_order_gives_each_higher_derivative():
@@ -74,7 +74,7 @@ def test_order_gives_each_higher_derivative():
         s = series(data, label)
         assert s.autograd.array == pytest.approx(closed, abs=1e-12)
         assert s.symbolic.array == pytest.approx(closed, abs=1e-12)
-        assert s.status == "ok"
+        assert s.status == "agree"
     assert series(data, "d3f/dx3").pretty == "d³f/dx³"
 
 
@@ -108,13 +108,13 @@ def test_grid_gives_the_gradient_at_every_node():
     assert series(data, "df/dy").autograd.array == pytest.approx(X**2 - 1)
     for s in data.series:
         assert s.symbolic.array == pytest.approx(s.autograd.array, abs=1e-12)
-        assert s.status == "ok" and s.compared == 15
+        assert s.status == "agree" and s.compared == 15
 
 
 def test_points_outside_the_domain_are_left_out_and_said():
     data = plot_data("log(x)", ["x=-5:5:200"])
     d = series(data, "df/dx")
-    assert d.status == "ok" and d.compared == 100
+    assert d.status == "agree" and d.compared == 100
     assert "compared at 100 of 200 points" in d.note
     assert any("not finite at 100 of 200 points" in w for w in data.warnings)
     x = data.axes["x"].array
@@ -133,7 +133,7 @@ def test_a_disagreement_fails_the_plot(monkeypatch):
     monkeypatch.setattr(plot_module, "symbolic_order", off_by_a_little)
     data = plot_data("sin(x)", ["x=-1:1:11"])
     d = series(data, "df/dx")
-    assert d.status == "mismatch" and d.max_abs_error == pytest.approx(1e-3, rel=1e-3)
+    assert d.status == "disagree" and d.max_abs_error == pytest.approx(1e-3, rel=1e-3)
     assert data.status == "failed"
     assert "DISAGREES" in draw.check_text(d, data)
 
@@ -182,10 +182,11 @@ def test_csv_when_stdout_is_not_a_terminal(run):
     result = run("plot", "sin(x)", "x=-pi:pi:9")  # CliRunner's stdout is not a terminal
     assert result.exit_code == 0, result.stderr
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["x", "f", "df/dx", "df/dx symbolic"]
+    assert rows[0] == ["x", "f", "df/dx", "df/dx symbolic", "df/dx check"]
+    assert {r[-1] for r in rows[1:]} == {"agree"}
     assert len(rows) == 10
     data = plot_data("sin(x)", ["x=-pi:pi:9"])
-    table = np.array([[float(v) for v in row] for row in rows[1:]])
+    table = np.array([[float(v) for v in row[:-1]] for row in rows[1:]])  # the last column is the check
     # Full precision: every number reads back as exactly the one computed.
     assert table[:, 0].tolist() == data.axes["x"].array.tolist()
     assert table[:, 1].tolist() == data.f.array.tolist()
@@ -199,7 +200,8 @@ def test_csv_of_a_grid_has_a_row_per_node(run):
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 12
-    assert list(rows[0]) == ["x", "y", "f", "df/dx", "df/dx symbolic", "df/dy", "df/dy symbolic"]
+    assert list(rows[0]) == ["x", "y", "f", "df/dx", "df/dx symbolic", "df/dx check", "df/dy", "df/dy symbolic",
+                             "df/dy check"]
     for r in rows:
         assert float(r["f"]) == pytest.approx(float(r["x"]) * float(r["y"]))
         assert float(r["df/dx"]) == pytest.approx(float(r["y"]))
@@ -210,12 +212,13 @@ def test_json_document(run):
     result = run("plot", "x**2", "x=0:2:3", "--order", "2", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert doc["schema_version"] == 1 and doc["command"] == "plot" and doc["kind"] == "line"
+    assert doc["schema_version"] == 2 and doc["command"] == "plot" and doc["kind"] == "line"
     assert doc["axes"]["x"]["data"] == [0.0, 1.0, 2.0]
     assert doc["f"]["data"] == [0.0, 1.0, 4.0]
     first, second = doc["series"]
     assert first["label"] == "df/dx" and first["autograd"]["data"] == [0.0, 2.0, 4.0]
-    assert first["symbolic"]["formula"] == "2*x" and first["check"]["status"] == "ok"
+    assert first["symbolic"]["formula"] == "2*x" and first["check"]["status"] == "agree"
+    assert first["check"]["points"] == {"agree": 3}
     assert second["label"] == "d2f/dx2" and second["autograd"]["data"] == [2.0, 2.0, 2.0]
     assert doc["check"]["status"] == "ok"
 
@@ -308,7 +311,7 @@ def test_out_with_csv_gives_both(run, tmp_path):
     result = run("plot", "sin(x)", "x=0:1:3", "--out", str(path), "--format", "csv")
     assert result.exit_code == 0
     assert path.read_bytes()[:8] == PNG_MAGIC
-    assert result.stdout.splitlines()[0] == "x,f,df/dx,df/dx symbolic"
+    assert result.stdout.splitlines()[0] == "x,f,df/dx,df/dx symbolic,df/dx check"
 
 
 def test_an_unknown_image_suffix_is_refused(run, tmp_path):
@@ -326,7 +329,7 @@ def test_an_unwritable_path_is_an_error_not_a_crash(run, tmp_path):
 
 def test_an_empty_plot_still_draws(tmp_path):
     data = plot_data("log(x)", ["x=-2:-1:5"])  # nothing is finite: nothing to compare either
-    assert series(data, "df/dx").status == "domain" and data.status == "failed"
+    assert series(data, "df/dx").status == "not finite" and data.status == "failed"
     draw.write_image(data, str(tmp_path / "empty.png"))
     assert png_size(tmp_path / "empty.png")[0] == 1200
 
@@ -363,7 +366,7 @@ def test_terminal_plot_shows_the_curves_and_the_check():
     text = out.getvalue()
     assert text.startswith("gradcli plot  f(x) = sin(x)\n")
     assert "++ f(x)" in text and "xx df/dx" in text  # the legend: one character per series
-    assert "df/dx: autograd agrees with sympy's cos(x): largest difference 3.41e-8 over 200 points" in \
+    assert "df/dx: agree: autograd agrees with sympy's cos(x): largest difference 3.41e-8 over 200 points" in \
         " ".join(text.split())
 
 
@@ -434,7 +437,7 @@ def test_without_the_extra_csv_and_json_still_work_and_nothing_plots_is_imported
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.splitlines()
-    assert first == "0 x,f,df/dx,df/dx symbolic"
+    assert first == "0 x,f,df/dx,df/dx symbolic,df/dx check"
     assert second == ('2 error: --out (an image file) needs matplotlib, which is not installed: '
                       'pip install "gradcli[plot]"')
 
@@ -463,7 +466,7 @@ def test_a_pole_does_not_loosen_the_check_elsewhere():
     # tan's derivative reaches thousands near its poles; each point is judged on its own scale
     data = plot_data("tan(x)", ["x=-5:5:200"])
     d = series(data, "df/dx")
-    assert d.status == "ok" and d.compared == 200
+    assert d.status == "agree" and d.compared == 200
     assert d.max_abs_error > 1e-4 and d.max_rel_error < 1e-6  # large only where the values are
     x = data.axes["x"].array.astype(np.float64)
     assert d.symbolic.array == pytest.approx(1 / np.cos(x) ** 2, rel=1e-12)
@@ -487,10 +490,14 @@ def test_terminal_says_when_it_clips():
 def test_a_step_function_is_checked_between_its_jumps(run):
     data = plot_data("floor(x)", ["x=-2:2:9"])
     d = series(data, "df/dx")
-    assert d.status == "ok" and data.status == "ok"
+    # A jump is a kink in the verdict's words: the derivative does not exist there; not a failure.
+    assert d.status == "kink" and data.status == "ok"
     assert d.compared == 4  # -1.5, -0.5, 0.5, 1.5; at the integers floor jumps and has no derivative
     assert d.symbolic.array.tolist()[1::2] == [0.0] * 4
+    assert d.point_verdicts() == ["kink", "agree"] * 4 + ["kink"]
+    assert d.counts() == {"agree": 4, "kink": 5}
     assert "4 of 9 points" in draw.check_text(d, data)
+    assert draw.check_text(d, data).startswith("df/dx: kink: autograd agrees with sympy's")
     assert run("plot", "floor(x)", "x=-2:2:9").exit_code == 0
 
 
@@ -504,15 +511,16 @@ def test_a_derivative_sympy_cannot_evaluate_is_said_not_failed(run, monkeypatch)
     data = plot_data("sin(x)", ["x=-2:2:9"])
     d = series(data, "df/dx")
     assert d.status == "unavailable" and data.status == "ok"
-    assert draw.check_text(d, data).startswith("df/dx: not checked: sympy's derivative cannot be evaluated")
+    assert draw.check_text(d, data).startswith("df/dx: unavailable: sympy's derivative cannot be evaluated")
 
 
 def test_a_kink_on_the_range():
     data = plot_data("abs(x - 0.5)", ["x=0:1:3"], dtype="float64")  # x = 0.5 sits on the kink
     d = series(data, "df/dx")
     assert d.autograd.array.tolist() == [-1.0, 0.0, 1.0]  # torch's convention at the kink: sign(0) = 0
-    assert d.formula == "sign(x - 0.5)" and d.status == "ok"
+    assert d.formula == "sign(x - 0.5)" and d.status == "kink"
     assert d.compared == 2  # the kink has no derivative to compare with
+    assert d.point_verdicts() == ["agree", "kink", "agree"] and data.status == "ok"
 
 
 def test_float16_plots_with_float16_tolerances():
@@ -526,7 +534,7 @@ def test_values_beyond_the_dtype_are_left_out_not_failed():
     # x=-3:3:61 passes 1.7e-16, not 0: there cot'' = 2cot(x)csc(x)^2 is about 4e47, past float32's 3.4e38
     data = plot_data("cot(x)", ["x=-3:3:61"], order=2)
     d = series(data, "d2f/dx2")
-    assert d.status == "ok" and d.compared == 60
+    assert d.status == "agree" and d.compared == 60
     assert "beyond what float32 can hold" in d.note
     assert data.status == "ok"
 

@@ -71,8 +71,8 @@ def test_a_hundred_thousand_rows_against_the_derivative_by_hand(sh, grid_points)
     np.testing.assert_allclose(table[:, 2], f, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(table[:, 3], dx, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(table[:, 4], dy, rtol=1e-12, atol=1e-14)
-    assert {r[-1] for r in rows} == {"ok"}
-    assert "100,000 rows: 100,000 ok" in result.stderr
+    assert {r[-1] for r in rows} == {"agree"}
+    assert "100,000 rows: 100,000 agree" in result.stderr
 
 
 def test_float32_rows_read_back_as_the_same_float32(grid_points, tmp_path):
@@ -95,7 +95,7 @@ def test_chunks_do_not_change_the_rows(grid_points):
     grad_points(EXPR, str(path), out=whole, dtype="float64")
     summary = grad_points(EXPR, str(path), out=pieces, dtype="float64", chunk_rows=999, chunk_bytes=30_000)
     assert whole.getvalue() == pieces.getvalue()
-    assert summary.rows == 100_000 and summary.counts["ok"] == 100_000
+    assert summary.rows == 100_000 and summary.counts["agree"] == 100_000
 
 
 def test_npy_in_and_out(tmp_path, grid_points):
@@ -109,7 +109,7 @@ def test_npy_in_and_out(tmp_path, grid_points):
     f, dx, dy = by_hand(x[:5000], y[:5000])
     np.testing.assert_allclose(out["df/dx"], dx, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(out["df/dy"], dy, rtol=1e-12, atol=1e-14)
-    assert set(out["check"].tolist()) == {CHECK_NAMES.index("ok")}
+    assert set(out["check"].tolist()) == {CHECK_NAMES.index("agree")}
     # The same numbers as the CSV route, exactly: both are float64 at full precision.
     text = io.StringIO()
     grad_points(EXPR, str(source), out=text, dtype="float64")
@@ -128,15 +128,15 @@ def test_points_from_stdin_with_a_constant(sh):
     result = sh("grad", "a*x**2 + y", "--points", "-", "a=3", "--format", "ndjson", input="x,y\n1,0\n2,5\n")
     assert result.returncode == 0, result.stderr
     docs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert docs == [{"x": 1.0, "y": 0.0, "f": 3.0, "df/dx": 6.0, "df/dy": 1.0, "check": "ok"},
-                    {"x": 2.0, "y": 5.0, "f": 17.0, "df/dx": 12.0, "df/dy": 1.0, "check": "ok"}]
+    assert docs == [{"x": 1.0, "y": 0.0, "f": 3.0, "df/dx": 6.0, "df/dy": 1.0, "check": "agree"},
+                    {"x": 2.0, "y": 5.0, "f": 17.0, "df/dx": 12.0, "df/dy": 1.0, "check": "agree"}]
 
 
 def test_rows_outside_the_domain_are_flagged(run):
     result = run("grad", "log(x)", "--points", "-", "--format", "ndjson", input="x\n1\n-1\n0\n2\n")
     assert result.exit_code == 1
     docs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [d["check"] for d in docs] == ["ok", "not finite", "not finite", "ok"]
+    assert [d["check"] for d in docs] == ["agree", "not finite", "not finite", "agree"]
     assert docs[1]["f"] == "nan" and docs[2]["f"] == "-inf"  # JSON has no NaN: strings, as elsewhere
     assert "first at data row 2" in result.stderr
 
@@ -148,22 +148,22 @@ def test_a_disagreeing_row_is_flagged(run):
                  input="x\n0\n0.1\n")
     assert result.exit_code == 1
     _, rows = read_rows(result.stdout)
-    assert [r[-1] for r in rows] == ["ok", "disagree"]
+    assert [r[-1] for r in rows] == ["agree", "disagree"]
     assert "disagree: autograd and sympy disagree; first at data row 2" in result.stderr
 
 
-def test_a_kink_is_undefined_not_failed(run):
+def test_a_kink_is_a_kink_not_a_failure(run):
     result = run("grad", "relu(x)", "--points", "-", input="x\n1\n0\n-1\n")
     assert result.exit_code == 0
     _, rows = read_rows(result.stdout)
-    assert [r[-1] for r in rows] == ["ok", "undefined", "ok"]
+    assert [r[-1] for r in rows] == ["agree", "kink", "agree"]
 
 
 def test_an_expression_that_is_not_elementwise_is_vmapped(tmp_path):
     source = write_csv(tmp_path / "p.csv", {"x": np.array([1.0, 2.0, -3.0])})
     out = io.StringIO()
     summary = grad_points("sum(w*x**2)", str(source), {"w": "[1,2,3]"}, out=out, dtype="float64")
-    assert summary.batched_by == "vmap" and summary.counts["ok"] == 3
+    assert summary.batched_by == "vmap" and summary.counts["agree"] == 3
     _, rows = read_rows(out.getvalue())
     assert [float(r[1]) for r in rows] == [6.0, 24.0, 54.0]  # f = 6 x^2
     assert [float(r[2]) for r in rows] == [12.0, 24.0, -36.0]  # df/dx = 12 x
@@ -172,7 +172,7 @@ def test_an_expression_that_is_not_elementwise_is_vmapped(tmp_path):
 def test_a_column_that_is_not_a_variable_is_left_out(run):
     result = run("grad", "x**2", "--points", "-", input="id,x\n7,3\n")
     assert result.exit_code == 0
-    assert result.stdout == "x,f,df/dx,check\n3,9,6,ok\n"
+    assert result.stdout == "x,f,df/dx,check\n3,9,6,agree\n"
     assert "column(s) id are not variables of the expression" in result.stderr
     reset_stdin()
     quiet = run("grad", "x**2", "--points", "-", "--quiet", input="id,x\n7,3\n")
@@ -275,8 +275,8 @@ def test_a_row_that_is_not_a_number_is_flagged_not_refused(run, tmp_path):
     result = run("grad", "x**2", "--points", "-", "--output", str(tmp_path / "o.ndjson"), input="x\nnan\n1\ninf\n")
     assert result.exit_code == 1 and result.stdout == ""
     docs = [json.loads(line) for line in (tmp_path / "o.ndjson").read_text().splitlines()]
-    assert [d["check"] for d in docs] == ["not finite", "ok", "not finite"]
-    assert docs[1] == {"x": 1, "f": 1, "df/dx": 2, "check": "ok"}
+    assert [d["check"] for d in docs] == ["not finite", "agree", "not finite"]
+    assert docs[1] == {"x": 1, "f": 1, "df/dx": 2, "check": "agree"}
 
 
 def test_a_csv_with_a_byte_order_mark_is_read(tmp_path, run):
@@ -285,7 +285,7 @@ def test_a_csv_with_a_byte_order_mark_is_read(tmp_path, run):
     path.write_bytes("\ufeffx,y\n1,2\n3,4\n".encode("utf-8"))
     result = run("grad", "x*y", "--points", str(path))
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.splitlines() == ["x,y,f,df/dx,df/dy,check", "1,2,2,2,1,ok", "3,4,12,4,3,ok"]
+    assert result.stdout.splitlines() == ["x,y,f,df/dx,df/dy,check", "1,2,2,2,1,agree", "3,4,12,4,3,agree"]
     data = run("grad", "sum(x*y)", "--data", str(path), "--plain")
     assert data.exit_code == 0 and data.stdout.split() == ["2", "4", "1", "3"]
     column = run("grad", "sum(x)", f"x=@{path}:x", "--plain")

@@ -248,7 +248,7 @@ def _run(compute, fmt: Format, json_flag: bool, plain_flag: bool, quiet: bool = 
     """Compute a report, render it, and leave with the promised exit status."""
     try:
         output = _format(fmt, json_flag, plain_flag)
-        from gradcli.render.text import render
+        from gradcli.render import render
 
         report = compute()
         render(report, output, sys.stdout, sys.stderr, quiet=quiet)
@@ -607,7 +607,7 @@ def graph(
     try:
         output = "dot" if dot else _format(fmt, json_flag, plain_flag)
         from gradcli import api
-        from gradcli.render.text import render
+        from gradcli.render import render
 
         render(api.graph(_expression(expression), values or [], data=data, wrt=wrt, dtype=dtype, device=device,
                          seed=seed, max_elements=max_elements), output, sys.stdout, sys.stderr, quiet=quiet)
@@ -757,7 +757,9 @@ def _batch_line(command, item: tuple[int, str]) -> tuple[int, str]:
 
 
 def _batch_error(message: str, hint: str | None, status: int) -> dict:
-    return {"schema_version": 1, "error": {"message": message, "hint": hint, "exit_status": status}}
+    from gradcli.report import SCHEMA_VERSION
+
+    return {"schema_version": SCHEMA_VERSION, "error": {"message": message, "hint": hint, "exit_status": status}}
 
 
 def _batch_result(doc: dict, number: int, status: int) -> tuple[int, str]:
@@ -1040,8 +1042,8 @@ def minimize(
             from gradcli.render.plot import loss_curve_format
 
             loss_curve_format(plot_file)  # a missing matplotlib is said before the run
+        from gradcli import render
         from gradcli.commands.minimize import minimize as run_minimize
-        from gradcli.render import text as render
 
         if render.wants_progress(output, to_stdout, sys.stderr):
             progress = render.LossProgress(steps, sys.stderr, dtype)

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from gradcli import __version__
+from gradcli.core.check import Verdict, compare
 from gradcli.core.lower import (
     to_source,
 )
@@ -15,7 +16,6 @@ from gradcli.core.parse import (
 )
 from gradcli.core.reference import (
     SymbolicGradient,
-    compare,
 )
 from gradcli.core.session import Session
 from gradcli.report import (
@@ -38,7 +38,7 @@ def checked_result(name: str, st: Session, result: torch.Tensor, ref: SymbolicGr
     """A result and its verdict against the symbolic reference (None: --no-check)."""
     shown_value = tensor_data(value) if value is not None else None
     if ref is None:
-        return VariableResult(name, shown_value, tensor_data(result), None, None, "skipped", **labels)
+        return VariableResult(name, shown_value, tensor_data(result), None, None, Verdict.SKIPPED, **labels)
     cmp = compare(result, ref, f_finite=f_finite, rtol=st.rtol, atol=st.atol)
     return VariableResult(name, shown_value, tensor_data(result), ref.formula,
                           tensor_data(ref.value) if ref.value is not None else None,

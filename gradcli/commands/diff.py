@@ -18,7 +18,7 @@ from gradcli import __version__
 from gradcli.core import sympy_functions
 from gradcli.core.parse import parse_expression
 from gradcli.errors import GradcliError
-from gradcli.report import SCHEMA_VERSION
+from gradcli.report import Report
 
 MAX_DIFF_ORDER = 50
 SIMPLIFY_SECONDS = 1.0  # simplify() is tried for this long at most, then the raw derivative stands
@@ -37,27 +37,34 @@ class Derivative:
 
 
 @dataclass
-class DiffReport:
+class DiffReport(Report):
+    """Symbolic derivatives only: nothing is compared, so its status is always ok."""
+
     expression: str
     parsed: str
     derivatives: list[Derivative]
-    notes: list[str] = field(default_factory=list)
-    command: str = "diff"
-    status: str = "ok"
+    command: str = field(default="diff", kw_only=True)
+    version: str = field(default=__version__, kw_only=True)
+
+    @property
+    def notes(self) -> list[str]:
+        """The warnings, by the name `gradcli diff` gave them first."""
+        return self.warnings
+
+    @notes.setter
+    def notes(self, lines: list[str]) -> None:
+        self.warnings = lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": __version__,
-            "command": "diff",
-            "expression": self.expression,
+            **self.header(),
             "parsed": self.parsed,
             "derivatives": [
                 {"variable": d.variable, "order": d.order, "formula": d.formula, "latex": d.latex,
                  "simplified": d.simplified}
                 for d in self.derivatives
             ],
-            "warnings": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -127,4 +134,4 @@ def diff(expression: str, variables: Sequence[str] | None = None, *, order: int 
                 shown, simplified = _simplify(d) if simplify else (d, False)
                 results.append(Derivative(label, k, shown, sympy.sstr(shown), _latex(shown),
                                           sympy.pretty(shown, use_unicode=True), simplified))
-    return DiffReport(expression, parsed.pretty(), results, notes)
+    return DiffReport(expression, parsed.pretty(), results, warnings=notes)

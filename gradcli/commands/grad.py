@@ -30,8 +30,8 @@ from gradcli.core.reference import (
     symbolic_order,
 )
 from gradcli.core.session import Session, gc_paused, prepare
-from gradcli.core.values import ValuesArg
 from gradcli.core.sympy_functions import expand_definitions
+from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
     GradReport,

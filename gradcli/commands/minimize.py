@@ -32,9 +32,10 @@ import torch
 from gradcli import __version__
 from gradcli.commands.assemble import tensor_data
 from gradcli.core.autodiff import torch_error
+from gradcli.core.check import compare
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.core.parse import index_text
-from gradcli.core.reference import compare, symbolic_gradients
+from gradcli.core.reference import symbolic_gradients
 from gradcli.core.session import (
     gc_paused,
     parse_cached,

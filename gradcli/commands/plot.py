@@ -1,6 +1,6 @@
 """The numbers behind `gradcli plot`: f and its derivatives over ranges, by autograd and by sympy.
 
-Everything here is data (numpy arrays in TensorData); drawing is gradcli/draw.py's business,
+Everything here is data (numpy arrays in TensorData); drawing is gradcli/render/plot.py's business,
 and nothing here imports matplotlib, typer or rich.
 
 Three shapes of plot:
@@ -11,8 +11,8 @@ Three shapes of plot:
 - --grid, two variables: f over the x-y grid and the gradient (df/dx, df/dy) at every node.
 
 Variables given a single number are constants. The derivatives come from the same pipeline
-as `gradcli grad`: autograd through the lowered expression (gradcli/autodiff.py), and sympy's
-derivative lowered through the same table and evaluated in float64 (gradcli/verify.py).
+as `gradcli grad`: autograd through the lowered expression (gradcli/core/autodiff.py), and sympy's
+derivative lowered through the same table and evaluated in float64 (gradcli/core/reference.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from gradcli import __version__
 from gradcli.commands.assemble import tensor_data
 from gradcli.core.autodiff import gradient, nth_derivatives
+from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts
 from gradcli.core.reference import (
     SymbolicGradient,
     is_elementwise_in,
@@ -33,10 +34,10 @@ from gradcli.core.reference import (
     symbolic_order,
 )
 from gradcli.core.session import parse_cached, prepare
-from gradcli.core.values import ValuesArg, ValueSpec, make_tensor, read_values
 from gradcli.core.sympy_functions import expand_definitions
+from gradcli.core.values import ValuesArg, ValueSpec, make_tensor, read_values
 from gradcli.errors import GradcliError
-from gradcli.report import SCHEMA_VERSION, TensorData
+from gradcli.report import Report, TensorData
 
 # A plot of more points than this says nothing more than one of fewer, and matplotlib slows to
 # a crawl; --max-elements raises it (for a grid, it bounds nx * ny).
@@ -59,7 +60,14 @@ def derivative_label(var: str, order: int, *, partial: bool = False, pretty: boo
 
 @dataclass
 class Series:
-    """One derivative over the plotted points: autograd's values, sympy's, and how far apart."""
+    """One derivative over the plotted points: autograd's values, sympy's, and how far apart.
+
+    `status` sums up the points: points where f or sympy's derivative is not finite are left
+    out of the plot and of the verdict (a range may cross the edge of the domain), unless no
+    point is left (not finite); then a disagreement anywhere is `disagree`, a point where the
+    derivative does not exist is `kink`, and otherwise `agree`. `points` holds each point's
+    own verdict (a code of core/check.py's CODES), judged as `gradcli grad --points` judges a row.
+    """
 
     variable: str
     order: int
@@ -68,11 +76,25 @@ class Series:
     autograd: TensorData  # in the user's dtype, as float64 numbers
     symbolic: TensorData | None  # float64; None when not checked or sympy's cannot be evaluated
     formula: str | None  # sympy's derivative
-    status: str  # ok | mismatch | domain | unavailable | skipped
+    status: Verdict
     max_abs_error: float | None = None  # the largest |autograd - symbolic| over the compared points
     max_rel_error: float | None = None  # the largest |autograd - symbolic| / |symbolic| (symbolic not 0)
     compared: int = 0  # points where f and sympy's derivative are finite
     note: str | None = None
+    points: np.ndarray | None = None  # each point's verdict code (None when not compared at all)
+
+    def point_verdicts(self) -> list[str]:
+        """Each point's verdict word (the series' own verdict at every point, when not compared)."""
+        if self.points is None:
+            return [self.status.value] * self.autograd.numel
+        return np.array(CHECK_WORDS, dtype=object)[self.points].tolist()
+
+    def counts(self) -> dict[str, int]:
+        """How many points got each verdict."""
+        if self.points is None:
+            return {self.status.value: self.autograd.numel}
+        found = np.bincount(self.points, minlength=len(VERDICTS))
+        return {v.value: int(n) for v, n in zip(VERDICTS, found) if n}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,12 +102,16 @@ class Series:
             "autograd": self.autograd.to_dict(),
             "symbolic": {"formula": self.formula, "value": self.symbolic.to_dict() if self.symbolic else None},
             "check": {"status": self.status, "max_abs_error": self.max_abs_error,
-                      "max_rel_error": self.max_rel_error, "compared_points": self.compared, "note": self.note},
+                      "max_rel_error": self.max_rel_error, "compared_points": self.compared, "note": self.note,
+                      "points": self.counts()},
         }
 
 
+CHECK_WORDS: tuple[str, ...] = tuple(v.value for v in VERDICTS)  # CHECK_WORDS[code] is a point's verdict
+
+
 @dataclass
-class PlotData:
+class PlotData(Report):
     """What a plot shows: the coordinates, f, and each derivative by both routes."""
 
     expression: str
@@ -103,35 +129,33 @@ class PlotData:
     rtol: float
     atol: float
     seed: int | None = None
-    warnings: list[str] = field(default_factory=list)
-    version: str = __version__
-    command: str = "plot"
+    version: str = field(default=__version__, kw_only=True)
+    command: str = field(default="plot", kw_only=True)
 
     @property
     def variables(self) -> list[str]:
         return list(self.axes)
 
-    @property
-    def status(self) -> str:
-        """ok, or failed when autograd and sympy disagree somewhere (or nothing could be plotted)."""
-        return "failed" if any(s.status in ("mismatch", "domain") for s in self.series) else "ok"
+    def verdicts(self) -> list[Verdict]:
+        """failed when autograd and sympy disagree somewhere (or nothing could be compared)."""
+        return [s.status for s in self.series]
 
     def columns(self) -> list[tuple[str, np.ndarray]]:
-        """The data as named flat columns: the variables, f, then each derivative (and sympy's)."""
+        """The data as named flat columns: the variables, f, then each derivative (and sympy's,
+        and each point's verdict: an array of words, where the rest are numbers)."""
         cols = [(n, t.array.reshape(-1)) for n, t in self.axes.items()]
         cols.append(("f", self.f.array.reshape(-1)))
         for s in self.series:
             cols.append((s.label, s.autograd.array.reshape(-1)))
             if s.symbolic is not None:
                 cols.append((f"{s.label} symbolic", s.symbolic.array.reshape(-1)))
+            if self.checked:
+                cols.append((f"{s.label} check", np.array(s.point_verdicts(), dtype=object)))
         return cols
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": self.version,
-            "command": "plot",
-            "expression": self.expression,
+            **self.header(),
             "parsed": self.parsed,
             "dtype": self.dtype,
             "device": self.device,
@@ -150,11 +174,12 @@ class PlotData:
 
 @dataclass
 class _Check:
-    status: str
+    status: Verdict
     max_abs_error: float | None = None
     max_rel_error: float | None = None
     compared: int = 0
     note: str | None = None
+    points: np.ndarray | None = None
 
 
 def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f: np.ndarray, *, rtol: float,
@@ -165,22 +190,26 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     at 0): points where f or sympy's derivative is not finite, or too large for the user's
     dtype, are left out, and said. Elsewhere autograd must be finite too and agree.
 
-    Each point is judged on its own, |autograd - sympy| <= atol*max(1, |sympy|) + rtol*|sympy|:
-    near a pole the derivative is huge, and one huge value must not loosen the tolerance of
-    every other point (as the largest magnitude does for `gradcli grad`'s single tensors).
+    Each point is judged on its own, |autograd - sympy| <= atol*max(1, |sympy|) + rtol*|sympy|
+    (core/check.py's pointwise_verdicts): near a pole the derivative is huge, and one huge value
+    must not loosen the tolerance of every other point (as the largest magnitude does for
+    `gradcli grad`'s single tensors).
     """
     if ref is None:
-        return _Check("skipped")
+        return _Check(Verdict.SKIPPED)
     if ref.value is None:
-        return _Check("unavailable", note=ref.unavailable)
+        return _Check(Verdict.UNAVAILABLE, note=ref.unavailable)
     a = autograd.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
     r = torch.broadcast_to(ref.value.to(torch.float64), autograd.shape).reshape(-1)
+    largest = torch.finfo(autograd.dtype).max
+    points = pointwise_verdicts(f.reshape(-1), a.numpy(), r.numpy(), rtol=rtol, atol=atol, largest=largest)
     # Beyond the dtype's largest number (cot's 2/x^3 near 0 in float32) autograd can only say inf.
-    representable = r.abs() <= torch.finfo(autograd.dtype).max
+    representable = r.abs() <= largest
     defined = torch.from_numpy(np.isfinite(f).reshape(-1)) & torch.isfinite(r) & representable
     n = int(defined.sum())
     if n == 0:
-        return _Check("domain", note=f"f or sympy's {label} is not finite at any point of the range")
+        return _Check(Verdict.NOT_FINITE, note=f"f or sympy's {label} is not finite at any point of the range",
+                      points=points)
     a, r = a[defined], r[defined]
     diff = (a - r).abs()
     size = r.abs()
@@ -192,16 +221,22 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     left_out = autograd.numel() - n
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        return _Check("mismatch", max_abs, max_rel, n,
-                      f"autograd's {label} is not finite at {bad} point(s) where sympy's is")
+        return _Check(Verdict.DISAGREE, max_abs, max_rel, n,
+                      f"autograd's {label} is not finite at {bad} point(s) where sympy's is", points)
     if not bool(ok.all()):
-        return _Check("mismatch", max_abs, max_rel, n,
-                      f"autograd and sympy differ at {int((~ok).sum())} of {n} points, by up to {max_abs:.3g}")
+        return _Check(Verdict.DISAGREE, max_abs, max_rel, n,
+                      f"autograd and sympy differ at {int((~ok).sum())} of {n} points, by up to {max_abs:.3g}",
+                      points)
+    kinks = int((points == CODES[Verdict.KINK]).sum())
     note = None
     if left_out:
         note = (f"compared at {n} of {autograd.numel()} points; at the other {left_out}, f or sympy's {label} is "
                 f"not finite (outside the domain, a pole or a kink) or beyond what {str(autograd.dtype)[6:]} can hold")
-    return _Check("ok", max_abs, max_rel, n, note)
+    if kinks:
+        note = (f"the derivative does not exist at {kinks} of {autograd.numel()} points (a kink): autograd's value "
+                f"there is torch's convention; " + (note or f"the other {n} points agree"))
+        return _Check(Verdict.KINK, max_abs, max_rel, n, note, points)
+    return _Check(Verdict.AGREE, max_abs, max_rel, n, note, points)
 
 
 def _check_plottable(st, ranges: list[str]) -> None:
@@ -308,12 +343,12 @@ def _lines(st, ranges: list[str], order: int, *, check: bool) -> PlotData:
                         and ref.value is not None else None)
             series.append(Series(var, k, label, derivative_label(var, k, partial=partial, pretty=True),
                                  tensor_data(result), symbolic, ref.formula if ref is not None else None, c.status,
-                                 c.max_abs_error, c.max_rel_error, c.compared, c.note))
+                                 c.max_abs_error, c.max_rel_error, c.compared, c.note, c.points))
     assert f_values is not None
     f_data = tensor_data(f_values)
     return PlotData(st.expression, st.parsed.pretty(), st.dtype, str(st.device), st.device_note, "line", order,
                     {n: tensor_data(st.tensors[n]) for n in ranges}, _constants(st, ranges), f_data, series,
-                    check, st.rtol, st.atol, st.seed, _warnings(st, f_data))
+                    check, st.rtol, st.atol, st.seed, warnings=_warnings(st, f_data))
 
 
 def _grid(st, ranges: list[str], *, check: bool) -> PlotData:
@@ -338,11 +373,11 @@ def _grid(st, ranges: list[str], *, check: bool) -> PlotData:
         symbolic = tensor_data(ref.value) if ref is not None and ref.value is not None else None
         series.append(Series(var, 1, label, derivative_label(var, 1, partial=True, pretty=True), tensor_data(result),
                              symbolic, ref.formula if ref is not None else None, c.status, c.max_abs_error,
-                             c.max_rel_error, c.compared, c.note))
+                             c.max_rel_error, c.compared, c.note, c.points))
     f_data = tensor_data(f_values)
     return PlotData(st.expression, st.parsed.pretty(), st.dtype, str(st.device), st.device_note, "grid", 1,
                     {xname: tensor_data(xs), yname: tensor_data(ys)}, _constants(st, ranges), f_data, series,
-                    check, st.rtol, st.atol, st.seed, _warnings(st, f_data))
+                    check, st.rtol, st.atol, st.seed, warnings=_warnings(st, f_data))
 
 
 def _warnings(st, f: TensorData) -> list[str]:

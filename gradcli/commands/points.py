@@ -12,9 +12,10 @@ chunks, and each chunk is one batched torch computation:
   torch.func.vmap(torch.func.grad_and_value(f)) maps the gradient of one row over the rows.
 
 The symbolic check is batched the same way: sympy's derivative, lowered in float64 and
-evaluated on the whole chunk by gradcli/verify.py (the route `gradcli grad` checks by), is
-compared with autograd row by row. Each chunk is written (CSV, NDJSON or .npy) before the
-next is read, so memory stays flat however long the input.
+evaluated on the whole chunk by gradcli/core/reference.py (the route `gradcli grad` checks
+by), is compared with autograd row by row (core/check.py's pointwise_verdicts, the words
+`gradcli grad` and `plot` use). Each chunk is written (CSV, NDJSON or .npy) before the next
+is read, so memory stays flat however long the input.
 
 Nothing here imports typer or rich.
 """
@@ -27,12 +28,14 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 import numpy as np
 import torch
 
+from gradcli import __version__
 from gradcli.core.autodiff import torch_error
+from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts, worst_codes
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.core.reference import is_elementwise_in, symbolic_gradients
 from gradcli.core.session import (
@@ -44,6 +47,7 @@ from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg, array_value, read_values
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin, is_float
+from gradcli.report import Report
 
 # Rows computed at once: enough that the per-chunk work (sympy's derivative, lowering it,
 # Python around each torch call) is a few per cent, few enough to stay in the caches
@@ -51,9 +55,10 @@ from gradcli.inputs import claim_stdin, is_float
 CHUNK_ROWS = 1 << 16
 CHUNK_BYTES = 1 << 21  # CSV text read at once (about 50,000 rows of two numbers)
 
-# Each row's verdict, in the output's check column (and the .npy file's check field).
-OK, DISAGREE, NOT_FINITE, UNDEFINED, UNAVAILABLE, SKIPPED = range(6)
-CHECK_NAMES = ("ok", "disagree", "not finite", "undefined", "unavailable", "skipped")
+# Each row's verdict, in the output's check column (and, as its code, the .npy file's check
+# field): the words of core/check.py's Verdict, CHECK_NAMES[code] being the row's.
+CHECK_NAMES: tuple[str, ...] = tuple(v.value for v in VERDICTS)
+AGREE, UNAVAILABLE, SKIPPED = CODES[Verdict.AGREE], CODES[Verdict.UNAVAILABLE], CODES[Verdict.SKIPPED]
 
 # Significant digits that read back as the same number in each dtype (ceil(1 + p*log10(2))
 # for a p-bit significand); float64 is written as Python's repr, the shortest exact decimal.
@@ -61,8 +66,8 @@ _DIGITS = {"float32": 9, "float16": 5, "bfloat16": 4}
 
 
 @dataclass
-class PointsSummary:
-    """What --points did: how many rows, and how each was judged."""
+class PointsSummary(Report):
+    """What --points did: how many rows, and how each was judged (its rows went to the output)."""
 
     expression: str
     parsed: str
@@ -74,15 +79,15 @@ class PointsSummary:
     first_row: dict[str, int] = field(default_factory=dict)  # check name -> first data row (1-based) with it
     checked: bool = True
     batched_by: str = "elementwise"  # or "vmap"
-    warnings: list[str] = field(default_factory=list)
+    command: str = field(default="grad", kw_only=True)
 
-    @property
-    def status(self) -> str:
-        """failed when some row disagreed or was not finite, as one point does for `gradcli grad`."""
-        return "failed" if self.counts["disagree"] or self.counts["not finite"] else "ok"
+    def verdicts(self) -> Iterable[Verdict]:
+        """Each verdict some row got: failed when a row disagreed or was not finite, as one point
+        does for `gradcli grad`."""
+        return [Verdict(name) for name, n in self.counts.items() if n]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"expression": self.expression, "parsed": self.parsed, "dtype": self.dtype, "device": self.device,
+        return {**self.header(), "parsed": self.parsed, "dtype": self.dtype, "device": self.device,
                 "columns": self.columns, "rows": self.rows, "checks": dict(self.counts),
                 "first_row": dict(self.first_row), "batched_by": self.batched_by, "status": self.status,
                 "warnings": list(self.warnings)}
@@ -91,13 +96,13 @@ class PointsSummary:
         """A summary for stderr."""
         counted = ", ".join(f"{n:,} {name}" for name, n in self.counts.items() if n)
         out = [f"{self.rows:,} row{'' if self.rows == 1 else 's'}: {counted or 'none'}"]
-        for name in ("disagree", "not finite", "undefined"):
+        for name in (Verdict.DISAGREE, Verdict.NOT_FINITE, Verdict.KINK):
             if self.counts[name]:
-                what = {"disagree": "autograd and sympy disagree",
-                        "not finite": "f or its derivative is not finite (outside the domain, or beyond what "
-                                      f"{self.dtype} can hold)",
-                        "undefined": "the derivative does not exist there (a kink); autograd's value is torch's "
-                                     "convention"}[name]
+                what = {Verdict.DISAGREE: "autograd and sympy disagree",
+                        Verdict.NOT_FINITE: "f or its derivative is not finite (outside the domain, or beyond "
+                                            f"what {self.dtype} can hold)",
+                        Verdict.KINK: "the derivative does not exist there; autograd's value is torch's "
+                                      "convention"}[name]
                 out.append(f"{name}: {what}; first at data row {self.first_row[name]:,}")
         return out
 
@@ -276,9 +281,10 @@ class _NpyWriter:
 
     def write(self, values: np.ndarray, checks: np.ndarray) -> None:
         records = np.empty(len(values), dtype=self.dtype)
-        for i, name in enumerate(self.dtype.names[:-1]):
+        names = self.dtype.names or ()  # a structured dtype: always named
+        for i, name in enumerate(names[:-1]):
             records[name] = values[:, i]
-        records[self.dtype.names[-1]] = checks
+        records[names[-1]] = checks
         self.file.write(records.data)  # the array's own memory, not a copy of it
         self.rows += len(values)
 
@@ -292,41 +298,18 @@ class _NpyWriter:
 
 def _row_checks(f: np.ndarray, autograd: dict[str, torch.Tensor], symbolic: dict[str, torch.Tensor | None],
                 *, dtype: torch.dtype, rtol: float, atol: float) -> np.ndarray:
-    """A verdict per row: the worst over the variables.
-
-    Each row is judged on its own scale, |autograd - sympy| <= atol*max(1, |sympy|) +
-    rtol*|sympy|, as `gradcli plot` judges each point: one huge derivative near a pole must
-    not loosen the tolerance of every other row.
-    """
-    n = len(f)
-    worst = np.full(n, OK, dtype=np.int64)
-    f_finite = np.isfinite(f)
-    f_all_finite = bool(f_finite.all())
+    """A verdict code per row: the worst over the variables, each row judged on its own scale
+    (core/check.py's pointwise_verdicts, which `gradcli plot` judges each point by)."""
+    rows = np.full(len(f), AGREE, dtype=np.int8)
     largest = torch.finfo(dtype).max
     for name, a in autograd.items():
         r = symbolic[name]
-        if r is None:
-            worst = np.maximum(worst, UNAVAILABLE)
+        if r is None:  # nothing to compare: unavailable, unless another variable said more
+            rows = np.where(rows == AGREE, UNAVAILABLE, rows).astype(np.int8)
             continue
         a64 = a.detach().to(device="cpu", dtype=torch.float64).numpy()
-        r64 = np.broadcast_to(r.numpy(), a64.shape)
-        with np.errstate(invalid="ignore", over="ignore"):
-            size = np.abs(r64)
-            close = np.abs(a64 - r64) <= atol * np.maximum(size, 1.0) + rtol * size
-        if f_all_finite and close.all() and (size <= largest).all():
-            continue  # the usual chunk: every row ok (close implies both finite), no verdict to sort out
-        a_finite = np.isfinite(a64)
-        kink = np.isnan(r64) & a_finite
-        reference_finite = np.isfinite(r64) & (size <= largest)
-        status = np.where(close, OK, DISAGREE)
-        status = np.where(reference_finite & ~a_finite, DISAGREE, status)
-        status = np.where(~reference_finite, NOT_FINITE, status)
-        status = np.where(kink & f_finite, UNDEFINED, status)
-        status = np.where(~f_finite, NOT_FINITE, status)
-        # disagree over not finite over undefined over ok
-        rank = np.array([0, 3, 2, 1, 0, 0])
-        worst = np.where(rank[status] > rank[worst], status, worst)
-    return worst
+        rows = worst_codes(rows, pointwise_verdicts(f, a64, r.numpy(), rtol=rtol, atol=atol, largest=largest))
+    return rows
 
 
 def _columns_of(table: np.ndarray, names: list[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
@@ -443,11 +426,12 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
     constants_t = {n: t for n, t in st.tensors.items() if n not in point_vars}
     columns = list(point_vars) + ["f"] + [f"df/d{n}" for n in names] + ["check"]
     summary = PointsSummary(expression, st.parsed.pretty(), st.dtype, str(st.device), columns, checked=check,
-                            batched_by="elementwise" if elementwise else "vmap")
+                            batched_by="elementwise" if elementwise else "vmap", version=__version__)
     if unused:
         summary.warnings.append(f"{where}: column(s) {', '.join(unused)} are not variables of the "
                                 "expression (left out)")
     torch_dtype = st.tensors[point_vars[0]].dtype
+    writer: _NpyWriter | _TextRows
     if output is not None and out_kind == "npy":
         writer = _NpyWriter(Path(output), columns)
     else:
@@ -467,7 +451,7 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
                 if check:
                     checks = _row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
                 else:
-                    checks = np.full(len(f), SKIPPED, dtype=np.int64)
+                    checks = np.full(len(f), SKIPPED, dtype=np.int8)
                 values = np.empty((len(f), len(columns) - 1), dtype=np.float64)
                 for i, n in enumerate(point_vars):
                     values[:, i] = tensors[n].to(device="cpu", dtype=torch.float64).numpy()

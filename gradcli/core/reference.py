@@ -1,4 +1,4 @@
-"""The second route: sympy's symbolic derivative, evaluated in float64, compared with autograd.
+"""The second route: sympy's symbolic derivative, evaluated in float64 (core/check.py compares it with autograd).
 
 Sympy knows scalars, not tensors. A variable is a scalar symbol used elementwise, `x[0]` is a
 symbol of its own, and `sum(...)`/`mean(...)` are opaque functions. The gradient of sum(G)
@@ -54,16 +54,6 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
     return tuple(int(n) for n in np.broadcast_shapes(*(tuple(s) for s in shapes)))
 CPU = torch.device("cpu")
 
-# (rtol, atol) by the user's dtype. atol is scaled by the largest magnitude in the gradient:
-# rounding errors are relative to the size of the numbers the computation went through.
-TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-9),
-    "float32": (1e-4, 1e-5),
-    "float16": (1e-2, 1e-3),
-    "bfloat16": (4e-2, 1e-2),
-}
-
-
 @dataclass
 class SymbolicGradient:
     formula: str
@@ -73,18 +63,6 @@ class SymbolicGradient:
     # The value again at 50 digits, for a disagreement that may be float64's own rounding
     # (scalar variables only); None when it cannot be had.
     precise: Callable[[], float | None] | None = None
-
-
-@dataclass
-class Comparison:
-    status: str  # ok | mismatch | domain | undefined | unavailable | skipped
-    max_abs_error: float | None = None
-    max_rel_error: float | None = None
-    note: str | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("mismatch", "domain")
 
 
 def reference_env(values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -733,83 +711,6 @@ def numel(shape: tuple[int, ...]) -> int:
     for s in shape:
         n *= s
     return n
-
-
-def _compare_finite(a: torch.Tensor, r: torch.Tensor, *, rtol: float, atol: float) -> Comparison | None:
-    """The common case, everything finite, in a few whole-tensor passes and no masks.
-
-    None when something is not finite: compare() then sorts out kinks and domains. (Blocks
-    sized for the cache were tried: with torch's threads on a busy 2-core machine, many
-    small operations cost far more than the few large ones.)
-    """
-    if not r.numel():
-        return Comparison("ok", 0.0, 0.0)
-    diff = (a - r).abs_()
-    r_abs = r.abs()
-    # max() propagates NaN and infinity: two reductions that are also the finiteness test.
-    largest, abs_err = float(r_abs.max()), float(diff.max())
-    if not (math.isfinite(largest) and math.isfinite(abs_err)):
-        return None
-    scale = max(1.0, largest)
-    rel_err = float((diff / r_abs.clamp_min(1e-300)).max())
-    # |a - r| <= atol*scale + rtol*|r| everywhere  <=>  max(|a - r| - rtol*|r|) <= atol*scale
-    if float(torch.sub(diff, r_abs, alpha=rtol).max()) <= atol * scale:
-        return Comparison("ok", abs_err, rel_err)
-    return Comparison("mismatch", abs_err, rel_err)
-
-
-def _mismatch_or_rounding(a: torch.Tensor, reference: SymbolicGradient, abs_err, rel_err, *, rtol: float,
-                          atol: float) -> Comparison:
-    """A disagreement, unless sympy's derivative at 50 digits agrees with autograd after all."""
-    exact = reference.precise() if reference.precise is not None else None
-    if exact is not None and math.isfinite(exact):
-        r = torch.tensor(exact, dtype=F64)
-        if bool(((a - r).abs() <= atol * max(1.0, abs(exact)) + rtol * abs(exact)).all()):
-            reference.value = r.reshape(reference.value.shape)  # the better reference, shown as sympy's value
-            return Comparison("ok", float((a - r).abs().max()), None,
-                              f"sympy's float64 value lost digits to rounding (it differs from autograd by "
-                              f"{abs_err:.3g}); at {PRECISE_DIGITS} digits it is {exact:.17g}, and agrees")
-    return Comparison("mismatch", abs_err, rel_err, f"autograd and sympy differ by up to {abs_err:.3g}")
-
-
-def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bool, rtol: float,
-            atol: float) -> Comparison:
-    """Does autograd's answer agree with the symbolic one, to the user dtype's tolerance?"""
-    if reference.value is None:
-        return Comparison("unavailable", note=reference.unavailable)
-    a = autograd.detach().to(device=CPU, dtype=F64)
-    r = reference.value.to(F64)
-    if a.shape != r.shape:
-        return Comparison("mismatch", note=f"shapes differ: autograd {list(a.shape)}, symbolic {list(r.shape)}")
-    if not f_finite:
-        return Comparison("domain", note="not compared: f itself is not finite here")
-    fast = _compare_finite(a, r, rtol=rtol, atol=atol)
-    if fast is not None:
-        if fast.status == "mismatch":
-            return _mismatch_or_rounding(a, reference, fast.max_abs_error, fast.max_rel_error, rtol=rtol, atol=atol)
-        return fast
-    diff = (a - r).abs_()
-    r_abs = r.abs()
-    finite = torch.isfinite(a) & torch.isfinite(r)
-    scale = max(1.0, float(r_abs[finite].max()) if finite.any() else 1.0)
-    tol = atol * scale + rtol * r_abs
-    close = finite & (diff <= tol)
-    abs_err = float(diff[finite].max()) if finite.any() else None
-    rel = diff[finite] / r_abs[finite].clamp_min(1e-300)
-    rel_err = float(rel[r[finite] != 0].max()) if (finite & (r != 0)).any() else (0.0 if finite.any() else None)
-    kink = torch.isnan(r) & torch.isfinite(a)
-    if bool((close | kink).all()) and bool(kink.any()):
-        conventions = "; ".join(reference.kinks) or GENERIC_KINK_CONVENTION
-        where = "at this point" if r.numel() == 1 else (
-            f"at {int(kink.sum())} of {r.numel()} elements (the others agree)")
-        return Comparison("undefined", abs_err, rel_err,
-                          f"the derivative does not exist {where}; autograd's value follows torch's "
-                          f"convention ({conventions})")
-    if bool((finite & ~close).any()):  # a disagreement where both are finite outweighs the rest
-        return _mismatch_or_rounding(a, reference, abs_err, rel_err, rtol=rtol, atol=atol)
-    if not bool((torch.isfinite(a) & torch.isfinite(r)).all()):
-        return Comparison("domain", abs_err, rel_err, "the derivative is not finite at this point")
-    return Comparison("ok", abs_err, rel_err)  # everything finite, and close
 
 
 # --------------------------------------------------------------------------- higher orders

@@ -19,6 +19,7 @@ import torch
 from gradcli.core.autodiff import (
     torch_error,
 )
+from gradcli.core.check import TOLERANCES
 from gradcli.core.lower import compile_components
 from gradcli.core.parse import (
     ParsedExpression,
@@ -27,14 +28,13 @@ from gradcli.core.parse import (
     parse_expression,
 )
 from gradcli.core.reference import (
-    TOLERANCES,
     broadcast_shapes,
     top_reductions,
 )
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import (
-    ValueSpec,
     ValuesArg,
+    ValueSpec,
     array_value,
     make_tensor,
     read_values,

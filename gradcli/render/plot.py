@@ -20,6 +20,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any, TextIO
 
+from gradcli.core.check import Verdict
 from gradcli.errors import GradcliError
 
 if TYPE_CHECKING:  # the data is plain; importing gradcli.commands.plot would load torch
@@ -73,17 +74,22 @@ def _constants_text(data: PlotData) -> str:
 
 
 def check_text(s: Series, data: PlotData) -> str:
-    """One line on how autograd's series compares with sympy's: the largest disagreement."""
-    if s.status == "skipped":
-        return f"{s.pretty}: not checked (--no-check)"
-    if s.status == "unavailable":
-        return f"{s.pretty}: not checked: {s.note or 'sympy has no value for it'}"
-    if s.status == "domain":
-        return f"{s.pretty}: {s.note}"
-    verdict = "agrees with" if s.status == "ok" else "DISAGREES with"
+    """One line on how autograd's series compares with sympy's: its verdict, then the largest disagreement."""
+    head = f"{s.pretty}: {s.status.value}"
+    if s.status is Verdict.SKIPPED:
+        return f"{head} (not checked: --no-check)"
+    if s.status is Verdict.UNAVAILABLE:
+        return f"{head}: {s.note or 'sympy has no value for it'}"
+    if s.status is Verdict.NOT_FINITE:
+        return f"{head}: {s.note}"
+    verdict = "DISAGREES with" if s.status is Verdict.DISAGREE else "agrees with"
     where = f"{s.compared} points" if s.compared == s.autograd.numel else f"{s.compared} of {s.autograd.numel} points"
-    return (f"{s.pretty}: autograd {verdict} sympy's {s.formula}: largest difference {_differences(s)} "
+    text = (f"{head}: autograd {verdict} sympy's {s.formula}: largest difference {_differences(s)} "
             f"over {where}")
+    if s.status is Verdict.KINK:
+        kinks = s.counts().get(Verdict.KINK.value, 0)
+        text += f"; at {kinks} point(s) the derivative does not exist (autograd's value is torch's convention)"
+    return text
 
 
 def _differences(s: Series) -> str:
@@ -105,8 +111,8 @@ def render_csv(data: PlotData, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([name for name, _ in columns])
     arrays = [values.tolist() for _, values in columns]
-    for row in zip(*arrays):
-        writer.writerow([repr(v) for v in row])
+    for row in zip(*arrays):  # numbers as float64 repr; a check column's verdict words as they are
+        writer.writerow([v if isinstance(v, str) else repr(v) for v in row])
 
 
 def render_json(data: PlotData, out: TextIO, compact: bool = False) -> None:
@@ -531,7 +537,7 @@ def show(data: PlotData, output: str, out_path: str | None, stdout: TextIO, stde
         for w in data.warnings:
             stderr.write(f"note: {w}\n")
         for s in data.series:
-            if s.note and s.status not in ("ok", "skipped") and output in ("csv", "json", "ndjson"):
+            if s.note and s.status not in (Verdict.AGREE, Verdict.SKIPPED) and output in ("csv", "json", "ndjson"):
                 stderr.write(f"{s.label}: {s.note}\n")
 
 
