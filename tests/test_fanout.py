@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import gradcli_executable
+from tests.helpers import gradcli_executable
 
 from gradcli.warm import fanout
 

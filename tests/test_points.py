@@ -17,7 +17,7 @@ import torch
 from gradcli.commands.points import CHECK_NAMES, grad_points
 from gradcli.errors import GradcliError
 from gradcli.inputs import reset_stdin
-from tests.conftest import gradcli_executable
+from tests.helpers import gradcli_executable
 
 EXPR = "sin(x)*exp(-x**2) + log(1 + y**2)"
 

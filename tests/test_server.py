@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, gradcli_executable
+from tests.helpers import ROOT, gradcli_executable
 
 EXAMPLES = ROOT / "examples.txt"
 TIMEOUT = 300  # seconds for one process; generous, the machine is shared
