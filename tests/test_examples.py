@@ -200,7 +200,7 @@ def compare(actual: Any, op: str, expected: Any, dtype: str, where: str) -> list
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: expected {len(expected)} elements, got {actual!r}"]
-        return [problem for i, (a, e) in enumerate(zip(actual, expected))
+        return [problem for i, (a, e) in enumerate(zip(actual, expected, strict=True))
                 for problem in compare(a, op, e, dtype, f"{where}[{i}]")]
     if isinstance(expected, Written):
         if not isinstance(actual, (int, float)) or isinstance(actual, bool):

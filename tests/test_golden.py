@@ -62,7 +62,7 @@ VERSION = re.compile(r'("gradcli_version":\s*)"[^"]*"')
 
 
 def render(args: list[str], columns: int) -> str:
-    env: dict[str, str | None] = {name: None for name in TERMINAL_ENV}
+    env: dict[str, str | None] = dict.fromkeys(TERMINAL_ENV)
     env.update({"COLUMNS": str(columns), "NO_COLOR": "1"})
     result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
