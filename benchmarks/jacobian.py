@@ -34,7 +34,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--sizes", default="10,100,1000")
-    ap.add_argument("--loop-max", type=int, default=100, help="skip the loop method above this n (it is O(n) backward passes)")
+    ap.add_argument("--loop-max", type=int, default=100,
+                    help="skip the loop method above this n (it is O(n) backward passes)")
     args = ap.parse_args()
     torch.manual_seed(0)
     rows = []
@@ -59,7 +60,8 @@ def main() -> None:
             baseline, ours, check, loop = m["baseline"], m["ours"], m["check"], m.get("loop")
             rows.append((text, n, baseline, ours, check, loop))
 
-    print(f"{'function':<22} {'n':>5} {'jacrev (s)':>11} {'default/jacrev':>15} {'check/default':>14} {'loop/default':>13}")
+    print(f"{'function':<22} {'n':>5} {'jacrev (s)':>11} {'default/jacrev':>15} {'check/default':>14} "
+          f"{'loop/default':>13}")
     for text, n, baseline, ours, check, loop in rows:
         loop_s = f"{loop / ours:>13.1f}" if loop is not None else f"{'(skipped)':>13}"
         print(f"{text:<22} {n:>5} {baseline:>11.5f} {ours / baseline:>15.2f} {check / ours:>14.2f} {loop_s}")

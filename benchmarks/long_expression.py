@@ -80,7 +80,8 @@ def main() -> None:
         # function under the cache, so that every round differentiates
         differentiate = getattr(verify.derivative, "__wrapped__", verify.derivative)
         stages[f"  d/d{n}: symbolic derivative"] = lambda s=s, d=differentiate: d(parsed.expr, s)
-        stages[f"  d/d{n}: lowering"] = lambda n=n: compile_expression(derivatives[n], table, dtype=torch.float64, device=cpu)
+        stages[f"  d/d{n}: lowering"] = lambda n=n: compile_expression(derivatives[n], table, dtype=torch.float64,
+                                                                        device=cpu)
         stages[f"  d/d{n}: evaluation"] = lambda n=n: lowered[n](f64_env)
     # api.grad caches the parse of a text it has seen: a fresh text each time, so it parses.
     fresh = iter(range(10**9))
@@ -90,7 +91,8 @@ def main() -> None:
     gc.disable()
     times = medians(stages, args.repeat)
     base = times["ast.parse (baseline)"]
-    print(f"{len(text)} characters, {text.count(' + ') + 1} terms, median of {args.repeat} (seconds, ratio to ast.parse)")
+    print(f"{len(text)} characters, {text.count(' + ') + 1} terms, median of {args.repeat} "
+          "(seconds, ratio to ast.parse)")
     for name, t in times.items():
         print(f"  {name:40s} {t:8.3f} s  {t / base:7.1f}x")
     gc.enable()

@@ -34,9 +34,9 @@ import time
 import numpy as np
 import torch
 
-from gradcli.core.session import prepare
 from gradcli.commands.minimize import TraceWriter, descend
 from gradcli.commands.minimize import minimize as gradcli_minimize
+from gradcli.core.session import prepare
 from gradcli.core.values import array_value
 
 LOSS = "mean(0.5*(y - (w*x + b))**2)"
@@ -143,7 +143,7 @@ def main() -> None:
         print(f"  {name:<14} {w / args.steps * 1e6:8.1f} µs/step {w / statistics.median(wall['hand']):5.2f}x hand"
               f"   {c / args.steps * 1e6:8.1f} µs/step {c / statistics.median(cpu['hand']):5.2f}x hand")
     for label, samples in (("wall clock", wall), ("CPU time", cpu)):
-        paired = [a / b for a, b in zip(samples["loop"], samples["hand"])]
+        paired = [a / b for a, b in zip(samples["loop"], samples["hand"], strict=True)]
         ratio = statistics.median(paired)
         print(f"gradcli's loop / hand-written loop ({label}), median of {len(paired)} rounds: {ratio:.3f}x "
               f"(rounds from {min(paired):.3f} to {max(paired):.3f}; target <= 1.2): "

@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import medians  # noqa: E402
+from timing import medians
 
-from gradcli.warm.fanout import default_jobs  # noqa: E402
+from gradcli.warm.fanout import default_jobs
 
 EXPRESSION = "sin(x)*exp(-x**2)+log(1+y**2)"
 TARGETS = {"batch": 400.0, "csv": 4e5, "npy": 5e6}  # expressions/s, rows/s (issue 5)
@@ -165,7 +165,8 @@ def run(exe: str, work: Path, args) -> None:
     for key, label in (("batch", "default --jobs"), ("batch -j 1", "--jobs 1, one process")):
         after_startup = (n - 1) / max(t[key] - t["batch of one"], 1e-3)
         print(f"  {label:22s} {t[key]:5.2f} s: {n / t[key]:6,.0f} expressions/s end to end; "
-              f"{after_startup:6,.0f}/s after the start-up ({t['batch of one']:.2f} s)   target {TARGETS['batch']:.0f}/s")
+              f"{after_startup:6,.0f}/s after the start-up ({t['batch of one']:.2f} s)   "
+              f"target {TARGETS['batch']:.0f}/s")
     one_process = (n - 1) / max(t["batch -j 1"] - t["batch of one"], 1e-3)
 
     import shlex
@@ -202,7 +203,8 @@ def run(exe: str, work: Path, args) -> None:
                               "--quiet"], env=cold),
         "one": lambda: timed([exe, "grad", EXPRESSION, "--points", str(one), "--quiet"], env=cold),
     }, args.rounds)
-    assert sum(1 for _ in open(out_csv)) == rows + 1 and len(np.load(out_npy, mmap_mode="r")) == rows
+    with open(out_csv) as written:
+        assert sum(1 for _ in written) == rows + 1 and len(np.load(out_npy, mmap_mode="r")) == rows
 
     def numpy_read():
         np.loadtxt(csv_path, delimiter=",", skiprows=1)
@@ -258,7 +260,7 @@ def run(exe: str, work: Path, args) -> None:
         }, args.rounds)
     finally:
         subprocess.run([exe, "server", "stop"], env=served, capture_output=True)
-    print(f"\nThrough a warm server (gradcli server start), end to end: each call a whole process of its own")
+    print("\nThrough a warm server (gradcli server start), end to end: each call a whole process of its own")
     print(f"  gradcli batch, {n} expressions  {w['batch']:6.2f} s: {n / w['batch']:>12,.0f} expressions/s   "
           f"target {TARGETS['batch']:.0f}/s")
     for key, label in (("csv", "CSV in, CSV out"), ("npy", ".npy in, --output .npy")):

@@ -175,8 +175,7 @@ def run_once(cmd: Command, env: dict[str, str]) -> tuple[float, float | None]:
     cpu_start = _children_cpu()
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env, timeout=TIMEOUT_S)
+        proc = subprocess.run(cmd.argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise Abort(f"{cmd.label}: still running after {TIMEOUT_S:.0f} s\n"
                     f"command: {shlex.join(cmd.argv)}", 1) from None
@@ -269,7 +268,7 @@ def print_table(commands: list[Command], checks: list[dict], python: Path, gradc
             rows[i] += (f"{c.cpu_median:.3f} s", f"{c.cpu_median / cpu_floor:.2f}x")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, r in enumerate(rows):
-        print(f"{r[0]:<{widths[0]}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(r[1:], widths[1:])))
+        print(f"{r[0]:<{widths[0]}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(r[1:], widths[1:], strict=True)))
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print()

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from startup import Abort, find_programs  # noqa: E402 - the shared way to find the programs
+from startup import Abort, find_programs
 
 EXPRESSION = "2*x**2+5"
 WARM_TARGET_S = 0.050
@@ -50,8 +50,7 @@ TIMEOUT_S = 300.0
 def run_once(argv: list[str], env: dict[str, str], label: str) -> float:
     start = time.perf_counter()
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env, timeout=TIMEOUT_S)
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise Abort(f"{label}: still running after {TIMEOUT_S:.0f} s", 1) from None
     elapsed = time.perf_counter() - start
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         if started.returncode != 0:
             raise Abort(f"gradcli server start failed:\n{started.stderr}", 1)
         sys.stderr.write(f"measuring 3 commands, 1 warm-up + {args.runs} runs each...\n")
-        for key, (label, command, command_env) in commands.items():
+        for label, command, command_env in commands.values():
             run_once(command, command_env, label)
         keys = list(commands)
         for r in range(args.runs):

@@ -1,16 +1,14 @@
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from gradcli.cli.app import app
 
-ROOT = Path(__file__).resolve().parent.parent
+# ROOT too: tests written before tests.helpers (on other branches) import both from conftest.
+from tests.helpers import ROOT, gradcli_executable  # noqa: F401
 
 
 @pytest.fixture
@@ -44,15 +42,6 @@ def run_json(run):
         assert result.stdout.strip(), f"no JSON on stdout; stderr: {result.stderr}"
         return result.exit_code, json.loads(result.stdout)
     return invoke
-
-
-def gradcli_executable() -> str:
-    """The installed console script next to this interpreter (what a user runs)."""
-    here = Path(sys.executable).parent / ("gradcli.exe" if os.name == "nt" else "gradcli")
-    found = str(here) if here.exists() else shutil.which("gradcli")
-    if not found:
-        pytest.fail("the gradcli entry point is not installed: pip install -e '.[test]'")
-    return found
 
 
 @pytest.fixture

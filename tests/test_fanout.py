@@ -8,9 +8,9 @@ import sys
 import time
 
 import pytest
-from conftest import gradcli_executable
 
 from gradcli.warm import fanout
+from tests.helpers import gradcli_executable
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
 
@@ -35,7 +35,7 @@ def test_results_keep_the_input_order_and_a_key_stays_on_its_worker():
     results = list(fanout.ordered_map(_slow_for_odd, items, jobs=3, key=lambda item: item[1], lost=_lost))
     assert [n for n, _ in results] == list(range(300))
     workers_of_key = {}
-    for (n, key), (_, pid) in zip(items, results):
+    for (_, key), (_, pid) in zip(items, results, strict=True):
         workers_of_key.setdefault(key, set()).add(pid)
     assert all(len(pids) == 1 for pids in workers_of_key.values())  # its caches are where it ran before
     assert len({pid for _, pid in results}) > 1 and os.getpid() not in {pid for _, pid in results}
@@ -152,7 +152,8 @@ def test_a_line_that_is_not_utf8_is_its_own_error(gradcli_exe, tmp_path, jobs):
 
 def test_requests_that_cannot_be_read_are_one_error(sh, tmp_path):
     result = sh("batch", str(tmp_path))
-    assert result.returncode == 2 and result.stderr.startswith("error: cannot read") and "Traceback" not in result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("error: cannot read")
+    assert "Traceback" not in result.stderr
 
 
 def test_a_containers_cpu_quota_bounds_the_default_workers(tmp_path):

@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradcli import api
-from gradcli.core import session
 from gradcli.commands.minimize import OPTIMIZERS, minimize
+from gradcli.core import session
 from gradcli.errors import GradcliError
 from gradcli.render import LossProgress, wants_progress
 
@@ -270,7 +269,8 @@ def test_tol_stops_when_the_gradient_norm_falls_below_it(run_json):
 def test_tol_over_several_parameters_uses_the_norm_of_all_gradients():
     report = minimize("(a - 1)**2 + (b - 2)**2", ["a=0", "b=0"], lr=0.1, steps=1000, tol=0.01)
     g = np.array([report.end.gradient["a"].data, report.end.gradient["b"].data])
-    assert report.end.gradient_norm == pytest.approx(float(np.linalg.norm(g)), rel=1e-6) and report.end.gradient_norm < 0.01
+    assert report.end.gradient_norm == pytest.approx(float(np.linalg.norm(g)), rel=1e-6)
+    assert report.end.gradient_norm < 0.01
 
 
 # --------------------------------------------------------------------------- --trace

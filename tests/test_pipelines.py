@@ -139,7 +139,8 @@ def test_batch_exit_status_summarises(sh):
 def test_piped_into_another_process():
     producer = subprocess.Popen([sys.executable, "-m", "gradcli", "grad", "x**2", "x=[1,2,3]", "--json"],
                                 stdout=subprocess.PIPE)
-    consumer = subprocess.run([sys.executable, "-c", "import json, sys; print(json.load(sys.stdin)['gradient']['x']['data'])"],
+    read_gradient = "import json, sys; print(json.load(sys.stdin)['gradient']['x']['data'])"
+    consumer = subprocess.run([sys.executable, "-c", read_gradient],
                               stdin=producer.stdout, capture_output=True, text=True, timeout=120)
     producer.stdout.close()
     assert producer.wait(timeout=120) == 0

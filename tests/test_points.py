@@ -17,7 +17,7 @@ import torch
 from gradcli.commands.points import CHECK_NAMES, grad_points
 from gradcli.errors import GradcliError
 from gradcli.inputs import reset_stdin
-from tests.conftest import gradcli_executable
+from tests.helpers import gradcli_executable
 
 EXPR = "sin(x)*exp(-x**2) + log(1 + y**2)"
 
@@ -247,7 +247,8 @@ def test_memory_stays_flat_however_long_the_input(tmp_path):
             result = subprocess.run([sys.executable, "-c", _PEAK, "grad", EXPR, "--points", str(source), "--quiet"],
                                     stdout=out, stderr=subprocess.PIPE, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
-        assert sum(1 for _ in open(tmp_path / "out.csv")) == rows + 1
+        with open(tmp_path / "out.csv") as written:
+            assert sum(1 for _ in written) == rows + 1
         return int(result.stderr.split()[-2])  # "VmHWM:  312345 kB"
 
     small, large = peak_kib(10_000), peak_kib(1_000_000)

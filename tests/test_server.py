@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, gradcli_executable
+
+from tests.helpers import ROOT, gradcli_executable
 
 EXAMPLES = ROOT / "examples.txt"
 TIMEOUT = 300  # seconds for one process; generous, the machine is shared
@@ -353,13 +354,14 @@ def test_ctrl_c_interrupts_the_served_call_as_in_process(warm):
         waiting = subprocess.Popen([warm.exe, "grad", "-", "x=3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, env={**warm.env, "GRADCLI_SERVER": mode})
         blocked = _blocked_child(warm, waiting) if mode == "require" else waiting.pid
-        wait_until(lambda: _steadily_asleep(blocked), what="the call to block on standard input")
+        # wait_until calls the lambda before the loop moves on, so the late binding is this pass's
+        wait_until(lambda: _steadily_asleep(blocked), what="the call to block on standard input")  # noqa: B023
         waiting.send_signal(signal.SIGINT)  # what the terminal sends to the foreground job: the client
         waiting.wait(timeout=TIMEOUT)  # standard input stays open: only the signal can end the call
         out, err = waiting.communicate(timeout=TIMEOUT)
         outcomes[mode] = (waiting.returncode, out, err)
         if mode == "require":
-            wait_until(lambda: not _alive(blocked), what="the interrupted child to exit")
+            wait_until(lambda: not _alive(blocked), what="the interrupted child to exit")  # noqa: B023
     assert outcomes["require"] == outcomes["off"]
     assert outcomes["require"][0] == 130 and "Traceback" not in outcomes["require"][2]
 

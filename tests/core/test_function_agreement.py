@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import mpmath
 import pytest
@@ -68,7 +69,7 @@ def untied(n: int, lo: float = -10.0, hi: float = 10.0, gap: float = 0.01) -> st
     names = ["x", "y", "z"][:n]
     return st.lists(real(lo, hi), min_size=n, max_size=n).filter(
         lambda vs: all(abs(a - b) >= gap for i, a in enumerate(vs) for b in vs[i + 1:])
-    ).map(lambda vs: dict(zip(names, vs)))
+    ).map(lambda vs: dict(zip(names, vs, strict=True)))
 
 
 def atan2_points() -> st.SearchStrategy[dict[str, Any]]:
@@ -255,7 +256,7 @@ def assert_matches_finite_difference(report, ref: Callable[..., float], *, rtol:
     point = used_point(report)
     for var in report.variables:
         indices = [None] if not isinstance(point[var.name], list) else range(len(point[var.name]))
-        for index, g in zip(indices, flat(var.gradient.data)):
+        for index, g in zip(indices, flat(var.gradient.data), strict=True):
             fd, size = finite_difference(ref, point, var.name, index)
             tol = rtol * abs(fd) + atol * (1 + size)
             where = var.name if index is None else f"{var.name}[{index}]"
@@ -365,7 +366,7 @@ def test_alternate_spelling_is_the_same_function(alias: str, case: Case, data):
     canonical, spelled = run(case.expr, point), run(expr, point)
     assert spelled.parsed == canonical.parsed
     assert_checked_ok(spelled)
-    for a, b in zip(spelled.variables, canonical.variables):
+    for a, b in zip(spelled.variables, canonical.variables, strict=True):
         assert a.name == b.name
         assert a.gradient.data == b.gradient.data
         assert a.symbolic.data == b.symbolic.data
@@ -571,7 +572,8 @@ COMPOSITES: list[tuple[str, Callable[..., float], st.SearchStrategy]] = [
     ("softplus(x*y) - sigmoid(x - y)**2 + tanh(x)*cosh(y)",
      lambda x, y: _softplus(x * y) - _sigmoid(x - y) ** 2 + math.tanh(x) * math.cosh(y),
      st.fixed_dictionaries({"x": real(-3, 3), "y": real(-3, 3)})),
-    ("pow(x, y) + log(x, 2 + y**2) + cbrt(x*y)", lambda x, y: x**y + math.log(x) / math.log(2 + y * y) + math.cbrt(x * y),
+    ("pow(x, y) + log(x, 2 + y**2) + cbrt(x*y)",
+     lambda x, y: x**y + math.log(x) / math.log(2 + y * y) + math.cbrt(x * y),
      st.fixed_dictionaries({"x": real(0.2, 4), "y": signed(0.2, 2)})),
     ("asin(x/2)*acosh(1 + y**2 + 0.1) + erfinv(x/3)", lambda x, y: math.asin(x / 2) * math.acosh(1.1 + y * y)
      + _erfinv(x / 3), st.fixed_dictionaries({"x": real(-1.8, 1.8), "y": real(-2, 2)})),

@@ -135,7 +135,8 @@ def test_values_answer_quickly(text, says):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text,says", [c for c in PARSER_CASES if c[1]], ids=[_case_id(c) for c in PARSER_CASES if c[1]])
+@pytest.mark.parametrize("text,says", [c for c in PARSER_CASES if c[1]],
+                         ids=[_case_id(c) for c in PARSER_CASES if c[1]])
 def test_cli_answers_quickly(text, says, run):
     with bounded(CLI_SECONDS, _case_id((text,))):
         result = run("grad", text, "x=1")
@@ -330,7 +331,7 @@ def test_a_batched_long_sum_is_the_sum_term_by_term(values, monkeypatch, fresh_l
     (f_batched, g_batched), (f_terms, g_terms) = _lowered_both_ways(text, values, monkeypatch)
     assert f_batched.shape == f_terms.shape
     assert torch_close(f_batched, f_terms)
-    for a, b in zip(g_batched, g_terms):
+    for a, b in zip(g_batched, g_terms, strict=True):
         assert a.shape == b.shape and torch_close(a, b)
 
 
@@ -338,7 +339,7 @@ def test_a_long_sum_of_mixed_forms_batches_what_it_can(monkeypatch, fresh_loweri
     """abs, relu, max, log(., 2), x**y...: forms that repeat are batched, the rest term by term."""
     (f_batched, g_batched), (f_terms, g_terms) = _lowered_both_ways(_mixed(400), {"x": 0.7, "y": 1.3}, monkeypatch)
     assert torch_close(f_batched, f_terms)
-    assert all(torch_close(a, b) for a, b in zip(g_batched, g_terms))
+    assert all(torch_close(a, b) for a, b in zip(g_batched, g_terms, strict=True))
 
 
 def test_graph_traces_a_long_sum_term_by_term():
