@@ -116,7 +116,7 @@ def run_line(group: Any, item: Request) -> Result:
                                        standalone_mode=False)
                 status = int(code or 0)
             except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
-                message = getattr(exc, "format_message", lambda: str(exc))()
+                message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
                 captured_err.write(f"error: {message}\n")
                 status = 2
         out, err = captured_out.getvalue(), captured_err.getvalue()
@@ -201,7 +201,7 @@ def open_requests(source: str) -> IO[Any]:
         claim_stdin("gradcli batch (its requests)")
         return sys.stdin
     try:
-        return open(source, "rb")  # noqa: SIM115 - closed by run_batch; decoded line by line
+        return open(source, "rb")  # closed by run_batch; read as bytes, decoded line by line
     except OSError as exc:
         raise GradcliError(f"cannot read {source}: {exc.strerror}") from None
 

@@ -14,7 +14,7 @@ import re
 import typing
 from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
@@ -86,9 +86,9 @@ class TraceFormat(str, Enum):
 # --------------------------------------------------------------------------- arguments
 
 ExprArgument = Annotated[str, typer.Argument(metavar="EXPR", help="The function, in quotes.", show_default=False)]
-ValuesArgument = Annotated[Optional[list[str]], typer.Argument(
+ValuesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="[VALUE]...", help="NAME=VALUE for every variable.", show_default=False)]
-VariablesArgument = Annotated[Optional[list[str]], typer.Argument(
+VariablesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="[VAR]...", help="Variables to differentiate by (default: all).", show_default=False)]
 BatchSourceArgument = Annotated[str, typer.Argument(
     metavar="[FILE|-]", help="The requests; - (the default) reads standard input.")]
@@ -109,18 +109,18 @@ def expression_text(text: str) -> str:
 
 # --------------------------------------------------------------------------- options
 
-WrtOption = Annotated[Optional[str], typer.Option(
+WrtOption = Annotated[str | None, typer.Option(
     "--wrt", help="Differentiate with respect to these (comma-separated); the others are constants. Default: all.")]
 DtypeOption = Annotated[str, typer.Option("--dtype", help="float16, bfloat16, float32 or float64.")]
 DeviceOption = Annotated[str, typer.Option(
     "--device", help="auto, cpu, cuda, cuda:N or mps. auto picks the best available and says which.")]
-RtolOption = Annotated[Optional[float], typer.Option(
+RtolOption = Annotated[float | None, typer.Option(
     "--rtol", help="Relative tolerance of the check. Default: by dtype.", show_default=False)]
-AtolOption = Annotated[Optional[float], typer.Option(
+AtolOption = Annotated[float | None, typer.Option(
     "--atol", help="Absolute tolerance of the check, times the result's largest magnitude. Default: by dtype.",
     show_default=False)]
 CheckOption = Annotated[bool, typer.Option("--check/--no-check", help="Cross-check against sympy's symbolic derivative.")]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
 MaxElementsOption = Annotated[int, typer.Option(
     "--max-elements", help="Refuse a value, Jacobian or Hessian with more elements than this.")]
 PlotMaxElementsOption = Annotated[int, typer.Option(
@@ -133,14 +133,14 @@ DiffFormatOption = Annotated[DiffFormat, typer.Option(
 PlotFormatOption = Annotated[PlotFormat, typer.Option(
     "--format", "-f", help="auto: draw in a terminal, CSV into a pipe, a summary with --out; or terminal, csv, "
     "json, ndjson.")]
-DataOption = Annotated[Optional[str], typer.Option(
+DataOption = Annotated[str | None, typer.Option(
     "--data", help="A CSV file with a header: each column whose name is a variable gives its value (a vector).",
     show_default=False)]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No notes or warnings: only the result (errors still go to stderr).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 PlainOption = Annotated[bool, typer.Option("--plain", help="Same as --format plain: only the numbers.")]
-VectorOption = Annotated[Optional[str], typer.Option(
+VectorOption = Annotated[str | None, typer.Option(
     "--vector", help="The vector v, when the expression has a variable named v itself.", show_default=False)]
 ReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
 ExplainOption = Annotated[bool, typer.Option(
@@ -156,11 +156,11 @@ GradOrderOption = Annotated[int, typer.Option(
 AccumulateOption = Annotated[int, typer.Option(
     "--accumulate", help="Also call backward K times without zeroing, to show .grad adding up (uses backward).",
     show_default=False)]
-PointsOption = Annotated[Optional[str], typer.Option(
+PointsOption = Annotated[str | None, typer.Option(
     "--points", metavar="FILE|-", help="Many points at once: every row of FILE.csv (a header names the variables), "
     "of a structured FILE.npy, or of CSV on standard input (-) is a point; prints x, f, df/dx, ..., check per row "
     "(CSV, or --format ndjson). The other variables are constants, NAME=VALUE.", show_default=False)]
-PointsOutputOption = Annotated[Optional[str], typer.Option(
+PointsOutputOption = Annotated[str | None, typer.Option(
     "--output", "-o", metavar="FILE", help="With --points: write the rows to FILE.csv, FILE.ndjson or FILE.npy "
     "(a structured array) instead of standard output.", show_default=False)]
 
@@ -175,7 +175,7 @@ SimplifyOption = Annotated[bool, typer.Option("--simplify/--no-simplify", help="
 DotOption = Annotated[bool, typer.Option("--dot", help="Print Graphviz text (for | dot -Tpng).")]
 
 # batch's own
-JobsOption = Annotated[Optional[int], typer.Option(
+JobsOption = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1, show_default=False,
     help="Worker processes running lines side by side (default: one per CPU, up to 8; 1 runs every "
          "line in this process). Results keep the input's order either way.")]
@@ -184,13 +184,13 @@ JobsOption = Annotated[Optional[int], typer.Option(
 PlotOrderOption = Annotated[int, typer.Option("--order", "-n", help="Also plot the derivatives up to this order.")]
 GridOption = Annotated[bool, typer.Option(
     "--grid", help="Two ranges as a grid: contours of f and the gradient as arrows.")]
-PlotOutOption = Annotated[Optional[str], typer.Option(
+PlotOutOption = Annotated[str | None, typer.Option(
     "--out", "-o", metavar="FILE", help="Write the plot to FILE.png, FILE.svg or FILE.pdf (matplotlib).",
     show_default=False)]
 DpiOption = Annotated[int, typer.Option("--dpi", help="Resolution of a PNG (pixels per inch).")]
 
 # minimize's own
-ParametersOption = Annotated[Optional[str], typer.Option(
+ParametersOption = Annotated[str | None, typer.Option(
     "--wrt", help="The parameters to move (comma-separated); every other variable is a constant. "
                   "Default: the variables given as NAME=VALUE.")]
 LrOption = Annotated[float, typer.Option("--lr", help="Learning rate.")]
@@ -198,23 +198,23 @@ StepsOption = Annotated[int, typer.Option("--steps", help="At most this many opt
 OptimizerOption = Annotated[Optimizer, typer.Option(
     "--optimizer", help="torch.optim's SGD, SGD with momentum (0.9 unless --momentum), Adam, AdamW, "
                         "RMSprop or LBFGS; every setting but lr (and momentum) is torch's default.")]
-MomentumOption = Annotated[Optional[float], typer.Option(
+MomentumOption = Annotated[float | None, typer.Option(
     "--momentum", help="Momentum, for sgd, momentum and rmsprop.", show_default=False)]
-TolOption = Annotated[Optional[float], typer.Option(
+TolOption = Annotated[float | None, typer.Option(
     "--tol", help="Stop when the gradient norm falls below this.", show_default=False)]
-TraceOption = Annotated[Optional[str], typer.Option(
+TraceOption = Annotated[str | None, typer.Option(
     "--trace", metavar="FILE|-", help="Write one record per step (step, loss, gradient norm, parameters) "
                                       "to FILE (.csv or .ndjson) or - (standard output), as the run goes.",
     show_default=False)]
-TraceFormatOption = Annotated[Optional[TraceFormat], typer.Option(
+TraceFormatOption = Annotated[TraceFormat | None, typer.Option(
     "--trace-format", help="csv or ndjson. Default: by the file name; csv for -.", show_default=False)]
-LossPlotOption = Annotated[Optional[str], typer.Option(
+LossPlotOption = Annotated[str | None, typer.Option(
     "--plot", metavar="FILE", help="Draw the loss curve into FILE.png, .svg or .pdf (needs the plot extra).",
     show_default=False)]
 LossReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued loss becomes the scalar minimised.")]
 
 # server start's own
-IdleOption = Annotated[Optional[float], typer.Option(
+IdleOption = Annotated[float | None, typer.Option(
     "--idle", metavar="SECONDS", help="Exit after this many seconds without a call. Default: GRADCLI_SERVER_IDLE, "
     "else 900.", show_default=False)]
 

@@ -15,7 +15,15 @@ import sys
 from typing import Any
 
 from gradcli.cli import exits
-from gradcli.cli.options import Checks, Compute, Method, Output, Reduce, ValueOptions, expression_text
+from gradcli.cli.options import (
+    Checks,
+    Compute,
+    Method,
+    Output,
+    Reduce,
+    ValueOptions,
+    expression_text,
+)
 from gradcli.errors import GradcliError
 
 

@@ -142,7 +142,7 @@ def _warm_up_with_files() -> None:
         csv_path, npy_path = os.path.join(directory, "p.csv"), os.path.join(directory, "p.npy")
         with open(csv_path, "w") as f:
             f.write("x,y\n0.5,1.5\n-1,2\n")
-        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])], names="x,y"))
+        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])], dtype=[("x", float), ("y", float)]))
         requests = os.path.join(directory, "requests.txt")
         with open(requests, "w") as f:
             f.write('grad "3*y**2 + 1" y=2 --device cpu\n{"command": "eval", "expr": "x + 1", "values": {"x": 2}}\n')
@@ -189,7 +189,7 @@ def _std_stream(fd: int, setup: dict | None, name: str):
     mode = "rb" if fd == 0 else "wb"
     buffer = io.open(fd, mode, closefd=False)
     try:
-        buffer.raw.name = name
+        buffer.raw.name = name  # type: ignore[attr-defined]  # a BufferedReader/Writer over a FileIO
     except AttributeError:
         pass
     setup = setup or {}
@@ -224,7 +224,7 @@ def _report_exit_early(report_fd: int) -> None:
             pass
         real_exit(code)
 
-    os._exit = exit_reporting
+    os._exit = exit_reporting  # type: ignore[assignment]  # it never returns either
 
 
 def run_call(request: dict, fds: list[int]) -> None:
@@ -249,9 +249,10 @@ def run_call(request: dict, fds: list[int]) -> None:
         time.tzset()
         sys.argv = list(request["argv"])
         setups = request["stdio"]
-        sys.stdin = sys.__stdin__ = _std_stream(0, setups[0], "<stdin>")
-        sys.stdout = sys.__stdout__ = _std_stream(1, setups[1], "<stdout>")
-        sys.stderr = sys.__stderr__ = _std_stream(2, setups[2], "<stderr>")
+        # The __std*__ too: they are what a fresh process of the caller would have had.
+        sys.stdin = sys.__stdin__ = _std_stream(0, setups[0], "<stdin>")  # type: ignore[misc]
+        sys.stdout = sys.__stdout__ = _std_stream(1, setups[1], "<stdout>")  # type: ignore[misc]
+        sys.stderr = sys.__stderr__ = _std_stream(2, setups[2], "<stderr>")  # type: ignore[misc]
         from gradcli.cli import app as cli
 
         try:
@@ -499,6 +500,7 @@ class Server:
             self.receive(what)
 
     def accept(self) -> None:
+        assert self.listener is not None  # listen() came first
         try:
             sock, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -635,6 +637,7 @@ class Server:
         if not valid:
             self.close(conn)
             return
+        assert isinstance(argv, list) and isinstance(env, dict)  # as `valid` says; for the type checker
         self.remember(argv)
         fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
         message["env"] = {**self.added_env, **env}
@@ -686,9 +689,14 @@ class Server:
         inbox, theirs = socket.socketpair()
         expressions = list(self.recent)
         try:
-            pid, pidfd = self.fork(lambda: (inbox.close(), wait_for_call(theirs, expressions)), keep=None)
+            def in_spare() -> None:
+                inbox.close()
+                wait_for_call(theirs, expressions)
+
+            pid, pidfd = self.fork(in_spare, keep=None)
         finally:
             theirs.close()
+        assert pidfd is not None  # forked where os.pidfd_open exists (checked above)
         self.spare = Spare(pid, pidfd, inbox)
         inbox.setblocking(False)
         self.selector.register(pidfd, selectors.EVENT_READ, ("spare", self.spare))
