@@ -113,14 +113,14 @@ def main_callback(
 
 
 def command(help_text: str, *, name: str | None = None, group: typer.Typer = app, expression: bool = True,
-            **settings: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
+            **click_settings: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register a wrapper as a command of `group`: its option groups laid out as options, and
     whatever it raises turned into its exit status. An expression command takes an EXPR that
     may start with '-' (options.ExpressionCommand)."""
 
     def register(wrapper: Callable[..., None]) -> Callable[..., None]:
         registered = show_groups(exits.statuses(wrapper))
-        group.command(name, help=help_text, **(EXPRESSION_COMMAND if expression else {}), **settings)(registered)
+        group.command(name, help=help_text, **(EXPRESSION_COMMAND if expression else {}), **click_settings)(registered)
         return registered
 
     return register
