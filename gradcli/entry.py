@@ -20,7 +20,7 @@ def _error(message: str, hint: str | None = None) -> int:
     return 2
 
 
-def _forwarded(args: list[str]) -> int | None:
+def forwarded(args: list[str]) -> int | None:
     """The exit status of the call run by the server, or None to run it in process."""
     mode = os.environ.get("GRADCLI_SERVER", "auto").strip().lower() or "auto"
     from gradcli.warm import protocol as warm
@@ -50,7 +50,7 @@ def _forwarded(args: list[str]) -> int | None:
 
 def main() -> None:
     try:
-        status = _forwarded(sys.argv[1:])
+        status = forwarded(sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C before the server took the call: as in process
         sys.stderr.write("\ninterrupted\n")
         status = 130

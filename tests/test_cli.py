@@ -218,3 +218,178 @@ def test_help_and_version_do_not_import_torch_or_sympy(argv):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ------------------------------------------------------------------ help texts
+
+HELP_PAGES = [[], ["grad"], ["jacobian"], ["hessian"], ["vjp"], ["jvp"], ["diff"], ["eval"], ["graph"],
+              ["batch"], ["plot"], ["minimize"], ["server"]]
+
+
+def example_paragraphs(page: str) -> list[list[str]]:
+    """The examples of a help page as printed: each a list of its lines (a continued one has several)."""
+    lines = page.split("Examples:\n", 1)[1].splitlines()
+    examples: list[list[str]] = []
+    for line in lines:
+        if line and not line.startswith("    "):
+            break  # the next section ("Exit status: ...", "Options:")
+        if line.startswith("        ") and examples and examples[-1][-1].endswith(" \\"):
+            examples[-1].append(line)
+        elif line.strip():
+            examples.append([line])
+    return examples
+
+
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda c: " ".join(c) or "gradcli")
+def test_help_examples_are_never_broken_inside_a_command_at_80_columns(run, monkeypatch, command):
+    import shlex
+
+    from gradcli.cli import help as texts
+
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    examples = example_paragraphs(result.stdout)
+    assert examples, result.stdout
+    for lines in examples:
+        for line in lines:
+            # A line longer than 80 columns is only one that holds a word no line could (a JSON request).
+            assert len(line) <= 78 or any(len(w) > texts.EXAMPLE_WIDTH - 6 for w in texts.shell_words(line)), line
+        # Each example is one shell command: its continued lines join back into it.
+        joined = " ".join(line.strip().removesuffix("\\").strip() for line in lines)
+        words = shlex.split(joined)
+        assert words[0] in ("gradcli", "printf", "echo"), joined
+        assert "gradcli" in words or "| gradcli batch" in joined, joined
+
+
+def test_a_long_example_is_continued_where_a_shell_splits_words():
+    from gradcli.cli import help as texts
+
+    command = ('gradcli minimize "bce(sigmoid(w1*x1 + w2*x2 + b), y)" w1=0 w2=0 b=0 --data '
+               'examples/data/clusters.csv --wrt w1,w2,b --optimizer momentum --lr 0.01 --steps 1000')
+    lines = texts.example_lines(command)
+    assert len(lines) == 3 and all(len(line) <= texts.EXAMPLE_WIDTH for line in lines)
+    assert all(line.endswith(" \\") for line in lines[:-1])
+    assert " ".join(line.strip().removesuffix(" \\") for line in lines) == command
+    assert texts.example_lines('gradcli grad "x**2" x=3') == ['gradcli grad "x**2" x=3']
+
+
+def test_shared_options_are_listed_where_they_always_stood(run):
+    """Option groups (cli/options.py) are laid out in the group's place, not appended."""
+    import re
+
+    page = run("grad", "--help").stdout
+    listed = re.findall(r"^  (?:-[a-zA-Z], )?(--[a-z-]+)", page.split("Options:", 1)[1], flags=re.M)
+    assert listed == ["--wrt", "--method", "--order", "--accumulate", "--explain", "--dtype", "--device", "--reduce",
+                      "--rtol", "--atol", "--check", "--seed", "--max-elements", "--format", "--json", "--plain",
+                      "--data", "--quiet", "--points", "--output", "--help"]
+
+
+def test_an_option_group_may_not_hide_a_parameter_of_the_same_name():
+    from gradcli.cli.options import COMPUTE, Compute, show_groups
+
+    def command(dtype: str = "float32", compute: Compute = COMPUTE) -> None:
+        """--dtype twice: typer would take one and silently drop the other."""
+
+    with pytest.raises(TypeError, match="repeats a parameter name"):
+        show_groups(command)
+
+
+# ------------------------------------------------------------------ exit statuses (cli/exits.py)
+
+def test_a_bug_in_a_command_is_an_internal_error_not_bad_input(run, monkeypatch):
+    import gradcli.commands.jacobian
+
+    def broken(*args, **kwargs):
+        raise ValueError("bad luck")
+
+    monkeypatch.setattr(gradcli.commands.jacobian, "jacobian", broken)
+    monkeypatch.delenv("GRADCLI_DEBUG", raising=False)
+    result = run("jacobian", "[x*y, x + y]", "x=1", "y=2")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("internal error: ValueError: bad luck\nhint: this is a bug in gradcli")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_server_command_error_is_one_line_and_exit_2(run, monkeypatch):
+    monkeypatch.setenv("GRADCLI_SERVER_IDLE", "soon")
+    result = run("server", "start")
+    assert result.exit_code == 2
+    assert result.stderr == "error: GRADCLI_SERVER_IDLE must be a number of seconds, not 'soon'\n"
+
+
+# ------------------------------------------------------------------ the package's imports
+
+def package_imports():
+    """{module: modules of gradcli it imports}, counting imports inside functions, and the
+    private names (a leading underscore) one module takes from another."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / "gradcli").rglob("*.py")}
+
+    def module_of(name):
+        while name and name not in files:
+            name = name.rpartition(".")[0]
+        return name
+
+    edges, borrowed = {m: set() for m in files}, []
+    for module, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("gradcli."):
+                        edges[module].add(module_of(alias.name))
+                        if alias.asname:
+                            aliases[alias.asname] = alias.name
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("gradcli"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    edges[module].add(module_of(full))
+                    if full in files:
+                        aliases[alias.asname or alias.name] = full
+                    elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                        borrowed.append(f"{module}: from {node.module} import {alias.name}")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                borrowed.append(f"{module}: {aliases[node.value.id]}.{node.attr}")
+        edges[module].discard(module)
+    return edges, borrowed
+
+
+def test_no_import_circle_in_the_package():
+    """Not even through an import inside a function. The root package is left out: every
+    module of it runs after gradcli/__init__.py has (a parent package is imported first), and
+    its lazy attributes import on first use, so an edge into it closes no circle at import."""
+    edges, _ = package_imports()
+    edges = {m: targets - {"gradcli"} for m, targets in edges.items() if m != "gradcli"}
+    circles, seen = [], set()
+
+    def walk(module, path):
+        for target in sorted(edges.get(module, ())):
+            if target in path:
+                circles.append(path[path.index(target):] + [target])
+            elif target not in seen:
+                walk(target, path + [target])
+        seen.add(module)
+
+    for module in sorted(edges):
+        walk(module, [module])
+    assert circles == []
+
+
+def test_the_cli_is_imported_by_the_daemon_alone_in_warm():
+    edges, _ = package_imports()
+    importers = {m for m, targets in edges.items() if any(t.startswith("gradcli.cli") for t in targets)}
+    assert {m for m in importers if m.startswith("gradcli.warm")} == {"gradcli.warm.daemon"}
+    assert not any(t.startswith("gradcli.warm.daemon") for m in edges for t in edges[m] if m != "gradcli.warm.daemon")
+
+
+def test_no_module_borrows_another_modules_private_name():
+    _, borrowed = package_imports()
+    assert borrowed == []

@@ -159,10 +159,10 @@ def test_requests_that_cannot_be_read_are_one_error(sh, tmp_path):
 def test_a_containers_cpu_quota_bounds_the_default_workers(tmp_path):
     quota = tmp_path / "cpu.max"
     quota.write_text("150000 100000\n")
-    assert fanout._cpu_quota(str(quota)) == 2  # 1.5 CPUs' worth of time: two workers
+    assert fanout.cpu_quota(str(quota)) == 2  # 1.5 CPUs' worth of time: two workers
     quota.write_text("max 100000\n")
-    assert fanout._cpu_quota(str(quota)) is None
-    assert fanout._cpu_quota(str(tmp_path / "absent")) is None
+    assert fanout.cpu_quota(str(quota)) is None
+    assert fanout.cpu_quota(str(tmp_path / "absent")) is None
     assert 1 <= fanout.default_jobs() <= fanout.MAX_JOBS
 
 

@@ -136,9 +136,9 @@ def test_every_batch_line_follows_the_schema(sh):
 
 
 def test_a_batch_line_lost_with_its_worker_follows_the_schema():
-    from gradcli.cli.app import _batch_lost
+    from gradcli.cli.batch import lost_line
 
-    status, text = _batch_lost((7, 'grad "x" x=1\n'), "its worker process died (signal 9)")
+    status, text = lost_line((7, 'grad "x" x=1\n'), "its worker process died (signal 9)")
     doc = json.loads(text)
     assert status == 3 and doc["line"] == 7 and doc["exit_status"] == 3
     assert "worker process died" in doc["error"]["message"]

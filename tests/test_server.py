@@ -424,7 +424,7 @@ def test_the_client_imports_nothing_heavy(warm):
     code = ("import sys\n"
             "sys.argv = ['gradcli', 'grad', 'x**2', 'x=3', '--plain']\n"
             "from gradcli import entry\n"
-            "status = entry._forwarded(sys.argv[1:])\n"
+            "status = entry.forwarded(sys.argv[1:])\n"
             "heavy = sorted(m for m in ('torch', 'sympy', 'typer', 'rich', 'numpy', 'click', 'gradcli.cli.app', "
             "'gradcli.errors', 'dataclasses') if m in sys.modules)\n"
             "print(status, heavy, file=sys.stderr)\n")

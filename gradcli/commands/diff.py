@@ -46,15 +46,6 @@ class DiffReport(Report):
     command: str = field(default="diff", kw_only=True)
     version: str = field(default=__version__, kw_only=True)
 
-    @property
-    def notes(self) -> list[str]:
-        """The warnings, by the name `gradcli diff` gave them first."""
-        return self.warnings
-
-    @notes.setter
-    def notes(self, lines: list[str]) -> None:
-        self.warnings = lines
-
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.header(),

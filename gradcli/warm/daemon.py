@@ -1,9 +1,9 @@
-"""Warm mode, the server side: `gradcli server start|stop|status`, and the server itself.
+"""Warm mode, the server itself (started by gradcli/warm/control.py, `gradcli server start`).
 
 The server imports torch, sympy and gradcli once, runs a few calls to warm them up, and then
 forks one child per call. The child takes over the caller's standard streams and working
-directory (received over the socket, see gradcli/warm.py), sets the caller's environment and
-umask, and runs the very `gradcli.cli.main()` an in-process call runs; its exit status goes
+directory (received over the socket, see gradcli/warm/protocol.py), sets the caller's environment and
+umask, and runs the very `gradcli.cli.app.main()` an in-process call runs; its exit status goes
 back to the caller. So a call behaves as in process (terminal or pipe, width, colour, stdin,
 relative paths), and whatever a call does, a crash included, ends with its child: the server
 and the calls of others go on.
@@ -16,7 +16,8 @@ with threads of its own is a known source of deadlocks in the child. Calls run a
 their children, so slow calls never hold up others.
 
 Run by `gradcli server start` as `python -m gradcli.warm.daemon --idle SECONDS`; it writes its log
-to server.log next to the socket.
+to server.log next to the socket. This is the one module of warm/ that imports the CLI (it hosts
+it); the CLI reaches warm mode only through control.py, so no import runs the other way.
 """
 
 from __future__ import annotations
@@ -35,28 +36,12 @@ import time
 
 from gradcli.errors import GradcliError
 from gradcli.warm import protocol as warm
+from gradcli.warm.control import idle_seconds
 
-DEFAULT_IDLE_S = 15 * 60
 MAX_RUNNING = 64  # calls at once; one more is told "busy" and runs in its own process
 HANDSHAKE_DEADLINE_S = 10.0  # a connection that has not asked to run by then is dropped
-START_TIMEOUT_S = 120.0  # `server start` waits this long for the imports and the warm-up
 FDS_PER_CALL = 4  # stdin, stdout, stderr, the working directory
 ALLOWED_SIGNALS = {int(getattr(signal, name)) for name in warm.FORWARDED_SIGNALS if hasattr(signal, name)}
-
-
-def idle_seconds(value: float | None = None) -> float:
-    """The idle time before the server exits: --idle, else GRADCLI_SERVER_IDLE, else 15 minutes."""
-    if value is None:
-        text = os.environ.get("GRADCLI_SERVER_IDLE", "").strip()
-        if not text:
-            return float(DEFAULT_IDLE_S)
-        try:
-            value = float(text)
-        except ValueError:
-            raise GradcliError(f"GRADCLI_SERVER_IDLE must be a number of seconds, not {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise GradcliError(f"the idle time must be a positive number of seconds, not {value}")
-    return float(value)
 
 
 def log(message: str) -> None:
@@ -157,7 +142,7 @@ def _warm_up_with_files() -> None:
         csv_path, npy_path = os.path.join(directory, "p.csv"), os.path.join(directory, "p.npy")
         with open(csv_path, "w") as f:
             f.write("x,y\n0.5,1.5\n-1,2\n")
-        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])], names="x,y"))
+        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])], dtype=[("x", float), ("y", float)]))
         requests = os.path.join(directory, "requests.txt")
         with open(requests, "w") as f:
             f.write('grad "3*y**2 + 1" y=2 --device cpu\n{"command": "eval", "expr": "x + 1", "values": {"x": 2}}\n')
@@ -204,7 +189,7 @@ def _std_stream(fd: int, setup: dict | None, name: str):
     mode = "rb" if fd == 0 else "wb"
     buffer = io.open(fd, mode, closefd=False)
     try:
-        buffer.raw.name = name
+        buffer.raw.name = name  # type: ignore[attr-defined]  # a BufferedReader/Writer over a FileIO
     except AttributeError:
         pass
     setup = setup or {}
@@ -239,7 +224,7 @@ def _report_exit_early(report_fd: int) -> None:
             pass
         real_exit(code)
 
-    os._exit = exit_reporting
+    os._exit = exit_reporting  # type: ignore[assignment]  # it never returns either
 
 
 def run_call(request: dict, fds: list[int]) -> None:
@@ -264,9 +249,10 @@ def run_call(request: dict, fds: list[int]) -> None:
         time.tzset()
         sys.argv = list(request["argv"])
         setups = request["stdio"]
-        sys.stdin = sys.__stdin__ = _std_stream(0, setups[0], "<stdin>")
-        sys.stdout = sys.__stdout__ = _std_stream(1, setups[1], "<stdout>")
-        sys.stderr = sys.__stderr__ = _std_stream(2, setups[2], "<stderr>")
+        # The __std*__ too: they are what a fresh process of the caller would have had.
+        sys.stdin = sys.__stdin__ = _std_stream(0, setups[0], "<stdin>")  # type: ignore[misc]
+        sys.stdout = sys.__stdout__ = _std_stream(1, setups[1], "<stdout>")  # type: ignore[misc]
+        sys.stderr = sys.__stderr__ = _std_stream(2, setups[2], "<stderr>")  # type: ignore[misc]
         from gradcli.cli import app as cli
 
         try:
@@ -514,6 +500,7 @@ class Server:
             self.receive(what)
 
     def accept(self) -> None:
+        assert self.listener is not None  # listen() came first
         try:
             sock, _ = self.listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -650,6 +637,7 @@ class Server:
         if not valid:
             self.close(conn)
             return
+        assert isinstance(argv, list) and isinstance(env, dict)  # as `valid` says; for the type checker
         self.remember(argv)
         fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
         message["env"] = {**self.added_env, **env}
@@ -701,9 +689,14 @@ class Server:
         inbox, theirs = socket.socketpair()
         expressions = list(self.recent)
         try:
-            pid, pidfd = self.fork(lambda: (inbox.close(), wait_for_call(theirs, expressions)), keep=None)
+            def in_spare() -> None:
+                inbox.close()
+                wait_for_call(theirs, expressions)
+
+            pid, pidfd = self.fork(in_spare, keep=None)
         finally:
             theirs.close()
+        assert pidfd is not None  # forked where os.pidfd_open exists (checked above)
         self.spare = Spare(pid, pidfd, inbox)
         inbox.setblocking(False)
         self.selector.register(pidfd, selectors.EVENT_READ, ("spare", self.spare))
@@ -806,104 +799,6 @@ def serve(idle_s: float) -> int:
     server.listen()
     log(f"warmed up in {time.monotonic() - started:.2f} s")
     server.run()
-    return 0
-
-
-# --------------------------------------------------------------------------- the commands
-
-def _running() -> dict | None:
-    try:
-        return warm.ask({"op": "status"})
-    except warm.NotPrivate as exc:
-        raise GradcliError(f"the gradcli server's directory is not private: {exc}",
-                           hint="remove it; gradcli makes it again with mode 700") from None
-
-
-def start(idle: float | None = None) -> int:
-    """`gradcli server start`: start a server in the background and return once it answers."""
-    import subprocess
-
-    if not warm.SUPPORTED:
-        raise GradcliError("warm mode needs Unix domain sockets that carry file descriptors (Linux, macOS, BSD)")
-    idle_s = idle_seconds(idle)
-    try:
-        directory = warm.make_private_dir()
-    except warm.NotPrivate as exc:
-        raise GradcliError(f"cannot use {warm.runtime_dir()}: {exc}", hint="remove it; gradcli makes it again with mode 700") from None
-    info = _running()
-    if info is not None:
-        sys.stdout.write(f"gradcli server already running (pid {info.get('pid')}, {info.get('socket')})\n")
-        return 0
-    warm.remove_if_stale(directory)
-    log_path = os.path.join(directory, warm.LOG_NAME)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        process = subprocess.Popen([sys.executable, "-m", "gradcli.warm.daemon", "--idle", repr(idle_s)],
-                                   stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, cwd=directory,
-                                   start_new_session=True, close_fds=True)
-    finally:
-        os.close(log_fd)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        info = _running()
-        if info is not None and info.get("pid") == process.pid:
-            process.returncode = 0  # it lives on, detached; nothing here is to wait for it
-            sys.stdout.write(f"gradcli server started (pid {process.pid}, {info.get('socket')}; "
-                             f"exits after {idle_s:g} s idle)\n")
-            return 0
-        if process.poll() is not None:
-            info = _running()
-            if info is not None:  # another start won the race: that server serves
-                sys.stdout.write(f"gradcli server already running (pid {info.get('pid')}, {info.get('socket')})\n")
-                return 0
-            raise GradcliError(f"the gradcli server did not start (exit status {process.returncode})",
-                               hint=f"its log is {log_path}")
-        time.sleep(0.02)
-    process.kill()
-    raise GradcliError(f"the gradcli server did not answer within {START_TIMEOUT_S:g} s", hint=f"its log is {log_path}")
-
-
-def stop() -> int:
-    """`gradcli server stop`: ask the server to exit, and wait until it has."""
-    try:
-        answer = warm.ask({"op": "stop"})
-    except warm.NotPrivate as exc:
-        raise GradcliError(f"the gradcli server's directory is not private: {exc}") from None
-    if answer is None:
-        sys.stdout.write("no gradcli server is running\n")
-        return 0
-    pid = int(answer.get("pid", 0))
-    deadline = time.monotonic() + 60
-    while pid and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        except PermissionError:
-            break
-        time.sleep(0.02)
-    sys.stdout.write(f"gradcli server stopped (pid {pid})\n")
-    return 0
-
-
-def status() -> int:
-    """`gradcli server status`: 0 and a description when one runs, 1 when none does."""
-    info = _running()
-    if info is None:
-        directory = warm.runtime_dir()
-        removed = os.path.isdir(directory) and warm.remove_if_stale(directory)
-        sys.stdout.write("no gradcli server is running" + (" (removed the stale socket of one that crashed)" if removed else "") + "\n")
-        return 1
-    uptime = time.time() - float(info.get("started", time.time()))
-    same = info.get("fingerprint") == warm.fingerprint()
-    sys.stdout.write(
-        f"gradcli server {info.get('version')} running: pid {info.get('pid')}, socket {info.get('socket')}\n"
-        f"up {uptime:.0f} s, {info.get('served')} call(s) served ({info.get('served_by_spare')} by a warm spare), "
-        f"{info.get('running')} running, "
-        f"exits after {float(info.get('idle_s', 0)):g} s idle\n")
-    if not same:
-        sys.stdout.write("note: it runs another installation or environment of gradcli, so calls from here run "
-                         "in process; restart it: gradcli server stop; gradcli server start\n")
     return 0
 
 

@@ -29,7 +29,7 @@ import queue
 import signal
 import sys
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
 from typing import Any
 
 WINDOW = 64  # lines in flight per worker (WINDOW x jobs in all): enough to keep each busy, few enough to stay small
@@ -47,10 +47,10 @@ def default_jobs() -> int:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - Linux has sched_getaffinity
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, _cpu_quota() or cpus, MAX_JOBS))
+    return max(1, min(cpus, cpu_quota() or cpus, MAX_JOBS))
 
 
-def _cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+def cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
     """The CPUs a container's quota allows (cgroup v2 "QUOTA PERIOD"), which the affinity mask
     does not show: a container limited to 2 CPUs of a 64-CPU host sees all 64."""
     try:
@@ -62,7 +62,7 @@ def _cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
 
 
 def ordered_map(handle: Callable[[Any], Any], items: Iterable[Any], *, jobs: int,
-                key: Callable[[Any], Hashable], lost: Callable[[Any, str], Any]) -> Iterator[Any]:
+                key: Callable[[Any], Hashable], lost: Callable[[Any, str], Any]) -> Generator[Any, None, None]:
     """handle(item) for each item, yielded in the items' order.
 
     With jobs <= 1 everything runs here. Otherwise `jobs` forked workers run `handle`

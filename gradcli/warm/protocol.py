@@ -36,7 +36,7 @@ try:
     import _socket as socket
 except ImportError:  # another Python implementation
     import signal
-    import socket
+    import socket  # type: ignore[no-redef]  # the same API, as far as it is used here
 
 from gradcli import __version__ as VERSION
 
@@ -46,7 +46,7 @@ from gradcli import __version__ as VERSION
 try:
     import _json
 except ImportError:  # another Python implementation
-    _json = None
+    _json = None  # type: ignore[assignment]
 
 MODES = ("auto", "off", "require")
 SOCKET_NAME = "server.sock"
@@ -197,7 +197,7 @@ class _Strict:
         raise ValueError(f"{name} is not allowed in a frame")
 
 
-_scan = _json.make_scanner(_Strict()) if _json is not None else None
+_scan = _json.make_scanner(_Strict()) if _json is not None else None  # type: ignore[arg-type]  # duck-typed: the C scanner reads these attributes
 
 
 def decode(text: str):

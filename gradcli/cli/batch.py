@@ -1,0 +1,248 @@
+"""`gradcli batch`: many requests, one start-up; one JSON result per line, in the input's order.
+
+A request is a line as typed after `gradcli`, or a JSON object. Each runs as its command runs
+(the same click command, its output format replaced by one JSON line), its output captured;
+a line in error is that line's error object, and the batch goes on. The lines are spread over
+worker processes by gradcli.warm.fanout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+import typer
+
+from gradcli.errors import GradcliError
+from gradcli.report import SCHEMA_VERSION
+
+NOT_IN_BATCH = {"batch", "server"}  # a batch in a batch; the server is managed from the shell
+_FORMAT_FLAGS = {"--json", "--plain"}
+_FORMAT_OPTIONS = {"--format", "-f"}
+
+Request = tuple[int, "str | None"]  # (line number, its text; None where it is not UTF-8)
+Result = tuple[int, str]  # (exit status, the result as one JSON line)
+
+
+def request_args(line: str) -> list[str]:
+    """A batch line as the argument list gradcli's commands take."""
+    import json
+    import shlex
+
+    text = line.strip()
+    if text.startswith("{"):
+        try:
+            request = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GradcliError(f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(request, dict) or "command" not in request:
+            raise GradcliError('a JSON request needs "command" (and "expr", "values", "options")')
+        unknown = set(request) - {"command", "expr", "values", "options"}
+        if unknown:
+            raise GradcliError(f"unknown key(s) in the request: {', '.join(sorted(unknown))}")
+        args = [str(request["command"])]
+        if "expr" in request:
+            args.append(str(request["expr"]))
+        values = request.get("values") or {}
+        if not isinstance(values, dict):
+            raise GradcliError('"values" must be an object of NAME: VALUE')
+        for name, value in values.items():
+            args.append(f"{name}={value if isinstance(value, str) else json.dumps(value)}")
+        options = request.get("options") or {}
+        if not isinstance(options, dict):
+            raise GradcliError('"options" must be an object of OPTION: VALUE')
+        for name, value in options.items():
+            flag = "--" + str(name).lstrip("-").replace("_", "-")
+            if value is True:
+                args.append(flag)
+            elif value is False:
+                args.append("--no-" + flag[2:])
+            else:
+                args += [flag, value if isinstance(value, str) else json.dumps(value)]
+        return args
+    try:
+        args = shlex.split(text)
+    except ValueError as exc:
+        raise GradcliError(f"could not split this line into words: {exc}") from None
+    return args[1:] if args and args[0] == "gradcli" else args
+
+
+def machine_output(args: list[str]) -> list[str]:
+    """The request's arguments with its own output format replaced by one JSON line."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in _FORMAT_FLAGS or a == "--dot":
+            continue
+        if a in _FORMAT_OPTIONS:
+            skip = True
+            continue
+        if a.startswith("--format="):
+            continue
+        out.append(a)
+    return out + ["--format", "ndjson"]
+
+
+def run_line(group: Any, item: Request) -> Result:
+    """One batch line run as its command would run, a subcommand of the click `group`."""
+    import io
+    import json
+    from contextlib import redirect_stderr, redirect_stdout
+
+    number, line = item
+    status, out, err = 2, "", ""
+    try:
+        if line is None:
+            raise GradcliError("this line is not UTF-8 text", hint="save the requests as UTF-8")
+        args = request_args(line)
+        commands = sorted(set(group.commands) - NOT_IN_BATCH)
+        if not args or args[0] in NOT_IN_BATCH:
+            raise GradcliError(f"a line must name a command ({', '.join(commands)})")
+        if "--points" in args or any(a.startswith("--points=") for a in args):
+            # --points streams a row per point: one JSON line per request cannot hold them
+            raise GradcliError("--points cannot be a batch line: it writes a row per point",
+                               hint="run gradcli grad EXPR --points FILE as a command of its own")
+        # The command itself, not the group around it: one click context a line, not two.
+        subcommand = group.commands.get(args[0])
+        if subcommand is None:
+            raise GradcliError(f"no such command '{args[0]}'", hint="a line starts with one of: " + ", ".join(commands))
+        captured_out, captured_err = io.StringIO(), io.StringIO()
+        with redirect_stdout(captured_out), redirect_stderr(captured_err):
+            try:
+                code = subcommand.main(args=machine_output(args)[1:], prog_name=f"gradcli {args[0]}",
+                                       standalone_mode=False)
+                status = int(code or 0)
+            except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
+                message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+                captured_err.write(f"error: {message}\n")
+                status = 2
+        out, err = captured_out.getvalue(), captured_err.getvalue()
+    except GradcliError as exc:
+        err = "\n".join(exc.lines())
+    result: dict[str, Any] | None = None
+    if out.strip() and status in (0, 1):
+        try:
+            result = json.loads(out.strip().splitlines()[-1])
+        except json.JSONDecodeError:  # --help, say: text, not a result
+            status, err = 2, "error: this line printed no result (was it --help?)"
+    if result is None:
+        lines = [x for x in err.strip().splitlines() if x]
+        message = lines[0].removeprefix("error: ") if lines else "failed"
+        hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
+        result = error_document(message, hint, status)
+    return line_result(result, number, status)
+
+
+def error_document(message: str, hint: str | None, status: int) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "error": {"message": message, "hint": hint, "exit_status": status}}
+
+
+def line_result(doc: dict[str, Any], number: int, status: int) -> Result:
+    """A line's result as batch writes it: the document, its line number and exit status."""
+    import json
+
+    doc["line"] = number
+    doc["exit_status"] = status
+    return status, json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def worker_key(item: Request) -> str | None:
+    """What decides which worker runs a line: its expression, whose caches that worker holds."""
+    try:
+        args = request_args(item[1]) if item[1] is not None else []
+    except GradcliError:
+        return item[1]
+    return args[1] if len(args) > 1 else item[1]
+
+
+def lost_line(item: Request, why: str) -> Result:
+    """The result of a line whose worker process died before it answered."""
+    doc = error_document(f"this line was not run: {why}", "run it again, as a command of its own or in "
+                         "gradcli batch --jobs 1", 3)
+    return line_result(doc, item[0], 3)
+
+
+def requests(stream: IO[Any]) -> Iterator[Request]:
+    """(line number, text) of each request; text None for a line that is not UTF-8 text.
+
+    Read as bytes and decoded line by line: one undecodable line is that line's error, not
+    the end of the batch (a text stream fails on the whole chunk it was reading).
+    """
+    lines, number = iter(getattr(stream, "buffer", stream)), 0
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except OSError as exc:  # the requests could not be read on (a device gone, a directory)
+            raise GradcliError(f"cannot read the requests after line {number}: {exc.strerror or exc}") from None
+        number += 1
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield number, None
+                continue
+        if raw.strip() and not raw.lstrip().startswith("#"):
+            yield number, raw
+
+
+def open_requests(source: str) -> IO[Any]:
+    """The stream of requests: standard input (claimed, so a line's x=@- cannot eat it) or a file."""
+    if source == "-":
+        from gradcli.inputs import claim_stdin
+
+        if sys.stdin is None:  # started with standard input closed (<&-)
+            raise GradcliError("cannot read the requests: standard input is closed",
+                               hint="give a file, gradcli batch FILE")
+        claim_stdin("gradcli batch (its requests)")
+        return sys.stdin
+    try:
+        return open(source, "rb")  # closed by run_batch; read as bytes, decoded line by line
+    except OSError as exc:
+        raise GradcliError(f"cannot read {source}: {exc.strerror}") from None
+
+
+def run_batch(group: Any, source: str, jobs: int | None) -> None:
+    """Run every request of `source` through the click `group`'s commands, writing each result
+    as soon as it and those before it are done; leave with the worst line's exit status."""
+    import functools
+    import gc
+
+    from gradcli.warm import fanout
+
+    stream = open_requests(source)
+    jobs = jobs or fanout.default_jobs()
+    import gradcli.api  # noqa: F401 - before the freeze below, and before any worker is forked
+    # What the imports made lives as long as the batch: no collection need walk it again (unless
+    # the host froze its own objects already, as the warm server does: its freeze is not ours).
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    worst = 0
+    try:
+        results = fanout.ordered_map(functools.partial(run_line, group), requests(stream), jobs=jobs,
+                                     key=worker_key, lost=lost_line)
+        for status, text in results:
+            try:
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # | head -1: the reader has what it wanted (cli/exits.py ends quietly)
+                results.close()
+                raise
+            # 2 (any error, internal ones included) over 1 (a check disagreed) over 0
+            worst = max(worst, 2 if status not in (0, 1) else status)
+    finally:
+        if freeze:
+            gc.unfreeze()  # a library host (or a test) calling batch in process collects as before
+        if stream is not sys.stdin:
+            stream.close()
+        else:
+            from gradcli.inputs import reset_stdin
+
+            reset_stdin()  # the requests are read: a later call in this process may claim it
+    if worst:
+        raise typer.Exit(worst)
