@@ -257,3 +257,40 @@ def test_polygamma_order_reaches_torch_as_a_whole_number():
     assert value("polygamma(2, x**2 + 1)") == pytest.approx(
         [float(sympy.polygamma(2, v**2 + 1)) for v in (-1.5, 0.25, 2.0)])
     assert not math.isnan(value("digamma(x**2 + 1)")[0])
+
+
+# --------------------------------------------------------------------------- the command
+
+def test_gradcli_functions_lists_every_function_with_its_description(run):
+    result = run("functions")
+    assert result.exit_code == 0, result.stderr
+    for f in FUNCTIONS:
+        assert f.name in result.stdout
+    # the descriptions, as rich wraps them: every word of each is printed
+    words = set(result.stdout.split())
+    for f in FUNCTIONS:
+        assert set(f.description.split()) <= words | {w for w in f.description.split() if len(w) > 30}, f.name
+
+
+def test_gradcli_functions_json_is_the_report(run):
+    result = run("functions", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc == list_functions().to_dict()
+    assert {f["name"] for f in doc["functions"]} == {f.name for f in FUNCTIONS}
+
+
+def test_gradcli_functions_by_alias_and_unknown_name(run):
+    doc = json.loads(run("functions", "arctan", "--json").stdout)
+    assert [f["name"] for f in doc["functions"]] == ["atan"]
+    result = run("functions", "hubr")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["error: unknown function 'hubr'", "hint: did you mean huber?"]
+
+
+def test_the_unknown_function_hint_names_a_command_that_exists(run):
+    result = run("grad", "frobnicate(x)", "x=1")
+    assert result.exit_code == 2
+    assert "gradcli functions" in result.stderr
+    assert run("functions").exit_code == 0

@@ -99,6 +99,8 @@ COMMANDS = [
     ["eval", "3 + 2*x + x**2", "x=2"],
     ["graph", "(x + w)*(w + 1)", "w=1", "x=2"],
     ["diff", "sin(x)*exp(x**2)", "x", "--order", "2"],
+    ["functions"],
+    ["functions", "huber"],
     ["plot", "sin(x)", "x=-1:1:5"],
     ["plot", "x**2 - y**2", "x=-1:1:3", "y=-1:1:3", "--grid"],
 ]

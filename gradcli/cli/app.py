@@ -38,6 +38,9 @@ from gradcli.cli.options import (
     DpiOption,
     ExplainOption,
     ExprArgument,
+    FunctionNameArgument,
+    FunctionsFormat,
+    FunctionsFormatOption,
     GradOrderOption,
     GridOption,
     IdleOption,
@@ -272,9 +275,13 @@ def graph(
          fmt, quiet)
 
 
-# `gradcli functions` (the function registry as a table, or --json) goes here: a wrapper that
-# calls gradcli.commands.functions.list_functions(name) and renders its report with
-# gradcli.render.functions.render_functions(report, fmt, sys.stdout).
+@command(texts.FUNCTIONS, expression=False, no_args_is_help=False)
+def functions(name: FunctionNameArgument = None, fmt: FunctionsFormatOption = FunctionsFormat.table,
+              json_flag: JsonOption = False) -> None:
+    from gradcli.commands.functions import list_functions
+    from gradcli.render.functions import render_functions
+
+    render_functions(list_functions(name), "json" if json_flag else fmt.value, sys.stdout)
 
 
 @command(texts.BATCH, expression=False, no_args_is_help=False)

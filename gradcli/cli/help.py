@@ -150,6 +150,20 @@ it as v=VALUE (or --vector VALUE when the expression has a variable named v).
 )
 
 
+FUNCTIONS = """\
+Every function an expression can use: its signature, what it computes, its other names.
+
+Grouped by shape rule: elementwise, reductions, functions over a whole vector, and losses of
+two tensors. With NAME (or one of its aliases, or a numpy/torch spelling), that function only.
+
+""" + examples(
+    "gradcli functions",
+    "gradcli functions huber",
+    "gradcli functions arctan",
+    "gradcli functions --json | jq -r '.functions[].name'",
+)
+
+
 DIFF = """\
 The symbolic derivative alone: no values, no torch (it starts as fast as sympy allows).
 

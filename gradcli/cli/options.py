@@ -61,6 +61,12 @@ class DiffFormat(str, Enum):
     csv = "csv"
 
 
+class FunctionsFormat(str, Enum):
+    table = "table"
+    json = "json"
+    ndjson = "ndjson"
+
+
 class PlotFormat(str, Enum):
     auto = "auto"
     terminal = "terminal"
@@ -88,6 +94,8 @@ class TraceFormat(str, Enum):
 ExprArgument = Annotated[str, typer.Argument(metavar="EXPR", help="The function, in quotes.", show_default=False)]
 ValuesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="[VALUE]...", help="NAME=VALUE for every variable.", show_default=False)]
+FunctionNameArgument = Annotated[str | None, typer.Argument(
+    metavar="[NAME]", help="One function (its name or an alias); default: every function.", show_default=False)]
 VariablesArgument = Annotated[list[str] | None, typer.Argument(
     metavar="[VAR]...", help="Variables to differentiate by (default: all).", show_default=False)]
 BatchSourceArgument = Annotated[str, typer.Argument(
@@ -130,6 +138,8 @@ FormatOption = Annotated[Format, typer.Option(
     "for programs; plain for $(...).")]
 DiffFormatOption = Annotated[DiffFormat, typer.Option(
     "--format", "-f", help="pretty (unicode), plain, latex, json, ndjson or csv.")]
+FunctionsFormatOption = Annotated[FunctionsFormat, typer.Option(
+    "--format", "-f", help="table for people; json (one document) or ndjson (one line) for programs.")]
 PlotFormatOption = Annotated[PlotFormat, typer.Option(
     "--format", "-f", help="auto: draw in a terminal, CSV into a pipe, a summary with --out; or terminal, csv, "
     "json, ndjson.")]

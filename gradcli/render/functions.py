@@ -11,14 +11,14 @@ from gradcli.errors import GradcliError
 if TYPE_CHECKING:
     from gradcli.commands.functions import FunctionInfo, FunctionsReport
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "ndjson")
 
 # The order categories are shown in (functions.Category's), without importing the registry.
 _CATEGORY_ORDER = ("elementwise", "reduction", "vector", "pairwise loss", "matrix")
 
 
 def render_functions(report: FunctionsReport, fmt: str, out: TextIO) -> None:
-    if fmt == "json":
+    if fmt in ("json", "ndjson"):  # one line either way: the document is a list of short entries
         out.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
         return
     if fmt != "table":
