@@ -6,8 +6,9 @@ Every method builds its own leaf tensors, so gradients never accumulate across m
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -17,6 +18,7 @@ METHODS = ("grad", "backward", "jacobian")
 REDUCTIONS = ("sum", "mean")
 
 Function = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -46,43 +48,46 @@ def _env(values: Mapping[str, torch.Tensor], leaves: Mapping[str, torch.Tensor])
     return env
 
 
-def _by_grad(fn: Function, values, wrt, reduction) -> Gradient:
+def _by_grad(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], reduction: str) -> Gradient:
     leaves = _leaves(values, wrt)
     out = fn(_env(values, leaves))
     scalar = _reduce(out, reduction)
     tensors = list(leaves.values())
+    grads: Sequence[torch.Tensor]
     if scalar.requires_grad:
         grads = torch.autograd.grad(scalar, tensors, allow_unused=True, materialize_grads=True)
     else:  # f does not depend on any variable (x - x): every gradient is zero
         grads = [torch.zeros_like(t) for t in tensors]
     return Gradient("grad", f"torch.autograd.grad(f, [{', '.join(wrt)}])", out.detach(), scalar.detach(),
-                    dict(zip(wrt, (g.detach() for g in grads))))
+                    # strict=False: one leaf per name, so a wrt that repeats a name has more entries
+                    dict(zip(wrt, (g.detach() for g in grads), strict=False)))
 
 
-def _by_backward(fn: Function, values, wrt, reduction) -> Gradient:
+def _by_backward(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], reduction: str) -> Gradient:
     leaves = _leaves(values, wrt)
     out = fn(_env(values, leaves))
     scalar = _reduce(out, reduction)
     if scalar.requires_grad:
-        scalar.backward()
+        scalar.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
     grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).detach() for n, t in leaves.items()}
     return Gradient("backward", "f.backward(); " + ", ".join(f"{n}.grad" for n in wrt), out.detach(),
                     scalar.detach(), grads)
 
 
-def _by_jacobian(fn: Function, values, wrt, reduction) -> Gradient:
+def _by_jacobian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], reduction: str) -> Gradient:
     leaves = _leaves(values, wrt)
     captured: dict[str, torch.Tensor] = {}
 
     def f(*tensors: torch.Tensor) -> torch.Tensor:
-        out = fn(_env(values, dict(zip(wrt, tensors))))
+        out = fn(_env(values, dict(zip(wrt, tensors, strict=False))))  # the leaves: one per name
         captured["out"] = out
         return _reduce(out, reduction)
 
-    jac = torch.autograd.functional.jacobian(f, tuple(leaves.values()))
+    # torch leaves autograd.functional unannotated
+    jac = torch.autograd.functional.jacobian(f, tuple(leaves.values()))  # type: ignore[no-untyped-call]
     out = captured["out"]
     return Gradient("jacobian", f"torch.autograd.functional.jacobian(f, ({', '.join(wrt)},))", out.detach(),
-                    _reduce(out, reduction).detach(), dict(zip(wrt, (j.detach() for j in jac))))
+                    _reduce(out, reduction).detach(), dict(zip(wrt, (j.detach() for j in jac), strict=False)))
 
 
 _BY_METHOD = {"grad": _by_grad, "backward": _by_backward, "jacobian": _by_jacobian}
@@ -127,7 +132,7 @@ class Derivative:
     results: dict[str, torch.Tensor]
 
 
-def _guard(run):
+def _guard(run: Callable[[], _T]) -> _T:
     try:
         return run()
     except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
@@ -145,7 +150,7 @@ def jacobian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *
         raise GradcliError(f"unknown method '{method}'", hint="choose " + ", ".join(JACOBIAN_METHODS))
 
     def f(*tensors: torch.Tensor) -> torch.Tensor:
-        return fn(_env(values, dict(zip(wrt, tensors))))
+        return fn(_env(values, dict(zip(wrt, tensors, strict=True))))
 
     inputs = tuple(values[n].detach() for n in wrt)
     names = ", ".join(wrt)
@@ -156,12 +161,12 @@ def jacobian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *
             leaves = _leaves(values, wrt)
             out = fn(_env(values, leaves))
             flat = out.reshape(-1)
-            rows = {n: [] for n in wrt}
+            rows: dict[str, list[torch.Tensor]] = {n: [] for n in wrt}
             for i in range(flat.numel()):
                 for t in leaves.values():
                     t.grad = None  # gradients accumulate unless zeroed
                 if flat[i].requires_grad:
-                    flat[i].backward(retain_graph=True)
+                    flat[i].backward(retain_graph=True)  # type: ignore[no-untyped-call]  # unannotated in torch
                 for n, t in leaves.items():
                     rows[n].append(t.grad.clone() if t.grad is not None else torch.zeros_like(t))
             results = {n: torch.stack(r).reshape(out.shape + leaves[n].shape) for n, r in rows.items()}
@@ -169,7 +174,7 @@ def jacobian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *
                               out.detach(), results)
         out = f(*inputs).detach()
         if method == "autograd":
-            jac = torch.autograd.functional.jacobian(f, inputs, vectorize=True)
+            jac = torch.autograd.functional.jacobian(f, inputs, vectorize=True)  # type: ignore[no-untyped-call]
             call = f"torch.autograd.functional.jacobian(f, ({names},), vectorize=True)"
         else:
             from torch import func
@@ -177,7 +182,7 @@ def jacobian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *
             transform = func.jacrev if method == "rev" else func.jacfwd
             jac = transform(f, argnums=tuple(range(len(inputs))))(*inputs)
             call = f"torch.func.{transform.__name__}(f, argnums={tuple(range(len(inputs)))})({names})"
-        return Derivative(method, call, out, {n: j.detach() for n, j in zip(wrt, jac)})
+        return Derivative(method, call, out, {n: j.detach() for n, j in zip(wrt, jac, strict=True)})
     return _guard(run)
 
 
@@ -188,12 +193,13 @@ def hessian(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], *,
 
     def f(flat: torch.Tensor) -> torch.Tensor:
         parts = torch.split(flat, sizes)
-        return _reduce(fn(_env(values, {n: p.reshape(s) for n, p, s in zip(wrt, parts, shapes)})), reduction)
+        return _reduce(fn(_env(values, {n: p.reshape(s) for n, p, s in zip(wrt, parts, shapes, strict=True)})),
+                       reduction)
 
     def run() -> Derivative:
         flat = torch.cat([values[n].detach().reshape(-1) for n in wrt])
         out = fn(_env(values, {})).detach()
-        hess = torch.autograd.functional.hessian(f, flat)
+        hess = torch.autograd.functional.hessian(f, flat)  # type: ignore[no-untyped-call]  # unannotated in torch
         return Derivative("hessian", "torch.autograd.functional.hessian(f, x)", out, {"hessian": hess.detach()})
     return _guard(run)
 
@@ -232,7 +238,7 @@ def vjp(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], v: tor
                 hint=f"give v the shape of f, e.g. v=ones({', '.join(map(str, out.shape)) or ''})",
             )
         if out.requires_grad:
-            out.backward(v)
+            out.backward(v)  # type: ignore[no-untyped-call]  # unannotated in torch
         results = {n: (t.grad if t.grad is not None else torch.zeros_like(t)).detach() for n, t in leaves.items()}
         return Derivative("backward", "f.backward(v); " + ", ".join(f"{n}.grad" for n in wrt), out.detach(), results)
     return _guard(run)
@@ -253,7 +259,8 @@ def jvp(fn: Function, values: Mapping[str, torch.Tensor], var: str, u: torch.Ten
         return fn(_env(values, {var: t}))
 
     def run() -> Derivative:
-        out, tangent = func.jvp(f, (x,), (u.to(x.dtype),))
+        # without has_aux, jvp returns (output, tangent); torch annotates the has_aux form too
+        out, tangent = cast("tuple[torch.Tensor, torch.Tensor]", func.jvp(f, (x,), (u.to(x.dtype),)))
         return Derivative("fwd", f"torch.func.jvp(f, ({var},), (v,))", out.detach(), {var: tangent.detach()})
     return _guard(run)
 
@@ -267,12 +274,13 @@ class GraphNode:
     id: int
     kind: str  # the grad_fn class name (MulBackward0, AccumulateGrad, ...)
     label: str | None  # the subexpression whose result this node produced, or the leaf's name
-    leaf: dict | None = None  # for AccumulateGrad: name, shape, is_leaf, requires_grad, grad
+    leaf: dict[str, Any] | None = None  # for AccumulateGrad: name, shape, is_leaf, requires_grad, grad
     children: list[int] | None = None
 
 
-def autograd_graph(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str], trace: list,
-                   describe) -> tuple[list[GraphNode], int | None, torch.Tensor, list[dict]]:
+def autograd_graph(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str],
+                   trace: list[tuple[Any, torch.Tensor | float | int]], describe: Callable[[Any], str],
+                   ) -> tuple[list[GraphNode], int | None, torch.Tensor, list[dict[str, Any]]]:
     """Build f on fresh leaves, call backward, and walk f.grad_fn down next_functions.
 
     `trace` is filled by the lowering with (sympy node, tensor) for every intermediate result;
@@ -283,7 +291,7 @@ def autograd_graph(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[s
     trace.clear()
     out = fn(_env(values, leaves))
     labels: dict[int, str] = {}
-    intermediates = []
+    intermediates: list[dict[str, Any]] = []
     for node, tensor in trace:
         if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
             labels.setdefault(id(tensor.grad_fn), describe(node))
@@ -291,12 +299,12 @@ def autograd_graph(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[s
                                   "requires_grad": tensor.requires_grad, "grad_fn": type(tensor.grad_fn).__name__,
                                   "grad": None})
     if out.requires_grad:
-        _reduce(out, "sum").backward()
+        _reduce(out, "sum").backward()  # type: ignore[no-untyped-call]  # unannotated in torch
     names = {id(t): n for n, t in leaves.items()}
     nodes: list[GraphNode] = []
     ids: dict[int, int] = {}
 
-    def node_for(fnode) -> tuple[int, bool]:
+    def node_for(fnode: Any) -> tuple[int, bool]:  # a grad_fn: torch has no public type for it
         """The id of fnode's GraphNode, and whether it is new."""
         key = id(fnode)
         if key in ids:
@@ -312,13 +320,14 @@ def autograd_graph(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[s
         nodes.append(node)
         return ids[key], True
 
-    def visit(fnode) -> int:
+    def visit(fnode: Any) -> int:
         root, _ = node_for(fnode)
         stack = [fnode]
         # Iterative, so a long chain of operations cannot exhaust the recursion limit.
         while stack:
             current = stack.pop()
             parent = nodes[ids[id(current)]]
+            assert parent.children is not None  # node_for gives every node a list
             for child, _ in getattr(current, "next_functions", ()):
                 if child is None:
                     continue
@@ -340,6 +349,6 @@ def accumulate(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str],
     for _ in range(times):
         out = _reduce(fn(_env(values, leaves)), reduction)
         if out.requires_grad:
-            out.backward()
+            out.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
         history.append({n: (t.grad.clone() if t.grad is not None else torch.zeros_like(t)) for n, t in leaves.items()})
     return history

@@ -24,9 +24,22 @@ torch) imports the Verdict from here; torch and numpy are imported by the functi
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # Python 3.10 (requires-python) has no StrEnum: the same thing, str() and format() its value
+    from enum import Enum
+
+    class StrEnum(str, Enum):
+        def __str__(self) -> str:
+            return str.__str__(self)
+
+        def __format__(self, format_spec: str) -> str:
+            return str.__format__(self, format_spec)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,7 +161,7 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     """Does autograd's answer agree with the symbolic one, to the user dtype's tolerance?"""
     import torch
 
-    from gradcli.core.reference import GENERIC_KINK_CONVENTION
+    from gradcli.core.functions import GENERIC_KINK_CONVENTION
 
     if reference.value is None:
         return Comparison(Verdict.UNAVAILABLE, note=reference.unavailable)

@@ -22,9 +22,9 @@ needs more than a torch function of the arguments.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterable, Sequence
 
 import sympy
 

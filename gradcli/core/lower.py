@@ -14,24 +14,32 @@ a bare number: a subtree with no variable in it is folded before it reaches one.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import sympy
 import torch
 
 from gradcli.core import sympy_functions
 from gradcli.core.functions import NODES
-from gradcli.core.parse import as_python_index, index_text
+from gradcli.core.parse import Index, as_python_index, index_text
 from gradcli.core.torch_functions import kink_draws
 from gradcli.errors import GradcliError
 
 __all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components",
-           "compile_expression", "kink_draws", "resolve", "to_source"]
+           "compile_expression", "kink_draws", "resolve", "to_source", "Trace"]
 
-SymbolTable = Mapping[sympy.Symbol, tuple[str, "tuple[int, ...] | None"]]
+SymbolTable = Mapping[sympy.Symbol, tuple[str, "Index | None"]]
 Env = Mapping[str, torch.Tensor]
 Compiled = Callable[[Env], "torch.Tensor | float | int"]
+# (sympy node, its value) of every intermediate result, for `gradcli graph`
+Trace = list[tuple[sympy.Basic, "torch.Tensor | float | int"]]
+
+_Value = torch.Tensor | float | int  # what a Compiled returns: a number where the subtree is constant
+# A Compiled known to return a tensor (a subtree with a variable in it), cast once when lowered.
+_TensorValued = Callable[[Env], torch.Tensor]
 
 
 class LoweringError(GradcliError):
@@ -47,7 +55,7 @@ _MODULES = {"torch": "torch", "torch.linalg": "torch.linalg", "F": "torch.nn.fun
 def resolve(name: str) -> Callable[..., torch.Tensor]:
     """The torch function a registry entry names ("torch.sin", "F.gelu", "tf.sech")."""
     module, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(_MODULES[module]), attr)
+    return cast(Callable[..., torch.Tensor], getattr(importlib.import_module(_MODULES[module]), attr))
 
 
 # sympy class -> torch function, from the registry (functions.NODES): one per function node,
@@ -101,7 +109,7 @@ class _NotBatchable(Exception):
 
 
 class _Lowerer:
-    def __init__(self, table: SymbolTable, trace: list | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(self, table: SymbolTable, trace: Trace | None = None, dtype: torch.dtype = torch.float32):
         self.table = table
         self.dtype = dtype  # for numbers that must become tensors where no tensor is at hand
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
@@ -133,7 +141,7 @@ class _Lowerer:
             return compiled
         trace = self.trace
 
-        def traced(env):
+        def traced(env: Env) -> _Value:
             out = compiled(env)
             trace.append((node, out))
             return out
@@ -141,8 +149,8 @@ class _Lowerer:
 
     def _lower(self, node: sympy.Basic) -> Compiled:
         if self.constant(node):
-            value = _fold(node)
-            return lambda env: value
+            folded = _fold(node)
+            return lambda env: folded
         if isinstance(node, sympy.Symbol):
             return self.symbol(node)
         if isinstance(node, sympy.Add):
@@ -154,22 +162,23 @@ class _Lowerer:
         if isinstance(node, sympy.Piecewise):
             return self.piecewise(node)
         if isinstance(node, sympy_functions.bcast):
-            value, *shapes = (self.lower(a) for a in node.args)
+            value, *variables = (self.lower(a) for a in node.args)
+            shapes = [cast(_TensorValued, s) for s in variables]  # the vanished variables: tensors
 
-            def broadcast(env):
+            def broadcast(env: Env) -> torch.Tensor:
                 v = value(env)
                 others = [s(env) for s in shapes]
-                target = torch.broadcast_shapes(*(tuple(o.shape) for o in others),
-                                                tuple(v.shape) if isinstance(v, torch.Tensor) else ())
+                target = torch.broadcast_shapes(  # type: ignore[no-untyped-call]  # unannotated in torch
+                    *(tuple(o.shape) for o in others), tuple(v.shape) if isinstance(v, torch.Tensor) else ())
                 if not isinstance(v, torch.Tensor):
                     return torch.full(target, v, dtype=others[0].dtype, device=others[0].device)
                 return v.expand(target)
             return broadcast
         if isinstance(node, sympy_functions.tindex):
-            inner = self.lower(node.args[0])
+            inner = cast(_TensorValued, self.lower(node.args[0]))  # not constant: a tensor
             where = node.index
 
-            def element(env):
+            def element(env: Env) -> torch.Tensor:
                 value = inner(env)
                 if value.dim() != len(where):
                     # A row of an expression is a tensor, which the check cannot treat as one
@@ -178,7 +187,7 @@ class _Lowerer:
                                         f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}",
                                         hint="index one element of an expression (f(x)[i, j]); "
                                              "rows and slices work on variables (x[0], x[1:])")
-                if any(not -n <= i < n for i, n in zip(where, value.shape)):
+                if any(not -n <= i < n for i, n in zip(where, value.shape, strict=True)):
                     raise LoweringError(f"{sympy.sstr(node)} is out of range: "
                                         f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}")
                 return value[where]
@@ -190,8 +199,8 @@ class _Lowerer:
         if isinstance(node, (sympy.And, sympy.Or)):
             return self.pairwise(torch.logical_and if isinstance(node, sympy.And) else torch.logical_or, node)
         if isinstance(node, sympy.Not):
-            inner = self.lower(node.args[0])
-            return lambda env: torch.logical_not(inner(env))
+            negated = cast(_TensorValued, self.lower(node.args[0]))  # not constant: a tensor
+            return lambda env: torch.logical_not(negated(env))
         fn = _FUNCTIONS.get(type(node))
         if fn is None:
             raise LoweringError(
@@ -220,11 +229,11 @@ class _Lowerer:
                 parts.append(self.lower(a))
         return lambda env: fn(*(p(env) for p in parts))
 
-    def pairwise(self, combine, node: sympy.Basic) -> Compiled:
+    def pairwise(self, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], node: sympy.Basic) -> Compiled:
         """combine(combine(a, b), c)... over the arguments: n-ary Max, Min, And, Or."""
         parts = [self.lower(a) for a in node.args]
 
-        def run(env):
+        def run(env: Env) -> torch.Tensor:
             values = [p(env) for p in parts]
             result = _as_tensor(values[0], values)
             for v in values[1:]:
@@ -248,7 +257,7 @@ class _Lowerer:
                 return batched
         return self.add_terms(node.args)
 
-    def _form(self, node: sympy.Basic, numbers: list) -> Any:
+    def _form(self, node: sympy.Basic, numbers: list[float]) -> Any:
         """node with its constants left out (they go to `numbers`, in order): a hashable key."""
         if node.is_Symbol:
             return node
@@ -269,7 +278,7 @@ class _Lowerer:
 
     def batched_add(self, node: sympy.Add) -> Compiled | None:
         """The sum, with terms of one form computed together (see BATCHED_SUM_TERMS); None if none share one."""
-        groups: dict[Any, list] = {}
+        groups: dict[Any, list[tuple[sympy.Basic, list[float]]]] = {}
         for term in node.args:
             numbers: list[float] = []
             try:
@@ -277,7 +286,8 @@ class _Lowerer:
             except _NotBatchable:
                 key = ("single", term)
             groups.setdefault(key, []).append((term, numbers))
-        vectors, singles = [], []
+        vectors: list[Compiled] = []
+        singles: list[sympy.Basic] = []
         for members in groups.values():
             if len(members) >= _BATCHED_FORM_TERMS and members[0][1]:
                 vectors.append(self._vector_sum(members[0][0], np.array([n for _t, n in members])))
@@ -287,52 +297,53 @@ class _Lowerer:
             return None
         rest = self.add_terms(singles) if singles else None
 
-        def add(env):
+        def add(env: Env) -> _Value:
             total = rest(env) if rest is not None else 0
             for v in vectors:
                 total = total + v(env)
             return total
         return add
 
-    def _vector_sum(self, template: sympy.Basic, numbers: np.ndarray) -> Compiled:
+    def _vector_sum(self, template: sympy.Basic, numbers: npt.NDArray[np.float64]) -> Compiled:
         """The sum over rows of `numbers` of template with its constants taken from that row."""
-        leaves: list[Compiled] = []
+        leaves: list[_TensorValued] = []
         slot = iter(range(numbers.shape[1]))
 
-        def vector(node) -> Callable:
+        # cols: a column tensor per constant, then the list of the leaves' values
+        def vector(node: sympy.Basic) -> Callable[[Env, list[Any]], Any]:
             if self.constant(node):
                 j = next(slot)
                 return lambda env, cols: cols[j]
             if isinstance(node, sympy.Symbol):
-                leaves.append(self.lower(node))
+                leaves.append(cast(_TensorValued, self.lower(node)))  # a variable: a tensor
                 k = len(leaves) - 1
                 return lambda env, cols: cols[-1][k]
             parts = [vector(a) for a in node.args]
             if isinstance(node, sympy.Add):
-                def combine(values):
+                def combine(values: list[Any]) -> Any:
                     out = values[0]
                     for v in values[1:]:
                         out = out + v
                     return out
             elif isinstance(node, sympy.Mul):
-                def combine(values):
+                def combine(values: list[Any]) -> Any:
                     out = values[0]
                     for v in values[1:]:
                         out = out * v
                     return out
             elif isinstance(node, sympy.Pow):
-                def combine(values):
+                def combine(values: list[Any]) -> Any:
                     return torch.pow(*values)
             else:
                 fn = _FUNCTIONS[type(node)]
 
-                def combine(values):
+                def combine(values: list[Any]) -> Any:
                     return fn(values[0])
             return lambda env, cols: combine([p(env, cols) for p in parts])
         body = vector(template)
-        columns: dict[tuple, list] = {}
+        columns: dict[tuple[int, torch.dtype, torch.device], list[Any]] = {}
 
-        def run(env):
+        def run(env: Env) -> torch.Tensor:
             values = [leaf(env) for leaf in leaves]
             like = values[0]
             dims = max(v.dim() for v in values)
@@ -343,7 +354,7 @@ class _Lowerer:
             return torch.sum(body(env, columns[key] + [values]), dim=0)
         return run
 
-    def add_terms(self, terms_in) -> Compiled:
+    def add_terms(self, terms_in: Iterable[sympy.Basic]) -> Compiled:
         # sympy writes t - p as -p + t: subtract instead of negating and adding, one pass
         # over the tensor fewer, and the same rounding as the subtraction a person writes.
         terms = sorted(terms_in, key=lambda a: _negated(a) is not None)  # a positive term first
@@ -352,7 +363,7 @@ class _Lowerer:
             negated = _negated(term)
             parts.append((True, self.lower(negated)) if negated is not None else (False, self.lower(term)))
 
-        def add(env):
+        def add(env: Env) -> _Value:
             total = parts[0][1](env)
             for minus, p in parts[1:]:
                 total = total - p(env) if minus else total + p(env)
@@ -369,12 +380,13 @@ class _Lowerer:
                 denom.append(self.lower(sympy.Pow(f.base, -f.exp)))
             else:
                 numer.append(self.lower(f))
+        scale_num: float | int
         if isinstance(coeff, sympy.Rational) and abs(coeff.p) < 2**53 and coeff.q < 2**53:
             scale_num, scale_den = int(coeff.p), int(coeff.q)
         else:  # a float coefficient, or a fraction too large to be exact in floating point anyway
             scale_num, scale_den = _fold(coeff), 1
 
-        def mul(env):
+        def mul(env: Env) -> _Value:
             result = numer[0](env) if numer else 1
             for n in numer[1:]:
                 result = result * n(env)
@@ -383,7 +395,7 @@ class _Lowerer:
             elif scale_num != 1:
                 result = scale_num * result
             if denom or scale_den != 1:
-                below = scale_den
+                below: _Value = scale_den
                 for d in denom:
                     below = below * d(env)
                 result = result / below
@@ -392,8 +404,9 @@ class _Lowerer:
 
     def power(self, node: sympy.Pow) -> Compiled:
         base, exponent = node.args
-        lb = self.lower(base)
+        lower_base = self.lower(base)
         if self.constant(exponent):
+            lb = cast(_TensorValued, lower_base)  # the base is not constant: a tensor
             e = _fold(exponent)
             if e == 0.5:
                 return lambda env: torch.sqrt(lb(env))
@@ -402,18 +415,19 @@ class _Lowerer:
             if e == -1:
                 return lambda env: torch.reciprocal(lb(env))
             return lambda env: torch.pow(lb(env), e)
-        le = self.lower(exponent)
+        le = cast(_TensorValued, self.lower(exponent))  # the exponent is not constant: a tensor
         if self.constant(base):
             b = _fold(base)
             return lambda env: torch.pow(b, le(env))
-        return lambda env: torch.pow(*_tensors(lb(env), le(env)))
+        return lambda env: torch.pow(*_tensors(lower_base(env), le(env)))
 
     def piecewise(self, node: sympy.Piecewise) -> Compiled:
-        pieces = [(self.lower(e), self.lower(c)) for e, c in node.args]
+        # a condition is a tensor of bools, or True or False where it is constant
+        pieces = [(self.lower(e), cast(Callable[[Env], "torch.Tensor | bool"], self.lower(c))) for e, c in node.args]
         dtype = self.dtype
 
-        def piecewise(env):
-            result = None
+        def piecewise(env: Env) -> _Value:
+            result: _Value | None = None
             for value, cond in reversed(pieces):
                 v, c = value(env), cond(env)
                 if result is None:
@@ -422,10 +436,12 @@ class _Lowerer:
                 if isinstance(c, bool):
                     result = v if c else result
                 elif isinstance(v, torch.Tensor) or isinstance(result, torch.Tensor):
-                    result = torch.where(c, *_tensors(v, result))
+                    chosen, otherwise = _tensors(v, result)
+                    result = torch.where(c, chosen, otherwise)
                 else:  # both pieces are numbers (the derivative of leaky_relu: 1 or slope)
                     result = torch.where(c, torch.tensor(v, dtype=dtype, device=c.device),
                                          torch.tensor(result, dtype=dtype, device=c.device))
+            assert result is not None  # a Piecewise has a piece at least
             return result
         return piecewise
 
@@ -440,11 +456,11 @@ def _negated(term: sympy.Basic) -> sympy.Basic | None:
 
 
 def _short(node: sympy.Basic, limit: int = 60) -> str:
-    text = sympy.sstr(node)
+    text: str = sympy.sstr(node)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _as_tensor(value, others) -> torch.Tensor:
+def _as_tensor(value: _Value, others: Sequence[_Value]) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     like = next(v for v in others if isinstance(v, torch.Tensor))
@@ -452,15 +468,15 @@ def _as_tensor(value, others) -> torch.Tensor:
                            device=like.device)
 
 
-def _tensors(*values):
+def _tensors(*values: _Value) -> tuple[torch.Tensor, ...]:
     """Functions such as atan2 or where take tensors only: give numbers the tensors' dtype."""
     if all(isinstance(v, torch.Tensor) for v in values):
-        return values
+        return cast(tuple[torch.Tensor, ...], values)
     return tuple(_as_tensor(v, values) for v in values)
 
 
 def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dtype,
-                       device: torch.device, trace: list | None = None) -> Callable[[Env], torch.Tensor]:
+                       device: torch.device, trace: Trace | None = None) -> Callable[[Env], torch.Tensor]:
     """A function from {variable name: tensor} to the expression's value as a tensor.
 
     With `trace`, every intermediate result is appended to it as (sympy node, tensor), so
@@ -479,14 +495,14 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
 
 def compile_components(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        *, dtype: torch.dtype, device: torch.device,
-                       trace: list | None = None) -> Callable[[Env], torch.Tensor]:
+                       trace: Trace | None = None) -> Callable[[Env], torch.Tensor]:
     """Like compile_expression, for a bracketed list [f1, f2, ...]: the entries are stacked."""
     if shape is None:
         return compile_expression(components[0], table, dtype=dtype, device=device, trace=trace)
     parts = [compile_expression(c, table, dtype=dtype, device=device, trace=trace) for c in components]
 
     def run(env: Env) -> torch.Tensor:
-        values = torch.broadcast_tensors(*(p(env) for p in parts))
+        values = torch.broadcast_tensors(*(p(env) for p in parts))  # type: ignore[no-untyped-call]  # as above
         stacked = torch.stack(values)
         return stacked.reshape(shape + tuple(values[0].shape))
     return run
@@ -497,7 +513,7 @@ def compile_components(components: list[sympy.Basic], shape: tuple[int, ...] | N
 def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
     """The torch code the lowering of expr runs, as a person would write it."""
 
-    def name(node) -> str:
+    def name(node: sympy.Basic) -> str:
         var, index = table.get(node, (str(node), None))
         return var if index is None else f"{var}[{index_text(index)}]"
 

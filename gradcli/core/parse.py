@@ -17,7 +17,7 @@ import math
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import sympy
 
@@ -45,7 +45,7 @@ class Variable:
     name: str
     symbol: sympy.Symbol  # the whole variable, used elementwise
     # index as written (may be negative) -> the scalar symbol that stands for that element
-    indices: dict[tuple[int, ...], sympy.Symbol] = field(default_factory=dict)
+    indices: dict[Index, sympy.Symbol] = field(default_factory=dict)
     used_whole: bool = False
     span: Span | None = None
 
@@ -70,9 +70,9 @@ class ParsedExpression:
         assert self.shape is None
         return self.components[0]
 
-    def symbol_table(self) -> dict[sympy.Symbol, tuple[str, tuple[int, ...] | None]]:
+    def symbol_table(self) -> dict[sympy.Symbol, tuple[str, Index | None]]:
         """sympy symbol -> (variable name, element index or None for the whole variable)."""
-        table: dict[sympy.Symbol, tuple[str, tuple[int, ...] | None]] = {}
+        table: dict[sympy.Symbol, tuple[str, Index | None]] = {}
         for var in self.variables.values():
             table[var.symbol] = (var.name, None)
             for index, sym in var.indices.items():
@@ -85,7 +85,7 @@ class ParsedExpression:
         if "_pretty" not in self.__dict__:  # printed once: a parsed expression is reused (gradcli batch)
             texts = [sympy.sstr(c) for c in self.components]
             self.__dict__["_pretty"] = texts[0] if self.shape is None else _nest_text(texts, self.shape)
-        return self.__dict__["_pretty"]
+        return cast(str, self.__dict__["_pretty"])
 
 
 def _nest_text(texts: list[str], shape: tuple[int, ...]) -> str:
@@ -284,7 +284,8 @@ def _check_magnitude(value: sympy.Expr, src: Source, node: ast.AST) -> sympy.Exp
     elif value.is_number and _log10_abs(value) > MAX_CONSTANT_DIGITS:
         # exp(10**7) is no Number but a constant all the same, of 4.3 million digits: floor()
         # of it, or sin() of it in the lowering, would compute every one of them.
-        raise GradcliError(_magnitude_problem(_log10_abs(value)), span=src.span(node))
+        # past the limit, so _magnitude_problem names a problem (never None)
+        raise GradcliError(cast(str, _magnitude_problem(_log10_abs(value))), span=src.span(node))
     return value
 
 
@@ -657,7 +658,7 @@ class Reader:
         index = [sympy.Integer(self._whole(p)) for p in parts]
         return sympy_functions.tindex(value, *index)
 
-    def _index(self, node: ast.AST) -> "int | Slice":
+    def _index(self, node: ast.AST) -> int | Slice:
         if isinstance(node, ast.Slice):
             parts = [None if p is None else self._whole(p) for p in (node.lower, node.upper, node.step)]
             if parts[2] is not None and parts[2] <= 0:
@@ -689,19 +690,23 @@ class Slice(NamedTuple):
         return text + (f":{self.step}" if self.step is not None else "")
 
 
-def index_text(index: tuple) -> str:
+# An element index as written: whole numbers (maybe negative) and slices, x[0, 1:].
+Index = tuple["int | Slice", ...]
+
+
+def index_text(index: Index) -> str:
     return ",".join(str(i) for i in index)
 
 
-def as_python_index(index: tuple) -> tuple:
+def as_python_index(index: Index) -> tuple[int | slice, ...]:
     """The index as Python/torch/numpy understand it: Slice becomes slice."""
     return tuple(slice(*i) if isinstance(i, Slice) else i for i in index)
 
 
-def indexed_shape(index: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
+def indexed_shape(index: Index, shape: tuple[int, ...]) -> tuple[int, ...]:
     """The shape of var[index] for a var of `shape` (the index already checked against it)."""
-    out = []
-    for i, n in zip(index, shape):
+    out: list[int] = []
+    for i, n in zip(index, shape, strict=False):  # index may be shorter: the rest kept whole
         if isinstance(i, Slice):
             out.append(len(range(*slice(*i).indices(n))))
     return tuple(out) + tuple(shape[len(index):])
@@ -738,7 +743,7 @@ def read_list(reader: Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[in
     finally:
         reader.depth -= 1
     inner = parts[0][1]
-    for (_, shape), elt in zip(parts, node.elts):
+    for (_, shape), elt in zip(parts, node.elts, strict=True):
         if shape != inner:
             raise reader.error("the list is ragged: every row must have the same length", elt)
     flat = [x for entries, _ in parts for x in entries]

@@ -19,8 +19,10 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, cast
 
 import sympy
 import torch
@@ -29,7 +31,6 @@ from sympy.core.parameters import evaluate as sympy_evaluate
 
 from gradcli.core import sympy_functions
 from gradcli.core.functions import (
-    GENERIC_KINK_CONVENTION,
     JUMP_CONVENTIONS,
     KINK_CONVENTIONS,
     SLOPES,
@@ -41,13 +42,13 @@ from gradcli.core.lower import (
     compile_expression,
     kink_draws,
 )
-from gradcli.core.parse import as_python_index, index_text
+from gradcli.core.parse import Index, as_python_index, index_text
 from gradcli.errors import GradcliError
 
 F64 = torch.float64
 
 
-def broadcast_shapes(*shapes) -> tuple[int, ...]:
+def broadcast_shapes(*shapes: Iterable[int]) -> tuple[int, ...]:
     """numpy's rule, which is torch's; torch.broadcast_shapes would import torch.fx (30 ms)."""
     import numpy as np
 
@@ -196,16 +197,16 @@ _SLOPES = SLOPES
 _JUMPS = JUMP_CONVENTIONS
 
 
-def kink_conventions(components, symbols) -> tuple[str, ...]:
+def kink_conventions(components: Iterable[sympy.Basic], symbols: AbstractSet[sympy.Symbol]) -> tuple[str, ...]:
     """torch's conventions for the functions in components that have kinks and depend on symbols.
 
     Piecewise conditions are not walked: huber's |d| < delta is where two smooth pieces meet,
     not a kink.
     """
     found: dict[str, None] = {}
-    seen: set = set()
+    seen: set[sympy.Basic] = set()
 
-    def walk(node):
+    def walk(node: sympy.Basic) -> None:
         if node in seen or not (node.free_symbols & symbols):
             return
         seen.add(node)
@@ -246,7 +247,7 @@ def _precise(total: _Part, env: Mapping[str, torch.Tensor]) -> Callable[[], floa
     return evaluate
 
 
-def _settle_kinks(value: torch.Tensor, evaluate) -> torch.Tensor:
+def _settle_kinks(value: torch.Tensor, evaluate: Callable[[], torch.Tensor]) -> torch.Tensor:
     """value, with its NaNs at kinks replaced where the derivative exists all the same.
 
     At a kink the slope of abs, relu, max or min can be anything between its one-sided
@@ -273,7 +274,7 @@ def _fdiff(node: sympy.Function, i: int) -> sympy.Expr:
 # 0 and 1 are singletons in sympy: `is` spares sympy's == (which sympifies its operand).
 # _from_args builds the node from sympy objects as they are, which is all evaluate=False
 # would do after checking each of them again; every symbol here is a real, commutative one.
-def _sum(terms) -> sympy.Expr:
+def _sum(terms: Iterable[sympy.Expr]) -> sympy.Expr:
     terms = [t for t in terms if t is not sympy.S.Zero]
     return (sympy.Add._from_args(terms, is_commutative=True) if len(terms) > 1
             else terms[0] if terms else sympy.S.Zero)
@@ -282,9 +283,9 @@ def _sum(terms) -> sympy.Expr:
 def _product(*factors: sympy.Expr) -> sympy.Expr:
     if any(f is sympy.S.Zero for f in factors):
         return sympy.S.Zero
-    factors = [f for f in factors if f is not sympy.S.One]
-    return (sympy.Mul._from_args(factors, is_commutative=True) if len(factors) > 1
-            else factors[0] if factors else sympy.S.One)
+    kept = [f for f in factors if f is not sympy.S.One]
+    return (sympy.Mul._from_args(kept, is_commutative=True) if len(kept) > 1
+            else kept[0] if kept else sympy.S.One)
 
 
 @functools.lru_cache(maxsize=64)  # asked of the same (possibly long) expression several times
@@ -295,7 +296,7 @@ def _outside_reductions(expr: sympy.Basic) -> tuple[tuple[sympy.Basic, ...], fro
     symbols: set[sympy.Symbol] = set()
     seen: set[sympy.Basic] = set()
 
-    def walk(node):
+    def walk(node: sympy.Basic) -> None:
         if isinstance(node, sympy_functions.Reduction):
             found[node] = None
         elif isinstance(node, sympy.Symbol):
@@ -319,15 +320,15 @@ class _Part:
 
     value: torch.Tensor
     whole: sympy.Expr = sympy.S.Zero  # the elementwise part
-    elements: dict[tuple[int, ...], sympy.Expr] = field(default_factory=dict)  # x[i] parts
+    elements: dict[Index, sympy.Expr] = field(default_factory=dict)  # x[i] parts
 
 
-class _LazyEnv(dict):
+class _LazyEnv(dict[str, torch.Tensor]):
     """Variable values, plus reduction values computed on first use."""
 
     def __init__(self, base: Mapping[str, torch.Tensor]):
         super().__init__(base)
-        self.pending: dict[str, object] = {}
+        self.pending: dict[str, Callable[[], torch.Tensor]] = {}
 
     def __missing__(self, key: str) -> torch.Tensor:
         if key not in self.pending:
@@ -350,7 +351,8 @@ class _Layer:
 
 # A lowered expression: (env key, function) steps for its common subexpressions, then its own
 # function of the env. Kept per expression by a caller that evaluates it again on new values.
-Program = tuple[list[tuple[str, Callable]], Callable]
+Program = tuple[list[tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]]],
+                Callable[[Mapping[str, torch.Tensor]], torch.Tensor]]
 Programs = dict[sympy.Basic, Program]
 MAX_PROGRAMS = 256
 
@@ -425,7 +427,7 @@ class SymbolicDifferentiator:
                 placeholders[r] = ph
                 self.table[ph] = (name, None)
                 # Computed only if a derivative needs it: d sum(h)/d sum(h) = 1 does not.
-                self.env.pending[name] = lambda r=r: self.evaluate(r)
+                self.env.pending[name] = functools.partial(self.evaluate, r)
             flat = expr.xreplace(placeholders)
             shape = broadcast_shapes(self.shape_of(flat), out_shape)
             self._layers[key] = _Layer(flat, placeholders, {v: k for k, v in placeholders.items()}, shape,
@@ -485,7 +487,7 @@ class SymbolicDifferentiator:
         # Filled by the elementwise term when there is one, so a large gradient is not first
         # allocated as zeros and then added to.
         total = torch.zeros(shape, dtype=F64) if whole_sym not in free else None
-        part = _Part(total)
+        part = _Part(cast(torch.Tensor, total))  # None only until the elementwise term fills it in, below
 
         def shown(d: sympy.Expr) -> sympy.Expr:
             d = d.xreplace(layer.back)
@@ -504,6 +506,7 @@ class SymbolicDifferentiator:
             total = direct if fresh else direct.clone()
             part.value = total
             part.whole += d.xreplace(layer.back) * (weight_formula if weight_formula is not None else 1)
+        assert total is not None  # zeros, or the elementwise term
         for sym, index in element_syms.items():
             if sym in free:
                 # x[i] or a slice x[1:]: d/d(view), summed back to the view's shape, lands there.
@@ -608,9 +611,11 @@ def _exclusive_products(h: torch.Tensor) -> torch.Tensor:
     return out.reshape(h.shape)
 
 
-def _normalise(index: tuple, shape: tuple[int, ...]) -> tuple:
+def _normalise(index: Index, shape: tuple[int, ...]) -> tuple[int | slice, ...]:
     """A view's index for torch and numpy: negative whole numbers counted from the end."""
-    return as_python_index(tuple(i + n if isinstance(i, int) and i < 0 else i for i, n in zip(index, shape)))
+    # strict=False: x[1] of a matrix indexes fewer dimensions than it has
+    return as_python_index(tuple(i + n if isinstance(i, int) and i < 0 else i
+                                 for i, n in zip(index, shape, strict=False)))
 
 
 @functools.lru_cache(maxsize=128)  # printing costs more than differentiating (sympy orders the terms)
@@ -621,7 +626,8 @@ def _show(expr: sympy.Expr) -> str:
     floats = expr.atoms(sympy.Float)
     if floats:
         expr = expr.xreplace({f: sympy.Float(f, 6) for f in floats})
-    return sympy.sstr(expr)
+    text: str = sympy.sstr(expr)
+    return text
 
 
 def differentiate_ahead(components: list[sympy.Basic]) -> None:
@@ -643,7 +649,7 @@ def _formula(part: _Part, var: str, shape: tuple[int, ...]) -> str:
     whole = _show(part.whole) if part.whole != 0 or not part.elements else None
     if not part.elements:
         return whole or "0"
-    as_list = len(shape) == 1 and {k for k in part.elements} == {(i,) for i in range(shape[0])}
+    as_list = len(shape) == 1 and set(part.elements) == {(i,) for i in range(shape[0])}
     if whole is None and as_list:
         return "[" + ", ".join(_show(part.elements[(i,)]) for i in range(shape[0])) + "]"
     pieces = [f"{var}[{index_text(k)}]: {_show(e)}" for k, e in part.elements.items()]
@@ -691,11 +697,14 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
         try:
             total = assemble(var, var_shape)
             formula = _formula(total, var, var_shape)
-            value, kinks = total.value, ()
+            value = total.value
+            kinks: tuple[str, ...] = ()
             if bool(torch.isnan(value).any()):  # a kink, a point outside the domain, or both
                 kinks = kink_conventions(components, {s_ for s_, (n, _i) in table.items() if n == var})
                 if kinks and not set(kinks) & _JUMPS:
-                    value = _settle_kinks(value, lambda: assemble(var, var_shape).value)
+                    def again(var: str = var, var_shape: tuple[int, ...] = var_shape) -> torch.Tensor:
+                        return assemble(var, var_shape).value  # at once, in _settle_kinks: bound all the same
+                    value = _settle_kinks(value, again)
             results[var] = SymbolicGradient(formula, value, kinks=kinks, precise=_precise(total, env))
         except LoweringError as exc:
             results[var] = SymbolicGradient("?", None, f"sympy's derivative cannot be evaluated: {exc.message}")
@@ -794,7 +803,7 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
             arr[idx] = sympy.Float(float(t[idx]))
         return arr
 
-    def spell(node: sympy.Basic):
+    def spell(node: sympy.Basic) -> Any:  # a sympy expression, or a numpy array of them
         if not node.free_symbols:
             return node
         if isinstance(node, sympy.Symbol):
@@ -853,13 +862,13 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
     return SymbolicGradient(formula, hess)
 
 
-def _is_array(*values) -> bool:
+def _is_array(*values: object) -> bool:
     import numpy as np
 
     return any(isinstance(v, np.ndarray) for v in values)
 
 
-def _guarded(compute, formula: str = "") -> SymbolicGradient:
+def _guarded(compute: Callable[[], torch.Tensor], formula: str = "") -> SymbolicGradient:
     """Run a symbolic computation; a derivative sympy leaves unevaluated is said, not raised."""
     try:
         return SymbolicGradient(formula, compute())
@@ -883,13 +892,16 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
         differ = SymbolicDifferentiator(table, env)
         var_shape = tuple(env[var].shape)
 
-        def compute():
+        # called at once by _guarded: the defaults bind this pass's differ, var and var_shape all the same
+        def compute(differ: SymbolicDifferentiator = differ, var: str = var,
+                    var_shape: tuple[int, ...] = var_shape) -> torch.Tensor:
             common = _component_shapes(differ, components)
             parts = [differ.jacobian(c, var, var_shape, common) for c in components]
             if shape is None:
                 return parts[0]
             return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
-        out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule (elementwise parts: the diagonal)")
+        out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule "
+                                     "(elementwise parts: the diagonal)")
     return out
 
 
@@ -904,13 +916,15 @@ def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, 
         differ = SymbolicDifferentiator(table, env)
         var_shape = tuple(env[var].shape)
 
-        def compute():
+        # called at once by _guarded: the defaults bind this pass's differ, var and var_shape all the same
+        def compute(differ: SymbolicDifferentiator = differ, var: str = var,
+                    var_shape: tuple[int, ...] = var_shape) -> torch.Tensor:
             common = _component_shapes(differ, components)
             if shape is None:
                 return differ.gradient_of_sum(components[0], var, var_shape, tuple(vr.shape), weight=vr).value
             weights = vr.reshape((len(components),) + common)
             total = torch.zeros(var_shape, dtype=F64)
-            for c, w in zip(components, weights):
+            for c, w in zip(components, weights, strict=True):  # a weight per component
                 total += differ.gradient_of_sum(c, var, var_shape, common, weight=w).value
             return total
         out[var] = _guarded(compute, "sum(v * df/dx) by sympy.diff")
@@ -926,7 +940,7 @@ def symbolic_jvp(components: list[sympy.Basic], shape: tuple[int, ...] | None, t
     differ = SymbolicDifferentiator(table, env)
     var_shape = tuple(env[var].shape)
 
-    def compute():
+    def compute() -> torch.Tensor:
         common = _component_shapes(differ, components)
         parts = [differ.jvp(c, var, var_shape, ur, common) for c in components]
         if shape is None:

@@ -9,8 +9,9 @@ import functools
 import gc
 import math
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import sympy
@@ -20,7 +21,7 @@ from gradcli.core.autodiff import (
     torch_error,
 )
 from gradcli.core.check import TOLERANCES
-from gradcli.core.lower import compile_components
+from gradcli.core.lower import SymbolTable, compile_components
 from gradcli.core.parse import (
     ParsedExpression,
     index_text,
@@ -48,8 +49,11 @@ from gradcli.inputs import read_data_file
 # expression is never changed after parsing; sympy caches the derivatives of its own.)
 parse_cached = functools.lru_cache(maxsize=1024)(parse_expression)
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-def gc_paused(fn):
+
+def gc_paused(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run one API call with Python's cycle collector paused.
 
     Parsing and differentiating a long expression allocates millions of short-lived sympy,
@@ -58,7 +62,7 @@ def gc_paused(fn):
     and what is gets collected once the call returns and the collector runs again.
     """
     @functools.wraps(fn)
-    def paused(*args, **kwargs):
+    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         if not gc.isenabled():
             return fn(*args, **kwargs)
         gc.disable()
@@ -93,7 +97,7 @@ def _bind(parsed: ParsedExpression, specs: Mapping[str, ValueSpec]) -> None:
                 what = "a scalar" if not shape else f"of shape {list(shape)}"
                 raise GradcliError(f"{label} has {len(index)} indices, but {var.name} is {what}",
                                    span=var.span)
-            for i, n in zip(index, shape):
+            for i, n in zip(index, shape, strict=False):  # len(index) <= len(shape), checked above
                 if isinstance(i, int) and not -n <= i < n:
                     raise GradcliError(f"{label} is out of range: {var.name} has shape {list(shape)}",
                                        span=var.span)
@@ -128,7 +132,7 @@ class Session:
     dtype: str
     device: torch.device
     device_note: str
-    table: dict
+    table: SymbolTable
     fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
     rtol: float
     atol: float
@@ -143,9 +147,10 @@ class Session:
                            max_elements=self.max_elements, name=name)
 
 
-def prepare(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str, rtol, atol, seed,
-           max_elements: int, vector_name: str | None = None, named: Mapping[str, Any] | None = None,
-           data: str | None = None, needs_variables: bool = True) -> Session:
+def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | None, dtype: str, device: str,
+            rtol: float | None, atol: float | None, seed: int | None,
+            max_elements: int, vector_name: str | None = None, named: Mapping[str, Any] | None = None,
+            data: str | None = None, needs_variables: bool = True) -> Session:
     parsed = parse_cached(expression)
     specs = read_values(values, named)
     notes: list[str] = []
@@ -201,7 +206,7 @@ def prepare(expression: str, values: ValuesArg, *, wrt, dtype: str, device: str,
                   max_elements, extra, generator, notes)
 
 
-def _check_shapes(parsed: ParsedExpression, table: Mapping, tensors: Mapping[str, torch.Tensor]) -> None:
+def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping[str, torch.Tensor]) -> None:
     """Shapes that cannot broadcast, named before torch meets them.
 
     Worked out from the variables' shapes alone: every elementwise part (outside reductions,
@@ -211,16 +216,16 @@ def _check_shapes(parsed: ParsedExpression, table: Mapping, tensors: Mapping[str
     if all(t.dim() == 0 for t in tensors.values()):
         return  # scalars always fit together (_bind has refused an index into a scalar)
 
-    def complain(used: Mapping[str, tuple]) -> GradcliError:
+    def complain(used: Mapping[str, tuple[int, ...]]) -> GradcliError:
         listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
         return GradcliError(f"the shapes do not fit together: {listed}",
                             hint="elementwise operations need, dimension by dimension from the right, "
                                  "equal sizes or 1 (as in torch)")
 
-    def shapes_in(expr) -> dict:
+    def shapes_in(expr: sympy.Basic) -> dict[str, tuple[int, ...]]:
         reductions = top_reductions(expr)
         flat = expr.xreplace({r: sympy.Dummy() for r in reductions})
-        used = {}
+        used: dict[str, tuple[int, ...]] = {}
         for sym in flat.free_symbols:
             if sym in table:
                 name, index = table[sym]
@@ -234,7 +239,7 @@ def _check_shapes(parsed: ParsedExpression, table: Mapping, tensors: Mapping[str
             shapes_in(r.args[0])
         return used
 
-    everything: dict = {}
+    everything: dict[str, tuple[int, ...]] = {}
     for component in parsed.components:
         everything.update(shapes_in(expand_definitions(component)))
     try:  # the entries of [f1, f2] are broadcast together, then stacked
@@ -253,7 +258,7 @@ def common_shape(st: Session) -> tuple[int, ...]:
 
 def _component_shapes(st: Session) -> tuple[int, ...]:
     with torch.no_grad():
-        env = {n: t for n, t in st.tensors.items()}
+        env = dict(st.tensors)
         shapes = [tuple(compile_components([c], None, st.table, dtype=resolve_dtype(st.dtype),
                                            device=st.device)(env).shape) for c in st.parsed.components]
     return tuple(broadcast_shapes(*shapes))

@@ -6,6 +6,8 @@ torch how to differentiate it. The registry (functions.py) names the torch funct
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import sympy
 
 
@@ -15,16 +17,16 @@ class sigmoid(sympy.Function):  # noqa: N801 - the name is what users type and w
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_number and arg.is_real:  # pi/4 too, not only literal numbers
             return 1 / (1 + sympy.exp(-arg))
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         s = sigmoid(self.args[0])
         return s * (1 - s)
 
-    def _eval_rewrite_as_exp(self, arg, **kwargs):
+    def _eval_rewrite_as_exp(self, arg: sympy.Expr, **kwargs: Any) -> sympy.Expr:
         return 1 / (1 + sympy.exp(-arg))
 
 
@@ -34,12 +36,12 @@ class relu(sympy.Function):  # noqa: N801
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_number and arg.is_real:
             return sympy.Max(0, arg)
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.Heaviside(self.args[0])
 
 
@@ -49,12 +51,12 @@ class softplus(sympy.Function):  # noqa: N801
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_number and arg.is_real:
             return sympy.log(1 + sympy.exp(arg))
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sigmoid(self.args[0])
 
 
@@ -64,12 +66,12 @@ class cbrt(sympy.Function):  # noqa: N801
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_number and arg.is_real:
             return sympy.sign(arg) * sympy.Abs(arg) ** sympy.Rational(1, 3)
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return 1 / (3 * cbrt(self.args[0]) ** 2)
 
 
@@ -83,12 +85,12 @@ class sinc(sympy.Function):  # noqa: N801
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_Number:
             return sympy.sinc(arg)
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return dsinc(self.args[0])
 
 
@@ -98,12 +100,12 @@ class dsinc(sympy.Function):  # noqa: N801
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_Number:
             return sympy.Integer(0) if arg.is_zero else (arg * sympy.cos(arg) - sympy.sin(arg)) / arg**2
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         x = self.args[0]
         return -sinc(x) - 2 * dsinc(x) / x
 
@@ -121,7 +123,7 @@ class Slope(sympy.Function):
     nargs = 1
     shown = ""
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"{self.shown}({printer._print(self.args[0])})"
 
 
@@ -131,12 +133,12 @@ class abs_slope(Slope):  # noqa: N801
     shown = "sign"
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         if arg.is_Number and not arg.is_zero:
             return sympy.sign(arg)
         return None
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return 2 * sympy.DiracDelta(self.args[0])  # as sympy differentiates sign: no value at 0
 
 
@@ -145,7 +147,7 @@ class floor_slope(Slope):  # noqa: N801
 
     shown = "floor'"
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return self  # 0 again, and again no value at the integers
 
 
@@ -154,7 +156,7 @@ class ceiling_slope(Slope):  # noqa: N801
 
     shown = "ceil'"
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return self
 
 
@@ -169,11 +171,11 @@ class bcast(sympy.Function):  # noqa: N801
 
     is_real = True
 
-    def fdiff(self, argindex=1):
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         return sympy.Integer(1) if argindex == 1 else sympy.Integer(0)
 
-    def _sympystr(self, printer):
-        return printer._print(self.args[0])
+    def _sympystr(self, printer: Any) -> str:
+        return cast(str, printer._print(self.args[0]))
 
 
 class Reduction(sympy.Function):
@@ -186,27 +188,27 @@ class Reduction(sympy.Function):
     is_real = True
 
     @classmethod
-    def eval(cls, arg):
+    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
         # The reduction of a constant is that constant: it has no shape to reduce over.
         if not arg.free_symbols:
             return arg
         return None
 
-    def fdiff(self, argindex=1):  # pragma: no cover - reference.py never asks sympy for this
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:  # pragma: no cover - reference.py never asks sympy for this
         raise NotImplementedError("reductions are differentiated by the chain rule in reference.py")
 
 
 class tsum(Reduction):  # noqa: N801
     """sum(expr): the sum of every element."""
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"sum({printer._print(self.args[0])})"
 
 
 class tmean(Reduction):  # noqa: N801
     """mean(expr): the mean of every element."""
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"mean({printer._print(self.args[0])})"
 
 
@@ -214,21 +216,21 @@ class tmean(Reduction):  # noqa: N801
 class tprod(Reduction):  # noqa: N801
     """prod(expr): the product of every element."""
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"prod({printer._print(self.args[0])})"
 
 
 class tmax(Reduction):  # noqa: N801
     """max(expr) of one tensor: its largest element."""
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"max({printer._print(self.args[0])})"
 
 
 class tmin(Reduction):  # noqa: N801
     """min(expr) of one tensor: its smallest element."""
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"min({printer._print(self.args[0])})"
 
 
@@ -241,7 +243,7 @@ class tindex(Reduction):  # noqa: N801
     nargs = (2, 3, 4, 5, 6, 7, 8, 9)  # the expression, then one whole number per dimension
 
     @classmethod
-    def eval(cls, arg, *index):
+    def eval(cls, arg: sympy.Expr, *index: sympy.Expr) -> sympy.Expr | None:
         if not arg.free_symbols:
             return arg  # a constant has the same value at every index
         return None
@@ -250,7 +252,7 @@ class tindex(Reduction):  # noqa: N801
     def index(self) -> tuple[int, ...]:
         return tuple(int(i) for i in self.args[1:])
 
-    def _sympystr(self, printer):
+    def _sympystr(self, printer: Any) -> str:
         return f"({printer._print(self.args[0])})[{','.join(str(i) for i in self.index)}]"
 
 
@@ -272,7 +274,7 @@ class Defined(sympy.Function):
     def definition(self) -> sympy.Expr:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def _eval_evalf(self, prec):
+    def _eval_evalf(self, prec: int) -> sympy.Expr:
         return self.definition().evalf(prec)
 
 
@@ -286,7 +288,7 @@ def expand_definitions(expr: sympy.Basic) -> sympy.Basic:
 class mse(Defined):  # noqa: N801
     nargs = 2
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         a, b = self.args
         return tmean((a - b) ** 2)
 
@@ -294,7 +296,7 @@ class mse(Defined):  # noqa: N801
 class l1(Defined):  # noqa: N801
     nargs = 2
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         a, b = self.args
         return tmean(sympy.Abs(a - b))
 
@@ -304,7 +306,7 @@ class bce(Defined):  # noqa: N801
 
     nargs = 2
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         p, y = self.args
         return -tmean(y * sympy.log(p) + (1 - y) * sympy.log(1 - p))
 
@@ -314,7 +316,7 @@ class bce_logits(Defined):  # noqa: N801
 
     nargs = 2
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         z, y = self.args
         return tmean(softplus(z) - y * z)
 
@@ -324,7 +326,7 @@ class huber(Defined):  # noqa: N801
 
     nargs = (2, 3)
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         a, b = self.args[:2]
         delta = self.args[2] if len(self.args) > 2 else sympy.Integer(1)
         d = a - b
@@ -335,7 +337,7 @@ class huber(Defined):  # noqa: N801
 class dot(Defined):  # noqa: N801
     nargs = 2
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         a, b = self.args
         return tsum(a * b)
 
@@ -345,7 +347,7 @@ class norm(Defined):  # noqa: N801
 
     nargs = (1, 2)
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         x = self.args[0]
         p = self.args[1] if len(self.args) > 1 else sympy.Integer(2)
         if p == 2:
@@ -356,7 +358,7 @@ class norm(Defined):  # noqa: N801
 class logsumexp(Defined):  # noqa: N801
     nargs = 1
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         (x,) = self.args
         return sympy.log(tsum(sympy.exp(x)))
 
@@ -366,7 +368,7 @@ class softmax(Defined):  # noqa: N801
 
     nargs = 1
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         (x,) = self.args
         return sympy.exp(x) / tsum(sympy.exp(x))
 
@@ -374,7 +376,7 @@ class softmax(Defined):  # noqa: N801
 class log_softmax(Defined):  # noqa: N801
     nargs = 1
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         (x,) = self.args
         return x - sympy.log(tsum(sympy.exp(x)))
 
@@ -384,7 +386,7 @@ class gelu(Defined):  # noqa: N801
 
     nargs = 1
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         (x,) = self.args
         return x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2
 
@@ -392,7 +394,7 @@ class gelu(Defined):  # noqa: N801
 class leaky_relu(Defined):  # noqa: N801
     nargs = (1, 2)
 
-    def definition(self):
+    def definition(self) -> sympy.Expr:
         x = self.args[0]
         slope = self.args[1] if len(self.args) > 1 else sympy.Float("0.01")
         return sympy.Piecewise((x, x > 0), (slope * x, True))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, SupportsFloat
+from typing import SupportsFloat, cast
 
 import torch
 
@@ -146,7 +147,9 @@ def step_slope(x: torch.Tensor) -> torch.Tensor:
 
 def _pairwise(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     """torch's losses warn when shapes differ; broadcast first, as the formula does."""
-    return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b), *(float(r) for r in rest))
+    # torch leaves broadcast_tensors unannotated
+    return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b),  # type: ignore[no-untyped-call]
+                                    *(float(r) for r in rest))
 
 
 mse = _pairwise(F.mse_loss)
@@ -156,7 +159,7 @@ bce_logits = _pairwise(F.binary_cross_entropy_with_logits)
 
 
 def huber(a: torch.Tensor, b: torch.Tensor, delta: SupportsFloat = 1.0) -> torch.Tensor:
-    x, y = torch.broadcast_tensors(a, b)
+    x, y = torch.broadcast_tensors(a, b)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
     return F.huber_loss(x, y, delta=float(delta))
 
 
@@ -167,7 +170,7 @@ def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def norm(x: torch.Tensor, p: SupportsFloat = 2) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, ord=float(p))
+    return cast(torch.Tensor, torch.linalg.vector_norm(x, ord=float(p)))  # torch.linalg's functions are Any
 
 
 def logsumexp(x: torch.Tensor) -> torch.Tensor:

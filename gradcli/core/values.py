@@ -13,10 +13,12 @@ import ast
 import math
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import sympy
 import torch
 
@@ -53,7 +55,7 @@ class ValueSpec:
     kind: str
     shape: tuple[int, ...]
     data: object = None
-    args: tuple = ()
+    args: tuple[Any, ...] = ()  # the constructor's arguments: numbers, or a shape and a number
 
     @property
     def numel(self) -> int:
@@ -77,7 +79,8 @@ def _plain_number(text: str) -> float | None:
     if len(text) > 40 or not _DECIMAL.fullmatch(text) or _LEADING_ZERO.fullmatch(text):
         return None  # 007 is a syntax error to Python: the parser says so
     number = float(text)
-    if 1e-300 < abs(number) < 1e300 or (number == 0 and not any(c in "123456789" for c in text.lower().partition("e")[0])):
+    if 1e-300 < abs(number) < 1e300 or (
+            number == 0 and not any(c in "123456789" for c in text.lower().partition("e")[0])):
         return number + 0.0  # -0 is 0, as the parser (sympy) reads it
     return None
 
@@ -133,7 +136,7 @@ def parse_value(text: str) -> ValueSpec:
     return ValueSpec(text, "literal", (), data=_to_float(reader, reader.read(tree), tree))
 
 
-def array_value(array, text: str) -> ValueSpec:
+def array_value(array: npt.NDArray[Any], text: str) -> ValueSpec:
     """A value read from a file: a numpy array, possibly mapped rather than read (.npy).
 
     Its size is checked against --max-elements, and its numbers for finiteness, when it is
@@ -172,7 +175,7 @@ def _to_float(reader: Reader, expr: sympy.Expr, node: ast.AST | None) -> float:
     return number
 
 
-def _nest(flat: Sequence[float], shape: tuple[int, ...]):
+def _nest(flat: Sequence[float], shape: tuple[int, ...]) -> float | list[Any]:
     if not shape:
         return flat[0]
     if len(shape) == 1:
