@@ -6,7 +6,8 @@ Importing this package is cheap; torch and sympy load on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from gradcli.version import __version__
+
 __all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph", "diff",
            "minimize", "GradcliError", "ExitStatus"]
 _API = {"grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph"}

@@ -6,7 +6,6 @@ from typing import Sequence
 
 import torch
 
-from gradcli import __version__
 from gradcli.core.check import Verdict, compare
 from gradcli.core.lower import (
     to_source,
@@ -24,6 +23,7 @@ from gradcli.report import (
     TensorData,
     VariableResult,
 )
+from gradcli.version import __version__
 
 
 def tensor_data(t: torch.Tensor) -> TensorData:

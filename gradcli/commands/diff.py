@@ -9,63 +9,18 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import sympy
 
-from gradcli import __version__
 from gradcli.core import sympy_functions
 from gradcli.core.parse import parse_expression
 from gradcli.errors import GradcliError
-from gradcli.report import Report
+from gradcli.report import Derivative, DiffReport
 
 MAX_DIFF_ORDER = 50
 SIMPLIFY_SECONDS = 1.0  # simplify() is tried for this long at most, then the raw derivative stands
 SIMPLIFY_MAX_OPS = 300  # larger derivatives are not simplified at all
-
-
-@dataclass
-class Derivative:
-    variable: str
-    order: int
-    expr: sympy.Expr  # kept for renderers that print it (pretty, latex)
-    formula: str
-    latex: str
-    pretty: str
-    simplified: bool
-
-
-@dataclass
-class DiffReport(Report):
-    """Symbolic derivatives only: nothing is compared, so its status is always ok."""
-
-    expression: str
-    parsed: str
-    derivatives: list[Derivative]
-    command: str = field(default="diff", kw_only=True)
-    version: str = field(default=__version__, kw_only=True)
-
-    @property
-    def notes(self) -> list[str]:
-        """The warnings, by the name `gradcli diff` gave them first."""
-        return self.warnings
-
-    @notes.setter
-    def notes(self, lines: list[str]) -> None:
-        self.warnings = lines
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.header(),
-            "parsed": self.parsed,
-            "derivatives": [
-                {"variable": d.variable, "order": d.order, "formula": d.formula, "latex": d.latex,
-                 "simplified": d.simplified}
-                for d in self.derivatives
-            ],
-            "warnings": list(self.warnings),
-        }
 
 
 class _Timeout(Exception):

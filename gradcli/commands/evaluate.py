@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from gradcli import __version__
 from gradcli.commands.assemble import (
     build_report,
     tensor_data,
@@ -26,6 +25,7 @@ from gradcli.report import (
     GradReport,
     GraphReport,
 )
+from gradcli.version import __version__
 
 
 @gc_paused

@@ -29,7 +29,6 @@ from typing import Any, Callable, Mapping, Sequence, TextIO
 
 import torch
 
-from gradcli import __version__
 from gradcli.commands.assemble import tensor_data
 from gradcli.core.autodiff import torch_error
 from gradcli.core.check import compare
@@ -44,6 +43,7 @@ from gradcli.core.session import (
 from gradcli.core.values import ValuesArg, read_values
 from gradcli.errors import GradcliError
 from gradcli.report import MinimizeReport, Point, VariableResult, json_numbers
+from gradcli.version import __version__
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "lbfgs")
 DEFAULT_MOMENTUM = 0.9  # --optimizer momentum, as seed 002's logistic regression uses

@@ -33,7 +33,6 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 import numpy as np
 import torch
 
-from gradcli import __version__
 from gradcli.core.autodiff import torch_error
 from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts, worst_codes
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
@@ -48,6 +47,7 @@ from gradcli.core.values import ValuesArg, array_value, read_values
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin, is_float
 from gradcli.report import Report
+from gradcli.version import __version__
 
 # Rows computed at once: enough that the per-chunk work (sympy's derivative, lowering it,
 # Python around each torch call) is a few per cent, few enough to stay in the caches

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from gradcli.core.check import Verdict
 from gradcli.errors import GradcliError
 
-if TYPE_CHECKING:  # the data is plain; importing gradcli.commands.plot would load torch
-    from gradcli.commands.plot import PlotData, Series
+if TYPE_CHECKING:
+    from gradcli.report import PlotData, Series
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 INSTALL = 'pip install "gradcli[plot]"'

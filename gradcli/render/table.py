@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcli.core.check import Verdict, fails
-from gradcli.render.text import notes, number, shape_text, tensor_text
+from gradcli.render.common import notes, number, shape_text, tensor_text
 from gradcli.report import (
     GradReport,
     GraphReport,
@@ -19,8 +19,8 @@ from gradcli.report import (
     VariableResult,
 )
 
-if TYPE_CHECKING:  # a plain dataclass, but its module imports sympy
-    from gradcli.commands.diff import DiffReport
+if TYPE_CHECKING:
+    from gradcli.report import DiffReport
 
 # The mark before each verdict word in a table's check column, and its colour: the word is the
 # verdict itself, as JSON, CSV, --points and plot print it.
