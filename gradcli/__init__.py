@@ -6,6 +6,8 @@ Importing this package is cheap; torch and sympy load on first use.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gradcli.version import __version__
 
 __all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph", "diff",
@@ -13,8 +15,7 @@ __all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate
 _API = {"grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph"}
 
 
-
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Lazy, so `import gradcli` (and the CLI's --help) never loads torch or sympy, and the
     # console script's warm-mode client (gradcli/entry.py) not even dataclasses.
     if name in ("ExitStatus", "GradcliError"):

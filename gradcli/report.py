@@ -7,8 +7,9 @@ under "JSON output" and versioned by SCHEMA_VERSION.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from gradcli.core.check import VERDICTS, Verdict, any_fails
 from gradcli.version import __version__
@@ -36,12 +37,12 @@ class TensorData:
             array = data.astype(np.float64, copy=False)
         else:
             array = np.asarray(_from_json_numbers(data), dtype=np.float64)
-        self.array = array.reshape(tuple(shape))
+        self.array: npt.NDArray[np.float64] = array.reshape(tuple(shape))
         self.shape = list(shape)
         self.dtype = dtype
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TensorData":
+    def from_dict(cls, d: dict[str, Any]) -> TensorData:
         return cls(d["data"], d["shape"], d["dtype"])
 
     @property
@@ -49,7 +50,8 @@ class TensorData:
         return self.array.tolist()
 
     def flat(self) -> list[float]:
-        return self.array.reshape(-1).tolist()
+        values: list[float] = self.array.reshape(-1).tolist()
+        return values
 
     @property
     def numel(self) -> int:
@@ -290,7 +292,7 @@ class GraphReport(Report):
         }
 
 
-def _leaf_json(leaf: dict | None) -> dict | None:
+def _leaf_json(leaf: dict[str, Any] | None) -> dict[str, Any] | None:
     if leaf is None:
         return None
     return {**leaf, "grad": json_numbers(leaf["grad"]) if leaf.get("grad") is not None else None}
@@ -431,7 +433,8 @@ class Series:
 
         if self.points is None:
             return [self.status.value] * self.autograd.numel
-        return np.array(CHECK_WORDS, dtype=object)[self.points].tolist()
+        words: list[str] = np.array(CHECK_WORDS, dtype=object)[self.points].tolist()
+        return words
 
     def counts(self) -> dict[str, int]:
         """How many points got each verdict."""
@@ -440,7 +443,7 @@ class Series:
         if self.points is None:
             return {self.status.value: self.autograd.numel}
         found = np.bincount(self.points, minlength=len(VERDICTS))
-        return {v.value: int(n) for v, n in zip(VERDICTS, found) if n}
+        return {v.value: int(n) for v, n in zip(VERDICTS, found, strict=True) if n}
 
     def to_dict(self) -> dict[str, Any]:
         return {

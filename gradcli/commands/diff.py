@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Sequence
+from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
 
 import sympy
 
@@ -34,7 +36,7 @@ def _simplify(expr: sympy.Expr) -> tuple[sympy.Expr, bool]:
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         return expr, False
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: FrameType | None) -> NoReturn:
         raise _Timeout
 
     previous = signal.signal(signal.SIGALRM, stop)
@@ -53,7 +55,9 @@ def _simplify(expr: sympy.Expr) -> tuple[sympy.Expr, bool]:
 
 
 def _latex(expr: sympy.Expr) -> str:
-    return sympy.latex(expr).replace(r"\operatorname{tsum}", r"\sum").replace(r"\operatorname{tmean}", r"\operatorname{mean}")
+    latex: str = sympy.latex(expr)  # sympy is untyped (Any)
+    return (latex.replace(r"\operatorname{tsum}", r"\sum")
+            .replace(r"\operatorname{tmean}", r"\operatorname{mean}"))
 
 
 def diff(expression: str, variables: Sequence[str] | None = None, *, order: int = 1,

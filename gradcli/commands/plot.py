@@ -17,8 +17,9 @@ derivative lowered through the same table and evaluated in float64 (gradcli/core
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from gradcli.core.reference import (
     symbolic_gradients,
     symbolic_order,
 )
-from gradcli.core.session import parse_cached, prepare
+from gradcli.core.session import Session, parse_cached, prepare
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg, ValueSpec, make_tensor, read_values
 from gradcli.errors import GradcliError
@@ -124,7 +125,7 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     return _Check(Verdict.AGREE, max_abs, max_rel, n, note, points)
 
 
-def _check_plottable(st, ranges: list[str]) -> None:
+def _check_plottable(st: Session, ranges: list[str]) -> None:
     if st.parsed.shape is not None:
         raise GradcliError("plot draws one function; [f1, f2, ...] is a vector function",
                            hint="plot each entry on its own")
@@ -203,11 +204,11 @@ def _column(spec: ValueSpec, name: str, max_elements: int) -> ValueSpec:
     return ValueSpec(spec.text, "literal", column.shape, data=column)
 
 
-def _constants(st, ranges: Sequence[str]) -> dict[str, TensorData]:
+def _constants(st: Session, ranges: Sequence[str]) -> dict[str, TensorData]:
     return {n: tensor_data(t) for n, t in st.tensors.items() if n not in ranges}
 
 
-def _lines(st, ranges: list[str], order: int, *, check: bool) -> PlotData:
+def _lines(st: Session, ranges: list[str], order: int, *, check: bool) -> PlotData:
     component = st.parsed.components[0]
     n_points = st.tensors[ranges[0]].numel()
     partial = len(ranges) > 1
@@ -236,7 +237,7 @@ def _lines(st, ranges: list[str], order: int, *, check: bool) -> PlotData:
                     check, st.rtol, st.atol, st.seed, warnings=_warnings(st, f_data))
 
 
-def _grid(st, ranges: list[str], *, check: bool) -> PlotData:
+def _grid(st: Session, ranges: list[str], *, check: bool) -> PlotData:
     xname, yname = ranges
     x, y = st.tensors[xname], st.tensors[yname].reshape(-1)
     # Rows follow y, columns follow x, as an image (and matplotlib's contourf) lays them out.
@@ -265,7 +266,7 @@ def _grid(st, ranges: list[str], *, check: bool) -> PlotData:
                     check, st.rtol, st.atol, st.seed, warnings=_warnings(st, f_data))
 
 
-def _warnings(st, f: TensorData) -> list[str]:
+def _warnings(st: Session, f: TensorData) -> list[str]:
     warnings = list(st.notes)
     finite = np.isfinite(f.array)
     if not finite.all():

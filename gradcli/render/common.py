@@ -8,9 +8,14 @@ import this module, and it imports neither (no rich either), so they form no cir
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from gradcli.core.check import Verdict
 from gradcli.report import GradReport, TensorData
+
+if TYPE_CHECKING:  # numpy is imported where it is used
+    import numpy as np
+    import numpy.typing as npt
 
 # --------------------------------------------------------------------------- numbers
 
@@ -49,7 +54,7 @@ def tensor_text(t: TensorData, edge: int = 3, limit: int = 12, rows: bool = Fals
     """
     summarise = t.numel > limit
 
-    def walk(x, depth: int = 0) -> str:
+    def walk(x: npt.NDArray[np.float64], depth: int = 0) -> str:
         if x.ndim == 0:
             return number(float(x), t.dtype)
         n = x.shape[0]
