@@ -6,31 +6,37 @@ Importing this package is cheap; torch and sympy load on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph", "diff",
-           "minimize", "GradcliError", "ExitStatus"]
-_API = {"grad", "jacobian", "hessian", "vjp", "jvp", "evaluate", "graph"}
+from typing import Any
+
+from gradcli.version import __version__
+
+# Each public name and the module that defines it, imported on first use: `import gradcli` (and
+# the CLI's --help) never loads torch or sympy, and the console script's warm-mode client
+# (gradcli/entry.py) not even dataclasses. `diff` and `list_functions` never load torch at all.
+_LAZY = {
+    "grad": "gradcli.commands.grad",
+    "jacobian": "gradcli.commands.jacobian",
+    "hessian": "gradcli.commands.hessian",
+    "vjp": "gradcli.commands.vectors",
+    "jvp": "gradcli.commands.vectors",
+    "evaluate": "gradcli.commands.evaluate",
+    "graph": "gradcli.commands.evaluate",
+    "diff": "gradcli.commands.diff",
+    "minimize": "gradcli.commands.minimize",
+    "plot_data": "gradcli.commands.plot",
+    "grad_points": "gradcli.commands.points",
+    "list_functions": "gradcli.commands.functions",
+    "GradcliError": "gradcli.errors",
+    "ExitStatus": "gradcli.errors",
+}
+__all__ = ["__version__", *_LAZY]
 
 
+def __getattr__(name: str) -> Any:
+    import importlib
 
-def __getattr__(name: str):
-    # Lazy, so `import gradcli` (and the CLI's --help) never loads torch or sympy, and the
-    # console script's warm-mode client (gradcli/entry.py) not even dataclasses.
-    if name in ("ExitStatus", "GradcliError"):
-        from gradcli import errors
-
-        return getattr(errors, name)
-    if name == "diff":  # symbolic only: never loads torch
-        from gradcli.commands.diff import diff
-
-        return diff
-    if name == "minimize":  # gradient descent: gradcli/minimize.py, over the same pipeline
-        from gradcli.commands.minimize import minimize
-
-        return minimize
-    if name in _API or name == "api":
-        import importlib
-
-        api = importlib.import_module("gradcli.api")
-        return api if name == "api" else getattr(api, name)
+    if name == "api":
+        return importlib.import_module("gradcli.api")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'gradcli' has no attribute {name!r}")

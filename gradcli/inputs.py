@@ -11,6 +11,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def _from_json(text: str, where: str) -> np.ndarray:
     except json.JSONDecodeError as exc:
         raise GradcliError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
-    def check(x):
+    def check(x: Any) -> Any:  # a float, or nested lists of them
         if isinstance(x, list):
             return [check(y) for y in x]
         if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -122,7 +123,7 @@ def read_value_source(source: str) -> np.ndarray:
         try:
             # Mapped, not read: the size in its header is checked (--max-elements) before a
             # byte of data is loaded, and a header that promises more than the file holds fails.
-            array = np.load(path, allow_pickle=False, mmap_mode="r")
+            array: np.ndarray = np.load(path, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError, EOFError) as exc:
             raise GradcliError(f"{where}: not a readable .npy file ({exc})") from None
         if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):

@@ -7,10 +7,16 @@ under "JSON output" and versioned by SCHEMA_VERSION.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from gradcli.core.check import Verdict, any_fails
+from gradcli.core.check import VERDICTS, Verdict, any_fails
+from gradcli.version import __version__
+
+if TYPE_CHECKING:  # numpy is imported where it is used, as TensorData does
+    import numpy as np
+    import numpy.typing as npt
 
 # 2: the verdict words became one vocabulary (gradcli/core/check.py's Verdict): agree, disagree,
 # not finite, kink, unavailable, skipped, where version 1 said ok, mismatch, domain, undefined.
@@ -31,12 +37,12 @@ class TensorData:
             array = data.astype(np.float64, copy=False)
         else:
             array = np.asarray(_from_json_numbers(data), dtype=np.float64)
-        self.array = array.reshape(tuple(shape))
+        self.array: npt.NDArray[np.float64] = array.reshape(tuple(shape))
         self.shape = list(shape)
         self.dtype = dtype
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TensorData":
+    def from_dict(cls, d: dict[str, Any]) -> TensorData:
         return cls(d["data"], d["shape"], d["dtype"])
 
     @property
@@ -44,7 +50,8 @@ class TensorData:
         return self.array.tolist()
 
     def flat(self) -> list[float]:
-        return self.array.reshape(-1).tolist()
+        values: list[float] = self.array.reshape(-1).tolist()
+        return values
 
     @property
     def numel(self) -> int:
@@ -285,7 +292,7 @@ class GraphReport(Report):
         }
 
 
-def _leaf_json(leaf: dict | None) -> dict | None:
+def _leaf_json(leaf: dict[str, Any] | None) -> dict[str, Any] | None:
     if leaf is None:
         return None
     return {**leaf, "grad": json_numbers(leaf["grad"]) if leaf.get("grad") is not None else None}
@@ -390,4 +397,196 @@ class MinimizeReport(Report):
             "trace": self.trace,
             "seed": self.seed,
             "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------- gradcli plot
+
+@dataclass
+class Series:
+    """One derivative over the plotted points: autograd's values, sympy's, and how far apart.
+
+    `status` sums up the points: points where f or sympy's derivative is not finite are left
+    out of the plot and of the verdict (a range may cross the edge of the domain), unless no
+    point is left (not finite); then a disagreement anywhere is `disagree`, a point where the
+    derivative does not exist is `kink`, and otherwise `agree`. `points` holds each point's
+    own verdict (a code of core/check.py's CODES), judged as `gradcli grad --points` judges a row.
+    """
+
+    variable: str
+    order: int
+    label: str  # ASCII: df/dx, d2f/dx2
+    pretty: str  # for people: df/dx, ∂f/∂x, d²f/dx²
+    autograd: TensorData  # in the user's dtype, as float64 numbers
+    symbolic: TensorData | None  # float64; None when not checked or sympy's cannot be evaluated
+    formula: str | None  # sympy's derivative
+    status: Verdict
+    max_abs_error: float | None = None  # the largest |autograd - symbolic| over the compared points
+    max_rel_error: float | None = None  # the largest |autograd - symbolic| / |symbolic| (symbolic not 0)
+    compared: int = 0  # points where f and sympy's derivative are finite
+    note: str | None = None
+    points: npt.NDArray[np.int8] | None = None  # each point's verdict code (None when not compared at all)
+
+    def point_verdicts(self) -> list[str]:
+        """Each point's verdict word (the series' own verdict at every point, when not compared)."""
+        import numpy as np
+
+        if self.points is None:
+            return [self.status.value] * self.autograd.numel
+        words: list[str] = np.array(CHECK_WORDS, dtype=object)[self.points].tolist()
+        return words
+
+    def counts(self) -> dict[str, int]:
+        """How many points got each verdict."""
+        import numpy as np
+
+        if self.points is None:
+            return {self.status.value: self.autograd.numel}
+        found = np.bincount(self.points, minlength=len(VERDICTS))
+        return {v.value: int(n) for v, n in zip(VERDICTS, found, strict=True) if n}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variable": self.variable, "order": self.order, "label": self.label,
+            "autograd": self.autograd.to_dict(),
+            "symbolic": {"formula": self.formula, "value": self.symbolic.to_dict() if self.symbolic else None},
+            "check": {"status": self.status, "max_abs_error": self.max_abs_error,
+                      "max_rel_error": self.max_rel_error, "compared_points": self.compared, "note": self.note,
+                      "points": self.counts()},
+        }
+
+
+CHECK_WORDS: tuple[str, ...] = tuple(v.value for v in VERDICTS)  # CHECK_WORDS[code] is a point's verdict
+
+
+@dataclass
+class PlotData(Report):
+    """What a plot shows: the coordinates, f, and each derivative by both routes."""
+
+    expression: str
+    parsed: str
+    dtype: str
+    device: str
+    device_note: str
+    kind: str  # "line" (one variable, or several paired ones) or "grid"
+    order: int
+    axes: dict[str, TensorData]  # each plotted variable at every point (for a grid, its meshgrid)
+    constants: dict[str, TensorData]  # variables held at one value
+    f: TensorData  # f at every point (the shape of the axes)
+    series: list[Series]
+    checked: bool
+    rtol: float
+    atol: float
+    seed: int | None = None
+    version: str = field(default=__version__, kw_only=True)
+    command: str = field(default="plot", kw_only=True)
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self.axes)
+
+    def verdicts(self) -> list[Verdict]:
+        """failed when autograd and sympy disagree somewhere (or nothing could be compared)."""
+        return [s.status for s in self.series]
+
+    def columns(self) -> list[tuple[str, npt.NDArray[Any]]]:
+        """The data as named flat columns: the variables, f, then each derivative (and sympy's,
+        and each point's verdict: an array of words, where the rest are numbers)."""
+        import numpy as np
+
+        cols = [(n, t.array.reshape(-1)) for n, t in self.axes.items()]
+        cols.append(("f", self.f.array.reshape(-1)))
+        for s in self.series:
+            cols.append((s.label, s.autograd.array.reshape(-1)))
+            if s.symbolic is not None:
+                cols.append((f"{s.label} symbolic", s.symbolic.array.reshape(-1)))
+            if self.checked:
+                cols.append((f"{s.label} check", np.array(s.point_verdicts(), dtype=object)))
+        return cols
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.header(),
+            "parsed": self.parsed,
+            "dtype": self.dtype,
+            "device": self.device,
+            "kind": self.kind,
+            "order": self.order,
+            "axes": {n: t.to_dict() for n, t in self.axes.items()},
+            "constants": {n: t.to_dict() for n, t in self.constants.items()},
+            "f": self.f.to_dict(),
+            "series": [s.to_dict() for s in self.series],
+            "check": {"performed": self.checked, "status": self.status, "rtol": self.rtol, "atol": self.atol,
+                      "reference_dtype": "float64"},
+            "seed": self.seed,
+            "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------- gradcli diff
+
+@dataclass
+class Derivative:
+    variable: str
+    order: int
+    expr: Any  # a sympy.Expr (sympy is not imported here), kept for renderers that print it (pretty, latex)
+    formula: str
+    latex: str
+    pretty: str
+    simplified: bool
+
+
+@dataclass
+class DiffReport(Report):
+    """Symbolic derivatives only: nothing is compared, so its status is always ok."""
+
+    expression: str
+    parsed: str
+    derivatives: list[Derivative]
+    command: str = field(default="diff", kw_only=True)
+    version: str = field(default=__version__, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.header(),
+            "parsed": self.parsed,
+            "derivatives": [
+                {"variable": d.variable, "order": d.order, "formula": d.formula, "latex": d.latex,
+                 "simplified": d.simplified}
+                for d in self.derivatives
+            ],
+            "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------- gradcli functions
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """One function as `gradcli functions` shows it."""
+
+    name: str
+    aliases: list[str]
+    signature: str  # huber(input, target, delta=1)
+    category: str  # a functions.Category value: "elementwise", "reduction", ...
+    description: str
+    kink: str | None  # what torch does where the derivative does not exist; None: nowhere
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "aliases": list(self.aliases), "signature": self.signature,
+                "category": self.category, "description": self.description, "kink": self.kink}
+
+
+@dataclass
+class FunctionsReport:
+    functions: list[FunctionInfo] = field(default_factory=list)
+    command: str = "functions"
+    status: str = "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "gradcli_version": __version__,
+            "command": "functions",
+            "functions": [f.to_dict() for f in self.functions],
         }

@@ -56,7 +56,7 @@ RENDERING_COMMANDS = ("gradcli.commands.plot", "gradcli.commands.minimize")
 CLI_IMPORTERS = ("gradcli.warm.daemon", "gradcli.entry", "gradcli.__main__", "gradcli.cli")
 # What the console script may load at import time.
 ENTRY = "gradcli.entry"
-ENTRY_MAY_LOAD = {"gradcli", "gradcli.entry", "gradcli.warm", "gradcli.warm.protocol"}
+ENTRY_MAY_LOAD = {"gradcli", "gradcli.entry", "gradcli.warm", "gradcli.warm.protocol", "gradcli.version"}
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ import pytest
 import sympy
 import torch
 
-from gradcli.commands.functions import FunctionsReport, list_functions
+from gradcli.commands.functions import list_functions
 from gradcli.core import functions, lower, sympy_functions
 from gradcli.core.functions import FUNCTIONS, INTERNAL_NODES, NODES, Category
 from gradcli.core.lower import compile_expression, to_source
 from gradcli.core.parse import FUNCTION_NAMES, parse_expression
 from gradcli.errors import GradcliError
 from gradcli.render.functions import render_functions
+from gradcli.report import FunctionsReport
 
 # Node types the lowering computes itself (arithmetic, shapes, the pieces of a Piecewise):
 # not functions, so not in the registry. Everything else a parsed call makes must be.

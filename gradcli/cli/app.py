@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 
-from gradcli import __version__
 from gradcli.cli import exits, streaming
 from gradcli.cli import help as texts
 from gradcli.cli.options import (
@@ -86,6 +85,7 @@ from gradcli.cli.options import (
     show_groups,
 )
 from gradcli.errors import GradcliError
+from gradcli.version import __version__
 
 app = typer.Typer(
     name="gradcli",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
-from gradcli import __version__
 from gradcli.core.check import Verdict, compare
 from gradcli.core.lower import (
     to_source,
@@ -24,6 +24,7 @@ from gradcli.report import (
     TensorData,
     VariableResult,
 )
+from gradcli.version import __version__
 
 
 def tensor_data(t: torch.Tensor) -> TensorData:
@@ -34,7 +35,7 @@ def tensor_data(t: torch.Tensor) -> TensorData:
 
 
 def checked_result(name: str, st: Session, result: torch.Tensor, ref: SymbolicGradient | None, *, f_finite: bool,
-             value: torch.Tensor | None = None, **labels) -> VariableResult:
+             value: torch.Tensor | None = None, **labels: Any) -> VariableResult:
     """A result and its verdict against the symbolic reference (None: --no-check)."""
     shown_value = tensor_data(value) if value is not None else None
     if ref is None:
@@ -49,7 +50,7 @@ def checked_result(name: str, st: Session, result: torch.Tensor, ref: SymbolicGr
 def build_report(st: Session, command: str, method: str, call: str, output: torch.Tensor, results: list[VariableResult],
             *, check: bool, reduction: str | None = None, differentiated: torch.Tensor | None = None,
             warnings: list[str] | None = None, methods: list[MethodResult] | None = None,
-            vector: torch.Tensor | None = None, extra: dict | None = None) -> GradReport:
+            vector: torch.Tensor | None = None, extra: dict[str, Any] | None = None) -> GradReport:
     warnings = list(st.notes) + list(warnings or [])
     if not bool(torch.isfinite(output).all()):
         warnings.append("f is not finite at this point: outside the function's domain, or beyond what "
@@ -128,7 +129,7 @@ def element_labels(st: Session, names: Sequence[str]) -> list[str]:
     return labels
 
 
-def element_indices(shape: tuple[int, ...]):
+def element_indices(shape: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
     import itertools
 
     return itertools.product(*(range(n) for n in shape))

@@ -9,54 +9,20 @@ from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
 
 import sympy
 
-from gradcli import __version__
 from gradcli.core import sympy_functions
 from gradcli.core.parse import parse_expression
 from gradcli.errors import GradcliError
-from gradcli.report import Report
+from gradcli.report import Derivative, DiffReport
 
 MAX_DIFF_ORDER = 50
 SIMPLIFY_SECONDS = 1.0  # simplify() is tried for this long at most, then the raw derivative stands
 SIMPLIFY_MAX_OPS = 300  # larger derivatives are not simplified at all
-
-
-@dataclass
-class Derivative:
-    variable: str
-    order: int
-    expr: sympy.Expr  # kept for renderers that print it (pretty, latex)
-    formula: str
-    latex: str
-    pretty: str
-    simplified: bool
-
-
-@dataclass
-class DiffReport(Report):
-    """Symbolic derivatives only: nothing is compared, so its status is always ok."""
-
-    expression: str
-    parsed: str
-    derivatives: list[Derivative]
-    command: str = field(default="diff", kw_only=True)
-    version: str = field(default=__version__, kw_only=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.header(),
-            "parsed": self.parsed,
-            "derivatives": [
-                {"variable": d.variable, "order": d.order, "formula": d.formula, "latex": d.latex,
-                 "simplified": d.simplified}
-                for d in self.derivatives
-            ],
-            "warnings": list(self.warnings),
-        }
 
 
 class _Timeout(Exception):
@@ -70,7 +36,7 @@ def _simplify(expr: sympy.Expr) -> tuple[sympy.Expr, bool]:
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         return expr, False
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: FrameType | None) -> NoReturn:
         raise _Timeout
 
     previous = signal.signal(signal.SIGALRM, stop)
@@ -89,7 +55,9 @@ def _simplify(expr: sympy.Expr) -> tuple[sympy.Expr, bool]:
 
 
 def _latex(expr: sympy.Expr) -> str:
-    return sympy.latex(expr).replace(r"\operatorname{tsum}", r"\sum").replace(r"\operatorname{tmean}", r"\operatorname{mean}")
+    latex: str = sympy.latex(expr)  # sympy is untyped (Any)
+    return (latex.replace(r"\operatorname{tsum}", r"\sum")
+            .replace(r"\operatorname{tmean}", r"\operatorname{mean}"))
 
 
 def diff(expression: str, variables: Sequence[str] | None = None, *, order: int = 1,

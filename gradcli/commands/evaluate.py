@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from gradcli import __version__
 from gradcli.commands.assemble import (
     build_report,
     tensor_data,
@@ -26,11 +26,13 @@ from gradcli.report import (
     GradReport,
     GraphReport,
 )
+from gradcli.version import __version__
 
 
 @gc_paused
-def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32", device: str = "auto", seed=None,
-             max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GradReport:
+def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32", device: str = "auto",
+             seed: int | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None,
+             **named: Any) -> GradReport:
     """The value of f alone, under torch.no_grad(): no graph is recorded."""
     st = prepare(expression, values, wrt=None, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
                 max_elements=max_elements, named=named, data=data, needs_variables=False)
@@ -46,12 +48,13 @@ def evaluate(expression: str, values: ValuesArg = (), *, dtype: str = "float32",
 
 
 @gc_paused
-def graph(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto", seed=None,
+def graph(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
+          dtype: str = "float32", device: str = "auto", seed: int | None = None,
           max_elements: int = DEFAULT_MAX_ELEMENTS, data: str | None = None, **named: Any) -> GraphReport:
     """The autograd graph of f, from f.grad_fn to the leaves, after backward."""
     st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
                 max_elements=max_elements, named=named, data=data)
-    trace: list = []
+    trace: list[Any] = []
     fn = compile_components(st.parsed.components, st.parsed.shape, st.table, dtype=resolve_dtype(dtype),
                             device=st.device, trace=trace)
     try:

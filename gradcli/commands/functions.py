@@ -5,43 +5,8 @@ Reads core/functions.py only (sympy, never torch), so listing the functions star
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from gradcli import __version__
 from gradcli.core import functions
-from gradcli.report import SCHEMA_VERSION
-
-
-@dataclass(frozen=True)
-class FunctionInfo:
-    """One function as `gradcli functions` shows it."""
-
-    name: str
-    aliases: list[str]
-    signature: str  # huber(input, target, delta=1)
-    category: str  # a functions.Category value: "elementwise", "reduction", ...
-    description: str
-    kink: str | None  # what torch does where the derivative does not exist; None: nowhere
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "aliases": list(self.aliases), "signature": self.signature,
-                "category": self.category, "description": self.description, "kink": self.kink}
-
-
-@dataclass
-class FunctionsReport:
-    functions: list[FunctionInfo] = field(default_factory=list)
-    command: str = "functions"
-    status: str = "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": __version__,
-            "command": "functions",
-            "functions": [f.to_dict() for f in self.functions],
-        }
+from gradcli.report import FunctionInfo, FunctionsReport
 
 
 def _info(entry: functions.Function) -> FunctionInfo:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -129,7 +130,8 @@ def grad(
 def derivatives_of_order(st: Session, order: int, *, check: bool, reduce: str) -> GradReport:
     var = st.wrt[0]
     components = [expand_definitions(c) for c in st.parsed.components]
-    if st.parsed.shape is not None or (st.tensors[var].dim() > 0 and not is_elementwise_in(components[0], st.table, var)):
+    if st.parsed.shape is not None or (st.tensors[var].dim() > 0
+                                       and not is_elementwise_in(components[0], st.table, var)):
         raise GradcliError(
             f"--order {order} needs a scalar {var} or an expression elementwise in {var}",
             hint="for second derivatives of a tensor function use gradcli hessian",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,9 +29,11 @@ from gradcli.report import (
 
 
 @gc_paused
-def hessian(expression: str, values: ValuesArg = (), *, wrt=None, dtype: str = "float32", device: str = "auto",
-            reduce: str = "sum", check: bool = True, rtol=None, atol=None, seed=None,
-            max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
+def hessian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
+            dtype: str = "float32", device: str = "auto", reduce: str = "sum", check: bool = True,
+            rtol: float | None = None, atol: float | None = None, seed: int | None = None,
+            max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None,
+            **named: Any) -> GradReport:
     """The Hessian of a scalar function over every element of the wrt variables."""
     st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, named=named, data=data)
@@ -48,9 +51,9 @@ def hessian_of(st: Session, *, check: bool, reduce: str) -> GradReport:
     ref = symbolic_hessian(st.parsed.components, st.table, st.tensors, st.wrt, reduce) if check else None
     labels = element_labels(st, st.wrt)
     h = run.results["hessian"]
-    asym = float((h.double() - h.double().T).abs().max()) if h.numel() else 0.0
-    if not math.isfinite(asym):  # a Hessian with NaN or inf in it: symmetry cannot be judged
-        asym = None
+    largest = float((h.double() - h.double().T).abs().max()) if h.numel() else 0.0
+    # A Hessian with NaN or inf in it: symmetry cannot be judged.
+    asym = largest if math.isfinite(largest) else None
     result = checked_result("hessian", st, h, ref, f_finite=f_finite, rows=labels, columns=labels,
                       label="Hessian")
     if asym:

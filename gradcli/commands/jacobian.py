@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,9 +35,11 @@ from gradcli.report import (
 
 
 @gc_paused
-def jacobian(expression: str, values: ValuesArg = (), *, wrt=None, method: str = "auto", dtype: str = "float32",
-             device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
+def jacobian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
+             method: str = "auto", dtype: str = "float32", device: str = "auto", check: bool = True,
+             rtol: float | None = None, atol: float | None = None, seed: int | None = None,
+             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None,
+             **named: Any) -> GradReport:
     """The Jacobian of f with respect to each wrt variable: shape f.shape + variable.shape."""
     st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, named=named, data=data)

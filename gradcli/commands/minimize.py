@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 import torch
 
-from gradcli import __version__
 from gradcli.commands.assemble import tensor_data
 from gradcli.core.autodiff import torch_error
 from gradcli.core.check import compare
@@ -37,6 +37,7 @@ from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
 from gradcli.core.parse import index_text
 from gradcli.core.reference import symbolic_gradients
 from gradcli.core.session import (
+    Session,
     gc_paused,
     parse_cached,
     prepare,
@@ -44,6 +45,7 @@ from gradcli.core.session import (
 from gradcli.core.values import ValuesArg, read_values
 from gradcli.errors import GradcliError
 from gradcli.report import MinimizeReport, Point, VariableResult, json_numbers
+from gradcli.version import __version__
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "lbfgs")
 DEFAULT_MOMENTUM = 0.9  # --optimizer momentum, as seed 002's logistic regression uses
@@ -82,7 +84,8 @@ def optimizer_settings(name: str, lr: float, momentum: float | None) -> dict[str
 
 
 def make_optimizer(name: str, params: Sequence[torch.Tensor], settings: Mapping[str, Any]) -> torch.optim.Optimizer:
-    return getattr(torch.optim, _TORCH_NAMES[name])(list(params), **settings)
+    optimizer: torch.optim.Optimizer = getattr(torch.optim, _TORCH_NAMES[name])(list(params), **settings)
+    return optimizer
 
 
 def _call_text(name: str, wrt: Sequence[str], settings: Mapping[str, Any]) -> str:
@@ -165,9 +168,12 @@ class Descent:
 
 
 def _norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    norm: torch.Tensor  # torch.linalg's functions are untyped
     if len(grads) == 1:
-        return torch.linalg.vector_norm(grads[0])
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        norm = torch.linalg.vector_norm(grads[0])
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return norm
 
 
 def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[str, torch.Tensor],
@@ -193,7 +199,7 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
         out = fn(env)
         loss = out if out.dim() == 0 else reduce(out)
         if loss.requires_grad:  # a loss that does not depend on the parameters leaves .grad None
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
         return loss
 
     def gradients() -> list[torch.Tensor]:
@@ -221,7 +227,7 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
         if need_norm or step == 0:
             norm = _norm(gradients()).item()
         if step == 0:
-            start_gradient = {n: g.detach().clone() for n, g in zip(params, gradients())}
+            start_gradient = {n: g.detach().clone() for n, g in zip(params, gradients(), strict=True)}
             start_norm = norm
         if trace is not None:
             trace.write(step, loss, norm, params)
@@ -235,11 +241,12 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
             break
         if step == steps:
             break
-        for saved, p in zip(last_finite, leaves):
+        for saved, p in zip(last_finite, leaves, strict=True):
             saved.copy_(p.detach())
         if lbfgs:
             cached.append(loss_tensor)
-            optimizer.step(closure)
+            # L-BFGS's closure returns the loss tensor (torch's docs); the stub says float
+            optimizer.step(closure)  # type: ignore[arg-type]
             cached.clear()
         else:
             optimizer.step()
@@ -249,9 +256,9 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
         if step == 0:  # the start itself: nothing finite to go back to
             grads = gradients()
             return Descent(losses, 0, evaluations, stopped, start_gradient, start_norm, loss,
-                           _norm(grads).item(), {n: g.detach().clone() for n, g in zip(params, grads)}, 0)
+                           _norm(grads).item(), {n: g.detach().clone() for n, g in zip(params, grads, strict=True)}, 0)
         with torch.no_grad():
-            for saved, p in zip(last_finite, leaves):
+            for saved, p in zip(last_finite, leaves, strict=True):
                 p.copy_(saved)
         end_loss = evaluate().item()  # the point before, again: its loss and gradient
         evaluations -= 1  # a look back, not part of the run
@@ -260,7 +267,7 @@ def descend(fn: Callable[[Mapping[str, torch.Tensor]], torch.Tensor], env: dict[
     grads = gradients()
     end_norm = _norm(grads).item() if (stopped == "diverged" or not need_norm) else norm
     return Descent(losses, steps_taken, evaluations, stopped, start_gradient, start_norm, end_loss, end_norm,
-                   {n: g.detach().clone() for n, g in zip(params, grads)}, diverged_at)
+                   {n: g.detach().clone() for n, g in zip(params, grads, strict=True)}, diverged_at)
 
 
 # --------------------------------------------------------------------------- the command
@@ -349,7 +356,7 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         reduction = reduce
         warnings.append(f"the loss has shape {list(out_shape)}: its {reduce} is minimised")
 
-    opened = None
+    opened: TextIO | None = None
     try:
         writer = None
         if trace is not None:
@@ -358,7 +365,11 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
                     opened = open(trace, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
                 except OSError as exc:
                     raise GradcliError(f"cannot write {trace}: {exc.strerror or exc}") from None
-            writer = TraceWriter(opened or trace, trace_fmt, params)
+                stream: TextIO = opened
+            else:
+                stream = trace
+            assert trace_fmt is not None  # set whenever trace is
+            writer = TraceWriter(stream, trace_fmt, params)
         try:
             run = descend(st.fn, env, params, opt, steps, tol=tol, reduction=reduce, trace=writer,
                           progress=progress, lbfgs=optimizer == "lbfgs")
@@ -376,6 +387,7 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
 
     hint = None
     if run.stopped == "diverged":
+        assert run.diverged_at is not None  # descend sets it when it stops for divergence
         what = "NaN" if math.isnan(run.losses[-1]) else "infinite"
         if run.diverged_at == 0:
             text = f"the loss is {what} at the start: outside its domain, or beyond what {st.dtype} can hold"
@@ -412,12 +424,12 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         start=start, end=end, steps_requested=steps, steps_taken=run.steps_taken, evaluations=run.evaluations,
         stopped=run.stopped, stop_text=text, losses=run.losses, checks=checks, checked=check, rtol=st.rtol,
         atol=st.atol, tol=tol, diverged_at=run.diverged_at, hint=hint,
-        trace={"path": trace_path, "format": trace_fmt} if trace_path is not None else None,
+        trace={"path": trace_path, "format": trace_fmt} if trace_path is not None and trace_fmt is not None else None,
         seed=st.seed, warnings=warnings, version=__version__,
     )
 
 
-def _output_shape(st) -> tuple[int, ...]:
+def _output_shape(st: Session) -> tuple[int, ...]:
     """The loss's shape, from one evaluation without a graph."""
     with torch.no_grad():
         try:
@@ -426,7 +438,7 @@ def _output_shape(st) -> tuple[int, ...]:
             raise torch_error(exc) from None
 
 
-def _checks(st, point: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor], loss: float,
+def _checks(st: Session, point: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor], loss: float,
             reduce: str) -> list[VariableResult]:
     """Autograd's gradient at one point of the descent against sympy's derivative there."""
     values = dict(st.tensors)

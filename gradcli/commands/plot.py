@@ -17,27 +17,27 @@ derivative lowered through the same table and evaluated in float64 (gradcli/core
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from gradcli import __version__
 from gradcli.commands.assemble import tensor_data
 from gradcli.core.autodiff import gradient, nth_derivatives
-from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts
+from gradcli.core.check import CODES, Verdict, pointwise_verdicts
 from gradcli.core.reference import (
     SymbolicGradient,
     is_elementwise_in,
     symbolic_gradients,
     symbolic_order,
 )
-from gradcli.core.session import parse_cached, prepare
+from gradcli.core.session import Session, parse_cached, prepare
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg, ValueSpec, make_tensor, read_values
 from gradcli.errors import GradcliError
-from gradcli.report import Report, TensorData
+from gradcli.report import PlotData, Series, TensorData
 
 # A plot of more points than this says nothing more than one of fewer, and matplotlib slows to
 # a crawl; --max-elements raises it (for a grid, it bounds nx * ny).
@@ -56,120 +56,6 @@ def derivative_label(var: str, order: int, *, partial: bool = False, pretty: boo
         return f"{d}f/{d}{var}"
     sup = str(order).translate(_SUPERSCRIPTS)
     return f"{d}{sup}f/{d}{var}{sup}"
-
-
-@dataclass
-class Series:
-    """One derivative over the plotted points: autograd's values, sympy's, and how far apart.
-
-    `status` sums up the points: points where f or sympy's derivative is not finite are left
-    out of the plot and of the verdict (a range may cross the edge of the domain), unless no
-    point is left (not finite); then a disagreement anywhere is `disagree`, a point where the
-    derivative does not exist is `kink`, and otherwise `agree`. `points` holds each point's
-    own verdict (a code of core/check.py's CODES), judged as `gradcli grad --points` judges a row.
-    """
-
-    variable: str
-    order: int
-    label: str  # ASCII: df/dx, d2f/dx2
-    pretty: str  # for people: df/dx, ∂f/∂x, d²f/dx²
-    autograd: TensorData  # in the user's dtype, as float64 numbers
-    symbolic: TensorData | None  # float64; None when not checked or sympy's cannot be evaluated
-    formula: str | None  # sympy's derivative
-    status: Verdict
-    max_abs_error: float | None = None  # the largest |autograd - symbolic| over the compared points
-    max_rel_error: float | None = None  # the largest |autograd - symbolic| / |symbolic| (symbolic not 0)
-    compared: int = 0  # points where f and sympy's derivative are finite
-    note: str | None = None
-    points: np.ndarray | None = None  # each point's verdict code (None when not compared at all)
-
-    def point_verdicts(self) -> list[str]:
-        """Each point's verdict word (the series' own verdict at every point, when not compared)."""
-        if self.points is None:
-            return [self.status.value] * self.autograd.numel
-        return np.array(CHECK_WORDS, dtype=object)[self.points].tolist()
-
-    def counts(self) -> dict[str, int]:
-        """How many points got each verdict."""
-        if self.points is None:
-            return {self.status.value: self.autograd.numel}
-        found = np.bincount(self.points, minlength=len(VERDICTS))
-        return {v.value: int(n) for v, n in zip(VERDICTS, found) if n}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "variable": self.variable, "order": self.order, "label": self.label,
-            "autograd": self.autograd.to_dict(),
-            "symbolic": {"formula": self.formula, "value": self.symbolic.to_dict() if self.symbolic else None},
-            "check": {"status": self.status, "max_abs_error": self.max_abs_error,
-                      "max_rel_error": self.max_rel_error, "compared_points": self.compared, "note": self.note,
-                      "points": self.counts()},
-        }
-
-
-CHECK_WORDS: tuple[str, ...] = tuple(v.value for v in VERDICTS)  # CHECK_WORDS[code] is a point's verdict
-
-
-@dataclass
-class PlotData(Report):
-    """What a plot shows: the coordinates, f, and each derivative by both routes."""
-
-    expression: str
-    parsed: str
-    dtype: str
-    device: str
-    device_note: str
-    kind: str  # "line" (one variable, or several paired ones) or "grid"
-    order: int
-    axes: dict[str, TensorData]  # each plotted variable at every point (for a grid, its meshgrid)
-    constants: dict[str, TensorData]  # variables held at one value
-    f: TensorData  # f at every point (the shape of the axes)
-    series: list[Series]
-    checked: bool
-    rtol: float
-    atol: float
-    seed: int | None = None
-    version: str = field(default=__version__, kw_only=True)
-    command: str = field(default="plot", kw_only=True)
-
-    @property
-    def variables(self) -> list[str]:
-        return list(self.axes)
-
-    def verdicts(self) -> list[Verdict]:
-        """failed when autograd and sympy disagree somewhere (or nothing could be compared)."""
-        return [s.status for s in self.series]
-
-    def columns(self) -> list[tuple[str, np.ndarray]]:
-        """The data as named flat columns: the variables, f, then each derivative (and sympy's,
-        and each point's verdict: an array of words, where the rest are numbers)."""
-        cols = [(n, t.array.reshape(-1)) for n, t in self.axes.items()]
-        cols.append(("f", self.f.array.reshape(-1)))
-        for s in self.series:
-            cols.append((s.label, s.autograd.array.reshape(-1)))
-            if s.symbolic is not None:
-                cols.append((f"{s.label} symbolic", s.symbolic.array.reshape(-1)))
-            if self.checked:
-                cols.append((f"{s.label} check", np.array(s.point_verdicts(), dtype=object)))
-        return cols
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.header(),
-            "parsed": self.parsed,
-            "dtype": self.dtype,
-            "device": self.device,
-            "kind": self.kind,
-            "order": self.order,
-            "axes": {n: t.to_dict() for n, t in self.axes.items()},
-            "constants": {n: t.to_dict() for n, t in self.constants.items()},
-            "f": self.f.to_dict(),
-            "series": [s.to_dict() for s in self.series],
-            "check": {"performed": self.checked, "status": self.status, "rtol": self.rtol, "atol": self.atol,
-                      "reference_dtype": "float64"},
-            "seed": self.seed,
-            "warnings": list(self.warnings),
-        }
 
 
 @dataclass
@@ -239,7 +125,7 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     return _Check(Verdict.AGREE, max_abs, max_rel, n, note, points)
 
 
-def _check_plottable(st, ranges: list[str]) -> None:
+def _check_plottable(st: Session, ranges: list[str]) -> None:
     if st.parsed.shape is not None:
         raise GradcliError("plot draws one function; [f1, f2, ...] is a vector function",
                            hint="plot each entry on its own")
@@ -318,11 +204,11 @@ def _column(spec: ValueSpec, name: str, max_elements: int) -> ValueSpec:
     return ValueSpec(spec.text, "literal", column.shape, data=column)
 
 
-def _constants(st, ranges: Sequence[str]) -> dict[str, TensorData]:
+def _constants(st: Session, ranges: Sequence[str]) -> dict[str, TensorData]:
     return {n: tensor_data(t) for n, t in st.tensors.items() if n not in ranges}
 
 
-def _lines(st, ranges: list[str], order: int, *, check: bool) -> PlotData:
+def _lines(st: Session, ranges: list[str], order: int, *, check: bool) -> PlotData:
     component = st.parsed.components[0]
     n_points = st.tensors[ranges[0]].numel()
     partial = len(ranges) > 1
@@ -351,7 +237,7 @@ def _lines(st, ranges: list[str], order: int, *, check: bool) -> PlotData:
                     check, st.rtol, st.atol, st.seed, warnings=_warnings(st, f_data))
 
 
-def _grid(st, ranges: list[str], *, check: bool) -> PlotData:
+def _grid(st: Session, ranges: list[str], *, check: bool) -> PlotData:
     xname, yname = ranges
     x, y = st.tensors[xname], st.tensors[yname].reshape(-1)
     # Rows follow y, columns follow x, as an image (and matplotlib's contourf) lays them out.
@@ -380,7 +266,7 @@ def _grid(st, ranges: list[str], *, check: bool) -> PlotData:
                     check, st.rtol, st.atol, st.seed, warnings=_warnings(st, f_data))
 
 
-def _warnings(st, f: TensorData) -> list[str]:
+def _warnings(st: Session, f: TensorData) -> list[str]:
     warnings = list(st.notes)
     finite = np.isfinite(f.array)
     if not finite.all():

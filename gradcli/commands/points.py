@@ -26,28 +26,32 @@ import csv
 import json
 import sys
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from gradcli import __version__
 from gradcli.core.autodiff import torch_error
 from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts, worst_codes
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
-from gradcli.core.reference import is_elementwise_in, symbolic_gradients
+from gradcli.core.parse import ParsedExpression
+from gradcli.core.reference import Programs, is_elementwise_in, symbolic_gradients
 from gradcli.core.session import (
+    Session,
     gc_paused,
     parse_cached,
     prepare,
 )
 from gradcli.core.sympy_functions import expand_definitions
-from gradcli.core.values import ValuesArg, array_value, read_values
+from gradcli.core.values import ValuesArg, ValueSpec, array_value, read_values
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin, is_float
 from gradcli.report import Report
+from gradcli.version import __version__
 
 # Rows computed at once: enough that the per-chunk work (sympy's derivative, lowering it,
 # Python around each torch call) is a few per cent, few enough to stay in the caches
@@ -59,6 +63,11 @@ CHUNK_BYTES = 1 << 21  # CSV text read at once (about 50,000 rows of two numbers
 # field): the words of core/check.py's Verdict, CHECK_NAMES[code] being the row's.
 CHECK_NAMES: tuple[str, ...] = tuple(v.value for v in VERDICTS)
 AGREE, UNAVAILABLE, SKIPPED = CODES[Verdict.AGREE], CODES[Verdict.UNAVAILABLE], CODES[Verdict.SKIPPED]
+
+# A chunk's f (float64), autograd's gradients and sympy's (None where it cannot be evaluated).
+Batch = tuple[npt.NDArray[np.float64], dict[str, torch.Tensor], dict[str, "torch.Tensor | None"]]
+# One row's symbolic gradients (NaN where missing), and which are missing.
+RowReferences = tuple[tuple[torch.Tensor, ...], tuple[bool, ...]]
 
 # Significant digits that read back as the same number in each dtype (ceil(1 + p*log10(2))
 # for a p-bit significand); float64 is written as Python's repr, the shortest exact decimal.
@@ -75,7 +84,7 @@ class PointsSummary(Report):
     device: str
     columns: list[str]  # the output's columns: the point variables, f, df/dx..., check
     rows: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {name: 0 for name in CHECK_NAMES})
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECK_NAMES, 0))
     first_row: dict[str, int] = field(default_factory=dict)  # check name -> first data row (1-based) with it
     checked: bool = True
     batched_by: str = "elementwise"  # or "vmap"
@@ -193,7 +202,7 @@ class _NpyRows:
             yield np.stack([np.asarray(block[n], dtype=np.float64) for n in self.names], axis=1)
 
 
-def _open_rows(source: str, chunk_rows: int, chunk_bytes: int):
+def _open_rows(source: str, chunk_rows: int, chunk_bytes: int) -> tuple[_CsvRows | _NpyRows, TextIO | None]:
     if source == "-":
         claim_stdin("--points -")
         return _CsvRows(sys.stdin, "standard input", chunk_bytes), None
@@ -270,7 +279,7 @@ class _NpyWriter:
 
     def _header(self, rows: int) -> bytes:
         descr = np.lib.format.dtype_to_descr(self.dtype)
-        text = "{'descr': %r, 'fortran_order': False, 'shape': (%d,), }" % (descr, rows)
+        text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': ({rows:d},), }}"
         encoded = text.encode("utf-8")
         version, length_bytes = (b"\x01\x00", 2) if encoded.isascii() else (b"\x03\x00", 4)
         prefix = len(b"\x93NUMPY") + 2 + length_bytes
@@ -358,7 +367,8 @@ def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: Te
             stream.close()
 
 
-def _point_variables(parsed, where: str, names: list[str], constants: Mapping) -> tuple[list[str], list[str]]:
+def _point_variables(parsed: ParsedExpression, where: str, names: list[str],
+                     constants: Mapping[str, ValueSpec]) -> tuple[list[str], list[str]]:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise GradcliError(f"{where}: column {', '.join(twice)} appears twice in the header")
@@ -384,7 +394,7 @@ def _point_variables(parsed, where: str, names: list[str], constants: Mapping) -
     return point_vars, unused
 
 
-def _wrt(wrt, point_vars: list[str], where: str) -> list[str]:
+def _wrt(wrt: str | Sequence[str] | None, point_vars: list[str], where: str) -> list[str]:
     if wrt is None or wrt == "" or wrt == []:
         return list(point_vars)
     names = [w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt) if w.strip()]
@@ -399,8 +409,10 @@ def _wrt(wrt, point_vars: list[str], where: str) -> list[str]:
     return names
 
 
-def _run(parsed, expression: str, where: str, rows, constants, *, out, output, out_kind, wrt, dtype, device,
-         check, rtol, atol, seed, max_elements, chunk_rows) -> PointsSummary:
+def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows | _NpyRows,
+         constants: dict[str, ValueSpec], *, out: TextIO | None, output: str | None, out_kind: str,
+         wrt: str | Sequence[str] | None, dtype: str, device: str, check: bool, rtol: float | None,
+         atol: float | None, seed: int | None, max_elements: int, chunk_rows: int) -> PointsSummary:
     point_vars, unused = _point_variables(parsed, where, rows.names, constants)
     names = _wrt(wrt, point_vars, where)
     chunks = rows.chunks()
@@ -439,7 +451,7 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
         writer = _TextRows(target if target is not None else sys.stdout, out_kind, columns, dtype,
                            owned=output is not None)
     batch = _elementwise_batch if elementwise else _vmapped_batch
-    programs: dict = {}  # the symbolic derivatives, lowered once for every chunk
+    programs: Programs = {}  # the symbolic derivatives, lowered once for every chunk
     try:
         for table in _chain(first, chunks) if first is not None else ():
             for start in range(0, len(table), chunk_rows):
@@ -473,19 +485,21 @@ def _run(parsed, expression: str, where: str, rows, constants, *, out, output, o
     return summary
 
 
-def _chain(first, rest):
+def _chain(first: npt.NDArray[np.float64],
+           rest: Iterator[npt.NDArray[np.float64]]) -> Iterator[npt.NDArray[np.float64]]:
     yield first
     yield from rest
 
 
 def _open_text(output: str) -> TextIO:
     try:
-        return open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by the writer
+        return open(output, "w", encoding="utf-8", newline="")  # closed by the writer
     except OSError as exc:
         raise GradcliError(f"cannot write {output}: {exc.strerror}") from None
 
 
-def _elementwise_batch(st, constants, tensors, point_vars, names, check, programs):
+def _elementwise_batch(st: Session, constants: Mapping[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+                       point_vars: list[str], names: list[str], check: bool, programs: Programs) -> Batch:
     """f elementwise in the point variables: the gradient of sum(f) is every row's gradient."""
     env = {**constants, **tensors}
     n = len(next(iter(tensors.values())))
@@ -504,7 +518,7 @@ def _elementwise_batch(st, constants, tensors, point_vars, names, check, program
     for t in leaves:
         t.requires_grad_(False)
     f = torch.broadcast_to(out.detach(), (n,)).to(device="cpu", dtype=torch.float64).numpy()
-    grads = {v: torch.broadcast_to(g, (n,)) for v, g in zip(names, grads_tuple)}
+    grads = {v: torch.broadcast_to(g, (n,)) for v, g in zip(names, grads_tuple, strict=True)}
     refs: dict[str, torch.Tensor | None] = {}
     if check:
         try:
@@ -517,40 +531,44 @@ def _elementwise_batch(st, constants, tensors, point_vars, names, check, program
     return f, grads, refs
 
 
-def _vmapped_batch(st, constants, tensors, point_vars, names, check, programs):
+def _vmapped_batch(st: Session, constants: Mapping[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+                   point_vars: list[str], names: list[str], check: bool, programs: Programs) -> Batch:
     """f mixes a point variable with a constant vector (sum(w*x)): one row's gradient, vmapped."""
     from torch.func import grad_and_value, vmap
 
     argnums = tuple(point_vars.index(v) for v in names)
 
     def one_row(*row: torch.Tensor) -> torch.Tensor:
-        return st.fn({**constants, **dict(zip(point_vars, row))})
+        return st.fn({**constants, **dict(zip(point_vars, row, strict=True))})
 
     cols = [tensors[v] for v in point_vars]
     try:
         grads_tuple, f = vmap(grad_and_value(one_row, argnums=argnums))(*cols)
     except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as exc:
         raise torch_error(exc) from None
-    grads = dict(zip(names, (g.detach() for g in grads_tuple)))
+    grads = dict(zip(names, (g.detach() for g in grads_tuple), strict=True))
     refs: dict[str, torch.Tensor | None] = {}
     if check:
-        def one_row_symbolic(*row: torch.Tensor):
-            env = {**constants, **dict(zip(point_vars, row))}
+        def one_row_symbolic(*row: torch.Tensor) -> RowReferences:
+            env = {**constants, **dict(zip(point_vars, row, strict=True))}
             symbolic = symbolic_gradients(st.parsed.components, None, st.table, env, names, "sum", programs)
             for v in names:
                 if symbolic[v].value is None and _batched(row):
                     raise _NotBatchable(symbolic[v].unavailable)  # it may work one row at a time
-            return tuple(symbolic[v].value if symbolic[v].value is not None else torch.full((), float("nan"),
-                         dtype=torch.float64) for v in names), tuple(symbolic[v].value is None for v in names)
+            found = [symbolic[v].value for v in names]
+            return tuple(r if r is not None else torch.full((), float("nan"), dtype=torch.float64)
+                         for r in found), tuple(r is None for r in found)
         try:
-            values, missing = vmap(one_row_symbolic, out_dims=(0, None))(*cols)
+            # out_dims=(0, None): a value per row, one `missing` for all (torch's stub allows no None inside)
+            values, missing = vmap(one_row_symbolic, out_dims=(0, None))(*cols)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - a derivative vmap cannot batch: the same formulas, row by row
             values, missing = _row_by_row(one_row_symbolic, cols)
             note = ("the symbolic check ran row by row: this expression is not elementwise in the columns, "
                     "and its symbolic derivative could not be vmapped")
             if note not in st.notes:
                 st.notes.append(note)
-        for v, value, gone in zip(names, values, missing):
+        # strict=False: row by row over no rows gives values and missing as (), one entry short of names
+        for v, value, gone in zip(names, values, missing, strict=False):
             refs[v] = None if gone else value
     return f.detach().to(device="cpu", dtype=torch.float64).numpy(), grads, refs
 
@@ -559,14 +577,15 @@ class _NotBatchable(Exception):
     pass
 
 
-def _batched(row) -> bool:
+def _batched(row: tuple[torch.Tensor, ...]) -> bool:
     from torch._C._functorch import is_batchedtensor
 
     return any(is_batchedtensor(t) for t in row)
 
 
-def _row_by_row(fn, cols):
-    results = [fn(*row) for row in zip(*cols)]
+def _row_by_row(fn: Callable[..., RowReferences],
+                cols: list[torch.Tensor]) -> tuple[tuple[torch.Tensor, ...], tuple[bool, ...]]:
+    results = [fn(*row) for row in zip(*cols, strict=True)]  # one column per variable, n rows each
     if not results:
         return (), ()
     values = tuple(torch.stack([r[0][k] for r in results]) for k in range(len(results[0][0])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -35,14 +36,17 @@ def vector_tensor(st: Session, vector: Any, name: str = "v") -> torch.Tensor:
                                hint=f"for example {name}=ones(3); if the expression has its own variable "
                                     f"{name}, use --vector VALUE")
     else:
-        spec = vector if isinstance(vector, ValueSpec) else parse_value(vector if isinstance(vector, str) else repr(vector))
+        spec = (vector if isinstance(vector, ValueSpec)
+                else parse_value(vector if isinstance(vector, str) else repr(vector)))
     return st.tensor(spec, name)
 
 
 @gc_paused
-def vjp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None, dtype: str = "float32",
-        device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
+def vjp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt: str | Sequence[str] | None = None,
+        dtype: str = "float32", device: str = "auto", check: bool = True,
+        rtol: float | None = None, atol: float | None = None, seed: int | None = None,
+        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None,
+        **named: Any) -> GradReport:
     """vᵀ·J for each wrt variable, by f.backward(v). v comes from `vector` or a value named v."""
     st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, vector_name="v" if vector is None else None,
@@ -51,15 +55,18 @@ def vjp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None
     run = vjp_by_autograd(st.fn, st.tensors, st.wrt, v)
     f_finite = bool(torch.isfinite(run.output).all())
     refs = symbolic_vjps(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt, v) if check else {}
-    results = [checked_result(n, st, run.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n]) for n in st.wrt]
+    results = [checked_result(n, st, run.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n])
+               for n in st.wrt]
     return explained(build_report(st, "vjp", "backward", run.call, run.output, results, check=check, vector=v),
                       st, explain)
 
 
 @gc_paused
-def jvp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt=None, dtype: str = "float32",
-        device: str = "auto", check: bool = True, rtol=None, atol=None, seed=None,
-        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None, **named: Any) -> GradReport:
+def jvp(expression: str, values: ValuesArg = (), *, vector: Any = None, wrt: str | Sequence[str] | None = None,
+        dtype: str = "float32", device: str = "auto", check: bool = True,
+        rtol: float | None = None, atol: float | None = None, seed: int | None = None,
+        max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None,
+        **named: Any) -> GradReport:
     """J·v along one input variable, by forward mode (torch.func.jvp)."""
     st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=rtol, atol=atol, seed=seed,
                 max_elements=max_elements, vector_name="v" if vector is None else None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 from gradcli.errors import GradcliError
 
 if TYPE_CHECKING:
-    from gradcli.commands.functions import FunctionInfo, FunctionsReport
+    from gradcli.report import FunctionInfo, FunctionsReport
 
 FORMATS = ("table", "json", "ndjson")
 

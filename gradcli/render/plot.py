@@ -23,8 +23,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from gradcli.core.check import Verdict
 from gradcli.errors import GradcliError
 
-if TYPE_CHECKING:  # the data is plain; importing gradcli.commands.plot would load torch
-    from gradcli.commands.plot import PlotData, Series
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    from matplotlib.figure import Figure as MplFigure
+    from matplotlib.typing import RcKeyType
+
+    from gradcli.report import MinimizeReport, PlotData, Series
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 INSTALL = 'pip install "gradcli[plot]"'
@@ -111,7 +116,8 @@ def render_csv(data: PlotData, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([name for name, _ in columns])
     arrays = [values.tolist() for _, values in columns]
-    for row in zip(*arrays):  # numbers as float64 repr; a check column's verdict words as they are
+    for row in zip(*arrays, strict=True):  # one value per point in every column;
+        # numbers as float64 repr; a check column's verdict words as they are
         writer.writerow([v if isinstance(v, str) else repr(v) for v in row])
 
 
@@ -142,7 +148,7 @@ def render_terminal(data: PlotData, out: TextIO, *, width: int, height: int, col
         out.write(_wrap(check_text(s, data), width) + "\n")
 
 
-def _finite_or_nan(a):
+def _finite_or_nan(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Infinities as NaN: plotting libraries leave NaN out, and choke on infinity."""
     import numpy as np
 
@@ -171,17 +177,17 @@ def _terminal_lines(data: PlotData, out: TextIO, *, width: int, height: int, col
         ys = [_finite_or_nan(data.f.array)] + [_finite_or_nan(s.autograd.array) for s in series]
         labels = [_f_name(data)] + [s.pretty for s in series]
         finite = [np.isfinite(y).any() for y in ys]
-        ys = [y for y, ok in zip(ys, finite) if ok]
-        labels = [label for label, ok in zip(labels, finite) if ok]
+        ys = [y for y, ok in zip(ys, finite, strict=True) if ok]
+        labels = [label for label, ok in zip(labels, finite, strict=True) if ok]
         if not ys:
             out.write(f"(nothing to draw along {var}: no value is finite)\n")
             continue
         title = f"{labels[0]} and {', '.join(labels[1:])}" if len(labels) > 1 else labels[0]
         if len(panels) > 1:
             title += f" along {var}"
-        options: dict[str, Any] = dict(
-            xs=[x] * len(ys), legend_labels=labels, lines=True, title=_fit(title, width), width=width,
-            line_length_hard_cap=width, height=each, color=color)
+        options: dict[str, Any] = {
+            "xs": [x] * len(ys), "legend_labels": labels, "lines": True, "title": _fit(title, width),
+            "width": width, "line_length_hard_cap": width, "height": each, "color": color}
         limits = y_limits(ys)
         if limits is not None:  # a few huge values would flatten everything else
             options["y_min"], options["y_max"] = limits
@@ -261,7 +267,8 @@ def _terminal_grid(data: PlotData, out: TextIO, *, width: int, height: int, colo
     console.print(Text(axis))
     left, mid, right = _g(x0, 3), _g((x0 + x1) / 2, 3), _g(x1, 3)
     ruler = [" "] * (margin + 1 + cols)
-    for text, at in ((left, margin + 1), (mid, margin + 1 + cols // 2 - len(mid) // 2), (right, margin + 1 + cols - len(right))):
+    for text, at in ((left, margin + 1), (mid, margin + 1 + cols // 2 - len(mid) // 2),
+                     (right, margin + 1 + cols - len(right))):
         ruler[at:at + len(text)] = list(text)
     console.print(Text("".join(ruler).rstrip()))
     key = Text(f"{_f_name(data)}: ")
@@ -273,8 +280,8 @@ def _terminal_grid(data: PlotData, out: TextIO, *, width: int, height: int, colo
     else:
         key.append(f"from {_g(lo, 3)} to {_g(hi, 3)} (with colour off, its levels are not shown)")
     console.print(key)
-    console.print(Text(_wrap(f"arrows: the direction of the gradient ({data.series[0].pretty}, {data.series[1].pretty}) "
-                             f"by autograd, uphill; {xname} across, {yname} up", width)))
+    console.print(Text(_wrap(f"arrows: the direction of the gradient ({data.series[0].pretty}, "
+                             f"{data.series[1].pretty}) by autograd, uphill; {xname} across, {yname} up", width)))
 
 
 # --------------------------------------------------------------------------- images
@@ -299,7 +306,7 @@ def write_image(data: PlotData, path: str, *, dpi: int = 150) -> str:
     matplotlib.use("Agg")  # no window, no display needed; chosen before anything draws
     from matplotlib.figure import Figure
 
-    style = {
+    style: dict[RcKeyType, Any] = {
         "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9.5,
         "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.spines.top": False, "axes.spines.right": False,
         "axes.grid": True, "grid.color": "#d9d9d9", "grid.linewidth": 0.6, "svg.hashsalt": "gradcli",
@@ -309,7 +316,8 @@ def write_image(data: PlotData, path: str, *, dpi: int = 150) -> str:
             fig = _grid_figure(Figure, data)
         else:
             fig = _line_figure(Figure, data)
-        metadata = {"Software": "gradcli (matplotlib)"} if fmt == "png" else {"Creator": "gradcli (matplotlib)"}
+        metadata: dict[str, str | None] = ({"Software": "gradcli (matplotlib)"} if fmt == "png"
+                                           else {"Creator": "gradcli (matplotlib)"})
         if fmt == "svg":
             metadata["Date"] = None  # the same plot gives the same file
         try:
@@ -325,7 +333,7 @@ def _subtitle(data: PlotData) -> str:
     return spans + (f"; {constants}" if constants else "") + f"; autograd in {data.dtype}, sympy in float64"
 
 
-def _line_figure(Figure, data: PlotData):
+def _line_figure(Figure: type[MplFigure], data: PlotData) -> MplFigure:
     import numpy as np
 
     panels = data.variables
@@ -334,7 +342,7 @@ def _line_figure(Figure, data: PlotData):
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     f_label = _f_name(data)
     handles, labels = [], []
-    for ax, var in zip(axes, panels):
+    for ax, var in zip(axes, panels, strict=True):
         x = data.axes[var].array
         order = np.argsort(x, kind="stable")  # values given out of order still draw as a curve
         x = x[order]
@@ -348,8 +356,9 @@ def _line_figure(Figure, data: PlotData):
             if s.variable != var:
                 continue
             colour, marker = COLOURS[k % len(COLOURS)], MARKERS[k % len(MARKERS)]
-            (h,) = ax.plot(x, _finite_or_nan(s.autograd.array[order]), color=colour, linewidth=5, alpha=0.45, marker=marker,
-                           markersize=6.5, markevery=(k * every // 3, every), solid_capstyle="butt", zorder=4)
+            (h,) = ax.plot(x, _finite_or_nan(s.autograd.array[order]), color=colour, linewidth=5, alpha=0.45,
+                           marker=marker, markersize=6.5, markevery=(k * every // 3, every), solid_capstyle="butt",
+                           zorder=4)
             handles.append(h)
             labels.append(f"{s.pretty} by autograd")
             if s.symbolic is not None:
@@ -392,7 +401,7 @@ def _line_figure(Figure, data: PlotData):
     return fig
 
 
-def y_limits(arrays) -> tuple[float, float] | None:
+def y_limits(arrays: list[npt.NDArray[np.float64]]) -> tuple[float, float] | None:
     """A y range that leaves out a few huge values (tan near its poles), or None to show all.
 
     Only when the full range is over ten times that of the middle 90% of the values: then
@@ -426,7 +435,7 @@ def _arrow_positions(n: int, most: int = 17) -> list[int]:
     return [offset + i * step for i in range(k)]
 
 
-def _grid_figure(Figure, data: PlotData):
+def _grid_figure(Figure: type[MplFigure], data: PlotData) -> MplFigure:
     import numpy as np
 
     xname, yname = data.variables
@@ -556,7 +565,7 @@ def loss_curve_format(path: str) -> str:
     return suffix
 
 
-def write_loss_curve(report: Any, path: str, *, dpi: int = 150) -> str:
+def write_loss_curve(report: MinimizeReport, path: str, *, dpi: int = 150) -> str:
     """The loss at every step of a `gradcli minimize` run, drawn into path with matplotlib.
 
     A log scale when the loss stays positive and falls over more than two decades (as a
@@ -573,8 +582,9 @@ def write_loss_curve(report: Any, path: str, *, dpi: int = 150) -> str:
     losses = np.asarray(report.losses, dtype=np.float64)
     steps = np.arange(losses.size)
     finite = np.isfinite(losses)
-    style = {"font.size": 11, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-             "grid.color": "#d9d9d9", "grid.linewidth": 0.6, "svg.hashsalt": "gradcli"}
+    style: dict[RcKeyType, Any] = {"font.size": 11, "axes.spines.top": False, "axes.spines.right": False,
+                                   "axes.grid": True, "grid.color": "#d9d9d9", "grid.linewidth": 0.6,
+                                   "svg.hashsalt": "gradcli"}
     with matplotlib.rc_context(style):
         fig = Figure(figsize=(8.0, 5.0), layout="constrained")
         ax = fig.subplots()
@@ -593,9 +603,11 @@ def write_loss_curve(report: Any, path: str, *, dpi: int = 150) -> str:
         fig.suptitle(f"loss = {_short(report.parsed, 70)}", fontsize=13, fontweight="bold")
         why = {"steps": "--steps reached", "tol": "gradient norm below --tol", "diverged": "diverged"}
         ax.set_title(f"{report.call}; {report.dtype}\nloss {_g(report.start.loss)} at step 0, "
-                     f"{_g(report.end.loss)} at step {report.end.step}; stopped: {why.get(report.stopped, report.stopped)}",
+                     f"{_g(report.end.loss)} at step {report.end.step}; "
+                     f"stopped: {why.get(report.stopped, report.stopped)}",
                      fontsize=9, color="#404040")
-        metadata = {"Software": "gradcli (matplotlib)"} if fmt == "png" else {"Creator": "gradcli (matplotlib)"}
+        metadata: dict[str, str | None] = ({"Software": "gradcli (matplotlib)"} if fmt == "png"
+                                           else {"Creator": "gradcli (matplotlib)"})
         if fmt == "svg":
             metadata["Date"] = None
         try:

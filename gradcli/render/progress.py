@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from gradcli.render.text import number
+from gradcli.render.common import number
 
 
 def wants_progress(fmt: str, trace_to_stdout: bool, err: TextIO) -> bool:

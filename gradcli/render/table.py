@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcli.core.check import Verdict, fails
-from gradcli.render.text import notes, number, shape_text, tensor_text
+from gradcli.render.common import notes, number, shape_text, tensor_text
 from gradcli.report import (
     GradReport,
     GraphReport,
@@ -19,8 +19,11 @@ from gradcli.report import (
     VariableResult,
 )
 
-if TYPE_CHECKING:  # a plain dataclass, but its module imports sympy
-    from gradcli.commands.diff import DiffReport
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from gradcli.report import DiffReport
 
 # The mark before each verdict word in a table's check column, and its colour: the word is the
 # verdict itself, as JSON, CSV, --points and plot print it.
@@ -40,7 +43,7 @@ def verdict_cell(verdict: Verdict) -> tuple[str, str]:
     return f"{mark} {Verdict(verdict).value}", style
 
 
-def console(out: TextIO, soft_wrap: bool = False):
+def console(out: TextIO, soft_wrap: bool = False) -> Console:
     """A rich console: the terminal's width, or 120 columns when the output is a file or pipe
     (rich would assume 80 and squeeze the table), unless COLUMNS says otherwise."""
     import os
@@ -64,7 +67,7 @@ _FIRST_COLUMN = {"grad": "wrt", "jacobian": "wrt", "vjp": "wrt", "jvp": "wrt", "
 _MATRIX_ROWS, _MATRIX_COLUMNS = 16, 10  # a labelled matrix larger than this is summarised
 
 
-def _matrix_table(v: VariableResult):
+def _matrix_table(v: VariableResult) -> Table:
     """A matrix with its row (outputs) and column (inputs) labels."""
     from rich import box
     from rich.table import Table
@@ -74,7 +77,8 @@ def _matrix_table(v: VariableResult):
     table.add_column("", style="bold", overflow="fold")
     for c in v.columns or []:
         table.add_column(c, justify="right", overflow="fold")
-    for label, row in zip(v.rows or [], data):
+    # strict=False: no row labels (rows None) draws no rows, as before
+    for label, row in zip(v.rows or [], data, strict=False):
         table.add_row(label, *(number(x, v.gradient.dtype) for x in row))
     return table
 
@@ -223,7 +227,7 @@ def render_graph_tree(report: GraphReport, out: TextIO, quiet: bool = False) -> 
     con.print(f"f = {tensor_text(report.f)}   ({report.dtype} on {report.device}; after f.backward())")
     by_id = {n.id: n for n in report.nodes}
 
-    def describe(node) -> Text:
+    def describe(node: Any) -> Text:  # an autodiff.GraphNode (GraphReport.nodes is list[Any])
         text = Text(node.kind, style="bold cyan" if node.leaf is None else "bold green")
         if node.leaf is not None:
             leaf = node.leaf

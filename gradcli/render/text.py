@@ -9,68 +9,16 @@ report and never changes it: --quiet is an argument, not an edit of the report.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, TextIO
 
-from gradcli.core.check import Verdict, fails
-from gradcli.report import GradReport, GraphReport, MinimizeReport, Report, TensorData
+from gradcli.core.check import fails
+from gradcli.render.common import notes as notes  # re-exported: render(), and its callers, read them here
+from gradcli.render.common import number as number
+from gradcli.render.common import shape_text as shape_text
+from gradcli.render.common import tensor_text as tensor_text
+from gradcli.report import GradReport, GraphReport, MinimizeReport, Report
 
 FORMATS = ("table", "json", "ndjson", "csv", "plain")
-
-
-# --------------------------------------------------------------------------- numbers
-
-def number(x: float, dtype: str = "float64") -> str:
-    """The shortest text that reads back as x in `dtype`; whole numbers without '.0'.
-
-    Half-precision values get five significant digits, as torch prints them (-0.6665,
-    1.8496): always enough to read back, and they show the rounding the dtype did.
-    """
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return str(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if dtype in ("float16", "bfloat16"):
-        text = f"{x:.5g}"
-        if "e" not in text and "." in text:
-            text = text.rstrip("0").rstrip(".")
-    elif dtype == "float32":
-        import numpy as np
-
-        text = str(np.float32(x))
-    else:
-        text = repr(float(x))
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text.replace("e+", "e")
-
-
-def tensor_text(t: TensorData, edge: int = 3, limit: int = 12, rows: bool = False) -> str:
-    """Compact nested brackets; long dimensions keep `edge` items at each end.
-
-    rows=True puts each top-level row of a matrix on its own line, for table cells. Only the
-    elements shown are ever formatted, so a 10^7-element tensor costs nothing here.
-    """
-    summarise = t.numel > limit
-
-    def walk(x, depth: int = 0) -> str:
-        if x.ndim == 0:
-            return number(float(x), t.dtype)
-        n = x.shape[0]
-        if summarise and n > 2 * edge:
-            parts = [walk(x[i], depth + 1) for i in range(edge)] + ["…"] + \
-                    [walk(x[i], depth + 1) for i in range(n - edge, n)]
-        else:
-            parts = [walk(x[i], depth + 1) for i in range(n)]
-        sep = ",\n " if rows and depth == 0 and len(t.shape) >= 2 else ", "
-        return "[" + sep.join(parts) + "]"
-    return walk(t.array)
-
-
-def shape_text(t: TensorData) -> str:
-    return "scalar" if not t.shape else "[" + ",".join(map(str, t.shape)) + "]"
 
 
 # --------------------------------------------------------------------------- formats
@@ -133,18 +81,6 @@ def render_plain(report: GradReport, out: TextIO) -> None:
     results = [report.f] if report.command == "eval" else [v.gradient for v in report.variables]
     for t in results:
         out.write(" ".join(number(x, t.dtype) for x in t.flat()) + "\n")
-
-
-def notes(report: GradReport, quiet: bool = False) -> list[str]:
-    """Lines a person should read beside the numbers (--quiet: only what explains a verdict)."""
-    lines = [] if quiet else list(report.warnings)
-    for v in report.variables:
-        if v.note and v.status is not Verdict.AGREE:
-            lines.append(f"{v.name}: {v.note}")
-    for m in report.methods:
-        if not m.agrees:
-            lines.append(f"method {m.method} disagrees with {report.methods[0].method}")
-    return lines
 
 
 # --------------------------------------------------------------------------- graph and diff

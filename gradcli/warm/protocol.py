@@ -38,7 +38,7 @@ except ImportError:  # another Python implementation
     import signal
     import socket  # type: ignore[no-redef]  # the same API, as far as it is used here
 
-from gradcli import __version__ as VERSION
+from gradcli.version import __version__ as VERSION
 
 # JSON through the C accelerator json itself uses, without the json package's four modules (a
 # few milliseconds of a warm call): frames hold only strings, numbers, booleans, None, lists and
