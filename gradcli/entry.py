@@ -40,7 +40,8 @@ def forwarded(args: list[str]) -> int | None:
         # Someone else's socket or directory: never talk to it. In process is safe, and
         # `gradcli server status` says what is wrong.
         if mode == "require":
-            return _error(f"the gradcli server's directory is not private: {exc}", "remove it and start the server again")
+            return _error(f"the gradcli server's directory is not private: {exc}",
+                          "remove it and start the server again")
         return None
     if status is None and mode == "require":
         return _error("GRADCLI_SERVER=require, but no gradcli server is running",

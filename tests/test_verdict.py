@@ -47,7 +47,7 @@ SAME_POINT = [
 @pytest.mark.parametrize("expression,points,expected", SAME_POINT)
 def test_the_same_point_gets_the_same_word_everywhere(run, tmp_path, expression, points, expected):
     grad_words = []
-    for x, word in zip(points, expected):
+    for x, word in zip(points, expected, strict=True):
         result = run("grad", expression, f"x={x}", "--dtype", "float64", "--json")
         doc = json.loads(result.stdout)
         grad_words.append(doc["check"]["variables"]["x"]["status"])

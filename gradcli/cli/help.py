@@ -218,7 +218,8 @@ write a line and wait for its answer.
     'printf \'%s\\n\' \'grad "x**2" x=3\' \'jacobian "[x*y, x+y]" x=1 y=2\' | gradcli batch',
     'gradcli batch requests.txt > results.ndjson',
     'gradcli batch --jobs 1 requests.txt',
-    'echo \'{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}\' | gradcli batch',
+    'echo \'{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}\''
+    ' | gradcli batch',
 )
 
 
@@ -261,8 +262,10 @@ the loss is NaN or infinite (exit status 1, with the last finite parameters and 
 """ + examples(
     'gradcli minimize "(θ*x - y)**2" θ=1 x=2 y=3 --wrt θ --lr 0.1 --steps 1',
     'gradcli minimize "mse(θ*x, y)" θ=1 x=2 y=3 --wrt θ --optimizer sgd --steps 1',
-    'gradcli minimize "mean(0.5*(y - (w*x + b))**2)" w=0 b=0 --data examples/data/line.csv --wrt w,b --lr 0.05 --steps 100',
-    'gradcli minimize "bce(sigmoid(w1*x1 + w2*x2 + b), y)" w1=0 w2=0 b=0 --data examples/data/clusters.csv --wrt w1,w2,b --optimizer momentum --lr 0.01 --steps 1000',
+    'gradcli minimize "mean(0.5*(y - (w*x + b))**2)" w=0 b=0 --data examples/data/line.csv'
+    ' --wrt w,b --lr 0.05 --steps 100',
+    'gradcli minimize "bce(sigmoid(w1*x1 + w2*x2 + b), y)" w1=0 w2=0 b=0 --data examples/data/clusters.csv'
+    ' --wrt w1,w2,b --optimizer momentum --lr 0.01 --steps 1000',
     'gradcli minimize "(x - 3)**2 + (y + 1)**2" x=0 y=0 --optimizer adam --steps 5000 --tol 1e-6 --trace run.csv',
     'gradcli minimize "(x - 3)**2" x=0 --steps 50 --plot loss.png',
 )

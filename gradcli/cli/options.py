@@ -127,8 +127,10 @@ RtolOption = Annotated[float | None, typer.Option(
 AtolOption = Annotated[float | None, typer.Option(
     "--atol", help="Absolute tolerance of the check, times the result's largest magnitude. Default: by dtype.",
     show_default=False)]
-CheckOption = Annotated[bool, typer.Option("--check/--no-check", help="Cross-check against sympy's symbolic derivative.")]
-SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
+CheckOption = Annotated[bool, typer.Option(
+    "--check/--no-check", help="Cross-check against sympy's symbolic derivative.")]
+SeedOption = Annotated[int | None, typer.Option(
+    "--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
 MaxElementsOption = Annotated[int, typer.Option(
     "--max-elements", help="Refuse a value, Jacobian or Hessian with more elements than this.")]
 PlotMaxElementsOption = Annotated[int, typer.Option(
@@ -152,7 +154,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.
 PlainOption = Annotated[bool, typer.Option("--plain", help="Same as --format plain: only the numbers.")]
 VectorOption = Annotated[str | None, typer.Option(
     "--vector", help="The vector v, when the expression has a variable named v itself.", show_default=False)]
-ReduceOption = Annotated[Reduce, typer.Option(help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
+ReduceOption = Annotated[Reduce, typer.Option(
+    help="How a tensor-valued EXPR becomes the scalar that is differentiated.")]
 ExplainOption = Annotated[bool, typer.Option(
     "--explain", help="After the result, show how it was computed: the torch code, the autograd call, the check.")]
 OrderOption = Annotated[int, typer.Option("--order", "-n", help="Every derivative up to this order.")]
@@ -162,7 +165,8 @@ MethodOption = Annotated[Method, typer.Option(
     help="grad: torch.autograd.grad; backward: f.backward() and .grad; jacobian: torch.autograd.functional.jacobian; "
     "all: each, compared.")]
 GradOrderOption = Annotated[int, typer.Option(
-    "--order", "-n", help="Every derivative up to this order (one variable); with several variables, 2 gives the Hessian.")]
+    "--order", "-n",
+    help="Every derivative up to this order (one variable); with several variables, 2 gives the Hessian.")]
 AccumulateOption = Annotated[int, typer.Option(
     "--accumulate", help="Also call backward K times without zeroing, to show .grad adding up (uses backward).",
     show_default=False)]
@@ -181,7 +185,8 @@ JacobianMethodOption = Annotated[JacobianMethod, typer.Option(
     "the shapes; all: each, compared.")]
 
 # diff's and graph's own
-SimplifyOption = Annotated[bool, typer.Option("--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")]
+SimplifyOption = Annotated[bool, typer.Option(
+    "--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")]
 DotOption = Annotated[bool, typer.Option("--dot", help="Print Graphviz text (for | dot -Tpng).")]
 
 # batch's own

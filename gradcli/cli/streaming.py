@@ -66,7 +66,8 @@ def grad_points(expression: str, values: list[str], *, points: str | None, rows_
                 quiet: bool) -> None:
     """Run `gradcli grad EXPR --points FILE`: the rows stream out as they are computed."""
     if points is None:
-        raise GradcliError("--output writes the rows of --points", hint="gradcli grad EXPR --points FILE.csv --output FILE.npy")
+        raise GradcliError("--output writes the rows of --points",
+                           hint="gradcli grad EXPR --points FILE.csv --output FILE.npy")
     for flag, used in (("--method", method.value != "grad"), ("--order", order != 1), ("--accumulate", accumulate),
                        ("--explain", explain), ("--data", data is not None), ("--reduce", reduce.value != "sum"),
                        ("--plain", output.plain_flag), ("--json", output.json_flag)):

@@ -54,7 +54,8 @@ def start(idle: float | None = None) -> int:
     try:
         directory = warm.make_private_dir()
     except warm.NotPrivate as exc:
-        raise GradcliError(f"cannot use {warm.runtime_dir()}: {exc}", hint="remove it; gradcli makes it again with mode 700") from None
+        raise GradcliError(f"cannot use {warm.runtime_dir()}: {exc}",
+                           hint="remove it; gradcli makes it again with mode 700") from None
     info = running()
     if info is not None:
         sys.stdout.write(f"gradcli server already running (pid {info.get('pid')}, {info.get('socket')})\n")
@@ -117,7 +118,8 @@ def status() -> int:
     if info is None:
         directory = warm.runtime_dir()
         removed = os.path.isdir(directory) and warm.remove_if_stale(directory)
-        sys.stdout.write("no gradcli server is running" + (" (removed the stale socket of one that crashed)" if removed else "") + "\n")
+        sys.stdout.write("no gradcli server is running"
+                         + (" (removed the stale socket of one that crashed)" if removed else "") + "\n")
         return 1
     uptime = time.time() - float(info.get("started", time.time()))
     same = info.get("fingerprint") == warm.fingerprint()

@@ -33,10 +33,20 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, cast
 
 from gradcli.errors import GradcliError
+from gradcli.version import __version__ as VERSION
 from gradcli.warm import protocol as warm
 from gradcli.warm.control import idle_seconds
+
+if TYPE_CHECKING:
+    import io
+
+    import typer
+    from typer._click.core import Command  # typer's own click (typer vendors it from 0.26)
 
 MAX_RUNNING = 64  # calls at once; one more is told "busy" and runs in its own process
 HANDSHAKE_DEADLINE_S = 10.0  # a connection that has not asked to run by then is dropped
@@ -142,7 +152,8 @@ def _warm_up_with_files() -> None:
         csv_path, npy_path = os.path.join(directory, "p.csv"), os.path.join(directory, "p.npy")
         with open(csv_path, "w") as f:
             f.write("x,y\n0.5,1.5\n-1,2\n")
-        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])], dtype=[("x", float), ("y", float)]))
+        np.save(npy_path, np.rec.fromarrays([np.array([0.5, -1.0]), np.array([1.5, 2.0])],
+                                            dtype=[("x", float), ("y", float)]))
         requests = os.path.join(directory, "requests.txt")
         with open(requests, "w") as f:
             f.write('grad "3*y**2 + 1" y=2 --device cpu\n{"command": "eval", "expr": "x + 1", "values": {"x": 2}}\n')
@@ -170,7 +181,7 @@ def warm_up() -> None:
     built = typer.main.get_command(cli.app)
     build = typer.main.get_command
 
-    def get_command(typer_instance):
+    def get_command(typer_instance: typer.Typer) -> Command:
         return built if typer_instance is cli.app else build(typer_instance)
 
     typer.main.get_command = get_command
@@ -182,12 +193,12 @@ def warm_up() -> None:
 
 # --------------------------------------------------------------------------- one call, in its child
 
-def _std_stream(fd: int, setup: dict | None, name: str):
+def _std_stream(fd: int, setup: dict[str, Any] | None, name: str) -> io.TextIOWrapper:
     """A standard stream on `fd`, built as the caller's interpreter built its own."""
     import io
 
     mode = "rb" if fd == 0 else "wb"
-    buffer = io.open(fd, mode, closefd=False)
+    buffer = open(fd, mode, closefd=False)  # noqa: SIM115 - the call's standard stream, for its whole life
     try:
         buffer.raw.name = name  # type: ignore[attr-defined]  # a BufferedReader/Writer over a FileIO
     except AttributeError:
@@ -227,7 +238,7 @@ def _report_exit_early(report_fd: int) -> None:
     os._exit = exit_reporting  # type: ignore[assignment]  # it never returns either
 
 
-def run_call(request: dict, fds: list[int]) -> None:
+def run_call(request: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: become the caller's process, run gradcli, and exit. Never returns."""
     code = 3
     try:
@@ -341,7 +352,7 @@ def wait_for_call(inbox: socket.socket, expressions: list[str]) -> None:
 
 
 class Server:
-    def __init__(self, directory: str, idle_s: float, lock_fd: int, fingerprint: str, added_env: dict):
+    def __init__(self, directory: str, idle_s: float, lock_fd: int, fingerprint: str, added_env: dict[str, str]):
         self.directory = directory
         self.path = os.path.join(directory, warm.SOCKET_NAME)
         self.idle_s = idle_s
@@ -394,7 +405,7 @@ class Server:
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signum, self._on_signal)
 
-    def _on_signal(self, signum, _frame) -> None:
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.begin_stop(f"signal {signum}")
 
     def begin_stop(self, why: str) -> None:
@@ -470,7 +481,9 @@ class Server:
         self.remove_socket()
         log(f"exited after {self.served} call(s)")
 
-    def dispatch(self, what, fileobj) -> None:
+    def dispatch(self, what: str | tuple[str, Any] | Connection, fileobj: object) -> None:
+        """`what` is what its file object was registered with in the selector: "listen", "wake", a
+        (kind, object) tuple, or a Connection. `fileobj` is unused."""
         if what == "listen":
             self.accept()
         elif what == "wake":
@@ -497,7 +510,7 @@ class Server:
                 self.recent.clear()  # it died warming up: never feed the next one the same expressions
             self.discard(what[1])
         else:
-            self.receive(what)
+            self.receive(cast(Connection, what))  # the rest are registered as their Connection
 
     def accept(self) -> None:
         assert self.listener is not None  # listen() came first
@@ -538,7 +551,7 @@ class Server:
         space = socket.CMSG_SPACE(FDS_PER_CALL * struct.calcsize("i"))
         try:
             data, ancillary, flags, _ = conn.sock.recvmsg(65536, space)
-        except (BlockingIOError, InterruptedError, socket.timeout):
+        except (BlockingIOError, InterruptedError, TimeoutError):
             return
         except OSError:
             self.close(conn)
@@ -574,7 +587,7 @@ class Server:
                 return
             self.handle(conn, message)
 
-    def reply(self, conn: Connection, message: dict) -> bool:
+    def reply(self, conn: Connection, message: dict[str, Any]) -> bool:
         try:
             warm.send_frame(conn.sock, message)
             return True
@@ -582,17 +595,18 @@ class Server:
             self.close(conn)
             return False
 
-    def status(self) -> dict:
-        return {"pid": os.getpid(), "version": warm.VERSION, "python": sys.executable, "socket": self.path,
-                "started": self.started, "idle_s": self.idle_s, "served": self.served, "served_by_spare": self.served_by_spare, "running": len(self.children),
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": VERSION, "python": sys.executable, "socket": self.path,
+                "started": self.started, "idle_s": self.idle_s, "served": self.served,
+                "served_by_spare": self.served_by_spare, "running": len(self.children),
                 "fingerprint": self.fingerprint}
 
-    def handle(self, conn: Connection, message: dict) -> None:
+    def handle(self, conn: Connection, message: dict[str, Any]) -> None:
         op = message.get("op")
         if conn.state == "hello" and op == "hello":
             reason = None
-            if message.get("version") != warm.VERSION:
-                reason = f"the server is gradcli {warm.VERSION}, this is gradcli {message.get('version')}"
+            if message.get("version") != VERSION:
+                reason = f"the server is gradcli {VERSION}, this is gradcli {message.get('version')}"
             elif message.get("fingerprint") != self.fingerprint:
                 reason = ("the server runs another installation or environment of gradcli "
                           "(its files, its interpreter or its start-up environment differ)")
@@ -600,7 +614,7 @@ class Server:
                 reason = "the server is stopping"
             elif len(self.children) >= MAX_RUNNING:
                 reason = f"the server is busy ({MAX_RUNNING} calls running)"
-            if self.reply(conn, {"accept": reason is None, "reason": reason, "version": warm.VERSION,
+            if self.reply(conn, {"accept": reason is None, "reason": reason, "version": VERSION,
                                  "pid": os.getpid()}):
                 if reason is None:
                     conn.state = "ready"
@@ -625,13 +639,14 @@ class Server:
         else:
             self.close(conn)  # not a gradcli request, or not in its place
 
-    def start_call(self, conn: Connection, message: dict) -> None:
+    def start_call(self, conn: Connection, message: dict[str, Any]) -> None:
         argv, env, umask, stdio = message.get("argv"), message.get("env"), message.get("umask"), message.get("stdio")
         valid = (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)
                  and isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) and k and "=" not in k
                                                    and "\0" not in k + v for k, v in env.items())
                  and isinstance(umask, int) and 0 <= umask <= 0o777
-                 and isinstance(stdio, list) and len(stdio) == 3 and all(s is None or isinstance(s, dict) for s in stdio)
+                 and isinstance(stdio, list) and len(stdio) == 3
+                 and all(s is None or isinstance(s, dict) for s in stdio)
                  and len(conn.fds) == FDS_PER_CALL and not any("\0" in a for a in argv)
                  and argv[1:2] != ["server"])  # managing the server is done in process, never by it
         if not valid:
@@ -658,7 +673,7 @@ class Server:
             self.children[pid] = conn
         self.refill()
 
-    def fork(self, in_child, keep: int | None = None) -> tuple[int, int | None]:
+    def fork(self, in_child: Callable[[], None], keep: int | None = None) -> tuple[int, int | None]:
         """Fork; the child closes the server's descriptors (but `keep`) and runs `in_child`."""
         inherited = [fd for fd in self.server_fds() if fd != keep]
         import warnings
@@ -711,7 +726,7 @@ class Server:
         while len(self.recent) > RECENT_EXPRESSIONS or sum(map(len, self.recent)) > RECENT_CHARACTERS:
             del self.recent[next(iter(self.recent))]
 
-    def hand_to_spare(self, message: dict, fds: list[int]) -> tuple[int, int] | None:
+    def hand_to_spare(self, message: dict[str, Any], fds: list[int]) -> tuple[int, int] | None:
         """Give the call to the spare child if it is warm; None if there is none ready."""
         spare = self.spare
         if spare is None or not spare.ready:

@@ -30,7 +30,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Generator, Hashable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.context import ForkContext
 
 WINDOW = 64  # lines in flight per worker (WINDOW x jobs in all): enough to keep each busy, few enough to stay small
 MAX_JOBS = 8  # sympy's caches are per process: past a few workers, each one is colder
@@ -76,7 +80,8 @@ def ordered_map(handle: Callable[[Any], Any], items: Iterable[Any], *, jobs: int
     yield from _Fanout(handle, items, jobs, key, lost).results()
 
 
-def _serve(conn, inherited, parent: int, handle) -> None:
+def _serve(conn: Connection[Any, Any], inherited: list[Connection[Any, Any]], parent: int,
+           handle: Callable[[Any], Any]) -> None:
     """A worker's life: take items, send back results, until the input ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     for other in inherited:  # the parent's ends of the pipes: while we hold one, recv never ends
@@ -93,7 +98,7 @@ def _serve(conn, inherited, parent: int, handle) -> None:
         if item is None:
             return
         try:
-            result = ("ok", handle(item))
+            result: tuple[str, Any] = ("ok", handle(item))
         except BaseException as exc:  # noqa: BLE001 - reported for this item, the worker goes on
             result = ("failed", f"{type(exc).__name__}: {exc}")
         try:
@@ -116,7 +121,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 class _Worker:
-    def __init__(self, context, handle, parents_ends: list):
+    def __init__(self, context: ForkContext, handle: Callable[[Any], Any],
+                 parents_ends: list[Connection[Any, Any]]) -> None:
         ours, theirs = context.Pipe(duplex=True)
         self.conn = ours
         parents_ends.append(ours)
@@ -131,12 +137,13 @@ class _Worker:
 
 
 class _Fanout:
-    def __init__(self, handle, items, jobs, key, lost):
+    def __init__(self, handle: Callable[[Any], Any], items: Iterable[Any], jobs: int,
+                 key: Callable[[Any], Hashable], lost: Callable[[Any, str], Any]) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("fork")
         self.workers: list[_Worker] = []
-        ends: list = []
+        ends: list[Connection[Any, Any]] = []
         try:
             for _ in range(jobs):
                 self.workers.append(_Worker(context, handle, ends))
@@ -146,14 +153,15 @@ class _Fanout:
                 end.close()
             raise
         self.items, self.key, self.lost = items, key, lost
-        self.order: queue.Queue = queue.Queue()  # (worker number or None, item) in input order
+        # (worker number, _END or the reader's exception; item) in input order
+        self.order: queue.Queue[tuple[object, Any]] = queue.Queue()
         self.room = threading.Semaphore(WINDOW * jobs)
         self.lock = threading.Lock()
         self.home: dict[Hashable, int] = {}  # key -> the worker that has seen it
         self.stopping = False
         self.reader: threading.Thread | None = None
 
-    def pick(self, item) -> int:
+    def pick(self, item: Any) -> int:
         """The worker for an item: the one that ran its key before, else the least busy."""
         k = self.key(item)
         with self.lock:
@@ -198,12 +206,12 @@ class _Fanout:
                     return
                 if isinstance(n, BaseException):
                     raise n
-                yield self.answer(n, item)
+                yield self.answer(cast(int, n), item)  # neither _END nor an exception: a worker number
                 self.room.release()
         finally:
             self.stop()
 
-    def answer(self, n: int, item) -> Any:
+    def answer(self, n: int, item: Any) -> Any:
         if n < 0:
             return self.lost(item, "no worker was left to run it")
         worker = self.workers[n]

@@ -29,16 +29,25 @@ import os
 import stat
 import sys
 
+from gradcli.version import __version__ as VERSION
+
+# typing.TYPE_CHECKING without importing typing (mypy takes any name TYPE_CHECKING as true).
+TYPE_CHECKING = False
 # The C modules under `socket` and `signal`: those wrap every constant in an enum at import
 # time, a few milliseconds that a client answering in tens of milliseconds does not spend.
-try:
-    import _signal as signal
+if TYPE_CHECKING:
     import _socket as socket
-except ImportError:  # another Python implementation
-    import signal
-    import socket  # type: ignore[no-redef]  # the same API, as far as it is used here
-
-from gradcli.version import __version__ as VERSION
+    import signal  # typeshed has no stub for _signal: the same API, as far as it is used here
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any, NoReturn, TextIO
+else:
+    try:
+        import _signal as signal
+        import _socket as socket
+    except ImportError:  # another Python implementation
+        import signal
+        import socket  # the same API, as far as it is used here
 
 # JSON through the C accelerator json itself uses, without the json package's four modules (a
 # few milliseconds of a warm call): frames hold only strings, numbers, booleans, None, lists and
@@ -141,7 +150,8 @@ def fingerprint() -> str:
         for name in sorted(names):
             if name.endswith(".py"):
                 st = os.stat(os.path.join(folder, name))
-                parts.append(f"{os.path.relpath(os.path.join(folder, name), package)}:{st.st_size}:{st.st_mtime_ns}")
+                relative = os.path.relpath(os.path.join(folder, name), package)
+                parts.append(f"{relative}:{st.st_size}:{st.st_mtime_ns}")
     for entry in sys.path[1:]:
         try:
             parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
@@ -153,9 +163,9 @@ def fingerprint() -> str:
 
 # --------------------------------------------------------------------------- framing
 
-def encode(value) -> str:
+def encode(value: object) -> str:
     """JSON text of `value`, ASCII only (lone surrogates from undecodable arguments survive)."""
-    if _json is None:
+    if _scan is None:  # no C accelerator (_scan is None exactly when _json is)
         import json
 
         return json.dumps(value, ensure_ascii=True, allow_nan=False)
@@ -190,17 +200,17 @@ class _Strict:
     object_pairs_hook = None
     parse_float = float
     parse_int = int
-    memo: dict = {}
+    memo: dict[str, str] = {}
 
     @staticmethod
-    def parse_constant(name: str):
+    def parse_constant(name: str) -> NoReturn:
         raise ValueError(f"{name} is not allowed in a frame")
 
 
-_scan = _json.make_scanner(_Strict()) if _json is not None else None  # type: ignore[arg-type]  # duck-typed: the C scanner reads these attributes
+_scan: _json.make_scanner | None = _json.make_scanner(_Strict()) if _json is not None else None  # type: ignore[arg-type]  # duck-typed: the C scanner reads these attributes
 
 
-def decode(text: str):
+def decode(text: str) -> Any:
     """The value of JSON `text`; ValueError if it is not one whole JSON value."""
     if _scan is None:
         import json
@@ -215,7 +225,7 @@ def decode(text: str):
     return value
 
 
-def send_frame(sock, message: dict, fds: list[int] | None = None) -> None:
+def send_frame(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
     """A 4-byte big-endian length, then the message as JSON (ASCII, so that lone surrogates
     from undecodable arguments survive); `fds` ride along with the first byte."""
     data = encode(message).encode("ascii")
@@ -228,8 +238,9 @@ def send_frame(sock, message: dict, fds: list[int] | None = None) -> None:
         sock.sendall(payload)
 
 
-def _recv_exact(sock, n: int) -> bytes:
-    chunks, got = [], 0
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks: list[bytes] = []
+    got = 0
     while got < n:
         chunk = sock.recv(n - got)
         if not chunk:
@@ -239,7 +250,7 @@ def _recv_exact(sock, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def recv_frame(sock) -> dict:
+def recv_frame(sock: socket.socket) -> dict[str, Any]:
     length = int.from_bytes(_recv_exact(sock, 4), "big")
     if length > MAX_FRAME:
         raise ConnectionError(f"a frame of {length} bytes is too large")
@@ -249,7 +260,7 @@ def recv_frame(sock) -> dict:
     return message
 
 
-def peer_uid(sock) -> int | None:
+def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end (Linux SO_PEERCRED), or None where unknown."""
     option = getattr(socket, "SO_PEERCRED", None)
     if option is None:
@@ -258,7 +269,7 @@ def peer_uid(sock) -> int | None:
     return int.from_bytes(creds[4:8], sys.byteorder)
 
 
-def connect(timeout: float = HELLO_TIMEOUT_S):
+def connect(timeout: float = HELLO_TIMEOUT_S) -> socket.socket | None:
     """A connection to this user's server, or None when none runs (a stale socket is removed)."""
     directory = runtime_dir()
     check_private(directory)  # FileNotFoundError when there is no directory: no server
@@ -308,7 +319,7 @@ def remove_if_stale(directory: str) -> bool:
         os.close(lock)  # releases the lock
 
 
-def ask(message: dict, timeout: float = HELLO_TIMEOUT_S) -> dict | None:
+def ask(message: dict[str, Any], timeout: float = HELLO_TIMEOUT_S) -> dict[str, Any] | None:
     """One question to the server (status, stop): its answer, or None when none runs."""
     try:
         sock = connect(timeout)
@@ -327,11 +338,12 @@ def ask(message: dict, timeout: float = HELLO_TIMEOUT_S) -> dict | None:
 
 # --------------------------------------------------------------------------- the call
 
-def _stream_setup(stream) -> dict | None:
+def _stream_setup(stream: TextIO | None) -> dict[str, Any] | None:
     """How a standard stream is configured, so the server's child builds the same one."""
     if stream is None:
         return None
-    return {"encoding": getattr(stream, "encoding", None) or "utf-8", "errors": getattr(stream, "errors", None) or "strict",
+    return {"encoding": getattr(stream, "encoding", None) or "utf-8",
+            "errors": getattr(stream, "errors", None) or "strict",
             "line_buffering": bool(getattr(stream, "line_buffering", False)),
             "write_through": bool(getattr(stream, "write_through", False))}
 
@@ -391,17 +403,17 @@ def forward(args: list[str]) -> int | None:
         sock.close()
 
 
-def _wait(sock) -> int:
+def _wait(sock: socket.socket) -> int:
     """Wait for the child's end, passing signals on; the exit status to leave with."""
     sock.settimeout(None)  # a call may take as long as it takes, as in process
 
-    def pass_on(signum, _frame):
+    def pass_on(signum: int, _frame: FrameType | None) -> None:
         try:
             send_frame(sock, {"op": "signal", "signal": signum})
         except OSError:
             pass
 
-    previous = {}
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
     for name in FORWARDED_SIGNALS:
         signum = getattr(signal, name, None)
         if signum is not None:
