@@ -1,8 +1,10 @@
-"""Sympy to torch: one lowering table owned by this project, and values made into tensors.
+"""Sympy to torch: a lowering owned by this project, its torch functions from the registry.
 
 Why not `sympy.lambdify(modules="torch")`: it maps `Max` to the reduction `torch.max` and hands
-torch functions bare Python floats (sympy issues 28076, 28457). Here every sympy node type has
-one entry in `_FUNCTIONS` or a case in `_Lowerer`; an unknown node is a `LoweringError` naming it.
+torch functions bare Python floats (sympy issues 28076, 28457). Here every function node is
+computed by the torch function core/functions.py declares for it (`_FUNCTIONS` is built from
+the registry), and arithmetic and shapes by a case in `_Lowerer`; an unknown node is a
+`LoweringError` naming it. Values become tensors in core/values.py.
 
 Constant subtrees are folded to Python numbers. Torch treats a Python number as a "wrapped
 number" that adopts the tensor's dtype and device and is applied at the op's internal precision,
