@@ -210,8 +210,11 @@ def test_functions_as_json():
     out = io.StringIO()
     render_functions(list_functions(), "json", out)
     text = out.getvalue()
-    assert text.endswith("\n") and text.count("\n") == 1  # one document
-    doc = json.loads(text)
+    doc = json.loads(text)  # one document (indented, as every command's --json)
+    assert text.startswith("{\n  ") and text.endswith("}\n")
+    line = io.StringIO()
+    render_functions(list_functions(), "ndjson", line)
+    assert line.getvalue().count("\n") == 1 and json.loads(line.getvalue()) == doc
     assert doc["command"] == "functions" and isinstance(doc["schema_version"], int)
     assert len(doc["functions"]) == len(FUNCTIONS)
     first = doc["functions"][0]

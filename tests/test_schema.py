@@ -128,10 +128,12 @@ def test_every_batch_line_follows_the_schema(sh):
         'diff "x**3*y"',
         'graph "x*y" x=1 y=2',
         'grad "log(x)" x=-1',
+        'plot "sin(x)" x=-1:1:3',
+        'functions huber',
     ])
     result = sh("batch", input=requests + "\n")
     docs = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(docs) == 8
+    assert len(docs) == 10
     for doc in docs:
         assert errors(doc, SCHEMA) == [], json.dumps(doc)[:2000]
     assert {"error" in d for d in docs} == {True, False}

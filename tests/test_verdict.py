@@ -41,6 +41,8 @@ SAME_POINT = [
     ("sqrt(x)", ["-1", "0", "1"], ["not finite", "not finite", "agree"]),
     ("abs(x)", ["-1", "0", "1"], ["agree", "kink", "agree"]),
     ("relu(x) + relu(-x)", ["-1", "0", "1"], ["agree", "kink", "agree"]),
+    # autograd is nan (0 * inf) where the derivative, 1, exists: autograd's error, said alike
+    ("cbrt(x)**3", ["-1", "0", "1"], ["agree", "disagree", "agree"]),
 ]
 
 

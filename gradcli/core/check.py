@@ -196,6 +196,13 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
                           f"convention ({conventions})")
     if bool((finite & ~close).any()):  # a disagreement where both are finite outweighs the rest
         return _mismatch_or_rounding(a, reference, abs_err, rel_err, rtol=rtol, atol=atol)
+    # Autograd not finite where sympy's derivative is: autograd is the one that is wrong (0*inf
+    # in cbrt(x)**3 at 0, say), as pointwise_verdicts says of the same point in --points and plot.
+    autograd_lost = torch.isfinite(r) & ~torch.isfinite(a)
+    if bool(autograd_lost.any()):
+        return Comparison(Verdict.DISAGREE, abs_err, rel_err,
+                          f"autograd is not finite where sympy's derivative is finite "
+                          f"({int(autograd_lost.sum())} of {r.numel()} elements)")
     if not bool((torch.isfinite(a) & torch.isfinite(r)).all()):
         return Comparison(Verdict.NOT_FINITE, abs_err, rel_err, "the derivative is not finite at this point")
     return Comparison(Verdict.AGREE, abs_err, rel_err)  # everything finite, and close

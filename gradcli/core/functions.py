@@ -22,7 +22,7 @@ needs more than a torch function of the arguments.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -139,7 +139,13 @@ def _number(value: sympy.Expr, what: str, positive: bool = False) -> sympy.Expr:
 
 
 def _log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
-    return sympy.log(x) if base is None else sympy.log(x, base)
+    if base is None:
+        return sympy.log(x)
+    # A constant base of 0 or 1 has no logarithm: sympy would read log(x)/log(0) as 0 and both
+    # routes would agree on it. A base that is a variable is computed as written.
+    if not base.free_symbols and (base.is_positive is False or base == 1):
+        raise ValueError("the base of log(x, base) must be a positive number other than 1")
+    return sympy.log(x, base)
 
 
 def _digamma(x: sympy.Expr) -> sympy.Expr:
@@ -447,11 +453,3 @@ JUMP_CONVENTIONS: frozenset[str] = frozenset(n.kink for n in NODES.values() if n
 SLOPES: dict[type, type] = {cls: n.slope for cls, n in NODES.items() if n.slope is not None}
 GENERIC_KINK_CONVENTION = ("relu'(0) = 0, abs'(0) = sign(0) = 0, a tie in max or min splits the gradient "
                            "evenly")
-
-
-def by_category(entries: Iterable[Function] = FUNCTIONS) -> dict[Category, list[Function]]:
-    """Functions grouped by category, in the order Category declares them."""
-    groups: dict[Category, list[Function]] = {c: [] for c in Category}
-    for f in entries:
-        groups[f.category].append(f)
-    return {c: fs for c, fs in groups.items() if fs}

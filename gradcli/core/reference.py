@@ -179,8 +179,8 @@ class _AsWritten:
             # b**e * (e' log(b) + e b'/b)
             return _product(node, _sum([_product(self.derivative(exp), sympy.log(base)),
                                         _product(exp, self.derivative(base), sympy.Pow(base, -1))]))
-        if type(node) in _SLOPES:  # abs, floor, ceil: a slope that is NaN where there is none
-            return _product(_SLOPES[type(node)](args[0]), self.derivative(args[0]))
+        if type(node) in SLOPES:  # abs, floor, ceil: a slope that is NaN where there is none
+            return _product(SLOPES[type(node)](args[0]), self.derivative(args[0]))
         if isinstance(node, sympy.Function) and type(node)._eval_derivative is sympy.Function._eval_derivative:
             # sympy's chain rule, as Function._eval_derivative has it
             return _sum(_product(_fdiff(node, i), self.derivative(a))
@@ -193,8 +193,6 @@ class _AsWritten:
 # Kinks and jumps are declared with each function in the registry (functions.Node): the slope
 # node the check uses where sympy's own would hide a kink (abs, floor, ceil), what torch does
 # where a derivative does not exist, and which of those are jumps.
-_SLOPES = SLOPES
-_JUMPS = JUMP_CONVENTIONS
 
 
 def kink_conventions(components: Iterable[sympy.Basic], symbols: AbstractSet[sympy.Symbol]) -> tuple[str, ...]:
@@ -701,7 +699,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
             kinks: tuple[str, ...] = ()
             if bool(torch.isnan(value).any()):  # a kink, a point outside the domain, or both
                 kinks = kink_conventions(components, {s_ for s_, (n, _i) in table.items() if n == var})
-                if kinks and not set(kinks) & _JUMPS:
+                if kinks and not set(kinks) & JUMP_CONVENTIONS:
                     def again(var: str = var, var_shape: tuple[int, ...] = var_shape) -> torch.Tensor:
                         return assemble(var, var_shape).value  # at once, in _settle_kinks: bound all the same
                     value = _settle_kinks(value, again)

@@ -18,8 +18,8 @@ _CATEGORY_ORDER = ("elementwise", "reduction", "vector", "pairwise loss", "matri
 
 
 def render_functions(report: FunctionsReport, fmt: str, out: TextIO) -> None:
-    if fmt in ("json", "ndjson"):  # one line either way: the document is a list of short entries
-        out.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+    if fmt in ("json", "ndjson"):  # indented as every command's --json is; ndjson on one line
+        out.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2 if fmt == "json" else None) + "\n")
         return
     if fmt != "table":
         raise GradcliError(f"gradcli functions has no format '{fmt}'", hint="use the table (default) or --json")

@@ -263,3 +263,17 @@ def test_unknown_function_in_numpy_spelling_gets_its_gradcli_name():
         parse_expression("absolute(x) + 1")
     assert info.value.message == "unknown function 'absolute'"
     assert info.value.hint == "gradcli calls it abs: abs(x)"
+
+
+@pytest.mark.parametrize("text", ["log(x, 0)", "log(x, base=1)", "log(x, -2)"])
+def test_a_log_base_with_no_logarithm_is_refused(text):
+    # sympy reads log(x)/log(0) as 0, and both routes would agree on that 0
+    with pytest.raises(GradcliError, match="base of log"):
+        parse_expression(text)
+
+
+def test_a_log_base_that_is_a_variable_is_kept():
+    parsed = parse_expression("log(x, y)")
+    assert list(parsed.variables) == ["x", "y"]
+    x, y = (parsed.variables[n].symbol for n in "xy")
+    assert sympy.simplify(parsed.expr - sympy.log(x) / sympy.log(y)) == 0
