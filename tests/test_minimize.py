@@ -313,12 +313,14 @@ def test_trace_of_a_vector_parameter_names_each_element(tmp_path):
 
 
 def test_trace_is_flushed_every_step(tmp_path):
-    """While the run goes on, the file already holds every step so far (what tail -f shows)."""
+    """While the run goes on, the file already holds every step so far (what tail -f shows): the
+    temporary file the trace streams into, which becomes the trace when the run ends."""
     path = tmp_path / "t.ndjson"
-    seen = []
-    minimize("(x - 3)**2", ["x=0"], steps=4, trace=str(path),
-             progress=lambda step, loss: seen.append(len(path.read_text().splitlines())))
+    seen, temp = [], []
+    minimize("(x - 3)**2", ["x=0"], steps=4, trace=str(path), trace_note=temp.append,
+             progress=lambda step, loss: seen.append(len(Path(temp[0]).read_text().splitlines())))
     assert seen == [1, 2, 3, 4, 5]
+    assert len(path.read_text().splitlines()) == 5 and not Path(temp[0]).exists()
 
 
 def test_trace_to_stdout_puts_the_table_on_stderr(run):

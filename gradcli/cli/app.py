@@ -312,7 +312,7 @@ def plot(
     if not 1 <= dpi <= 1200:
         raise GradcliError(f"--dpi must be between 1 and 1200, not {dpi}")
     output = draw.choose_output("json" if json_flag else fmt.value, out, sys.stdout)
-    draw.require(output, out)  # a missing plotting library is said before anything is computed
+    draw.require(output, out, values)  # a missing plotting library is said before anything is computed
     from gradcli.commands.plot import plot_data
 
     data = plot_data(expression_text(expression), values or [], order=order, grid=grid, seed=seed,

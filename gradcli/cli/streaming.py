@@ -25,6 +25,7 @@ from gradcli.cli.options import (
     expression_text,
 )
 from gradcli.errors import GradcliError
+from gradcli.outputs import refuse_same_file, value_files
 
 
 def minimize(expression: str, values: list[str], *, fmt: str, trace: str | None, trace_format: str | None,
@@ -40,14 +41,25 @@ def minimize(expression: str, values: list[str], *, fmt: str, trace: str | None,
         from gradcli.render.plot import loss_curve_format
 
         loss_curve_format(plot_file)  # a missing matplotlib is said before the run
+        data = settings.get("data")
+        refuse_same_file([("--plot", plot_file)],  # an output is never an input
+                         [*([(f"--data {data}", data)] if data is not None else []), *value_files(values)])
     from gradcli.commands.minimize import minimize as run
+
+    def trace_note(temp: str) -> None:
+        # The trace streams into a temporary file until the run ends: where to `tail -f` it.
+        if not quiet:
+            sys.stderr.write(f"note: the trace streams into {temp} (tail -f it); it becomes {trace} when "
+                             "the run ends\n")
+            sys.stderr.flush()
 
     progress = None
     if render.wants_progress(fmt, to_stdout, sys.stderr):
         progress = render.LossProgress(settings["steps"], sys.stderr, settings["dtype"])
     try:
         report = run(expression_text(expression), values, trace=sys.stdout if to_stdout else trace,
-                     trace_format_name=trace_format, progress=progress, **settings)
+                     trace_format_name=trace_format, progress=progress,
+                     trace_note=None if to_stdout else trace_note, **settings)
     finally:
         if progress is not None:
             progress.close()  # the progress line is gone before anything else is written

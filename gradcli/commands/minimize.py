@@ -25,6 +25,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -44,6 +45,7 @@ from gradcli.core.session import (
 )
 from gradcli.core.values import ValuesArg, read_values
 from gradcli.errors import GradcliError
+from gradcli.outputs import atomic_output, refuse_same_file, value_files
 from gradcli.report import MinimizeReport, Point, VariableResult, json_numbers
 from gradcli.version import __version__
 
@@ -299,11 +301,13 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
              device: str = "auto", check: bool = True, rtol: float | None = None, atol: float | None = None,
              seed: int | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS, trace: str | TextIO | None = None,
              trace_format_name: str | None = None, progress: Progress | None = None,
-             **named: Any) -> MinimizeReport:
+             trace_note: Callable[[str], None] | None = None, **named: Any) -> MinimizeReport:
     """Minimise the loss `expression` over the `wrt` variables with a torch.optim optimizer.
 
     `trace` is a path or an open text file: one record per step is written there (CSV or
-    NDJSON, `trace_format_name` or by the file name) and flushed as the run goes.
+    NDJSON, `trace_format_name` or by the file name) and flushed as the run goes. A path is
+    written whole or not at all: the records stream into a temporary file beside it (its name
+    is given to `trace_note`, for `tail -f`), renamed to `trace` when the run ends.
     """
     if not 0 <= steps <= MAX_STEPS:
         raise GradcliError(f"--steps must be between 0 and {MAX_STEPS:,}, not {steps}")
@@ -312,6 +316,10 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
     if reduce not in ("sum", "mean"):
         raise GradcliError(f"unknown reduction '{reduce}'", hint="choose sum or mean")
     settings = optimizer_settings(optimizer, lr, momentum)
+    # An output is never an input: said before --data or an @file is read.
+    if isinstance(trace, str):
+        refuse_same_file([("--trace", trace)],
+                         [*([(f"--data {data}", data)] if data is not None else []), *value_files(values, named)])
     given = _default_wrt(values, named)
     named = dict(named)
     started_at_zero: list[str] = []
@@ -356,16 +364,14 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         reduction = reduce
         warnings.append(f"the loss has shape {list(out_shape)}: its {reduce} is minimised")
 
-    opened: TextIO | None = None
-    try:
+    with ExitStack() as files:
         writer = None
         if trace is not None:
             if isinstance(trace, str):
-                try:
-                    opened = open(trace, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
-                except OSError as exc:
-                    raise GradcliError(f"cannot write {trace}: {exc.strerror or exc}") from None
-                stream: TextIO = opened
+                # Streamed (flushed each step) into a temporary file beside the destination, which
+                # becomes `trace` only when the run ends without an error: a failed or interrupted
+                # run leaves the old file as it was.
+                stream: TextIO = files.enter_context(atomic_output(trace, "w", announce=trace_note))
             else:
                 stream = trace
             assert trace_fmt is not None  # set whenever trace is
@@ -375,9 +381,6 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
                           progress=progress, lbfgs=optimizer == "lbfgs")
         except (RuntimeError, TypeError, ValueError, IndexError, NotImplementedError) as exc:
             raise torch_error(exc) from None
-    finally:
-        if opened is not None:
-            opened.close()
 
     end_values = {n: p.detach() for n, p in params.items()}
     checks: dict[str, list[VariableResult]] = {}

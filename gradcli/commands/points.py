@@ -27,9 +27,10 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,7 @@ from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg, ValueSpec, array_value, read_values
 from gradcli.errors import GradcliError
 from gradcli.inputs import claim_stdin, is_float
+from gradcli.outputs import atomic_output, refuse_same_file, value_files
 from gradcli.report import Report
 from gradcli.version import __version__
 
@@ -226,8 +228,8 @@ def _open_rows(source: str, chunk_rows: int, chunk_bytes: int) -> tuple[_CsvRows
 class _TextRows:
     """CSV or NDJSON rows, a chunk at a time, each number exact in the dtype it was computed in."""
 
-    def __init__(self, out: TextIO, fmt: str, columns: list[str], dtype: str, *, owned: bool = False):
-        self.out, self.fmt, self.columns, self.owned = out, fmt, columns, owned
+    def __init__(self, out: TextIO, fmt: str, columns: list[str], dtype: str):
+        self.out, self.fmt, self.columns = out, fmt, columns
         digits = _DIGITS.get(dtype)
         number = "%r" if digits is None else f"%.{digits}g"
         numbers = columns[:-1]  # the last column is the check
@@ -250,11 +252,8 @@ class _TextRows:
             text = text.replace(":nan", ':"nan"').replace(":-inf", ':"-inf"').replace(":inf", ':"inf"')
         self.out.write(text)
 
-    def close(self) -> None:
-        if self.owned:  # a file of --output's
-            self.out.close()
-        else:
-            self.out.flush()
+    def finish(self) -> None:
+        self.out.flush()
 
 
 def _csv_cell(text: str) -> str:
@@ -265,14 +264,10 @@ class _NpyWriter:
     """A structured .npy file written a chunk at a time; its header, which holds the row
     count, is written first with room for any count and rewritten with the final one."""
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, file: BinaryIO, columns: list[str]):
         # The check as its code (CHECK_NAMES[code]): one byte a row, where its name would take 44.
         self.dtype = np.dtype([(c, "<f8") for c in columns[:-1]] + [(columns[-1], "i1")])
-        self.path = path
-        try:
-            self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise GradcliError(f"cannot write {path}: {exc.strerror}") from None
+        self.file = file  # atomic_output's: the header is rewritten before it becomes the destination
         self.rows = 0
         self.header_size = len(self._header(10**18))
         self.file.write(self._header(0))
@@ -297,10 +292,9 @@ class _NpyWriter:
         self.file.write(records.data)  # the array's own memory, not a copy of it
         self.rows += len(values)
 
-    def close(self) -> None:
+    def finish(self) -> None:
         self.file.seek(0)
         self.file.write(self._header(self.rows))
-        self.file.close()
 
 
 # --------------------------------------------------------------------------- computing
@@ -347,6 +341,9 @@ def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: Te
     if output is not None:
         suffix = Path(output).suffix.lower()
         out_kind = {".npy": "npy", ".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}.get(suffix, fmt)
+    # An output is never an input: said before anything is read or written.
+    refuse_same_file([("--output", output)],
+                     [(f"--points {points}", points), *value_files(values, named)])
     parsed = parse_cached(expression)
     constants = read_values(values, named)
     rows, stream = _open_rows(points, chunk_rows, chunk_bytes)
@@ -443,59 +440,65 @@ def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows |
         summary.warnings.append(f"{where}: column(s) {', '.join(unused)} are not variables of the "
                                 "expression (left out)")
     torch_dtype = st.tensors[point_vars[0]].dtype
-    writer: _NpyWriter | _TextRows
-    if output is not None and out_kind == "npy":
-        writer = _NpyWriter(Path(output), columns)
-    else:
-        target = out if output is None else _open_text(output)
-        writer = _TextRows(target if target is not None else sys.stdout, out_kind, columns, dtype,
-                           owned=output is not None)
+    if output is None:
+        stream = out if out is not None else sys.stdout
+        writer = _TextRows(stream, out_kind, columns, dtype)
+        try:
+            _compute(st, rows, first, chunks, writer, summary, point_vars, names, columns, constants_t, check,
+                     elementwise, torch_dtype, chunk_rows)
+        finally:
+            stream.flush()  # the rows so far were streamed: they are the reader's
+        return summary
+    # A file: written whole or not at all (a temporary file, renamed over `output` at the end).
+    with ExitStack() as files:
+        file_writer = (_NpyWriter(files.enter_context(atomic_output(output, "wb")), columns) if out_kind == "npy"
+                       else _TextRows(files.enter_context(atomic_output(output, "w")), out_kind, columns, dtype))
+        _compute(st, rows, first, chunks, file_writer, summary, point_vars, names, columns, constants_t, check,
+                 elementwise, torch_dtype, chunk_rows)
+        file_writer.finish()
+    return summary
+
+
+def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float64] | None,
+             chunks: Iterator[npt.NDArray[np.float64]], writer: _NpyWriter | _TextRows, summary: PointsSummary,
+             point_vars: list[str], names: list[str], columns: list[str], constants_t: dict[str, torch.Tensor],
+             check: bool, elementwise: bool, torch_dtype: torch.dtype, chunk_rows: int) -> None:
+    """Every chunk of rows computed, checked, written and counted into `summary`."""
     batch = _elementwise_batch if elementwise else _vmapped_batch
     programs: Programs = {}  # the symbolic derivatives, lowered once for every chunk
-    try:
-        for table in _chain(first, chunks) if first is not None else ():
-            for start in range(0, len(table), chunk_rows):
-                part = table[start:start + chunk_rows]
-                cols = _columns_of(part, rows.names, point_vars)
-                tensors = {n: torch.from_numpy(np.ascontiguousarray(c)).to(dtype=torch_dtype, device=st.device)
-                           for n, c in cols.items()}
-                f, grads, refs = batch(st, constants_t, tensors, point_vars, names, check, programs)
-                if check:
-                    checks = _row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
-                else:
-                    checks = np.full(len(f), SKIPPED, dtype=np.int8)
-                values = np.empty((len(f), len(columns) - 1), dtype=np.float64)
-                for i, n in enumerate(point_vars):
-                    values[:, i] = tensors[n].to(device="cpu", dtype=torch.float64).numpy()
-                values[:, len(point_vars)] = f
-                for i, n in enumerate(names):
-                    values[:, len(point_vars) + 1 + i] = grads[n].to(device="cpu", dtype=torch.float64).numpy()
-                writer.write(values, checks)
-                summary.warnings.extend(n for n in st.notes if n not in summary.warnings)
-                counts = np.bincount(checks, minlength=len(CHECK_NAMES))
-                for code, count in enumerate(counts.tolist()):
-                    if count:
-                        name = CHECK_NAMES[code]
-                        if name not in summary.first_row:
-                            summary.first_row[name] = summary.rows + int(np.argmax(checks == code)) + 1
-                        summary.counts[name] += count
-                summary.rows += len(f)
-    finally:
-        writer.close()
-    return summary
+    for table in _chain(first, chunks) if first is not None else ():
+        for start in range(0, len(table), chunk_rows):
+            part = table[start:start + chunk_rows]
+            cols = _columns_of(part, rows.names, point_vars)
+            tensors = {n: torch.from_numpy(np.ascontiguousarray(c)).to(dtype=torch_dtype, device=st.device)
+                       for n, c in cols.items()}
+            f, grads, refs = batch(st, constants_t, tensors, point_vars, names, check, programs)
+            if check:
+                checks = _row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
+            else:
+                checks = np.full(len(f), SKIPPED, dtype=np.int8)
+            values = np.empty((len(f), len(columns) - 1), dtype=np.float64)
+            for i, n in enumerate(point_vars):
+                values[:, i] = tensors[n].to(device="cpu", dtype=torch.float64).numpy()
+            values[:, len(point_vars)] = f
+            for i, n in enumerate(names):
+                values[:, len(point_vars) + 1 + i] = grads[n].to(device="cpu", dtype=torch.float64).numpy()
+            writer.write(values, checks)
+            summary.warnings.extend(n for n in st.notes if n not in summary.warnings)
+            counts = np.bincount(checks, minlength=len(CHECK_NAMES))
+            for code, count in enumerate(counts.tolist()):
+                if count:
+                    name = CHECK_NAMES[code]
+                    if name not in summary.first_row:
+                        summary.first_row[name] = summary.rows + int(np.argmax(checks == code)) + 1
+                    summary.counts[name] += count
+            summary.rows += len(f)
 
 
 def _chain(first: npt.NDArray[np.float64],
            rest: Iterator[npt.NDArray[np.float64]]) -> Iterator[npt.NDArray[np.float64]]:
     yield first
     yield from rest
-
-
-def _open_text(output: str) -> TextIO:
-    try:
-        return open(output, "w", encoding="utf-8", newline="")  # closed by the writer
-    except OSError as exc:
-        raise GradcliError(f"cannot write {output}: {exc.strerror}") from None
 
 
 def _elementwise_batch(st: Session, constants: Mapping[str, torch.Tensor], tensors: dict[str, torch.Tensor],

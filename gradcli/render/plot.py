@@ -18,10 +18,12 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcli.core.check import Verdict
 from gradcli.errors import GradcliError
+from gradcli.outputs import refuse_same_file, value_files, write_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -320,11 +322,18 @@ def write_image(data: PlotData, path: str, *, dpi: int = 150) -> str:
                                            else {"Creator": "gradcli (matplotlib)"})
         if fmt == "svg":
             metadata["Date"] = None  # the same plot gives the same file
-        try:
-            fig.savefig(path, format=fmt, dpi=dpi if fmt == "png" else None, metadata=metadata)
-        except OSError as exc:
-            raise GradcliError(f"cannot write {path}: {exc.strerror or exc}") from None
+        _save(fig, path, fmt, dpi, metadata)
     return fmt
+
+
+def _save(fig: MplFigure, path: str, fmt: str, dpi: int, metadata: dict[str, str | None]) -> None:
+    """The figure drawn in memory, then written whole (gradcli/outputs.py): a failed or
+    interrupted write leaves the old file as it was, and a full disk says how many bytes it needed."""
+    import io
+
+    image = io.BytesIO()
+    fig.savefig(image, format=fmt, dpi=dpi if fmt == "png" else None, metadata=metadata)
+    write_bytes(path, image.getvalue())
 
 
 def _subtitle(data: PlotData) -> str:
@@ -512,10 +521,14 @@ def choose_output(fmt: str, out_path: str | None, stdout: TextIO) -> str:
     return "terminal" if hasattr(stdout, "isatty") and stdout.isatty() else "csv"
 
 
-def require(output: str, out_path: str | None) -> None:
-    """Fail before any computing when a plotting library the output needs is missing."""
+def require(output: str, out_path: str | None, values: Sequence[str] | None = None) -> None:
+    """Fail before any computing when a plotting library the output needs is missing, or when
+    --out names the file of an `x=@file` value (an output is never an input).
+
+    values: the NAME=VALUE arguments."""
     if out_path:
         image_format(out_path)
+        refuse_same_file([("--out", out_path)], value_files(values or ()))
         need("matplotlib", "--out (an image file)")
     if output == "terminal":
         need("uniplot", "drawing in the terminal")
@@ -610,8 +623,5 @@ def write_loss_curve(report: MinimizeReport, path: str, *, dpi: int = 150) -> st
                                            else {"Creator": "gradcli (matplotlib)"})
         if fmt == "svg":
             metadata["Date"] = None
-        try:
-            fig.savefig(path, format=fmt, dpi=dpi if fmt == "png" else None, metadata=metadata)
-        except OSError as exc:
-            raise GradcliError(f"cannot write {path}: {exc.strerror or exc}") from None
+        _save(fig, path, fmt, dpi, metadata)
     return fmt
