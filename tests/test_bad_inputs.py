@@ -1,0 +1,129 @@
+"""Bad input is exit 2 with a clean message, never an internal error; batch lines touch no files
+unless the batch allows them. Each runs the installed `gradcli` in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import gradcli_executable
+
+ESC = "\x1b[31m"  # a terminal escape: red text, if it ever reached the terminal
+# Any control character but the newline (tab included: a message has no reason for one).
+RAW_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def gradcli(*args: str, stdin: bytes = b"", cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADCLI_")}
+    env["GRADCLI_SERVER"] = "off"  # in process: what this machine's gradcli does, no warm server
+    return subprocess.run([gradcli_executable(), *args], input=stdin, capture_output=True, env=env, cwd=cwd,
+                          timeout=120)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[bytes], *expected: str, span: bool = False) -> str:
+    """Exit 2; stderr one `error:` line (then, with span, the text and its caret line), an
+    optional `hint:` line, no traceback and no raw control character. Returns stderr."""
+    err = result.stderr
+    assert result.returncode == 2, (result.returncode, err)
+    assert not RAW_CONTROL.search(err), err
+    text = err.decode("utf-8")
+    lines = text.splitlines()
+    assert lines[0].startswith("error: "), text
+    assert "Traceback" not in text and "internal error" not in text
+    rest = lines[1:]
+    if span:
+        assert len(rest) >= 2 and rest[0].startswith("  ") and set(rest[1].strip()) <= {"^"}, text
+        rest = rest[2:]
+    assert len(rest) <= 1 and all(x.startswith("hint: ") for x in rest), text
+    for part in expected:
+        assert part in text, text
+    return text
+
+
+# --------------------------------------------------------------------------- bad files
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    rows = "".join(f"{i},{i}\n" for i in range(200_000)).encode()  # 2.5 MB: past the first chunk
+    (d / "late.csv").write_bytes(b"x,y\n" + rows + b"5,\xff6\n1,2\n")
+    (d / "header.csv").write_bytes(b"x,\xc3y\n1,2\n")
+    np.savez(d / "arrays.npz", x=np.ones(3))
+    (d / "zip.npy").write_bytes((d / "arrays.npz").read_bytes())
+    (d / "text.npy").write_text("1 2 3\n")
+    (d / "empty.npy").write_bytes(b"")
+    np.save(d / "full.npy", np.ones(1000))
+    whole = (d / "full.npy").read_bytes()
+    (d / "short.npy").write_bytes(whole[:500])  # its data cut
+    (d / "shorthead.npy").write_bytes(whole[:40])  # its header cut
+    (d / "escape.csv").write_text(f"x{ESC},y\n1,2\n")
+    np.save(d / "escape.npy", np.zeros(3, dtype=[(f"x{ESC}", "f8"), ("y", "f8")]))
+    (d / f"name{ESC}.csv").write_text("z\n1\n")
+    return d
+
+
+LATE = "line 200002 is not UTF-8 text"
+
+
+@pytest.mark.parametrize("args, stdin, expected", [
+    (["grad", "x*y", "--points", "late.csv"], b"", ["late.csv", LATE, "byte"]),
+    (["grad", "x*y", "--points", "-"], "late.csv", ["standard input", LATE]),
+    (["grad", "sum(x*y)", "--data", "late.csv"], b"", ["late.csv", LATE]),
+    (["grad", "sum(x)", "x=@late.csv:x"], b"", ["late.csv", LATE]),
+    (["grad", "sum(x)", "x=@late.csv"], b"", ["late.csv", LATE]),
+    (["grad", "sum(x)", "x=@-"], "late.csv", ["standard input", LATE]),
+    (["grad", "x*y", "--points", "header.csv"], b"", ["line 1 is not UTF-8 text (byte 3 of the line"]),
+    (["grad", "sum(x)", "x=@zip.npy"], b"", [".npz archive"]),
+    (["grad", "x", "--points", "zip.npy"], b"", [".npz archive"]),
+    (["grad", "sum(x)", "x=@text.npy"], b"", ["text.npy is not a .npy file"]),
+    (["grad", "x", "--points", "text.npy"], b"", ["text.npy is not a .npy file"]),
+    (["grad", "sum(x)", "x=@empty.npy"], b"", ["empty.npy is not a .npy file"]),
+    (["grad", "sum(x)", "x=@short.npy"], b"", ["short.npy: not a readable .npy file", "truncated"]),
+    (["grad", "x", "--points", "short.npy"], b"", ["truncated"]),
+    (["grad", "sum(x)", "x=@shorthead.npy"], b"", ["shorthead.npy: not a readable .npy file"]),
+    (["grad", "z", "--points", "escape.csv"], b"", ["x\\x1b[31m"]),
+    (["grad", "sum(x)", "x=@escape.csv:q"], b"", ["x\\x1b[31m"]),
+    (["grad", "sum(x*y)", "--data", "escape.csv"], b"", []),
+    (["grad", "z", "--points", "escape.npy"], b"", ["x\\x1b[31m"]),
+    (["grad", "sum(x)", f"x=@name{ESC}.csv:q"], b"", ["name\\x1b[31m.csv"]),
+    (["grad", "sum(x)", f"x=@gone{ESC}.csv"], b"", ["no such file: gone\\x1b[31m.csv"]),
+    (["grad", "z", "--points", f"gone{ESC}.csv"], b"", ["no such file: gone\\x1b[31m.csv"]),
+    (["grad", "x", "--points", f"name{ESC}.csv", "x=1"], b"", ["name\\x1b[31m.csv"]),
+])
+def test_a_bad_file_is_one_clean_error(bad, args, stdin, expected):
+    data = (bad / stdin).read_bytes() if isinstance(stdin, str) else stdin
+    assert_clean_error(gradcli(*args, stdin=data, cwd=bad), *expected)
+
+
+# --------------------------------------------------------------------------- nesting
+
+def nested(depth: int, inner: str) -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+@pytest.mark.parametrize("args", [
+    ["grad", "sum(x)", f"x={nested(99, '1')}"],
+    ["grad", nested(99, "x"), "x=1"],
+    ["grad", nested(9, "x"), "x=1"],
+    ["jacobian", "x", f"x={nested(9, '1')}"],
+])
+def test_lists_nested_too_deep_are_one_clean_error(args):
+    assert_clean_error(gradcli(*args), "lists are nested more than 8 deep", span=True)
+
+
+def test_eight_deep_lists_still_work():
+    result = gradcli("grad", "sum(x)", f"x={nested(8, '1')}", "--plain")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [b"1"]
+
+
+@pytest.mark.parametrize("expression", ["(" * 250 + "x" + ")" * 250, "-" * 5000 + "x", "sin(" * 120 + "x" + ")" * 120])
+def test_expressions_nested_too_deep_are_one_clean_error(expression):
+    result = gradcli("grad", expression, "x=1")
+    assert result.returncode == 2 and b"Traceback" not in result.stderr and b"internal error" not in result.stderr
+    assert result.stderr.startswith(b"error: ")
