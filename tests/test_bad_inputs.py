@@ -3,6 +3,7 @@ unless the batch allows them. Each runs the installed `gradcli` in a subprocess,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -127,3 +128,86 @@ def test_expressions_nested_too_deep_are_one_clean_error(expression):
     result = gradcli("grad", expression, "x=1")
     assert result.returncode == 2 and b"Traceback" not in result.stderr and b"internal error" not in result.stderr
     assert result.stderr.startswith(b"error: ")
+
+
+# --------------------------------------------------------------------------- batch and files
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "d.csv").write_text("x\n1\n2\n")
+    np.save(tmp_path / "w.npy", np.array([1.0, 2.0]))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    return tmp_path
+
+
+# One line per file option (each form click reads: -o, --opt=FILE, a JSON request's options),
+# and what a line allowed files writes or reads.
+REFUSED = [
+    ('minimize "(w-3)**2" w=0 --steps 2 --trace victim.txt --trace-format csv', "--trace"),
+    ('{"command": "minimize", "expr": "(w-3)**2", "values": {"w": 0}, '
+     '"options": {"steps": 2, "trace": "victim.txt", "trace_format": "csv"}}', "--trace"),
+    ('minimize "(w-3)**2" w=0 --steps 2 --plot loss.png', "--plot"),
+    ('plot "sin(x)" x=0:1:5 --out victim.txt', "--out"),
+    ('plot "sin(x)" x=0:1:5 -o p.png', "--out"),
+    ('grad "x**2" x=1 --output=victim.txt', "--output"),
+    ('grad "sum(x*y)" y=1 --data d.csv', "--data"),
+    ('grad "sum(x*y)" y=1 --data=-', "--data"),
+    ('grad "sum(w)" w=@w.npy', "@w.npy"),
+    ('grad "sum(x)" x=@d.csv:x', "@d.csv:x"),
+    ('grad "sum(x)" x=@victim.txt', "@victim.txt"),
+    ('{"command": "grad", "expr": "sum(w)", "values": {"w": "@w.npy"}}', "@w.npy"),
+    ('vjp "2*x" "x=[1,2]" --vector @w.npy', "@w.npy"),
+]
+
+
+def test_a_batch_line_touches_no_file_by_default(files):
+    lines = [line for line, _ in REFUSED]
+    # with the default workers: the refusal holds in a forked worker as in the batch's process
+    result = gradcli("batch", stdin=("\n".join(lines) + '\ngrad "x**2" x=3\n').encode(), cwd=files)
+    assert result.returncode == 2, result.stderr
+    docs = [json.loads(x) for x in result.stdout.decode().splitlines()]
+    assert len(docs) == len(REFUSED) + 1
+    for doc, (line, option) in zip(docs, REFUSED, strict=False):
+        assert doc["exit_status"] == 2, line
+        message = doc["error"]["message"]
+        assert option in message and "gradcli batch --allow-files allows it" in message, (line, message)
+    assert docs[-1]["exit_status"] == 0 and docs[-1]["gradient"]["x"]["data"] == 6.0  # the others go on
+    assert (files / "victim.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in files.iterdir()) == ["d.csv", "victim.txt", "w.npy"]  # nothing written
+
+
+def test_x_at_stdin_is_refused_in_a_batch_read_from_a_file(files):
+    (files / "requests.txt").write_text('grad "sum(x)" x=@-\n')
+    result = gradcli("batch", "requests.txt", stdin=b"1\n2\n", cwd=files)
+    doc = json.loads(result.stdout)
+    assert result.returncode == 2 and doc["exit_status"] == 2
+    assert "@-" in doc["error"]["message"] and "--allow-files" in doc["error"]["message"]
+
+
+def test_allow_files_lets_each_file_option_through(files):
+    (files / "requests.txt").write_text("\n".join([
+        'minimize "(w-3)**2" w=0 --steps 2 --trace trace.csv --trace-format csv',
+        'minimize "(w-3)**2" w=0 --steps 2 --plot loss.png',
+        'plot "sin(x)" x=0:1:5 --out curve.png',
+        'grad "sum(x*y)" y=1 --data d.csv',
+        'grad "sum(w)" w=@w.npy',
+        'grad "sum(x)" x=@d.csv:x',
+        'grad "sum(x)" x=@-',
+    ]) + "\n")
+    # --jobs 1: x=@- reads the batch's own standard input (a worker's is not the batch's)
+    result = gradcli("batch", "--allow-files", "--jobs", "1", "requests.txt", stdin=b"4\n5\n", cwd=files)
+    docs = [json.loads(x) for x in result.stdout.decode().splitlines()]
+    assert result.returncode == 0, [d.get("error") for d in docs]
+    assert [d["exit_status"] for d in docs] == [0] * 7
+    assert (files / "trace.csv").read_text().splitlines()[0].startswith("step,")
+    assert (files / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (files / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert docs[3]["gradient"]["x"]["data"] == [1.0, 1.0]  # d(sum(x*y))/dx with y=1, x from --data
+    assert docs[4]["f"]["data"] == 3.0 and docs[5]["f"]["data"] == 3.0 and docs[6]["f"]["data"] == 9.0
+
+
+def test_batch_help_says_how_files_are_allowed():
+    result = gradcli("batch", "--help")
+    assert result.returncode == 0
+    assert b"--allow-files" in result.stdout
