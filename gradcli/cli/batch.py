@@ -94,20 +94,15 @@ def file_option(command: Any, args: list[str]) -> str | None:
     """The first option of FILE_OPTIONS that `args` give `command` (as click reads them: -o,
     --output=FILE and short flags run together included), or None; None too where click cannot
     read them (the line then fails with click's own error, having touched nothing)."""
-    from typer._click.core import Context
-
-    from gradcli.cli.options import _OPTION_LIKE, ExpressionCommand
-
     wanted = {p.name: next(o for o in p.opts if o in FILE_OPTIONS) for p in command.params
               if any(o in FILE_OPTIONS for o in p.opts)}
     if not wanted:
         return None
-    if isinstance(command, ExpressionCommand):  # as its parse_args does: "-x**2" is no option
-        args = [a if not a.startswith("-") or a in ("-", "--") or _OPTION_LIKE.fullmatch(a) else "\0argument"
-                for a in args]
     try:
-        ctx = Context(command, info_name=command.name, **command.context_settings)
-        given, _, _ = command.make_parser(ctx).parse_args(list(args))
+        # The command's own parser ("-x**2" is an expression there, not options); resilient:
+        # no callback runs (--help prints nothing), and a usage error is left to the real run.
+        with command.make_context(command.name, list(args), resilient_parsing=True) as ctx:
+            given = dict(ctx.params)
     except Exception:  # noqa: BLE001 - a usage error: reported when the line runs
         return None
     return next((option for name, option in wanted.items() if given.get(name) is not None), None)
