@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import numpy as np
 from gradcli.errors import GradcliError
 
 _stdin_used_by: list[str] = []  # standard input can be read once: say who took it
-_files_refused_by: list[str] = []  # who turned reading files off (gradcli batch, for each line)
+# Who turned reading files off (gradcli batch, for each line): per thread (a context variable),
+# so a library host's other threads read files as before while a batch line runs.
+_files_refused_by: ContextVar[str | None] = ContextVar("gradcli_files_refused_by", default=None)
 
 
 def printable(text: str) -> str:
@@ -61,17 +64,18 @@ def decode_utf8(data: bytes, where: str, *, first_line: int = 1, first_offset: i
 def files_refused(who: str) -> Iterator[None]:
     """While inside, reading a file (x=@FILE, x=@-, --data) is an error naming `who` and the
     way to allow it (gradcli batch runs each line inside, unless started with --allow-files)."""
-    _files_refused_by.append(who)
+    token = _files_refused_by.set(who)
     try:
         yield
     finally:
-        _files_refused_by.pop()
+        _files_refused_by.reset(token)
 
 
 def check_files_allowed(what: str) -> None:
     """Raise if reading files is off (see files_refused): `what` is the option or value that wanted one."""
-    if _files_refused_by:
-        raise GradcliError(f"{printable(what)}: {_files_refused_by[-1]} does not read or write files; "
+    who = _files_refused_by.get()
+    if who is not None:
+        raise GradcliError(f"{printable(what)}: {who} does not read or write files; "
                            "gradcli batch --allow-files allows it",
                            hint="batch lines often come from others: allow files only for requests you trust")
 

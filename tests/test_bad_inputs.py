@@ -163,6 +163,7 @@ REFUSED = [
 
 def test_a_batch_line_touches_no_file_by_default(files):
     lines = [line for line, _ in REFUSED]
+    before = {p.name: p.read_bytes() for p in files.iterdir()}
     # with the default workers: the refusal holds in a forked worker as in the batch's process
     result = gradcli("batch", stdin=("\n".join(lines) + '\ngrad "x**2" x=3\n').encode(), cwd=files)
     assert result.returncode == 2, result.stderr
@@ -173,8 +174,8 @@ def test_a_batch_line_touches_no_file_by_default(files):
         message = doc["error"]["message"]
         assert option in message and "gradcli batch --allow-files allows it" in message, (line, message)
     assert docs[-1]["exit_status"] == 0 and docs[-1]["gradient"]["x"]["data"] == 6.0  # the others go on
-    assert (files / "victim.txt").read_text() == "precious\n"
-    assert sorted(p.name for p in files.iterdir()) == ["d.csv", "victim.txt", "w.npy"]  # nothing written
+    after = {p.name: p.read_bytes() for p in files.iterdir()}
+    assert after == before  # no file written, created or changed by a byte
 
 
 def test_x_at_stdin_is_refused_in_a_batch_read_from_a_file(files):
@@ -211,3 +212,21 @@ def test_batch_help_says_how_files_are_allowed():
     result = gradcli("batch", "--help")
     assert result.returncode == 0
     assert b"--allow-files" in result.stdout
+
+
+def test_the_refusal_holds_for_the_batch_lines_thread_alone():
+    # A library host's other threads read files while a batch line runs in this one.
+    import threading
+
+    from gradcli.errors import GradcliError
+    from gradcli.inputs import check_files_allowed, files_refused
+
+    seen = []
+    with files_refused("a batch line"):
+        with pytest.raises(GradcliError, match="--allow-files"):
+            check_files_allowed("@w.npy")
+        other = threading.Thread(target=lambda: seen.append(check_files_allowed("@w.npy")))
+        other.start()
+        other.join()
+    assert seen == [None]  # the other thread was not refused
+    check_files_allowed("@w.npy")  # nor is this one, after the line
