@@ -230,3 +230,11 @@ def test_the_refusal_holds_for_the_batch_lines_thread_alone():
         other.join()
     assert seen == [None]  # the other thread was not refused
     check_files_allowed("@w.npy")  # nor is this one, after the line
+
+
+def test_batch_output_carries_no_raw_terminal_control():
+    # C1 CSI (\x9b), DEL and a bidi override from a line: escaped in the JSON, the same strings to a reader.
+    result = gradcli("batch", stdin="foo\x9b31m\x7f\u202e\n".encode())
+    assert result.returncode == 2
+    assert not re.search("[\x7f-\x9f\u202e]", result.stdout.decode()), result.stdout
+    assert json.loads(result.stdout)["error"]["message"] == "no such command 'foo\x9b31m\x7f\u202e'"

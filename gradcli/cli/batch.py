@@ -8,6 +8,7 @@ worker processes by gradcli.warm.fanout.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
@@ -178,7 +179,14 @@ def line_result(doc: dict[str, Any], number: int, status: int) -> Result:
 
     doc["line"] = number
     doc["exit_status"] = status
-    return status, json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    # json.dumps escapes C0 controls but writes DEL, C1 (\x9b is a terminal's CSI) and bidi
+    # controls raw: escaped too (the same string to a JSON reader), so no text from a line
+    # reaches a terminal as an escape sequence.
+    return status, _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 
 def worker_key(item: Request) -> str | None:
