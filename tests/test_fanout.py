@@ -192,7 +192,7 @@ torch.set_num_threads(2)
 x = torch.rand(4_000_000)
 for _ in range(3):
     torch.exp(x).sum()  # torch's OpenMP pool has run: a fork of this process must not use it
-result = CliRunner().invoke(app, ["batch", "--jobs", "2", sys.argv[1]])
+result = CliRunner().invoke(app, ["batch", "--jobs", "2", "--allow-files", sys.argv[1]])
 print(result.exit_code, len(result.stdout.splitlines()))
 """
 

@@ -27,6 +27,7 @@ from gradcli.cli.options import (
     OUTPUT,
     VALUE_OPTIONS,
     AccumulateOption,
+    AllowFilesOption,
     BatchSourceArgument,
     Checks,
     Compute,
@@ -285,12 +286,12 @@ def functions(name: FunctionNameArgument = None, fmt: FunctionsFormatOption = Fu
 
 
 @command(texts.BATCH, expression=False, no_args_is_help=False)
-def batch(source: BatchSourceArgument = "-", jobs: JobsOption = None) -> None:
+def batch(source: BatchSourceArgument = "-", jobs: JobsOption = None, allow_files: AllowFilesOption = False) -> None:
     from typer.main import get_command
 
     from gradcli.cli.batch import run_batch
 
-    run_batch(get_command(app), source, jobs)
+    run_batch(get_command(app), source, jobs, allow_files)
 
 
 @command(texts.PLOT)

@@ -8,6 +8,7 @@ worker processes by gradcli.warm.fanout.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
@@ -18,6 +19,10 @@ from gradcli.errors import GradcliError
 from gradcli.report import SCHEMA_VERSION
 
 NOT_IN_BATCH = {"batch", "server"}  # a batch in a batch; the server is managed from the shell
+# Options that read or write a file: refused on a batch line unless the batch has --allow-files
+# (batch input often comes from someone else's file). x=@FILE and --data are refused where
+# they are read, too (gradcli.inputs.files_refused), which also covers @FILE in other options.
+FILE_OPTIONS = ("--output", "--trace", "--plot", "--out", "--data", "--points")
 _FORMAT_FLAGS = {"--json", "--plain"}
 _FORMAT_OPTIONS = {"--format", "-f"}
 
@@ -86,11 +91,32 @@ def machine_output(args: list[str]) -> list[str]:
     return out + ["--format", "ndjson"]
 
 
-def run_line(group: Any, item: Request) -> Result:
-    """One batch line run as its command would run, a subcommand of the click `group`."""
+def file_option(command: Any, args: list[str]) -> str | None:
+    """The first option of FILE_OPTIONS that `args` give `command` (as click reads them: -o,
+    --output=FILE and short flags run together included), or None; None too where click cannot
+    read them (the line then fails with click's own error, having touched nothing)."""
+    wanted = {p.name: next(o for o in p.opts if o in FILE_OPTIONS) for p in command.params
+              if any(o in FILE_OPTIONS for o in p.opts)}
+    if not wanted:
+        return None
+    try:
+        # The command's own parser ("-x**2" is an expression there, not options); resilient:
+        # no callback runs (--help prints nothing), and a usage error is left to the real run.
+        with command.make_context(command.name, list(args), resilient_parsing=True) as ctx:
+            given = dict(ctx.params)
+    except Exception:  # noqa: BLE001 - a usage error: reported when the line runs
+        return None
+    return next((option for name, option in wanted.items() if given.get(name) is not None), None)
+
+
+def run_line(group: Any, item: Request, allow_files: bool = False) -> Result:
+    """One batch line run as its command would run, a subcommand of the click `group`; with
+    allow_files False, a line that would read or write a file is refused (its error object)."""
     import io
     import json
-    from contextlib import redirect_stderr, redirect_stdout
+    from contextlib import nullcontext, redirect_stderr, redirect_stdout
+
+    from gradcli.inputs import files_refused
 
     number, line = item
     status, out, err = 2, "", ""
@@ -101,18 +127,25 @@ def run_line(group: Any, item: Request) -> Result:
         commands = sorted(set(group.commands) - NOT_IN_BATCH)
         if not args or args[0] in NOT_IN_BATCH:
             raise GradcliError(f"a line must name a command ({', '.join(commands)})")
-        if "--points" in args or any(a.startswith("--points=") for a in args):
-            # --points streams a row per point: one JSON line per request cannot hold them
-            raise GradcliError("--points cannot be a batch line: it writes a row per point",
-                               hint="run gradcli grad EXPR --points FILE as a command of its own")
         # The command itself, not the group around it: one click context a line, not two.
         subcommand = group.commands.get(args[0])
         if subcommand is None:
             raise GradcliError(f"no such command '{args[0]}'", hint="a line starts with one of: " + ", ".join(commands))
+        if "--points" in args or any(a.startswith("--points=") for a in args):
+            # --points streams a row per point: one JSON line per request cannot hold them
+            raise GradcliError("--points cannot be a batch line: it writes a row per point",
+                               hint="run gradcli grad EXPR --points FILE as a command of its own")
+        arguments = machine_output(args)[1:]
+        option = None if allow_files else file_option(subcommand, arguments)
+        if option is not None:
+            raise GradcliError(f"{option}: a batch line does not read or write files; gradcli batch --allow-files "
+                               "allows it", hint="batch lines often come from others: allow files only for "
+                               "requests you trust")
         captured_out, captured_err = io.StringIO(), io.StringIO()
-        with redirect_stdout(captured_out), redirect_stderr(captured_err):
+        gate = nullcontext() if allow_files else files_refused("a batch line")
+        with gate, redirect_stdout(captured_out), redirect_stderr(captured_err):
             try:
-                code = subcommand.main(args=machine_output(args)[1:], prog_name=f"gradcli {args[0]}",
+                code = subcommand.main(args=arguments, prog_name=f"gradcli {args[0]}",
                                        standalone_mode=False)
                 status = int(code or 0)
             except Exception as exc:  # noqa: BLE001 - click's usage errors, for this line only
@@ -146,7 +179,14 @@ def line_result(doc: dict[str, Any], number: int, status: int) -> Result:
 
     doc["line"] = number
     doc["exit_status"] = status
-    return status, json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    # json.dumps escapes C0 controls but writes DEL, C1 (\x9b is a terminal's CSI) and bidi
+    # controls raw: escaped too (the same string to a JSON reader), so no text from a line
+    # reaches a terminal as an escape sequence.
+    return status, _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 
 def worker_key(item: Request) -> str | None:
@@ -206,9 +246,10 @@ def open_requests(source: str) -> IO[Any]:
         raise GradcliError(f"cannot read {source}: {exc.strerror}") from None
 
 
-def run_batch(group: Any, source: str, jobs: int | None) -> None:
+def run_batch(group: Any, source: str, jobs: int | None, allow_files: bool = False) -> None:
     """Run every request of `source` through the click `group`'s commands, writing each result
-    as soon as it and those before it are done; leave with the worst line's exit status."""
+    as soon as it and those before it are done; leave with the worst line's exit status.
+    allow_files: lines may read and write files (--output, --trace, x=@FILE, ...)."""
     import functools
     import gc
 
@@ -224,8 +265,8 @@ def run_batch(group: Any, source: str, jobs: int | None) -> None:
         gc.freeze()
     worst = 0
     try:
-        results = fanout.ordered_map(functools.partial(run_line, group), requests(stream), jobs=jobs,
-                                     key=worker_key, lost=lost_line)
+        run = functools.partial(run_line, group, allow_files=allow_files)
+        results = fanout.ordered_map(run, requests(stream), jobs=jobs, key=worker_key, lost=lost_line)
         for status, text in results:
             try:
                 sys.stdout.write(text + "\n")

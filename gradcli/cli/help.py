@@ -214,10 +214,16 @@ Lines run side by side in worker processes, one per CPU (--jobs N to choose, --j
 none); each result is written as soon as it and those before it are done, so a script may
 write a line and wait for its answer.
 
+Lines do not read or write files unless the batch is started with --allow-files: by default
+a line with --output, --trace, --plot, --out, --data or a value x=@FILE (x=@-, too) gets an
+error object naming the option, and the other lines go on. Requests often come from someone
+else's file; allow files only for requests you trust.
+
 """ + examples(
     'printf \'%s\\n\' \'grad "x**2" x=3\' \'jacobian "[x*y, x+y]" x=1 y=2\' | gradcli batch',
     'gradcli batch requests.txt > results.ndjson',
     'gradcli batch --jobs 1 requests.txt',
+    'gradcli batch --allow-files my-own-requests.txt',
     'echo \'{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}\''
     ' | gradcli batch',
 )

@@ -194,6 +194,9 @@ JobsOption = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1, show_default=False,
     help="Worker processes running lines side by side (default: one per CPU, up to 8; 1 runs every "
          "line in this process). Results keep the input's order either way.")]
+AllowFilesOption = Annotated[bool, typer.Option(
+    "--allow-files", help="Let lines read and write files (--output, --trace, --plot, --out, --data, x=@FILE, "
+    "x=@-): off by default, since requests often come from someone else.")]
 
 # plot's own
 PlotOrderOption = Annotated[int, typer.Option("--order", "-n", help="Also plot the derivatives up to this order.")]

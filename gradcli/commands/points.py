@@ -23,6 +23,7 @@ Nothing here imports typer or rich.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import warnings
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +51,7 @@ from gradcli.core.session import (
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg, ValueSpec, array_value, read_values
 from gradcli.errors import GradcliError
-from gradcli.inputs import claim_stdin, is_float
+from gradcli.inputs import check_files_allowed, claim_stdin, decode_utf8, is_float, load_npy, printable
 from gradcli.outputs import atomic_output, refuse_same_file, value_files
 from gradcli.report import Report
 from gradcli.version import __version__
@@ -121,20 +122,27 @@ class PointsSummary(Report):
 # --------------------------------------------------------------------------- reading rows
 
 class _CsvRows:
-    """A CSV stream with a header row, read CHUNK_BYTES of lines at a time."""
+    """A CSV stream with a header row, read CHUNK_BYTES of lines at a time.
 
-    def __init__(self, stream: TextIO, where: str, chunk_bytes: int):
+    Read as bytes and decoded a chunk at a time: a byte that is not UTF-8, however far in,
+    is an error naming its line and byte offset (a text stream fails with neither)."""
+
+    def __init__(self, stream: IO[bytes], where: str, chunk_bytes: int):
         self.stream, self.where, self.chunk_bytes = stream, where, chunk_bytes
         self.line = 0
+        self.offset = 0  # bytes read so far
         header = None
-        for text in stream:
+        for raw in stream:
+            text = decode_utf8(raw, where, first_line=self.line + 1, first_offset=self.offset)
             self.line += 1
+            self.offset += len(raw)
             if text.strip() and not text.lstrip().startswith("#"):
                 header = text
                 break
         if header is None:
             raise GradcliError(f"{where} is empty", hint="--points needs a header row naming the variables, then rows")
-        names = [c.strip() for c in next(csv.reader([header]))]
+        # Escaped for messages: a name with a control character is no variable's anyway.
+        names = [printable(c.strip()) for c in next(csv.reader([header]))]
         if all(is_float(c) for c in names):
             raise GradcliError(f"{where}: the first row is numbers; --points needs a header row naming the variables",
                                hint="for example: x,y")
@@ -143,11 +151,19 @@ class _CsvRows:
     def chunks(self) -> Iterator[np.ndarray]:
         width = len(self.names)
         while True:
-            lines = self.stream.readlines(self.chunk_bytes)
-            if not lines:
+            raw = self.stream.readlines(self.chunk_bytes)
+            if not raw:
                 return
             first = self.line + 1
-            self.line += len(lines)
+            data = b"".join(raw)
+            text = decode_utf8(data, self.where, first_line=first, first_offset=self.offset)
+            self.line += len(raw)
+            self.offset += len(data)
+            if "\r" in text:  # Windows line ends (as a text stream would read them)
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            lines = text.split("\n")
+            if lines and not lines[-1]:
+                lines.pop()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "input contained no data": a chunk of blank lines
@@ -181,46 +197,53 @@ class _NpyRows:
     """A structured .npy file (fields named like the variables), mapped and read CHUNK_ROWS at a time."""
 
     def __init__(self, path: Path, where: str, chunk_rows: int):
-        try:
-            self.array = np.load(path, allow_pickle=False, mmap_mode="r")
-        except (ValueError, OSError, EOFError) as exc:
-            raise GradcliError(f"{where}: not a readable .npy file ({exc})") from None
-        names = self.array.dtype.names
-        if names is None or self.array.ndim != 1:
+        self.array = load_npy(path, where)
+        fields = self.array.dtype.names
+        if fields is None or self.array.ndim != 1:
             raise GradcliError(
                 f"{where}: --points needs a .npy file of named columns (a 1-D structured array); "
-                f"this one holds a {self.array.dtype} array of shape {list(self.array.shape)}",
+                f"this one holds a {printable(str(self.array.dtype))[:200]} array of shape {list(self.array.shape)}",
                 hint='for example np.save("points.npy", np.rec.fromarrays([x, y], names="x,y"))')
-        for name in names:
+        for name in fields:
             kind = self.array.dtype[name]
             if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating) or kind.shape:
-                raise GradcliError(f"{where}: field {name} holds {kind} values, not real numbers")
-        self.names = list(names)
+                raise GradcliError(f"{where}: field {printable(name)} holds {printable(str(kind))[:200]} values, "
+                                   "not real numbers")
+        self.fields = list(fields)  # as in the file, to read them by
+        self.names = [printable(n) for n in fields]  # as messages show them (see _CsvRows)
         self.where, self.chunk_rows = where, chunk_rows
 
     def chunks(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self.array), self.chunk_rows):
             block = self.array[start:start + self.chunk_rows]
-            yield np.stack([np.asarray(block[n], dtype=np.float64) for n in self.names], axis=1)
+            yield np.stack([np.asarray(block[n], dtype=np.float64) for n in self.fields], axis=1)
 
 
-def _open_rows(source: str, chunk_rows: int, chunk_bytes: int) -> tuple[_CsvRows | _NpyRows, TextIO | None]:
+def _open_rows(source: str, chunk_rows: int, chunk_bytes: int) -> tuple[_CsvRows | _NpyRows, IO[bytes] | None]:
+    check_files_allowed(f"--points {source}")
     if source == "-":
         claim_stdin("--points -")
-        return _CsvRows(sys.stdin, "standard input", chunk_bytes), None
+        buffer = getattr(sys.stdin, "buffer", None)
+        stdin = buffer if buffer is not None else io.BytesIO(sys.stdin.read().encode("utf-8"))
+        return _CsvRows(stdin, "standard input", chunk_bytes), None
     path = Path(source)
+    where = printable(source)
     if not path.is_file():
-        raise GradcliError(f"no such file: {source}", hint="paths are relative to the current directory")
+        raise GradcliError(f"no such file: {where}", hint="paths are relative to the current directory")
     if path.suffix.lower() == ".npy":
-        return _NpyRows(path, source, chunk_rows), None
+        return _NpyRows(path, where, chunk_rows), None
     try:
-        stream = open(path, encoding="utf-8-sig")  # noqa: SIM115 - closed by the caller; utf-8-sig: Excel writes a BOM
-        return _CsvRows(stream, source, chunk_bytes), stream
-    except UnicodeDecodeError:
-        raise GradcliError(f"{source} is not a text file (not UTF-8)",
-                           hint="--points reads a .csv file with a header, or a structured .npy file") from None
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the caller (or below, on an error)
     except OSError as exc:
-        raise GradcliError(f"cannot read {source}: {exc.strerror}") from None
+        raise GradcliError(f"cannot read {where}: {exc.strerror}") from None
+    try:
+        return _CsvRows(stream, where, chunk_bytes), stream
+    except OSError as exc:
+        stream.close()
+        raise GradcliError(f"cannot read {where}: {exc.strerror}") from None
+    except BaseException:
+        stream.close()
+        raise
 
 
 # --------------------------------------------------------------------------- writing rows

@@ -729,17 +729,26 @@ def _is_plain_float(text: str) -> bool:
     return all(c in "0123456789.eE+-_" for c in text)
 
 
-def read_list(reader: Reader, node: ast.AST) -> tuple[list[sympy.Expr], tuple[int, ...]]:
+# Brackets inside brackets: a list literal's dimensions, as many as ones(...) takes (a tensor
+# of more dimensions than torch's 64 fails inside torch, and a Jacobian doubles them).
+MAX_LIST_DIMENSIONS = 8
+
+
+def read_list(reader: Reader, node: ast.AST, level: int = 0) -> tuple[list[sympy.Expr], tuple[int, ...]]:
     """A (nested) bracketed list: its entries flattened, and its shape."""
     if not isinstance(node, (ast.List, ast.Tuple)):
         return [reader.read(node)], ()
     if not node.elts:
         raise reader.error("an empty list has nothing to compute", node)
+    if level >= MAX_LIST_DIMENSIONS:
+        raise reader.error(f"lists are nested more than {MAX_LIST_DIMENSIONS} deep (a value or expression has at "
+                           f"most {MAX_LIST_DIMENSIONS} dimensions)", node,
+                           hint="a tensor of many dimensions: ones(2,3,4) and the like, up to 8 sizes")
     reader.depth += 1
     if reader.depth > MAX_NESTING:
         raise reader.error(f"lists are nested more than {MAX_NESTING} levels deep", node)
     try:
-        parts = [read_list(reader, e) for e in node.elts]
+        parts = [read_list(reader, e, level + 1) for e in node.elts]
     finally:
         reader.depth -= 1
     inner = parts[0][1]
