@@ -99,7 +99,12 @@ def stop() -> int:
         sys.stdout.write("no gradcli server is running\n")
         return 0
     pid = int(answer.get("pid", 0))
-    deadline = time.monotonic() + 60
+    running, wait_s = int(answer.get("running", 0)), float(answer.get("wait_s", 60))
+    if running:
+        sys.stdout.write(f"gradcli server stopping (pid {pid}): waiting for {running} running call(s) to finish, "
+                         f"at most {wait_s:g} s, after which they are ended\n")
+        sys.stdout.flush()
+    deadline = time.monotonic() + wait_s + 30  # the server ends its calls by wait_s, then exits
     while pid and time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
@@ -108,6 +113,10 @@ def stop() -> int:
         except PermissionError:
             break
         time.sleep(0.02)
+    else:
+        if pid:
+            raise GradcliError(f"the gradcli server (pid {pid}) has not exited {wait_s + 30:g} s after the stop",
+                               hint=f"kill {pid}")
     sys.stdout.write(f"gradcli server stopped (pid {pid})\n")
     return 0
 

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 MAX_RUNNING = 64  # calls at once; one more is told "busy" and runs in its own process
 HANDSHAKE_DEADLINE_S = 10.0  # a connection that has not asked to run by then is dropped
 FDS_PER_CALL = 4  # stdin, stdout, stderr, the working directory
+STOP_WAIT_S = 60.0  # `server stop` lets running calls finish for this long, then ends them
 ALLOWED_SIGNALS = {int(getattr(signal, name)) for name in warm.FORWARDED_SIGNALS if hasattr(signal, name)}
 
 
@@ -238,6 +239,40 @@ def _report_exit_early(report_fd: int) -> None:
     os._exit = exit_reporting  # type: ignore[assignment]  # it never returns either
 
 
+def apply_rlimits(limits: dict[str, Any]) -> None:
+    """Set the caller's resource limits (soft, hard; -1 for unlimited) in this process."""
+    import resource
+
+    for name, (soft, hard) in limits.items():
+        which = getattr(resource, name, None) if name in warm.RLIMITS else None
+        if which is not None:
+            resource.setrlimit(which, (resource.RLIM_INFINITY if soft == -1 else soft,
+                                       resource.RLIM_INFINITY if hard == -1 else hard))
+
+
+def rlimits_refusal(limits: object) -> str | None:
+    """Why the caller's resource limits cannot be copied into a child of the server (one above
+    the server's own hard limit, which a child cannot raise); None when they can."""
+    if not isinstance(limits, dict):
+        return "the call did not send its resource limits"
+    mine = warm.rlimits()
+
+    def value(v: object) -> float:
+        return float("inf") if v == -1 else float(v) if isinstance(v, int) and v >= 0 else float("nan")
+
+    for name, pair in limits.items():
+        if name not in mine:
+            continue
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, int) for v in pair)):
+            return "the call sent resource limits that are not numbers"
+        soft, hard = value(pair[0]), value(pair[1])
+        if not soft <= hard:  # NaN included
+            return f"the call's {name} is not a valid limit"
+        if hard > value(mine[name][1]):
+            return f"your {name} ({'unlimited' if pair[1] == -1 else pair[1]}) is above the server's hard limit"
+    return None
+
+
 def run_call(request: dict[str, Any], fds: list[int]) -> None:
     """In the forked child: become the caller's process, run gradcli, and exit. Never returns."""
     code = 3
@@ -246,6 +281,18 @@ def run_call(request: dict[str, Any], fds: list[int]) -> None:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt, as in process
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # The caller's ignored signals stay ignored (SIGHUP under nohup), as in process.
+        for signum in request.get("ignored") or []:
+            if isinstance(signum, int) and signum not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(signum, signal.SIG_IGN)
+                except (OSError, ValueError):
+                    pass
+        # A process group of its own: `server stop` can end the call and any process it forked.
+        os.setpgid(0, 0)
+        # The caller's resource limits (checked at the hello to be no higher than the server's,
+        # so setting them only ever lowers this child's own).
+        apply_rlimits(request.get("rlimits") or {})
         stdin, stdout, stderr, cwd, report_fd = fds
         for source, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(source, target)
@@ -302,6 +349,10 @@ class Connection:
         self.opened = time.monotonic()
         self.pid: int | None = None
         self.pidfd: int | None = None
+        self.peer_pid: int | None = None  # from SO_PEERCRED, at accept
+        self.rlimits: dict[str, Any] = {}
+        self.ignored: list[int] = []
+        self.ended_by_stop = False
 
     def close_fds(self) -> None:
         for fd in self.fds:
@@ -352,8 +403,13 @@ def wait_for_call(inbox: socket.socket, expressions: list[str]) -> None:
 
 
 class Server:
-    def __init__(self, directory: str, idle_s: float, lock_fd: int, fingerprint: str, added_env: dict[str, str]):
+    def __init__(self, directory: str, idle_s: float, lock_fd: int, fingerprint: str, added_env: dict[str, str],
+                 dir_fd: int = -1, stop_wait_s: float = STOP_WAIT_S):
         self.directory = directory
+        self.dir_fd = dir_fd
+        self.identity = warm.identity()  # None without /proc: then only the uid is checked
+        self.stop_wait_s = stop_wait_s
+        self.stop_deadline = float("inf")
         self.path = os.path.join(directory, warm.SOCKET_NAME)
         self.idle_s = idle_s
         self.lock_fd = lock_fd
@@ -380,23 +436,26 @@ class Server:
         """Bind under a temporary name and rename into place once listening: a client never
         finds a socket that refuses it while a live server is behind it (which would make it
         look stale)."""
-        temporary = f"{self.path}.{os.getpid()}"
+        # Every name is relative to the directory checked through its descriptor (and bound
+        # from it as the working directory), never to its path, which could be swapped.
+        temporary = f"{warm.SOCKET_NAME}.{os.getpid()}"
+        os.fchdir(self.dir_fd)
         try:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=self.dir_fd)
         except FileNotFoundError:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            listener.bind(temporary)
+            listener.bind(temporary)  # relative: in the working directory, the checked one
         finally:
             os.umask(old)
-        os.chmod(temporary, 0o600)
+        os.chmod(temporary, 0o600)  # relative, as the bind
         listener.listen(128)
         listener.setblocking(False)
-        os.replace(temporary, self.path)
+        os.replace(temporary, warm.SOCKET_NAME, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         self.listener = listener
-        self.inode = os.stat(self.path).st_ino
+        self.inode = os.stat(warm.SOCKET_NAME, dir_fd=self.dir_fd, follow_symlinks=False).st_ino
         self.selector.register(listener, selectors.EVENT_READ, "listen")
         self.wake_r.setblocking(False)
         self.wake_w.setblocking(False)
@@ -414,7 +473,9 @@ class Server:
         if self.stopping:
             return
         self.stopping = True
-        log(f"stopping ({why}); {len(self.children)} call(s) still running")
+        self.stop_deadline = time.monotonic() + self.stop_wait_s
+        log(f"stopping ({why}); {len(self.children)} call(s) still running"
+            + (f", given {self.stop_wait_s:g} s to finish" if self.children else ""))
         if self.spare is not None:
             spare, self.spare = self.spare, None
             self.discard(spare)
@@ -426,14 +487,14 @@ class Server:
 
     def remove_socket(self) -> None:
         try:
-            if os.stat(self.path).st_ino == self.inode:  # ours, not a newer server's
-                os.unlink(self.path)
+            if os.stat(warm.SOCKET_NAME, dir_fd=self.dir_fd, follow_symlinks=False).st_ino == self.inode:
+                os.unlink(warm.SOCKET_NAME, dir_fd=self.dir_fd)  # ours, not a newer server's
         except OSError:
             pass
 
     def server_fds(self) -> list[int]:
         """Every descriptor of the server's own, for a child to close."""
-        fds = [self.lock_fd, self.selector.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
+        fds = [self.lock_fd, self.dir_fd, self.selector.fileno(), self.wake_r.fileno(), self.wake_w.fileno()]
         if self.spare is not None:
             fds += [self.spare.pidfd, self.spare.inbox.fileno()]
         if self.listener is not None:
@@ -463,6 +524,11 @@ class Server:
                 timeout = min(timeout, max(0.0, min(c.opened for c in waiting) + HANDSHAKE_DEADLINE_S - now))
             if not hasattr(os, "pidfd_open") and self.children:
                 timeout = min(timeout, 0.05)
+            if self.stopping:
+                if now >= self.stop_deadline and self.children:
+                    self.end_calls()
+                    continue
+                timeout = min(timeout, max(0.0, self.stop_deadline - now))
             for key, _ in self.selector.select(max(0.0, timeout)):
                 try:
                     self.dispatch(key.data, key.fileobj)
@@ -478,8 +544,24 @@ class Server:
             for conn in [c for c in self.connections.values() if c.state in ("hello", "ready")]:
                 if now - conn.opened > HANDSHAKE_DEADLINE_S:
                     self.close(conn)
+        self.end_calls()  # none should be left; never leave one behind
         self.remove_socket()
         log(f"exited after {self.served} call(s)")
+
+    def end_calls(self) -> None:
+        """End the calls still running (`server stop` waited long enough): each call's process
+        group (its child and whatever that forked), then reap them and tell their callers."""
+        for conn in list(self.children.values()):
+            if conn.pid is None:
+                continue
+            log(f"ending call {conn.pid}: still running {self.stop_wait_s:g} s after the stop")
+            conn.ended_by_stop = True
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(conn.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.reap(conn, block=True)
 
     def dispatch(self, what: str | tuple[str, Any] | Connection, fileobj: object) -> None:
         """`what` is what its file object was registered with in the selector: "listen", "wake", a
@@ -525,6 +607,7 @@ class Server:
             return
         sock.settimeout(2.0)  # for sends; reads happen only when the selector says there is data
         conn = Connection(sock)
+        conn.peer_pid = warm.peer_pid(sock)
         self.connections[sock.fileno()] = conn
         self.selector.register(sock, selectors.EVENT_READ, conn)
 
@@ -614,17 +697,25 @@ class Server:
                 reason = "the server is stopping"
             elif len(self.children) >= MAX_RUNNING:
                 reason = f"the server is busy ({MAX_RUNNING} calls running)"
+            else:
+                reason = self.identity_refusal(conn, message) or rlimits_refusal(message.get("rlimits"))
+            if reason is not None and not reason.startswith(("the server is", "the server runs")):
+                log(f"refused a call from pid {conn.peer_pid}: {reason}")
             if self.reply(conn, {"accept": reason is None, "reason": reason, "version": VERSION,
                                  "pid": os.getpid()}):
                 if reason is None:
                     conn.state = "ready"
+                    conn.rlimits = message["rlimits"]
+                    ignored = message.get("ignored")
+                    conn.ignored = [s for s in ignored if isinstance(s, int)] if isinstance(ignored, list) else []
                 else:
                     self.close(conn)
         elif conn.state == "hello" and op == "status":
             if self.reply(conn, self.status()):
                 self.close(conn)
         elif conn.state == "hello" and op == "stop":
-            if self.reply(conn, {"stopping": True, "pid": os.getpid(), "running": len(self.children)}):
+            if self.reply(conn, {"stopping": True, "pid": os.getpid(), "running": len(self.children),
+                                 "wait_s": self.stop_wait_s}):
                 self.close(conn)
             self.begin_stop("gradcli server stop")
         elif conn.state == "ready" and op == "run":
@@ -638,6 +729,28 @@ class Server:
                     pass
         else:
             self.close(conn)  # not a gradcli request, or not in its place
+
+    def identity_refusal(self, conn: Connection, message: dict[str, Any]) -> str | None:
+        """Why the server must not stand in for this caller, or None: it must be the same in
+        what matters (uids, gids, groups, capabilities, mount namespace, root), by what it says
+        about itself and by what /proc says about it, since its word alone proves nothing."""
+        if self.identity is None:
+            return None  # no /proc here: the uid, checked at accept, is all there is
+        claimed = message.get("identity")
+        if not isinstance(claimed, dict):
+            return "the call did not say who it is"
+        if conn.peer_pid is None:
+            return "the server cannot tell which process is calling"
+        seen = warm.identity(str(conn.peer_pid))
+        if seen is None:
+            return f"the server cannot read /proc/{conn.peer_pid} to check who is calling"
+        differs = warm.identity_difference(claimed, seen)
+        if differs is not None:
+            return f"what the call says of its {differs} is not what /proc says"
+        differs = warm.identity_difference(self.identity, seen)
+        if differs is not None:
+            return f"your {differs} differ from the server's, so it cannot act for you"
+        return None
 
     def start_call(self, conn: Connection, message: dict[str, Any]) -> None:
         argv, env, umask, stdio = message.get("argv"), message.get("env"), message.get("umask"), message.get("stdio")
@@ -656,6 +769,7 @@ class Server:
         self.remember(argv)
         fds, conn.fds = conn.fds + [os.dup(conn.sock.fileno())], []  # the child reports its exit on the last
         message["env"] = {**self.added_env, **env}
+        message["rlimits"], message["ignored"] = conn.rlimits, conn.ignored  # as checked at the hello
         try:
             spare = self.hand_to_spare(message, fds)
             if spare is not None:
@@ -779,7 +893,10 @@ class Server:
         conn.pid = None
         conn.state = "finished"
         if report:
-            if os.WIFSIGNALED(status):
+            if conn.ended_by_stop:
+                self.reply(conn, {"signal": signal.SIGKILL, "message": "the gradcli server was stopped, and ended "
+                                  f"this call {self.stop_wait_s:g} s later"})
+            elif os.WIFSIGNALED(status):
                 self.reply(conn, {"signal": os.WTERMSIG(status)})
             else:
                 self.reply(conn, {"exit": os.waitstatus_to_exitcode(status)})
@@ -789,9 +906,10 @@ class Server:
 
 def serve(idle_s: float) -> int:
     """The server process: take the lock, warm up, listen, serve until stopped or idle."""
-    directory = warm.make_private_dir()
-    os.chdir(directory)  # hold no caller's directory
-    lock_fd = os.open(os.path.join(directory, warm.LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    directory = warm.runtime_dir()
+    dir_fd = warm.open_private(directory, create=True)  # checked through the descriptor, used through it
+    os.fchdir(dir_fd)  # hold no caller's directory
+    lock_fd = os.open(warm.LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -800,7 +918,7 @@ def serve(idle_s: float) -> int:
             return 1
         raise
     try:
-        os.unlink(os.path.join(directory, warm.SOCKET_NAME))  # we hold the lock: any socket there is stale
+        os.unlink(warm.SOCKET_NAME, dir_fd=dir_fd)  # we hold the lock: any socket there is stale
         log("removed the socket of a server that is gone")
     except FileNotFoundError:
         pass
@@ -810,11 +928,23 @@ def serve(idle_s: float) -> int:
     warm_up()
     # What the imports put in os.environ, a caller's process would have too: children get it.
     added_env = {k: v for k, v in os.environ.items() if k not in environment}
-    server = Server(directory, idle_s, lock_fd, fingerprint, added_env)
+    server = Server(directory, idle_s, lock_fd, fingerprint, added_env, dir_fd, stop_wait_seconds())
     server.listen()
     log(f"warmed up in {time.monotonic() - started:.2f} s")
     server.run()
     return 0
+
+
+def stop_wait_seconds() -> float:
+    """How long `server stop` lets running calls finish: GRADCLI_SERVER_STOP_WAIT, else 60 s."""
+    text = os.environ.get("GRADCLI_SERVER_STOP_WAIT", "").strip()
+    try:
+        value = float(text) if text else STOP_WAIT_S
+    except ValueError:
+        raise GradcliError(f"GRADCLI_SERVER_STOP_WAIT must be a number of seconds, not {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise GradcliError(f"GRADCLI_SERVER_STOP_WAIT must be a number of seconds, not {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,10 @@ A call goes like this, over a Unix domain socket in a directory only this user c
 
 1. hello: the client sends its gradcli version and fingerprint (the interpreter, the package's
    files, the installed packages, the environment variables read when torch and sympy are
-   imported); the server answers with its own and whether it accepts.
+   imported), who it is (uids, gids, groups, capabilities, mount namespace, root: `identity`),
+   its resource limits and the signals it ignores; the server checks who it is in /proc as
+   well, and answers with its own version and whether it accepts (it serves only a caller
+   identical to itself in those, whose limits it can copy into the call's child).
 2. run: the client sends argv, its environment and umask, how its standard streams are set up
    (encoding, buffering), and, as SCM_RIGHTS ancillary data, its file descriptors 0, 1, 2 and
    one on its working directory. The server forks a child that takes those over and runs the
@@ -16,7 +19,7 @@ A call goes like this, over a Unix domain socket in a directory only this user c
    caller's own terminal, pipes and files.
 3. exit: the child reports its exit status as soon as its output is flushed (and the server
    reports how it ended, should it die first); the client exits the same way. A signal the
-   client receives meanwhile (Ctrl-C) is passed on to the child.
+   client receives meanwhile (Ctrl-C) is passed on to the child, unless its caller ignores it.
 
 Whenever something is not right (no server, a stale socket, another version, no answer in
 time, a stream that is closed), the client says so by returning None, and the call runs in
@@ -101,32 +104,118 @@ def socket_path() -> str:
     return os.path.join(runtime_dir(), SOCKET_NAME)
 
 
-def check_private(directory: str) -> None:
-    """Raise NotPrivate unless `directory` is a real directory (not a symlink), owned by this
-    user, that nobody else can enter or list (mode 0700 or stricter)."""
+def open_private(directory: str, create: bool = False) -> int:
+    """A descriptor on `directory`, checked through that descriptor: a real directory (opened
+    with O_NOFOLLOW, so a symlink is refused), owned by this user, that nobody else can enter or
+    list (mode 0700 or stricter). Whatever uses it afterwards goes through the descriptor, so a
+    directory swapped after the check is never the one used. Created with mode 0700 if
+    `create` and missing. FileNotFoundError when missing; NotPrivate when not private."""
+    if create:
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        st = os.lstat(directory)
+        fd = os.open(directory, flags)
     except FileNotFoundError:
         raise
     except OSError as exc:
+        if os.path.islink(directory) or not os.path.isdir(directory):
+            raise NotPrivate(f"{directory} is not a directory (a symlink or a file is refused)") from None
         raise NotPrivate(f"{directory}: {exc.strerror}") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise NotPrivate(f"{directory} is not a directory (a symlink or a file is refused)")
-    if st.st_uid != os.getuid():
-        raise NotPrivate(f"{directory} belongs to uid {st.st_uid}, not to you (uid {os.getuid()})")
-    if st.st_mode & 0o077:
-        raise NotPrivate(f"{directory} has mode {stat.S_IMODE(st.st_mode):o}; it must be 700")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise NotPrivate(f"{directory} is not a directory (a symlink or a file is refused)")
+        if st.st_uid != os.getuid():
+            raise NotPrivate(f"{directory} belongs to uid {st.st_uid}, not to you (uid {os.getuid()})")
+        if st.st_mode & 0o077:
+            raise NotPrivate(f"{directory} has mode {stat.S_IMODE(st.st_mode):o}; it must be 700")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_private(directory: str) -> None:
+    """Raise NotPrivate unless `directory` is private (see open_private)."""
+    os.close(open_private(directory))
 
 
 def make_private_dir() -> str:
     """The runtime directory, created with mode 0700 if missing, and checked either way."""
     directory = runtime_dir()
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        pass
-    check_private(directory)
+    os.close(open_private(directory, create=True))
     return directory
+
+
+# --------------------------------------------------------------------------- who may be served
+
+# What a call's process must share with the server for the server to stand in for it: the
+# server reads files, and forks children, with its own rights, namespace and root.
+IDENTITY_FIELDS = (("Uid", "user ids"), ("Gid", "group ids"), ("Groups", "supplementary groups"),
+                   ("CapEff", "effective capabilities"), ("CapPrm", "permitted capabilities"),
+                   ("CapBnd", "capability bounding set"), ("mntns", "mount namespace"), ("root", "root directory"))
+# Resource limits copied into the call's child (those the platform has).
+RLIMITS = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_STACK",
+           "RLIMIT_CORE", "RLIMIT_NPROC")
+
+
+def identity(pid: str = "self") -> dict[str, str] | None:
+    """Who process `pid` is, from /proc: its uids, gids, groups, capabilities, mount namespace
+    and root; None where /proc cannot be read for it (no /proc, or a process we may not see)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            text = f.read()
+        ns = os.stat(f"/proc/{pid}/ns/mnt")
+        root = os.stat(f"/proc/{pid}/root")
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = " ".join(value.split())
+    found = {key: fields.get(key, "-") for key, _ in IDENTITY_FIELDS[:6]}
+    found["Groups"] = " ".join(sorted(found["Groups"].split(), key=lambda g: int(g) if g.isdigit() else -1))
+    found["mntns"] = f"{ns.st_dev}:{ns.st_ino}"
+    found["root"] = f"{root.st_dev}:{root.st_ino}"
+    return found
+
+
+def identity_difference(mine: dict[str, str], theirs: dict[str, str]) -> str | None:
+    """The first field of IDENTITY_FIELDS in which two identities differ, in words; None if none."""
+    for key, words in IDENTITY_FIELDS:
+        if mine.get(key) != theirs.get(key):
+            return words
+    return None
+
+
+def rlimits() -> dict[str, list[int]]:
+    """This process's resource limits, soft and hard (RLIM_INFINITY as -1)."""
+    try:
+        import resource
+    except ImportError:
+        return {}
+    limits: dict[str, list[int]] = {}
+    for name in RLIMITS:
+        which = getattr(resource, name, None)
+        if which is not None:
+            soft, hard = resource.getrlimit(which)
+            limits[name] = [-1 if v == resource.RLIM_INFINITY else v for v in (soft, hard)]
+    return limits
+
+
+def ignored_signals() -> list[int]:
+    """The signals this process ignores (SIG_IGN): under nohup, SIGHUP."""
+    found = []
+    for signum in range(1, getattr(signal, "NSIG", 65)):
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                found.append(signum)
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 # --------------------------------------------------------------------------- what must match
@@ -269,11 +358,22 @@ def peer_uid(sock: socket.socket) -> int | None:
     return int.from_bytes(creds[4:8], sys.byteorder)
 
 
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end (Linux SO_PEERCRED), or None where unknown."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, 12)
+    return int.from_bytes(creds[0:4], sys.byteorder, signed=True) or None
+
+
 def connect(timeout: float = HELLO_TIMEOUT_S) -> socket.socket | None:
     """A connection to this user's server, or None when none runs (a stale socket is removed)."""
     directory = runtime_dir()
-    check_private(directory)  # FileNotFoundError when there is no directory: no server
-    path = os.path.join(directory, SOCKET_NAME)
+    dir_fd = open_private(directory)  # FileNotFoundError when there is no directory: no server
+    # Through the checked descriptor where /proc has it, so the directory checked is the one used.
+    via_fd = f"/proc/self/fd/{dir_fd}"
+    path = os.path.join(via_fd if os.path.isdir(via_fd) else directory, SOCKET_NAME)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -288,6 +388,8 @@ def connect(timeout: float = HELLO_TIMEOUT_S) -> socket.socket | None:
     except OSError:
         sock.close()
         return None
+    finally:
+        os.close(dir_fd)
     uid = peer_uid(sock)
     if uid is not None and uid != os.getuid():
         sock.close()
@@ -379,7 +481,8 @@ def forward(args: list[str]) -> int | None:
         return None
     try:
         try:
-            send_frame(sock, {"op": "hello", "version": VERSION, "fingerprint": fingerprint()})
+            send_frame(sock, {"op": "hello", "version": VERSION, "fingerprint": fingerprint(),
+                              "identity": identity(), "rlimits": rlimits(), "ignored": ignored_signals()})
             answer = recv_frame(sock)
         except (OSError, ValueError):
             return None  # no answer in time, or a broken one: in process
@@ -416,7 +519,8 @@ def _wait(sock: socket.socket) -> int:
     previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
     for name in FORWARDED_SIGNALS:
         signum = getattr(signal, name, None)
-        if signum is not None:
+        # A signal the caller ignores (SIGHUP under nohup) stays ignored: never passed on.
+        if signum is not None and signal.getsignal(signum) != signal.SIG_IGN:
             previous[signum] = signal.signal(signum, pass_on)
     try:
         answer = recv_frame(sock)
@@ -429,6 +533,8 @@ def _wait(sock: socket.socket) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if answer.get("message"):
+        sys.stderr.write(f"error: {answer['message']}\n")
     if "signal" in answer:
         # The child was killed by a signal: so is this process, as an in-process run would be.
         signum = int(answer["signal"])
