@@ -68,7 +68,7 @@ def _other_caller(warm: Warm, prefix: list[str], words: str) -> None:
     assert required.returncode == 2, required.stderr
     assert required.stdout == ""
     assert required.stderr.startswith("error: GRADCLI_SERVER=require, but the gradcli server will not run this "
-                                      f"call: your {words} differ from the server's")
+                                      f"call: the server differs from you in {words}")
     auto = subprocess.run([*prefix, warm.exe, "grad", "x**2", "x=3", "--plain"], capture_output=True, text=True,
                           env={**warm.env, "GRADCLI_SERVER": "auto"}, timeout=TIMEOUT)
     assert (auto.returncode, auto.stdout, auto.stderr) == (0, "6\n", "")

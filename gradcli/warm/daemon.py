@@ -749,7 +749,7 @@ class Server:
             return f"what the call says of its {differs} is not what /proc says"
         differs = warm.identity_difference(self.identity, seen)
         if differs is not None:
-            return f"your {differs} differ from the server's, so it cannot act for you"
+            return f"the server differs from you in {differs}, so it cannot act for you"
         return None
 
     def start_call(self, conn: Connection, message: dict[str, Any]) -> None:
