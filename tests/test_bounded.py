@@ -1,0 +1,52 @@
+"""Bounded work (issue 20, item 5): work whose estimate is over a limit is refused before it is
+computed, exit 2, with the estimate and the option that raises the limit. Each test uses a small
+--max-elements so that nothing here allocates more than a few megabytes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers import gradcli_executable
+
+
+def gradcli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GRADCLI_SERVER": "off", "NO_COLOR": "1"}
+    return subprocess.run([gradcli_executable(), *args], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=cwd)
+
+
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+# --------------------------------------------------------------------------- broadcasting
+
+def test_a_broadcast_over_the_limit_is_refused_from_the_shapes() -> None:
+    # 400 inputs broadcast to 40,000 elements: refused before torch builds x*y.
+    r = gradcli("grad", "x*y", "x=ones(200)", "y=ones(200,1)", "--max-elements", "10000")
+    refused(r, "broadcast to [200, 200]", "40,000 elements", "the limit is 10,000", "--max-elements")
+
+
+def test_a_broadcast_inside_a_reduction_is_refused_too() -> None:
+    r = gradcli("grad", "sum(x*y)", "x=ones(200)", "y=ones(200,1)", "--max-elements", "10000")
+    refused(r, "broadcast to [200, 200]", "--max-elements")
+
+
+def test_the_issue_broadcast_is_refused_at_once_with_its_size() -> None:
+    # The issue's case at the default limit: 3.4 GB from 40,000 inputs. Refused from the shapes alone.
+    start = time.monotonic()
+    r = gradcli("grad", "x*y", "x=ones(20000)", "y=ones(20000,1)")
+    refused(r, "400,000,000 elements", "1.5 GiB as float32", "the limit is 50,000,000")
+    assert time.monotonic() - start < 30
+
+
+def test_a_broadcast_within_the_limit_is_computed() -> None:
+    r = gradcli("grad", "sum(x*y)", "x=ones(100)", "y=ones(100,1)", "--max-elements", "10000", "--plain")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == ["100", "100"]
