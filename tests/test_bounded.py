@@ -50,3 +50,32 @@ def test_a_broadcast_within_the_limit_is_computed() -> None:
     r = gradcli("grad", "sum(x*y)", "x=ones(100)", "y=ones(100,1)", "--max-elements", "10000", "--plain")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[:2] == ["100", "100"]
+
+
+# --------------------------------------------------------------------------- --order
+
+def test_a_high_order_whose_graph_swells_is_refused_early_with_the_estimate() -> None:
+    # The case: 50 s and 3.8 GB before. The graph grows about 2.6 times an order; the
+    # estimate is made from the first orders (about 1,500 nodes), long before the swell.
+    start = time.monotonic()
+    r = gradcli("grad", "exp(sin(x))", "x=1", "--order", "15")
+    refused(r, "--order 15", "grows 2.", "GiB", "the limit is 50,000,000", "orders up to 13 fit", "--max-elements")
+    assert time.monotonic() - start < 30
+
+
+def test_the_order_limit_follows_max_elements() -> None:
+    r = gradcli("grad", "exp(sin(x))", "x=1", "--order", "12", "--max-elements", "1000000")
+    refused(r, "orders up to 9 fit", "the limit is 1,000,000")
+    ok = gradcli("grad", "exp(sin(x))", "x=1", "--order", "9", "--max-elements", "1000000", "--plain")
+    assert ok.returncode == 0, ok.stderr
+    assert len(ok.stdout.split()) == 9
+
+
+def test_orders_whose_graph_does_not_swell_are_answered() -> None:
+    # x**2: zero from order 3 on; x*exp(x): the graph grows by 3 nodes an order, not by a factor.
+    r = gradcli("grad", "x**2", "x=1", "--order", "15", "--plain")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2", "2"] + ["0"] * 13
+    r = gradcli("grad", "x*exp(x)", "x=1", "--order", "50", "--plain", "--no-check")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == 50

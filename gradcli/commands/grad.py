@@ -136,7 +136,7 @@ def derivatives_of_order(st: Session, order: int, *, check: bool, reduce: str) -
             f"--order {order} needs a scalar {var} or an expression elementwise in {var}",
             hint="for second derivatives of a tensor function use gradcli hessian",
         )
-    run = nth_derivatives(st.fn, st.tensors, var, order, reduction=reduce)
+    run = nth_derivatives(st.fn, st.tensors, var, order, reduction=reduce, max_elements=st.max_elements)
     reduction, warnings = reduction_note(run.output, reduce)
     f_finite = bool(torch.isfinite(run.output).all())
     refs = symbolic_order(components[0], st.table, st.tensors, var, order, reduce) if check else [None] * order
