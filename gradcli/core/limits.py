@@ -14,3 +14,7 @@ MAX_ROOT_DEGREE = 10**6  # a constant root of higher degree (2**(1/10**400)) is 
 # and differentiated without sympy simplifying each term as it goes, which costs about a
 # millisecond a term: a 100 KB sum would take a minute. See README "Long expressions".
 LONG_EXPRESSION_NODES = 1000
+# The work of one computation (a dense Jacobian's vectorised pass, the autograd graph of --order)
+# may hold this many times --max-elements in intermediate elements: 500,000,000 by default, 2 GB
+# in float32. Its estimate is made before the work, and the work refused over it.
+WORK_FACTOR = 10
