@@ -22,7 +22,7 @@ from gradcli.core.autodiff import (
     pick_jacobian_method,
 )
 from gradcli.core.autodiff import jacobian as jacobian_by_autograd
-from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR, size_text
 from gradcli.core.reference import (
     is_elementwise_in,
     numel,
@@ -30,7 +30,7 @@ from gradcli.core.reference import (
 )
 from gradcli.core.session import Session, common_shape, gc_paused, prepare
 from gradcli.core.sympy_functions import expand_definitions
-from gradcli.core.values import ValuesArg, _bytes
+from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
     GradReport,
@@ -117,7 +117,7 @@ def _refuse_dense(st: Session, methods: list[str], out_numel: int) -> None:
     if estimate > WORK_FACTOR * st.max_elements:
         size = estimate * torch.tensor([], dtype=st.tensors[st.wrt[0]].dtype).element_size()
         raise GradcliError(
-            f"the dense Jacobian's vectorised pass would hold about {estimate:,} elements ({_bytes(size)}: "
+            f"the dense Jacobian's vectorised pass would hold about {estimate:,} elements ({size_text(size)}: "
             f"{entries:,} entries for each of f's {nodes} operations, the basis and the result); the limit is "
             f"{WORK_FACTOR * st.max_elements:,} ({WORK_FACTOR} x --max-elements)",
             hint="--method loop builds it one row at a time; an f elementwise in its variables takes the "

@@ -12,8 +12,7 @@ from typing import Any, TypeVar, cast
 
 import torch
 
-from gradcli.core.limits import WORK_FACTOR
-from gradcli.core.values import _bytes
+from gradcli.core.limits import WORK_FACTOR, size_text
 from gradcli.errors import GradcliError
 
 METHODS = ("grad", "backward", "jacobian")
@@ -315,7 +314,7 @@ def _refuse_order(order: int, k: int, nodes: int, factor: float, x: torch.Tensor
     raise GradcliError(
         f"--order {order}: its autograd graph grows {factor:.1f} times an order ({nodes:,} nodes at order {k}); "
         f"order {order}'s would have about {count(final)} nodes, about {count(final * per_node)} elements' worth "
-        f"({_bytes(size)}, {count(seconds)} s or more); the limit is {max_work:,} "
+        f"({size_text(size)}, {count(seconds)} s or more); the limit is {max_work:,} "
         f"({WORK_FACTOR} x --max-elements)",
         hint=f"orders up to {fits} fit; --max-elements raises the limit")
 

@@ -21,6 +21,7 @@ from gradcli.core.autodiff import (
     torch_error,
 )
 from gradcli.core.check import TOLERANCES
+from gradcli.core.limits import size_text
 from gradcli.core.lower import SymbolTable, compile_components
 from gradcli.core.parse import (
     ParsedExpression,
@@ -36,7 +37,6 @@ from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import (
     ValuesArg,
     ValueSpec,
-    _bytes,
     array_value,
     make_tensor,
     read_values,
@@ -234,7 +234,7 @@ def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping
             listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
             raise GradcliError(
                 f"the shapes {listed} broadcast to {list(shape)}: {size:,} elements in each intermediate tensor "
-                f"({_bytes(size * torch.tensor([], dtype=dtype).element_size())} as {str(dtype)[6:]}); "
+                f"({size_text(size * torch.tensor([], dtype=dtype).element_size())} as {str(dtype)[6:]}); "
                 f"the limit is {max_elements:,}", hint="--max-elements raises the limit")
 
     def shapes_in(expr: sympy.Basic) -> dict[str, tuple[int, ...]]:
