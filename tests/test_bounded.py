@@ -112,3 +112,53 @@ def test_a_dense_jacobian_pass_over_the_limit_is_refused_with_its_estimate() -> 
     loop = gradcli("jacobian", f, "x=ones(50)", "--max-elements", "2500", "--method", "loop", "--plain")
     assert loop.returncode == 0, loop.stderr
     assert len(loop.stdout.split()) == 2500
+
+
+# --------------------------------------------------------------------------- CSV lines and headers
+
+def _long_line_csv(path: Path) -> Path:
+    # Two good rows, then an 11-million-character line with no newline (a 1 GB one took 5-7 GB).
+    path.write_text("x\n1\n2\n" + "1," * 5_500_000)
+    return path
+
+
+def test_points_refuses_a_csv_line_over_the_limit_by_its_number(tmp_path: Path) -> None:
+    src = _long_line_csv(tmp_path / "long.csv")
+    r = gradcli("grad", "x**2", "--points", str(src), "--output", str(tmp_path / "out.csv"))
+    refused(r, "long.csv: line 4 is longer than 10,000,000 characters")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_points_refuses_a_long_header_line_too(tmp_path: Path) -> None:
+    src = tmp_path / "header.csv"
+    src.write_text("x" * 10_000_001 + "\n1\n")
+    refused(gradcli("grad", "x**2", "--points", str(src)), "line 1 is longer than 10,000,000 characters")
+
+
+def test_a_value_file_refuses_a_csv_line_over_the_limit(tmp_path: Path) -> None:
+    src = _long_line_csv(tmp_path / "long.csv")
+    refused(gradcli("grad", "sum(x**2)", f"x=@{src}"), "long.csv: line 4 is longer than 10,000,000 characters")
+    data = tmp_path / "data.csv"
+    data.write_text("x,y\n1,2\n" + "3," * 5_500_000 + "\n")
+    refused(gradcli("grad", "sum(x*y)", "--data", str(data)), "data.csv: line 3 is longer than 10,000,000")
+
+
+def test_lines_within_the_limit_still_read(tmp_path: Path) -> None:
+    src = tmp_path / "ok.csv"
+    src.write_text("x,y\r\n1,2\r\n3,4")  # CRLF and no final newline, as before
+    r = gradcli("grad", "x*y", "--points", str(src))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1:] == ["1,2,2,2,1,agree", "3,4,12,4,3,agree"]
+    r = gradcli("grad", "sum(x**2)", f"x=@{src}:y", "--plain")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["4", "8"]
+
+
+def test_a_wide_header_with_a_duplicate_is_refused_in_linear_time(tmp_path: Path) -> None:
+    # 70,000 columns (620 KB of header), one named twice: 38 s with the quadratic check.
+    names = [f"c{i}" for i in range(70_000)]
+    src = tmp_path / "wide.csv"
+    src.write_text(",".join([*names, "x", "c5"]) + "\n" + ",".join(["1"] * 70_002) + "\n")
+    start = time.monotonic()
+    refused(gradcli("grad", "x**2", "--points", str(src)), "column c5 appears twice in the header")
+    assert time.monotonic() - start < 15

@@ -26,6 +26,7 @@ import csv
 import json
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ import torch
 
 from gradcli.core.autodiff import torch_error
 from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts, worst_codes
-from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, MAX_CSV_LINE_CHARS
 from gradcli.core.parse import ParsedExpression
 from gradcli.core.reference import Programs, is_elementwise_in, symbolic_gradients
 from gradcli.core.session import (
@@ -127,7 +128,7 @@ class _CsvRows:
         self.stream, self.where, self.chunk_bytes = stream, where, chunk_bytes
         self.line = 0
         header = None
-        for text in stream:
+        for text in iter(self._readline, ""):
             self.line += 1
             if text.strip() and not text.lstrip().startswith("#"):
                 header = text
@@ -143,7 +144,7 @@ class _CsvRows:
     def chunks(self) -> Iterator[np.ndarray]:
         width = len(self.names)
         while True:
-            lines = self.stream.readlines(self.chunk_bytes)
+            lines = self._readlines()
             if not lines:
                 return
             first = self.line + 1
@@ -159,6 +160,23 @@ class _CsvRows:
             if table.shape[1] != width:
                 raise self._problem(lines, first)
             yield table
+
+    def _readline(self, before: int = 0) -> str:
+        """The next line, refused by its number when longer than MAX_CSV_LINE_CHARS (read no further)."""
+        text = self.stream.readline(MAX_CSV_LINE_CHARS + 1)
+        if len(text) > MAX_CSV_LINE_CHARS:
+            raise GradcliError(f"{self.where}: line {self.line + before + 1} is longer than "
+                               f"{MAX_CSV_LINE_CHARS:,} characters", hint="a CSV row holds one point's numbers")
+        return text
+
+    def _readlines(self) -> list[str]:
+        """About chunk_bytes of whole lines, as readlines(chunk_bytes), each one's length checked."""
+        lines: list[str] = []
+        size = 0
+        while size < self.chunk_bytes and (text := self._readline(len(lines))):
+            lines.append(text)
+            size += len(text)
+        return lines
 
     def _problem(self, lines: list[str], first: int) -> GradcliError:
         """The first bad line of a chunk, by its line number: where, never what (see inputs.py)."""
@@ -367,7 +385,7 @@ def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: Te
 def _point_variables(parsed: ParsedExpression, where: str, names: list[str],
                      constants: Mapping[str, ValueSpec]) -> tuple[list[str], list[str]]:
     if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = sorted(n for n, count in Counter(names).items() if count > 1)  # linear: 100,000 columns
         raise GradcliError(f"{where}: column {', '.join(twice)} appears twice in the header")
     point_vars = [n for n in names if n in parsed.variables]
     unused = [n for n in names if n not in parsed.variables]
