@@ -7,7 +7,6 @@ float64 numpy array, which the lowering turns into a tensor of the user's dtype.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcli.core.limits import MAX_CSV_LINE_CHARS
 from gradcli.errors import GradcliError
 
 _stdin_used_by: list[str] = []  # standard input can be read once: say who took it
@@ -122,10 +122,23 @@ def is_float(text: str) -> bool:
     return True
 
 
+def _lines(text: str, where: str) -> Iterator[str]:
+    """text's lines as io.StringIO gives them, one longer than MAX_CSV_LINE_CHARS refused by its
+    number before it is copied or split into cells."""
+    start, number = 0, 0
+    while start < len(text):
+        end = text.find("\n", start) + 1 or len(text)
+        number += 1
+        if end - start > MAX_CSV_LINE_CHARS:
+            raise GradcliError(f"{where}: line {number} is longer than {MAX_CSV_LINE_CHARS:,} characters")
+        yield text[start:end]
+        start = end
+
+
 def read_csv_table(text: str, where: str) -> tuple[list[str] | None, np.ndarray]:
     """(column names or None, the numbers as rows x columns). A first row that is not all
     numbers is the header."""
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    rows = [row for row in csv.reader(_lines(text, where)) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise GradcliError(f"{where} is empty")
     header = None

@@ -24,7 +24,7 @@ from gradcli.core.autodiff import (
     torch_error,
 )
 from gradcli.core.autodiff import accumulate as accumulate_by_backward
-from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR
 from gradcli.core.reference import (
     is_elementwise_in,
     symbolic_gradients,
@@ -136,7 +136,8 @@ def derivatives_of_order(st: Session, order: int, *, check: bool, reduce: str) -
             f"--order {order} needs a scalar {var} or an expression elementwise in {var}",
             hint="for second derivatives of a tensor function use gradcli hessian",
         )
-    run = nth_derivatives(st.fn, st.tensors, var, order, reduction=reduce)
+    run = nth_derivatives(st.fn, st.tensors, var, order, reduction=reduce,
+                          max_work=WORK_FACTOR * st.max_elements)
     reduction, warnings = reduction_note(run.output, reduce)
     f_finite = bool(torch.isfinite(run.output).all())
     refs = symbolic_order(components[0], st.table, st.tensors, var, order, reduce) if check else [None] * order

@@ -17,15 +17,19 @@ from gradcli.commands.assemble import (
 )
 from gradcli.core.autodiff import (
     JACOBIAN_METHODS,
+    diagonal_jacobian,
+    forward_nodes,
     pick_jacobian_method,
 )
 from gradcli.core.autodiff import jacobian as jacobian_by_autograd
-from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR, size_text
 from gradcli.core.reference import (
+    is_elementwise_in,
     numel,
     symbolic_jacobians,
 )
-from gradcli.core.session import common_shape, gc_paused, prepare
+from gradcli.core.session import Session, common_shape, gc_paused, prepare
+from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
@@ -63,11 +67,21 @@ def jacobian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
     in_numel = sum(st.tensors[n].numel() for n in st.wrt)
     chosen = pick_jacobian_method(out_numel, in_numel) if method in ("auto", "all") else method
     note = []
-    if method == "auto":
+    components = [expand_definitions(c) for c in st.parsed.components]
+    if method == "auto" and st.parsed.shape is None and all(
+            st.tensors[n].dim() > 0 and tuple(st.tensors[n].shape) == out_shape
+            and is_elementwise_in(components[0], st.table, n) for n in st.wrt):
+        chosen = "diagonal"
+        note.append("method: diagonal (f is elementwise in " + ", ".join(st.wrt) + ": one backward gives the "
+                    "diagonal; --method rev or fwd computes the dense Jacobian)")
+    elif method == "auto":
         note.append(f"method: {chosen} ({'forward' if chosen == 'fwd' else 'reverse'} mode: "
                     f"{in_numel} input(s), {out_numel} output(s))")
     methods = list(JACOBIAN_METHODS) if method == "all" else [chosen]
-    runs = [jacobian_by_autograd(st.fn, st.tensors, st.wrt, method=m) for m in methods]
+    if chosen != "diagonal":
+        _refuse_dense(st, methods, out_numel)
+    runs = ([diagonal_jacobian(st.fn, st.tensors, st.wrt)] if chosen == "diagonal"
+            else [jacobian_by_autograd(st.fn, st.tensors, st.wrt, method=m) for m in methods])
     main = runs[0]
     f_finite = bool(torch.isfinite(main.output).all())
     refs = symbolic_jacobians(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt) if check else {}
@@ -90,3 +104,21 @@ def jacobian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
     return explained(report, st, explain)
 
 
+
+
+def _refuse_dense(st: Session, methods: list[str], out_numel: int) -> None:
+    """A dense Jacobian's vectorised pass (rev, fwd, autograd) holds about a Jacobian-sized tensor per
+    operation of f: refuse it, with the estimate, over --max-elements."""
+    if not set(methods) & {"rev", "fwd", "autograd"}:
+        return  # the loop: one backward at a time, the Jacobian itself checked above
+    entries = out_numel * sum(st.tensors[n].numel() for n in st.wrt)
+    nodes = forward_nodes(st.fn, st.tensors, st.wrt)
+    estimate = entries * (nodes + 2)
+    if estimate > WORK_FACTOR * st.max_elements:
+        size = estimate * torch.tensor([], dtype=st.tensors[st.wrt[0]].dtype).element_size()
+        raise GradcliError(
+            f"the dense Jacobian's vectorised pass would hold about {estimate:,} elements ({size_text(size)}: "
+            f"{entries:,} entries for each of f's {nodes} operations, the basis and the result); the limit is "
+            f"{WORK_FACTOR * st.max_elements:,} ({WORK_FACTOR} x --max-elements)",
+            hint="--method loop builds it one row at a time; an f elementwise in its variables takes the "
+                 "diagonal under --method auto; --max-elements raises the limit")

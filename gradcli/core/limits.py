@@ -14,3 +14,19 @@ MAX_ROOT_DEGREE = 10**6  # a constant root of higher degree (2**(1/10**400)) is 
 # and differentiated without sympy simplifying each term as it goes, which costs about a
 # millisecond a term: a 100 KB sum would take a minute. See README "Long expressions".
 LONG_EXPRESSION_NODES = 1000
+# The work of one computation (a dense Jacobian's vectorised pass, the autograd graph of --order)
+# may hold this many times --max-elements in intermediate elements: 500,000,000 by default, 2 GB
+# in float32. Its estimate is made before the work, and the work refused over it.
+WORK_FACTOR = 10
+# A CSV line (of --points, --data or an x=@file.csv value) longer than this is refused, by its line
+# number, before it is split into cells: a 1 GB line without a newline took 5-7 GB.
+MAX_CSV_LINE_CHARS = 10_000_000
+
+
+def size_text(n: float) -> str:
+    """Bytes for people: 1.5 GiB (as values.py says a value's size)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover

@@ -21,6 +21,7 @@ from gradcli.core.autodiff import (
     torch_error,
 )
 from gradcli.core.check import TOLERANCES
+from gradcli.core.limits import size_text
 from gradcli.core.lower import SymbolTable, compile_components
 from gradcli.core.parse import (
     ParsedExpression,
@@ -200,14 +201,15 @@ def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | No
     if fn is None:
         fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
         lowered[(torch_dtype, torch_device)] = fn
-    _check_shapes(parsed, table, tensors)
+    _check_shapes(parsed, table, tensors, max_elements, torch_dtype)
     return Session(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
                   default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
                   max_elements, extra, generator, notes)
 
 
-def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping[str, torch.Tensor]) -> None:
-    """Shapes that cannot broadcast, named before torch meets them.
+def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping[str, torch.Tensor],
+                  max_elements: int, dtype: torch.dtype) -> None:
+    """Shapes that cannot broadcast, or broadcast to more than max_elements, named before torch meets them.
 
     Worked out from the variables' shapes alone: every elementwise part (outside reductions,
     and inside each reduction) must broadcast. Running f on shape-only 'meta' tensors would
@@ -222,6 +224,19 @@ def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping
                             hint="elementwise operations need, dimension by dimension from the right, "
                                  "equal sizes or 1 (as in torch)")
 
+    def broadcast(used: Mapping[str, tuple[int, ...]]) -> None:
+        try:
+            shape = np.broadcast_shapes(*used.values())
+        except ValueError:
+            raise complain(used) from None
+        size = math.prod(shape)
+        if size > max_elements:  # x=ones(20000) y=ones(20000,1): 40,000 inputs, 4e8 elements in x*y
+            listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
+            raise GradcliError(
+                f"the shapes {listed} broadcast to {list(shape)}: {size:,} elements in each intermediate tensor "
+                f"({size_text(size * torch.tensor([], dtype=dtype).element_size())} as {str(dtype)[6:]}); "
+                f"the limit is {max_elements:,}", hint="--max-elements raises the limit")
+
     def shapes_in(expr: sympy.Basic) -> dict[str, tuple[int, ...]]:
         reductions = top_reductions(expr)
         flat = expr.xreplace({r: sympy.Dummy() for r in reductions})
@@ -231,10 +246,7 @@ def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping
                 name, index = table[sym]
                 shape = tuple(tensors[name].shape)
                 used[str(sym)] = shape if index is None else indexed_shape(index, shape)
-        try:
-            np.broadcast_shapes(*used.values())
-        except ValueError:
-            raise complain(used) from None
+        broadcast(used)
         for r in reductions:
             shapes_in(r.args[0])
         return used
@@ -242,10 +254,7 @@ def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping
     everything: dict[str, tuple[int, ...]] = {}
     for component in parsed.components:
         everything.update(shapes_in(expand_definitions(component)))
-    try:  # the entries of [f1, f2] are broadcast together, then stacked
-        np.broadcast_shapes(*everything.values())
-    except ValueError:
-        raise complain(everything) from None
+    broadcast(everything)  # the entries of [f1, f2] are broadcast together, then stacked
 
 
 def common_shape(st: Session) -> tuple[int, ...]:
