@@ -6,7 +6,7 @@ For each function and size n it times, as a library call with parsing and loweri
   - gradcli's default Jacobian (autodiff.jacobian with the method `auto` picks),
   - the same function written by hand in torch, through torch.func.jacrev (the baseline),
   - gradcli's `loop` method (one backward per output row, as the seeds teach),
-  - the symbolic cross-check (verify.symbolic_jacobians) on top of the default.
+  - the symbolic cross-check (reference.symbolic_jacobians) on top of the default.
 It prints ratios to the baseline, never bare seconds alone: these machines are shared and
 noisy, and a ratio measured in one run is what stays comparable.
 Targets (issue 3): default within 1.5x of jacrev at n=1000; the check at most 2x on top.

@@ -30,7 +30,7 @@ import torch
 from timing import medians  # benchmarks/timing.py, beside this script
 
 from gradcli import api
-from gradcli.core import reference as verify
+from gradcli.core import reference
 from gradcli.core.lower import compile_expression
 from gradcli.core.parse import parse_expression
 
@@ -61,7 +61,7 @@ def main() -> None:
     symbols = {v.name: v.symbol for v in parsed.variables.values()}
     f32 = compile_expression(parsed.expr, table, dtype=torch.float32, device=cpu)
     f64_env = {n: torch.tensor(v, dtype=torch.float64) for n, v in values.items()}
-    derivatives = {n: verify.derivative(parsed.expr, s) for n, s in symbols.items()}
+    derivatives = {n: reference.derivative(parsed.expr, s) for n, s in symbols.items()}
     lowered = {n: compile_expression(d, table, dtype=torch.float64, device=cpu) for n, d in derivatives.items()}
 
     def autograd():
@@ -76,9 +76,9 @@ def main() -> None:
         "  autograd, forward and backward": autograd,
     }
     for n, s in symbols.items():
-        # verify.derivative keeps what it computed (gradcli batch repeats expressions): the
+        # reference.derivative keeps what it computed (gradcli batch repeats expressions): the
         # function under the cache, so that every round differentiates
-        differentiate = getattr(verify.derivative, "__wrapped__", verify.derivative)
+        differentiate = getattr(reference.derivative, "__wrapped__", reference.derivative)
         stages[f"  d/d{n}: symbolic derivative"] = lambda s=s, d=differentiate: d(parsed.expr, s)
         stages[f"  d/d{n}: lowering"] = lambda n=n: compile_expression(derivatives[n], table, dtype=torch.float64,
                                                                         device=cpu)

@@ -26,7 +26,8 @@ from timing import medians  # benchmarks/timing.py, beside this script
 from gradcli.core.autodiff import gradient
 from gradcli.core.lower import compile_components
 from gradcli.core.parse import parse_expression
-from gradcli.core.reference import compare, symbolic_gradients
+from gradcli.core.check import compare
+from gradcli.core.reference import symbolic_gradients
 
 CASES = {
     "mean((t-p)**2)": (lambda p, t: torch.mean((t - p) ** 2), ["p", "t"], "p"),
