@@ -24,9 +24,9 @@ import torch
 from timing import medians  # benchmarks/timing.py, beside this script
 
 from gradcli.core.autodiff import gradient
+from gradcli.core.check import compare
 from gradcli.core.lower import compile_components
 from gradcli.core.parse import parse_expression
-from gradcli.core.check import compare
 from gradcli.core.reference import symbolic_gradients
 
 CASES = {

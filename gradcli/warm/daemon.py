@@ -127,16 +127,15 @@ def expression_of(argv: list[str]) -> str | None:
 
 
 def preparse(expressions: list[str]) -> None:
-    """Parse `expressions` into the session's cache, and differentiate them into verify's,
-    ignoring any that do not parse."""
-    from gradcli.core import reference as verify
-    from gradcli.core import session
+    """Parse `expressions` into the session's cache, and differentiate them into the
+    reference's, ignoring any that do not parse."""
+    from gradcli.core import reference, session
 
     for text in expressions:
         try:
             parsed = session.parse_cached(text)
             parsed.pretty()
-            verify.differentiate_ahead(parsed.components)
+            reference.differentiate_ahead(parsed.components)
         except Exception:  # noqa: BLE001 - the call itself will report what is wrong with it
             pass
 
