@@ -578,15 +578,12 @@ class FunctionInfo:
 
 
 @dataclass
-class FunctionsReport:
+class FunctionsReport(Report):
+    """What the registry declares: nothing is computed or compared, so its status is always ok."""
+
     functions: list[FunctionInfo] = field(default_factory=list)
-    command: str = "functions"
-    status: str = "ok"
+    command: str = field(default="functions", kw_only=True)
+    version: str = field(default=__version__, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "gradcli_version": __version__,
-            "command": "functions",
-            "functions": [f.to_dict() for f in self.functions],
-        }
+        return {**self.header(), "functions": [f.to_dict() for f in self.functions]}
