@@ -6,7 +6,7 @@ The expected values are the seeds' own printed numbers, exactly as PyTorch gave 
 
 import pytest
 
-from gradcli.render.text import number
+from gradcli.render import number
 
 
 def grad_of(doc, name):

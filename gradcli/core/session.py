@@ -218,22 +218,20 @@ def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping
     if all(t.dim() == 0 for t in tensors.values()):
         return  # scalars always fit together (_bind has refused an index into a scalar)
 
-    def complain(used: Mapping[str, tuple[int, ...]]) -> GradcliError:
-        listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
-        return GradcliError(f"the shapes do not fit together: {listed}",
-                            hint="elementwise operations need, dimension by dimension from the right, "
-                                 "equal sizes or 1 (as in torch)")
+    def listed(used: Mapping[str, tuple[int, ...]]) -> str:
+        return ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
 
     def broadcast(used: Mapping[str, tuple[int, ...]]) -> None:
         try:
             shape = np.broadcast_shapes(*used.values())
         except ValueError:
-            raise complain(used) from None
+            raise GradcliError(f"the shapes do not fit together: {listed(used)}",
+                               hint="elementwise operations need, dimension by dimension from the right, "
+                                    "equal sizes or 1 (as in torch)") from None
         size = math.prod(shape)
         if size > max_elements:  # x=ones(20000) y=ones(20000,1): 40,000 inputs, 4e8 elements in x*y
-            listed = ", ".join(f"{n} {list(sh)}" for n, sh in sorted(used.items()))
             raise GradcliError(
-                f"the shapes {listed} broadcast to {list(shape)}: {size:,} elements in each intermediate tensor "
+                f"the shapes {listed(used)} broadcast to {list(shape)}: {size:,} elements in each intermediate tensor "
                 f"({size_text(size * torch.tensor([], dtype=dtype).element_size())} as {str(dtype)[6:]}); "
                 f"the limit is {max_elements:,}", hint="--max-elements raises the limit")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from gradcli.render.common import notes, number
 from gradcli.render.progress import LossProgress, wants_progress
-from gradcli.render.text import number, render_diff
+from gradcli.render.text import render_diff
 
 __all__ = ["render", "render_diff", "wants_progress", "LossProgress", "number"]
 
@@ -57,7 +58,7 @@ def render(report: Any, fmt: str, out: TextIO, err: TextIO, quiet: bool = False)
         return
     if fmt == "plain":
         text.render_plain(report, out)
-        for line in [] if quiet else text.notes(report):
+        for line in [] if quiet else notes(report):
             err.write(f"note: {line}\n")
         for topic, explained in report.explain:
             err.write(f"explain: {topic}: {explained}\n")

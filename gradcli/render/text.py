@@ -12,10 +12,7 @@ import json
 from typing import Any, TextIO
 
 from gradcli.core.check import fails
-from gradcli.render.common import notes as notes  # re-exported: render(), and its callers, read them here
-from gradcli.render.common import number as number
-from gradcli.render.common import shape_text as shape_text
-from gradcli.render.common import tensor_text as tensor_text
+from gradcli.render.common import number
 from gradcli.report import GradReport, GraphReport, MinimizeReport, Report
 
 FORMATS = ("table", "json", "ndjson", "csv", "plain")
