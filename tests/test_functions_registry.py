@@ -298,3 +298,9 @@ def test_the_unknown_function_hint_names_a_command_that_exists(run):
     assert result.exit_code == 2
     assert "gradcli functions" in result.stderr
     assert run("functions").exit_code == 0
+
+
+@pytest.mark.parametrize("spelling", ["np.arctan", "numpy.arctan", "torch.atan", "torch.arctan"])
+def test_gradcli_functions_reads_past_a_library_prefix(run, spelling):
+    doc = json.loads(run("functions", spelling, "--json").stdout)
+    assert [f["name"] for f in doc["functions"]] == ["atan"]

@@ -436,8 +436,11 @@ def suggestion(name: str) -> str:
 
 
 def find(name: str) -> Function:
-    """The function called `name`, for `gradcli functions NAME`; GradcliError if there is none."""
-    entry = lookup(name) or _SPELLINGS.get(name)
+    """The function called `name`, for `gradcli functions NAME`; GradcliError if there is none.
+    A library's prefix is read past (np.arctan, torch.sigmoid, F.softplus): that is how a user
+    coming from numpy or torch writes it, though an expression takes the bare name."""
+    bare = name.rpartition(".")[2]
+    entry = lookup(bare) or _SPELLINGS.get(bare)
     if entry is None:
         raise GradcliError(f"unknown function '{name}'", hint=suggestion(name))
     return entry
