@@ -158,14 +158,17 @@ def test_keyword_arguments_refused_with_a_reason(text, message, hint, column):
 
 # --------------------------------------------------------------------------- unknown functions
 
+LIST_THEM = "gradcli functions lists every function"
+
+
 @pytest.mark.parametrize("text, hint", [
-    ("sn(x)", "did you mean sin?"),
-    ("zzyzx(x)", "gradcli functions lists the functions"),
-    ("absolute(x)", "gradcli calls it abs: abs(x)"),
-    ("mse_loss(x, y)", "gradcli calls it mse: mse(input, target)"),
-    ("amax(x)", "gradcli calls it max: max(x, ...)"),
+    ("sn(x)", f"did you mean sin? {LIST_THEM}"),
+    ("zzyzx(x)", LIST_THEM),
+    ("absolute(x)", f"gradcli calls it abs: abs(x); {LIST_THEM}"),
+    ("mse_loss(x, y)", f"gradcli calls it mse: mse(input, target); {LIST_THEM}"),
+    ("amax(x)", f"gradcli calls it max: max(x, ...); {LIST_THEM}"),
     ("np.sin(x)", "write sin(...) without the prefix"),
-    ("F.huber_loss(x, y)", "gradcli calls it huber: huber(input, target, delta=1)"),
+    ("F.huber_loss(x, y)", f"gradcli calls it huber: huber(input, target, delta=1); {LIST_THEM}"),
 ])
 def test_unknown_functions_are_named_the_gradcli_way(text, hint):
     with pytest.raises(GradcliError) as info:
@@ -203,7 +206,7 @@ def test_list_functions_unknown_name():
     with pytest.raises(GradcliError) as info:
         list_functions("sinn")
     assert info.value.message == "unknown function 'sinn'"
-    assert info.value.hint == "did you mean sin?"
+    assert info.value.hint == f"did you mean sin? {LIST_THEM}"
 
 
 def test_functions_as_json():
@@ -290,7 +293,7 @@ def test_gradcli_functions_by_alias_and_unknown_name(run):
     result = run("functions", "hubr")
     assert result.exit_code == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines() == ["error: unknown function 'hubr'", "hint: did you mean huber?"]
+    assert result.stderr.splitlines() == ["error: unknown function 'hubr'", f"hint: did you mean huber? {LIST_THEM}"]
 
 
 def test_the_unknown_function_hint_names_a_command_that_exists(run):

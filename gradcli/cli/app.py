@@ -12,11 +12,14 @@ completion never load them.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoSuchOption, UsageError
+from typer.core import TyperCommand, TyperGroup
 
 from gradcli.cli import exits, streaming
 from gradcli.cli import help as texts
@@ -38,6 +41,7 @@ from gradcli.cli.options import (
     DpiOption,
     ExplainOption,
     ExprArgument,
+    ExpressionCommand,
     FunctionNameArgument,
     FunctionsFormat,
     FunctionsFormatOption,
@@ -48,6 +52,7 @@ from gradcli.cli.options import (
     JacobianMethodOption,
     JobsOption,
     JsonOption,
+    LatexOption,
     LossPlotOption,
     LossReduceOption,
     LrOption,
@@ -88,8 +93,82 @@ from gradcli.cli.options import (
 from gradcli.errors import GradcliError
 from gradcli.version import __version__
 
+# --------------------------------------------------------------------------- usage errors, in gradcli's words
+
+# An option a user mistyped: an expression command lets unknown options through to its values
+# (so that "-x**2" can be an expression), where no NAME=VALUE starts with a dash.
+_STRAY_OPTION = re.compile(r"--?[A-Za-z][\w-]*(=.*)?")
+
+
+def refuse_stray_options(command: Any, ctx: Any) -> None:
+    """A mistyped option among a command's arguments, refused as the unknown option it is:
+    any in the values (`x=1 --dtpye float64`), and an EXPR that is close to an option's name
+    (`grad --dtpye float64 "x**2"`; "--x" alone stays the expression -(-x))."""
+    for param in command.params:
+        if param.param_type_name != "argument":
+            continue
+        value = ctx.params.get(param.name)
+        for item in value if isinstance(value, (list, tuple)) else ():
+            if isinstance(item, str) and _STRAY_OPTION.fullmatch(item):
+                raise NoSuchOption(item.partition("=")[0], ctx=ctx)
+        if isinstance(value, str) and _STRAY_OPTION.fullmatch(value) and value.startswith("--") \
+                and exits.closest(value.partition("=")[0], exits.option_names(command)):
+            raise NoSuchOption(value.partition("=")[0], ctx=ctx)
+
+
+def parse_in_gradcli_words(command: Any, parse: Callable[[Any, list[str]], list[str]], ctx: Any,
+                           args: list[str]) -> list[str]:
+    """click's parse of `args` for `command`, its usage errors raised in gradcli's words
+    (cli/exits.py: usage_problem)."""
+    try:
+        rest = parse(ctx, args)
+        refuse_stray_options(command, ctx)
+    except UsageError as exc:
+        if exc.ctx is None:  # click's parser raises some ("--dtype needs a value") without one
+            exc.ctx, exc.cmd = ctx, command
+        raise exits.in_gradcli_words(exc) from None
+    return rest
+
+
+class GradcliExpressionCommand(ExpressionCommand):
+    """A command that takes an EXPR (see options.ExpressionCommand), its usage errors gradcli's."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return parse_in_gradcli_words(self, super().parse_args, ctx, args)
+
+
+class GradcliCommand(TyperCommand):
+    """Any other command, its usage errors gradcli's."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return parse_in_gradcli_words(self, super().parse_args, ctx, args)
+
+
+class GradcliGroup(TyperGroup):
+    """gradcli and gradcli server: an unknown command named with the one meant, and the
+    group's own usage errors in gradcli's words."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            rest: list[str] = super().parse_args(ctx, args)
+        except UsageError as exc:
+            raise exits.in_gradcli_words(exc) from None
+        return rest
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name = args[0]
+        if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
+            near = exits.closest(name, self.list_commands(ctx))
+            raise exits.UsageProblem(f"no such command: {name}{exits.did_you_mean(near)}", ctx)
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            raise exits.in_gradcli_words(exc) from None
+
+
 app = typer.Typer(
     name="gradcli",
+    cls=GradcliGroup,
     help=texts.APP,
     no_args_is_help=True,
     add_completion=True,
@@ -97,7 +176,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-server_app = typer.Typer(help=texts.SERVER, no_args_is_help=True, rich_markup_mode=None)
+server_app = typer.Typer(cls=GradcliGroup, help=texts.SERVER, no_args_is_help=True, rich_markup_mode=None)
 
 
 def _version(value: bool) -> None:
@@ -123,7 +202,8 @@ def command(help_text: str, *, name: str | None = None, group: typer.Typer = app
 
     def register(wrapper: Callable[..., None]) -> Callable[..., None]:
         registered = show_groups(exits.statuses(wrapper))
-        group.command(name, help=help_text, **(EXPRESSION_COMMAND if expression else {}), **click_settings)(registered)
+        kind = {**EXPRESSION_COMMAND, "cls": GradcliExpressionCommand} if expression else {"cls": GradcliCommand}
+        group.command(name, help=help_text, **kind, **click_settings)(registered)
         return registered
 
     return register
@@ -239,9 +319,14 @@ def diff(
     fmt: DiffFormatOption = DiffFormat.pretty,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
+    latex_flag: LatexOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    output = "json" if json_flag else "plain" if plain_flag else fmt.value  # diff's own: --json wins
+    shorthands = [name for name, given in (("--json", json_flag), ("--plain", plain_flag), ("--latex", latex_flag))
+                  if given]
+    if len(shorthands) > 1:
+        raise GradcliError(f"{' and '.join(shorthands)} cannot be used together", hint="choose one output format")
+    output = "json" if json_flag else "plain" if plain_flag else "latex" if latex_flag else fmt.value
     from gradcli import render
     from gradcli.commands.diff import diff as run
 

@@ -3,18 +3,35 @@
 0 ok; 1 the cross-check did not confirm the result; 2 bad input or usage (one error line
 and a hint, never a traceback); 3 an internal error (a bug must not look like bad input);
 130 interrupted. Every command runs under `statuses`; the console script under `console`.
+click's usage errors (an unknown option or command, a missing argument, a bad option value)
+become gradcli's own here too (`usage_problem`): one error line that names what was meant,
+then the command's usage.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from enum import Enum
+from typing import IO, Any, NoReturn, TypeVar
 
 import typer
+
+# typer vendors click (gradcli depends on no click of its own): its exception classes are
+# what the parser raises, and what typer shows.
+from typer._click.exceptions import (
+    BadOptionUsage,
+    BadParameter,
+    MissingParameter,
+    NoArgsIsHelpError,
+    NoSuchOption,
+    UsageError,
+)
 
 from gradcli.errors import ExitStatus, GradcliError
 
@@ -82,6 +99,117 @@ def verdict(status: str) -> None:
     """Leave with status 1 when a report's check did not confirm it (status "failed")."""
     if status != "ok":
         raise typer.Exit(int(ExitStatus.CHECK_FAILED))
+
+
+# --------------------------------------------------------------------------- usage errors
+
+class UsageProblem(UsageError):
+    """A usage error as gradcli says it, on stderr, with exit status 2:
+
+        error: no such option: --dtpye (did you mean --dtype?)
+        usage: gradcli grad [OPTIONS] EXPR [VALUE]...  (gradcli grad --help for more)
+
+    typer shows a usage error by calling its `show`; gradcli batch reads `format_message`
+    (the error line alone) into a line's result.
+    """
+
+    exit_code = int(ExitStatus.BAD_INPUT)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        out = file if file is not None else sys.stderr
+        out.write(f"error: {self.message}\n")
+        if self.ctx is not None:
+            out.write(f"usage: {usage_line(self.ctx)}  ({self.ctx.command_path} --help for more)\n")
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def usage_line(ctx: Any) -> str:
+    """The command's usage, on one line: `gradcli grad [OPTIONS] EXPR [VALUE]...`."""
+    usage = " ".join(ctx.get_usage().split())
+    usage = usage.removeprefix("Usage:").strip()
+    return re.sub(r"\{([A-Z]+)\}", r"\1", usage)  # typer writes a required EXPR as {EXPR}
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate `word` most likely meant (a typo away), or None."""
+    found = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str | None) -> str:
+    return f" (did you mean {word}?)" if word else ""
+
+
+def option_names(command: Any) -> list[str]:
+    """Every option a click command takes, long and short, --help included."""
+    names = ["--help", "-h"]
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "option":
+            names += [*param.opts, *param.secondary_opts]
+    return names
+
+
+def choices_of(param: Any) -> list[str]:
+    """The words an option with a fixed set of values takes (its enum's values), or []."""
+    choices = getattr(getattr(param, "type", None), "choices", None) or ()
+    return [c.value if isinstance(c, Enum) else str(c) for c in choices]
+
+
+def param_named(command: Any, option: str) -> Any:
+    return next((p for p in getattr(command, "params", []) if option in (*p.opts, *p.secondary_opts)), None)
+
+
+_BAD_VALUE = re.compile(r"""(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*") is not (?P<what>.*?)\.?$""", re.S)
+_TYPE_WORDS = {"a valid int": "a whole number", "a valid integer": "a whole number", "a valid float": "a number",
+               "a valid boolean": "true or false"}
+
+
+def usage_problem(exc: UsageError) -> UsageProblem:
+    """click's usage error as gradcli's: what went wrong in gradcli's words, naming the option,
+    command or value meant where one is close."""
+    ctx, command = exc.ctx, exc.ctx.command if exc.ctx is not None else None
+    if isinstance(exc, NoSuchOption):
+        near = closest(exc.option_name, option_names(command)) or \
+            (sorted(exc.possibilities)[0] if exc.possibilities else None)
+        return UsageProblem(f"no such option: {exc.option_name}{did_you_mean(near)}", ctx)
+    if isinstance(exc, BadOptionUsage) and "requires an argument" in exc.message:
+        choices = choices_of(param_named(command, exc.option_name))
+        wanted = f": one of {', '.join(choices)}" if choices else ""
+        return UsageProblem(f"{exc.option_name} needs a value{wanted}", ctx)
+    if isinstance(exc, MissingParameter):
+        name = exc.param.human_readable_name if exc.param is not None else "an argument"
+        return UsageProblem(f"missing {name}", ctx)
+    if isinstance(exc, BadParameter):
+        param = exc.param
+        name = (max(param.opts, key=len) if getattr(param, "param_type_name", "") == "option" else
+                param.human_readable_name) if param is not None else "a value"
+        bad = _BAD_VALUE.match(exc.message)
+        if bad is None:
+            return UsageProblem(f"{name}: {plain(exc.message)}", ctx)
+        value = bad.group("value")[1:-1]
+        choices = choices_of(param)
+        if choices:
+            return UsageProblem(f"{name} {value}: choose one of {', '.join(choices)}"
+                                f"{did_you_mean(closest(value, choices))}", ctx)
+        what = bad.group("what")
+        return UsageProblem(f"{name} {value}: not {_TYPE_WORDS.get(what, what)}", ctx)
+    return UsageProblem(plain(exc.format_message()), ctx)
+
+
+def plain(message: str) -> str:
+    """click's sentence as an error line: lower case first, no full stop."""
+    message = message.strip().rstrip(".")
+    return message[:1].lower() + message[1:]
+
+
+def in_gradcli_words(exc: UsageError) -> UsageError:
+    """A usage error to raise in place of `exc`: gradcli's, or `exc` itself where it is
+    gradcli's already or is the help a command prints when run with no arguments."""
+    if isinstance(exc, (UsageProblem, NoArgsIsHelpError)):
+        return exc
+    return usage_problem(exc)
 
 
 def console(app: Callable[..., Any]) -> NoReturn:

@@ -188,6 +188,7 @@ JacobianMethodOption = Annotated[JacobianMethod, typer.Option(
 SimplifyOption = Annotated[bool, typer.Option(
     "--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")]
 DotOption = Annotated[bool, typer.Option("--dot", help="Print Graphviz text (for | dot -Tpng).")]
+LatexOption = Annotated[bool, typer.Option("--latex", help="Same as --format latex.")]
 
 # batch's own
 JobsOption = Annotated[int | None, typer.Option(

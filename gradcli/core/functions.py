@@ -22,6 +22,7 @@ needs more than a torch function of the arguments.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -424,15 +425,97 @@ def lookup(name: str) -> Function | None:
     return _BY_NAME.get(name)
 
 
+# Other libraries' names for a function gradcli has (TensorFlow's reduce_sum, scikit-learn's
+# mean_squared_error), beside the spellings each Function declares: the name gradcli gives it.
+ALSO_CALLED: dict[str, str] = {
+    "mean_squared_error": "mse", "mean_absolute_error": "l1", "frobenius_norm": "norm", "l2_norm": "norm",
+    "reduce_sum": "sum", "reduce_mean": "mean", "reduce_prod": "prod", "reduce_max": "max", "reduce_min": "min",
+    "reduce_logsumexp": "logsumexp",
+}
+
+# What other libraries call a function gradcli writes another way (or has no function for):
+# how to write it here. Meaning comes before spelling: by spelling alone, matmul looked like
+# maximum, where like huber and det like dot. A name the registry takes is found before this
+# table is read, so an entry for a name that becomes a function of gradcli's is never shown.
+WRITTEN_AS: dict[str, str] = {
+    "matmul": "a matrix product has no function here: dot(a, b) is sum(a*b), and each entry of A @ B is a dot",
+    "mm": "a matrix product has no function here: dot(a, b) is sum(a*b), and each entry of A @ B is a dot",
+    "einsum": "a contraction has no function here: dot(a, b) is sum(a*b); sum(x*y) contracts any shapes alike",
+    "tensordot": "dot(a, b) is sum(a*b) over every element",
+    "outer": "an outer product has no function here: each entry is x[i]*y[j]",
+    "where": "no where(cond, a, b) here: relu, abs, sign, max and min write the pieces "
+             "(relu(x) is where(x > 0, x, 0); max(a, b) picks elementwise)",
+    "select": "no where/select here: relu, abs, sign, max and min write the pieces",
+    "det": "no determinant here: write it out, x[0,0]*x[1,1] - x[0,1]*x[1,0] for a 2 x 2 x",
+    "logdet": "no determinant here: write it out, log(x[0,0]*x[1,1] - x[0,1]*x[1,0]) for a 2 x 2 x",
+    "trace": "no trace here: write it out, x[0,0] + x[1,1] + ...",
+    "transpose": "no transpose here: index the other way round, x[j,i]",
+    "inv": "no matrix inverse here",
+    "var": "the variance is mean((x - mean(x))**2) (the population variance; torch.var divides by n - 1)",
+    "std": "the standard deviation is sqrt(mean((x - mean(x))**2)) (torch.std divides by n - 1)",
+    "cross_entropy": "cross-entropy of logits z against one-hot (or probability) targets y: -sum(y * log_softmax(z))",
+    "nll_loss": "the negative log-likelihood of log-probabilities l against one-hot y: -sum(y * l)",
+    "kl_div": "the KL divergence of p from q: sum(p * log(p / q))",
+    "square": "x**2",
+    "reciprocal": "1/x",
+    "rsqrt": "1/sqrt(x)",
+    "exp2": "2**x",
+    "expm1": "exp(x) - 1",
+    "log1p": "log(1 + x)",
+    "hypot": "sqrt(x**2 + y**2)",
+    "logaddexp": "log(exp(a) + exp(b))",
+    "negative": "-x",
+    "clamp": "min(max(x, lo), hi) (max and min of several arguments are elementwise)",
+    "clip": "min(max(x, lo), hi) (max and min of several arguments are elementwise)",
+    "relu6": "min(max(x, 0), 6)",
+    "hardtanh": "min(max(x, -1), 1)",
+    "silu": "x*sigmoid(x)",
+    "swish": "x*sigmoid(x)",
+    "mish": "x*tanh(softplus(x))",
+    "softsign": "x/(1 + abs(x))",
+    "logsigmoid": "-softplus(-x)",
+    "log_sigmoid": "-softplus(-x)",
+    "softmin": "softmax(-x)",
+    "heaviside": "(sign(x) + 1)/2 (with the value 1/2 at 0)",
+    "step": "(sign(x) + 1)/2 (with the value 1/2 at 0)",
+    "factorial": "gamma(x + 1)",
+    "cosine_similarity": "dot(a, b)/(norm(a)*norm(b))",
+    "smooth_l1_loss": "huber(input, target, delta=beta)/beta (the same as huber for beta = 1)",
+    "add": "a + b", "subtract": "a - b", "sub": "a - b", "multiply": "a*b", "mul": "a*b",
+    "divide": "a/b", "div": "a/b", "true_divide": "a/b",
+}
+
+assert all(target in _BY_NAME for target in ALSO_CALLED.values()), "ALSO_CALLED names a function gradcli lacks"
+
+# A library's prefix before a name: np.dot, torch.nn.functional.mse_loss, F.softplus.
+_PREFIX = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)+")
+_LIST_THEM = "gradcli functions lists every function"
+
+
 def suggestion(name: str) -> str:
-    """The hint for an unknown function `name`: another library's spelling, or a close name."""
-    foreign = _SPELLINGS.get(name)
+    """The hint for an unknown function `name`, by meaning first: past a library's prefix
+    (np., torch., F.), what gradcli calls it (another library's spelling: mse_loss is mse)
+    or how to write it (var, cross_entropy); then by spelling, a close name. Every hint
+    names `gradcli functions`."""
+    bare = _PREFIX.sub("", name)
+    known = _BY_NAME.get(bare)
+    if known is not None and bare != name:
+        return f"write {bare}(...) without the prefix; {_LIST_THEM}"
+    foreign = _SPELLINGS.get(bare) or _BY_NAME.get(ALSO_CALLED.get(bare, ""))
     if foreign is not None:
-        return f"gradcli calls it {foreign.name}: {foreign.signature}"
-    close = difflib.get_close_matches(name, sorted(FUNCTION_NAMES), n=1)
+        return f"gradcli calls it {foreign.name}: {foreign.signature}; {_LIST_THEM}"
+    if bare in WRITTEN_AS:
+        return f"{bare}: {WRITTEN_AS[bare]}; {_LIST_THEM}"
+    # Short names are a letter or two from many others: a looser match, only for them.
+    cutoff = 0.6 if len(bare) <= 4 else 0.7
+    close = difflib.get_close_matches(bare, sorted({*FUNCTION_NAMES, *_SPELLINGS, *ALSO_CALLED}), n=1,
+                                      cutoff=cutoff)
     if close:
-        return f"did you mean {close[0]}?"
-    return "gradcli functions lists the functions"
+        meant = _BY_NAME.get(close[0]) or _SPELLINGS.get(close[0]) or _BY_NAME[ALSO_CALLED[close[0]]]
+        spelled = close[0] if close[0] == meant.name or close[0] in meant.aliases else \
+            f"{close[0]} (gradcli calls it {meant.name})"
+        return f"did you mean {spelled}? {_LIST_THEM}"
+    return _LIST_THEM
 
 
 def find(name: str) -> Function:

@@ -718,7 +718,7 @@ def _attribute_hint(node: ast.Attribute) -> str | None:
     if entry is not None:
         return f"write {node.attr}(...) without the prefix"
     hint = functions.suggestion(node.attr)
-    return hint if hint.startswith("gradcli calls it") else None
+    return None if hint.startswith("did you mean") else hint  # by meaning, never a guess at the spelling
 
 
 def _unary_name(op: ast.unaryop) -> str:

@@ -156,7 +156,7 @@ def test_a_long_flat_sum_needs_no_recursion():
 def test_unknown_function_suggests_a_spelling():
     with pytest.raises(GradcliError) as info:
         parse_expression("sqr(x)")
-    assert info.value.hint == "did you mean sqrt?"
+    assert info.value.hint == "did you mean sqrt? gradcli functions lists every function"
 
 
 def test_caret_columns_count_characters_not_bytes():
@@ -255,14 +255,14 @@ def test_a_plain_number_reads_as_the_parser_reads_it(text):
 def test_unknown_function_without_a_close_name_points_at_gradcli_functions():
     with pytest.raises(GradcliError) as info:
         parse_expression("qwzzy(x)")
-    assert info.value.hint == "gradcli functions lists the functions"
+    assert info.value.hint == "gradcli functions lists every function"
 
 
 def test_unknown_function_in_numpy_spelling_gets_its_gradcli_name():
     with pytest.raises(GradcliError) as info:
         parse_expression("absolute(x) + 1")
     assert info.value.message == "unknown function 'absolute'"
-    assert info.value.hint == "gradcli calls it abs: abs(x)"
+    assert info.value.hint == "gradcli calls it abs: abs(x); gradcli functions lists every function"
 
 
 @pytest.mark.parametrize("text", ["log(x, 0)", "log(x, base=1)", "log(x, -2)"])
