@@ -1,6 +1,8 @@
 """gradcli: type a function, get its derivatives from PyTorch's autograd, checked by sympy.
 
-The library API mirrors the CLI: `gradcli.grad(...)` returns the report `gradcli grad` prints.
+The library API mirrors the CLI: `gradcli.grad(...)` returns the report `gradcli grad` prints,
+taking values as Python has them (numbers, lists, numpy arrays, torch tensors, or text as
+typed) and giving results as numpy arrays and torch tensors (see gradcli.api).
 Importing this package is cheap; torch and sympy load on first use.
 """
 
@@ -13,16 +15,18 @@ from gradcli.version import __version__
 # Each public name and the module that defines it, imported on first use: `import gradcli` (and
 # the CLI's --help) never loads torch or sympy, and the console script's warm-mode client
 # (gradcli/entry.py) not even dataclasses. `diff` and `list_functions` never load torch at all.
+# The computing functions come from gradcli.api: they take numpy arrays and torch tensors as
+# values, and loading it lets reports show their tables in a notebook.
 _LAZY = {
-    "grad": "gradcli.commands.grad",
-    "jacobian": "gradcli.commands.jacobian",
-    "hessian": "gradcli.commands.hessian",
-    "vjp": "gradcli.commands.vectors",
-    "jvp": "gradcli.commands.vectors",
-    "evaluate": "gradcli.commands.evaluate",
-    "graph": "gradcli.commands.evaluate",
+    "grad": "gradcli.api",
+    "jacobian": "gradcli.api",
+    "hessian": "gradcli.api",
+    "vjp": "gradcli.api",
+    "jvp": "gradcli.api",
+    "evaluate": "gradcli.api",
+    "graph": "gradcli.api",
     "diff": "gradcli.commands.diff",
-    "minimize": "gradcli.commands.minimize",
+    "minimize": "gradcli.api",
     "plot_data": "gradcli.commands.plot",
     "grad_points": "gradcli.commands.points",
     "list_functions": "gradcli.commands.functions",

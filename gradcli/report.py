@@ -7,16 +7,17 @@ under "JSON output" and versioned by SCHEMA_VERSION.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gradcli.core.check import VERDICTS, Verdict, any_fails
 from gradcli.version import __version__
 
-if TYPE_CHECKING:  # numpy is imported where it is used, as TensorData does
+if TYPE_CHECKING:  # numpy is imported where it is used, as TensorData does; torch only for .tensor
     import numpy as np
     import numpy.typing as npt
+    import torch
 
 # 2: the verdict words became one vocabulary (gradcli/core/check.py's Verdict): agree, disagree,
 # not finite, kink, unavailable, skipped, where version 1 said ok, mismatch, domain, undefined.
@@ -30,7 +31,7 @@ class TensorData:
     several hundred; `data` gives the nested lists (or one float) when a renderer wants them.
     """
 
-    def __init__(self, data: Any, shape: list[int], dtype: str):
+    def __init__(self, data: Any, shape: list[int], dtype: str, device: str = "cpu"):
         import numpy as np
 
         if isinstance(data, np.ndarray):
@@ -40,6 +41,15 @@ class TensorData:
         self.array: npt.NDArray[np.float64] = array.reshape(tuple(shape))
         self.shape = list(shape)
         self.dtype = dtype
+        self.device = device  # where it was computed: .tensor puts it back there
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The numbers as a torch tensor, in the dtype and on the device they were computed in
+        (a new tensor each time: changing it changes nothing here)."""
+        import torch
+
+        return torch.from_numpy(self.array.copy()).to(dtype=getattr(torch, self.dtype), device=self.device)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorData:
@@ -123,6 +133,21 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _repr_html_(self) -> str | None:
+        """The report in a notebook (Jupyter calls this): the table the terminal shows, with its
+        verdict. None, and the notebook shows repr(), when no renderer is installed."""
+        return _NOTEBOOK_RENDERERS[0](self) if _NOTEBOOK_RENDERERS else None
+
+
+# The HTML renderer of reports in a notebook. The renderers sit above this module and may not be
+# imported here; gradcli.api installs render/notebook.py's when it is loaded (gradcli.grad... is).
+_NOTEBOOK_RENDERERS: list[Callable[[Report], str | None]] = []
+
+
+def install_notebook_renderer(renderer: Callable[[Report], str | None]) -> None:
+    """Show reports in notebooks with `renderer` (report -> HTML, or None for repr())."""
+    _NOTEBOOK_RENDERERS[:] = [renderer]
+
 
 @dataclass
 class VariableResult:
@@ -204,6 +229,50 @@ class GradReport(Report):
     @property
     def constants(self) -> dict[str, TensorData]:
         return {n: t for n, t in self.values.items() if n not in self.wrt}
+
+    # The results for Python callers, as numpy arrays (.array) and torch tensors (.tensor):
+    # report.gradient["w"].array, report.jacobian["x"].tensor, report.hessian.array.
+    @property
+    def results(self) -> dict[str, TensorData]:
+        """Every result by name (a variable, "hessian", or an order 1, 2...): what --json puts
+        under the command's key."""
+        return {v.name: v.gradient for v in self.variables}
+
+    def _results_of(self, command: str) -> dict[str, TensorData]:
+        if self.command != command:
+            raise AttributeError(f"a {self.command} report has no {RESULT_KEYS[command]}: its results are "
+                                 f"report.{RESULT_KEYS.get(self.command, 'results')} (and report.results)")
+        return self.results
+
+    @property
+    def gradient(self) -> dict[str, TensorData]:
+        """grad's gradient, by variable."""
+        return self._results_of("grad")
+
+    @property
+    def jacobian(self) -> dict[str, TensorData]:
+        """jacobian's Jacobian, by variable (of shape f.shape + the variable's shape)."""
+        return self._results_of("jacobian")
+
+    @property
+    def hessian(self) -> TensorData:
+        """hessian's Hessian, over every element of the variables differentiated."""
+        return self._results_of("hessian")["hessian"]
+
+    @property
+    def vjp(self) -> dict[str, TensorData]:
+        """vjp's vᵀ·J, by variable."""
+        return self._results_of("vjp")
+
+    @property
+    def jvp(self) -> dict[str, TensorData]:
+        """jvp's J·v, by variable."""
+        return self._results_of("jvp")
+
+    @property
+    def value(self) -> TensorData:
+        """f at the values (every report has it; eval's is its result)."""
+        return self.f
 
     def verdicts(self) -> Iterable[Verdict]:
         return [v.status for v in self.variables]

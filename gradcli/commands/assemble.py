@@ -30,7 +30,7 @@ from gradcli.version import __version__
 def tensor_data(t: torch.Tensor) -> TensorData:
     t = t.detach()
     return TensorData(t.to(device="cpu", dtype=torch.float64).numpy(), list(t.shape),
-                      str(t.dtype).removeprefix("torch."))
+                      str(t.dtype).removeprefix("torch."), device=str(t.device))
 
 
 

@@ -24,7 +24,7 @@ import torch
 
 from gradcli.core.functions import CONSTRUCTORS, FUNCTION_NAMES
 from gradcli.core.parse import CONSTANTS, Reader, Source, read_list
-from gradcli.errors import GradcliError
+from gradcli.errors import GradcliError, Span
 from gradcli.inputs import read_value_source
 
 __all__ = [
@@ -69,6 +69,7 @@ class ValueSpec:
 # --------------------------------------------------------------------------- reading
 
 _LEADING_ZERO = re.compile(r"[+-]?0+[0-9]+")
+_DOTTED_RANGE = re.compile(r"(?P<start>[^.]*[0-9a-z)]\s*)(?P<dots>\.{2,3})(?P<stop>\s*[-+0-9a-z(].*)")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
 
 
@@ -121,6 +122,12 @@ def parse_value(text: str) -> ValueSpec:
         return array_value(read_value_source(text[1:]), text)
     if ":" in text and "[" not in text:
         return _parse_range(text)
+    dots = _DOTTED_RANGE.fullmatch(text)
+    if dots:  # 1..2, as Rust, Ruby or Julia write a range
+        start, stop = dots.group("start").strip(), dots.group("stop").strip()
+        raise GradcliError(f"{text} is not a value: a range is START:STOP:COUNT",
+                           hint=f"for example {start}:{stop}:50 (50 points from {start} to {stop})",
+                           span=Span(text, dots.start("dots"), dots.end("dots")))
     plain = _plain_number(text)
     if plain is not None:
         return ValueSpec(text, "literal", (), data=plain)
@@ -249,9 +256,7 @@ def read_values(values: ValuesArg, named: Mapping[str, Any] | None = None) -> di
             specs[name] = spec
         return specs
     if isinstance(values, Mapping):
-        items = []
-        for name, v in values.items():
-            items.append((name, v if isinstance(v, ValueSpec) else parse_value(v if isinstance(v, str) else repr(v))))
+        items = [(name, library_value(name, v)) for name, v in values.items()]
     else:
         items = [parse_assignment(a) for a in values]
     for name, spec in items:
@@ -261,6 +266,59 @@ def read_values(values: ValuesArg, named: Mapping[str, Any] | None = None) -> di
     return specs
 
 
+def library_value(name: str, value: Any) -> ValueSpec:
+    """A value as a Python caller has it: text as typed after NAME= ("[1,2]", "randn(3)",
+    "-5:5:200"), a number, nested lists of numbers, a numpy array or scalar, or a torch tensor.
+    Arrays and tensors are read as they are (their numbers, never their repr); a tensor's
+    dtype and device are the API's to keep (gradcli.api), here only its numbers count."""
+    if isinstance(value, ValueSpec):
+        return value
+    try:
+        if isinstance(value, str):
+            return parse_value(value)
+        if isinstance(value, torch.Tensor):
+            return _tensor_value(value)
+        if isinstance(value, (np.ndarray, np.generic, list, tuple)):
+            return _array_value(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GradcliError(f"{value!r} is not a finite number")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return parse_value(repr(value) if isinstance(value, float) else str(value))
+    except GradcliError as exc:
+        raise GradcliError(f"in the value of {name}: {exc.message}", hint=exc.hint, span=exc.span) from None
+    raise GradcliError(f"the value of {name} is of type {type(value).__name__}, not a number or an array",
+                       hint="give a number, a list of numbers, a numpy array, a torch tensor, or text like "
+                            "\"[1,2]\" or \"randn(3)\"")
+
+
+def _numeric_kind(kind: str, what: str) -> None:
+    if kind not in "iuf":
+        described = {"b": "true/false values", "c": "complex numbers"}.get(kind, "values that are not numbers")
+        raise GradcliError(f"the {what} holds {described}", hint="autograd here differentiates real numbers")
+
+
+def _array_value(value: Any) -> ValueSpec:
+    """A numpy array or scalar, or nested lists of numbers."""
+    what = "numpy value" if isinstance(value, (np.ndarray, np.generic)) else "list"
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise GradcliError(f"the {what} is ragged: its rows have different lengths") from None
+    _numeric_kind(array.dtype.kind, what)
+    shape = [int(n) for n in array.shape]
+    return array_value(array, f"<{what}, shape {shape}>" if shape else f"<{what} {array.item()!r}>")
+
+
+def _tensor_value(value: torch.Tensor) -> ValueSpec:
+    if value.is_complex() or value.dtype == torch.bool:
+        _numeric_kind("c" if value.is_complex() else "b", "tensor")
+    # The numbers, detached (never the caller's tensor itself, which autograd would mark as a
+    # leaf), as float64 where they are: make_tensor puts them on the computation's device.
+    shape = list(value.shape)
+    return ValueSpec(f"<torch tensor, shape {shape}>", "literal", tuple(shape),
+                     data=value.detach().to(dtype=torch.float64, copy=True))
+
+
 # --------------------------------------------------------------------------- tensors and devices
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -268,10 +326,10 @@ def resolve_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     if name in ("int8", "int16", "int32", "int64", "uint8", "bool", "int", "long"):
         raise GradcliError(
-            f"autograd needs floating-point tensors: {name} cannot carry gradients",
+            f"--dtype {name}: autograd needs floating-point tensors: {name} cannot carry gradients",
             hint="use --dtype float32 (the default) or float64",
         )
-    raise GradcliError(f"unknown dtype '{name}'", hint="choose one of " + ", ".join(DTYPES))
+    raise GradcliError(f"--dtype {name}: unknown dtype", hint="choose one of " + ", ".join(DTYPES))
 
 
 def resolve_device(name: str) -> tuple[torch.device, str]:
@@ -304,7 +362,7 @@ def resolve_device(name: str) -> tuple[torch.device, str]:
         if mps is None or not mps.is_available():
             raise GradcliError("--device mps: MPS (Apple GPU) is not available here", hint="use --device cpu")
         return torch.device("mps"), "requested"
-    raise GradcliError(f"unknown device '{name}'", hint="choose auto, cpu, cuda, cuda:N or mps")
+    raise GradcliError(f"--device {name}: unknown device", hint="choose auto, cpu, cuda, cuda:N or mps")
 
 
 def make_tensor(spec: ValueSpec, *, dtype: torch.dtype, device: torch.device,
@@ -319,7 +377,12 @@ def make_tensor(spec: ValueSpec, *, dtype: torch.dtype, device: torch.device,
         )
     # Built in float64 on the CPU, then converted: the same numbers on every device and dtype.
     f64 = torch.float64
-    if spec.kind == "literal" and hasattr(spec.data, "dtype"):  # read from a file
+    if spec.kind == "literal" and isinstance(spec.data, torch.Tensor):  # a library caller's tensor
+        t = spec.data.clone()  # each use its own: minimize moves its parameters in place
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise GradcliError(f"{name}={spec.text}: {bad} value(s) are not finite numbers")
+    elif spec.kind == "literal" and hasattr(spec.data, "dtype"):  # read from a file, or a numpy array
         t = torch.from_numpy(np.asarray(spec.data, dtype=np.float64).copy())
         if not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
