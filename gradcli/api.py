@@ -31,12 +31,11 @@ from gradcli.commands import minimize as minimize_command
 from gradcli.commands import vectors
 from gradcli.core.values import ValuesArg, library_value, read_values
 from gradcli.errors import GradcliError
-from gradcli.render.notebook import report_html
-from gradcli.report import install_notebook_renderer
+from gradcli.render import notebook
 
 __all__ = ["ValuesArg", "evaluate", "grad", "graph", "hessian", "jacobian", "jvp", "minimize", "read_values", "vjp"]
 
-install_notebook_renderer(report_html)
+notebook.install()
 
 ReportT = TypeVar("ReportT")
 

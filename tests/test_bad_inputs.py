@@ -191,7 +191,7 @@ def test_allow_files_lets_each_file_option_through(files):
         'minimize "(w-3)**2" w=0 --steps 2 --trace trace.csv --trace-format csv',
         'minimize "(w-3)**2" w=0 --steps 2 --plot loss.png',
         'plot "sin(x)" x=0:1:5 --out curve.png',
-        'grad "sum(x*y)" y=1 --data d.csv',
+        'grad "sum(x*y)" y=1 --data d.csv --wrt x,y',  # a column is a constant unless --wrt names it
         'grad "sum(w)" w=@w.npy',
         'grad "sum(x)" x=@d.csv:x',
         'grad "sum(x)" x=@-',

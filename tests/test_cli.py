@@ -222,7 +222,7 @@ def test_help_and_version_do_not_import_torch_or_sympy(argv):
 
 # ------------------------------------------------------------------ help texts
 
-HELP_PAGES = [[], ["grad"], ["jacobian"], ["hessian"], ["vjp"], ["jvp"], ["diff"], ["eval"], ["graph"],
+HELP_PAGES = [[], ["grad"], ["jacobian"], ["hessian"], ["vjp"], ["jvp"], ["diff"], ["functions"], ["eval"], ["graph"],
               ["batch"], ["plot"], ["minimize"], ["server"]]
 
 

@@ -287,7 +287,7 @@ def test_a_csv_with_a_byte_order_mark_is_read(tmp_path, run):
     result = run("grad", "x*y", "--points", str(path))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == ["x,y,f,df/dx,df/dy,check", "1,2,2,2,1,agree", "3,4,12,4,3,agree"]
-    data = run("grad", "sum(x*y)", "--data", str(path), "--plain")
+    data = run("grad", "sum(x*y)", "--data", str(path), "--wrt", "x,y", "--plain")  # data are constants unless named
     assert data.exit_code == 0 and data.stdout.split() == ["2", "4", "1", "3"]
     column = run("grad", "sum(x)", f"x=@{path}:x", "--plain")
     assert column.exit_code == 0 and column.stdout.split() == ["1", "1"]

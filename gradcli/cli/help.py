@@ -224,8 +224,8 @@ else's file; allow files only for requests you trust.
     'gradcli batch requests.txt > results.ndjson',
     'gradcli batch --jobs 1 requests.txt',
     'gradcli batch --allow-files my-own-requests.txt',
-    'echo \'{"command": "grad", "expr": "sin(x)", "values": {"x": 0.5}, "options": {"dtype": "float64"}}\''
-    ' | gradcli batch',
+    # a JSON request is one shell word: kept short enough for a line of its own at 80 columns
+    'echo \'{"command":"grad","expr":"x**2","values":{"x":3}}\' | gradcli batch',
 )
 
 

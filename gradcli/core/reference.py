@@ -669,7 +669,9 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
-    def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
+    def assemble(var: str, var_shape: tuple[int, ...]) -> tuple[_Part, int]:
+        """The gradient, and how many elements of f it adds up (the scalar differentiated is
+        their sum or mean)."""
         differ = SymbolicDifferentiator(table, env, programs)
         common = broadcast_shapes(*(differ.shape_of(c) for c in components))
         total: _Part | None = None
@@ -688,20 +690,25 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
             total.value = total.value / out_numel
             total.whole = total.whole / out_numel
             total.elements = {k: e / out_numel for k, e in total.elements.items()}
-        return total
+        return total, out_numel
 
     for var in wrt:
         var_shape = tuple(env[var].shape)
         try:
-            total = assemble(var, var_shape)
+            total, added = assemble(var, var_shape)
             formula = _formula(total, var, var_shape)
+            if not var_shape and added > 1 and shape is None and not total.elements:
+                # A scalar over many elements (a parameter over the rows of --data): its derivative
+                # is the sum (or mean) of one per element, and the formula says so.
+                each = total.whole * added if reduction == "mean" else total.whole
+                formula = f"{reduction}({_show(each)})"
             value = total.value
             kinks: tuple[str, ...] = ()
             if bool(torch.isnan(value).any()):  # a kink, a point outside the domain, or both
                 kinks = kink_conventions(components, {s_ for s_, (n, _i) in table.items() if n == var})
                 if kinks and not set(kinks) & JUMP_CONVENTIONS:
                     def again(var: str = var, var_shape: tuple[int, ...] = var_shape) -> torch.Tensor:
-                        return assemble(var, var_shape).value  # at once, in _settle_kinks: bound all the same
+                        return assemble(var, var_shape)[0].value  # at once, in _settle_kinks: bound all the same
                     value = _settle_kinks(value, again)
             results[var] = SymbolicGradient(formula, value, kinks=kinks, precise=_precise(total, env))
         except LoweringError as exc:

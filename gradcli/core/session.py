@@ -106,9 +106,12 @@ def _bind(parsed: ParsedExpression, specs: Mapping[str, ValueSpec]) -> None:
                 raise GradcliError(f"{label} is empty: {var.name} has shape {list(shape)}", span=var.span)
 
 
-def _wrt(parsed: ParsedExpression, specs: Mapping[str, ValueSpec], wrt: str | Sequence[str] | None) -> list[str]:
+def _wrt(parsed: ParsedExpression, specs: Mapping[str, ValueSpec], wrt: str | Sequence[str] | None,
+         data_columns: Sequence[str] = ()) -> list[str]:
     if wrt is None or wrt == "" or wrt == []:
-        return list(specs)  # in the order the values were given: the order a script expects
+        # In the order the values were given (the order a script expects); --data columns are
+        # data, constants, unless --wrt names them (as in minimize).
+        return [n for n in specs if n not in data_columns]
     names = [w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt) if w.strip()]
     if not names:
         raise GradcliError(f"--wrt {wrt!r} names no variable", hint="for example --wrt x,y")
@@ -155,6 +158,7 @@ def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | No
     parsed = parse_cached(expression)
     specs = read_values(values, named)
     notes: list[str] = []
+    data_columns: list[str] = []
     if data is not None:
         columns = read_data_file(data)
         unused = [c for c in columns if c not in parsed.variables]
@@ -163,14 +167,18 @@ def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | No
                 if name in specs:
                     raise GradcliError(f"{name} has a value and is also a column of {data}")
                 specs[name] = array_value(column, f"@{data}:{name}")
+                data_columns.append(name)
         if unused:
             notes.append(f"--data {data}: column(s) {', '.join(unused)} are not variables of the expression")
     extra: dict[str, ValueSpec] = {}
     if vector_name and vector_name in specs and vector_name not in parsed.variables:
         extra[vector_name] = specs.pop(vector_name)
     _bind(parsed, specs)
-    names = _wrt(parsed, specs, wrt)
+    names = _wrt(parsed, specs, wrt, data_columns)
     if needs_variables and not names:
+        if data_columns:
+            raise GradcliError(f"every variable is a column of --data {data}, and data are constants",
+                               hint=f"name what to differentiate with --wrt (--wrt {data_columns[0]})")
         raise GradcliError("the expression has no variable to differentiate",
                            hint="gradcli eval computes a value alone")
     torch_dtype = resolve_dtype(dtype)

@@ -1,7 +1,8 @@
 """Reports in a notebook: the table the terminal shows, with its verdict, as HTML.
 
-report.py's `_repr_html_` calls `report_html` once gradcli.api has installed it (report.py sits
-below the renderers and may not import them). The text is the table renderer's own, so a
+report.py's `_repr_html_` calls `report_html` once `install` has run (report.py sits below the
+renderers and may not import them): gradcli.api runs it, and so does `gradcli.grad` and every
+other function reached from the package. The text is the table renderer's own, so a
 notebook shows what `gradcli grad` prints; the report's status colours its frame.
 """
 
@@ -10,7 +11,15 @@ from __future__ import annotations
 import html
 import io
 
-from gradcli.report import DiffReport, FunctionsReport, GradReport, GraphReport, MinimizeReport, Report
+from gradcli.report import (
+    DiffReport,
+    FunctionsReport,
+    GradReport,
+    GraphReport,
+    MinimizeReport,
+    Report,
+    install_notebook_renderer,
+)
 
 # The frame's colour by the report's status: the verdict at a glance, beside the words.
 FRAMES = {"ok": "#2e7d32", "failed": "#c62828"}
@@ -44,3 +53,8 @@ def report_html(report: Report) -> str | None:
     return (f'<pre class="gradcli-report" data-status="{report.status}" style="border-left: 4px solid {colour}; '
             f'padding: 0.4em 0.8em; line-height: 1.25; white-space: pre; overflow-x: auto">'
             f"{html.escape(text)}</pre>")
+
+
+def install() -> None:
+    """Let every report show itself in a notebook with report_html."""
+    install_notebook_renderer(report_html)
