@@ -43,7 +43,8 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module("gradcli.api")
     if name in _LAZY:
         found = getattr(importlib.import_module(_LAZY[name]), name)
-        # Reports show their tables in a notebook (gradcli.diff's too, which never loads gradcli.api).
-        importlib.import_module("gradcli.render.notebook").install()
+        if _LAZY[name] != "gradcli.errors":
+            # Reports show their tables in a notebook (gradcli.diff's too, which never loads gradcli.api).
+            importlib.import_module("gradcli.render.notebook").install()
         return found
     raise AttributeError(f"module 'gradcli' has no attribute {name!r}")

@@ -32,6 +32,8 @@ GRAD_USAGE = "usage: gradcli grad [OPTIONS] EXPR [VALUE]...  (gradcli grad --hel
     (["grad", "x**2", "x=1", "--method", "grd"],
      "error: --method grd: choose one of grad, backward, jacobian, all (did you mean grad?)", GRAD_USAGE),
     (["grad", "x**2", "x=1", "--dtype"], "error: --dtype needs a value", GRAD_USAGE),
+    (["grad", "--wrt", "x"], "error: missing EXPR", GRAD_USAGE),
+    (["grad", "x", "x=1", "--check=maybe"], "error: option '--check' does not take a value", GRAD_USAGE),
     (["jacobian", "[x, x]", "x=1", "--method"],
      "error: --method needs a value: one of auto, loop, autograd, rev, fwd, all",
      "usage: gradcli jacobian [OPTIONS] EXPR [VALUE]...  (gradcli jacobian --help for more)"),
@@ -258,3 +260,13 @@ def test_the_readme_messages_are_what_gradcli_says(run, command, lines):
     result = run(*words[1:])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == lines
+
+
+def test_control_characters_typed_are_shown_escaped(run):
+    """No escape sequence typed on a command line reaches the terminal through a usage error."""
+    result = run("functions", "--a\x1b[31m")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "error: no such option: --a\\x1b[31m"
+    result = run("gr\x1bad", "x")
+    assert result.stderr.splitlines()[0] == "error: no such command: gr\\x1bad (did you mean grad?)"
+    assert "\x1b" not in result.stderr

@@ -159,7 +159,7 @@ class GradcliGroup(TyperGroup):
         name = args[0]
         if self.get_command(ctx, name) is None and not ctx.resilient_parsing and not name.startswith("-"):
             near = exits.closest(name, self.list_commands(ctx))
-            raise exits.UsageProblem(f"no such command: {name}{exits.did_you_mean(near)}", ctx)
+            raise exits.UsageProblem(f"no such command: {exits.printable(name)}{exits.did_you_mean(near)}", ctx)
         try:
             return super().resolve_command(ctx, args)
         except UsageError as exc:

@@ -132,6 +132,14 @@ def usage_line(ctx: Any) -> str:
     return re.sub(r"\{([A-Z]+)\}", r"\1", usage)  # typer writes a required EXPR as {EXPR}
 
 
+def printable(text: str) -> str:
+    """What the user typed, as an error line shows it: control characters escaped
+    (gradcli.inputs, imported only here: it loads numpy, which --help never needs)."""
+    from gradcli import inputs
+
+    return inputs.printable(text)
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate `word` most likely meant (a typo away), or None."""
     found = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
@@ -173,7 +181,7 @@ def usage_problem(exc: UsageError) -> UsageProblem:
     if isinstance(exc, NoSuchOption):
         near = closest(exc.option_name, option_names(command)) or \
             (sorted(exc.possibilities)[0] if exc.possibilities else None)
-        return UsageProblem(f"no such option: {exc.option_name}{did_you_mean(near)}", ctx)
+        return UsageProblem(f"no such option: {printable(exc.option_name)}{did_you_mean(near)}", ctx)
     if isinstance(exc, BadOptionUsage) and "requires an argument" in exc.message:
         choices = choices_of(param_named(command, exc.option_name))
         wanted = f": one of {', '.join(choices)}" if choices else ""
@@ -188,7 +196,7 @@ def usage_problem(exc: UsageError) -> UsageProblem:
         bad = _BAD_VALUE.match(exc.message)
         if bad is None:
             return UsageProblem(f"{name}: {plain(exc.message)}", ctx)
-        value = bad.group("value")[1:-1]
+        value = printable(bad.group("value")[1:-1])
         choices = choices_of(param)
         if choices:
             return UsageProblem(f"{name} {value}: choose one of {', '.join(choices)}"
@@ -200,7 +208,7 @@ def usage_problem(exc: UsageError) -> UsageProblem:
 
 def plain(message: str) -> str:
     """click's sentence as an error line: lower case first, no full stop."""
-    message = message.strip().rstrip(".")
+    message = printable(message.strip().rstrip("."))
     return message[:1].lower() + message[1:]
 
 
