@@ -74,7 +74,7 @@ def takes_python_values(command: Callable[..., ReportT]) -> Callable[..., Report
     settings = inspect.signature(command).parameters
 
     @functools.wraps(command)
-    def run(expression: str, values: ValuesArg = (), /, **options: Any) -> ReportT:
+    def run(expression: str, values: ValuesArg = (), **options: Any) -> ReportT:
         kept_dtype_and_device(values, options, settings)
         if options.get("vector") is not None:
             options["vector"] = library_value("v", options["vector"])

@@ -46,6 +46,9 @@ def test_strings_as_typed_still_work():
     report = gradcli.grad("sum(x**2)", x="[1, 2, 3]")
     np.testing.assert_array_equal(report.gradient["x"].array, [2, 4, 6])
     assert gradcli.grad("x**2", {"x": "ones(2)"}).gradient["x"].array.tolist() == [2.0, 2.0]
+    # the values by keyword too, a mapping or NAME=VALUE strings, as before
+    assert gradcli.grad("x*y", values={"x": 1, "y": np.float32(2)}).gradient["x"].array == 2.0
+    assert gradcli.grad(expression="x*y", values=["x=1", "y=2"]).gradient["y"].array == 1.0
 
 
 def test_a_torch_tensor_keeps_its_dtype_and_the_caller_s_tensor_is_untouched():
