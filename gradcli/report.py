@@ -1,4 +1,5 @@
-"""Plain data: the one thing the renderers see. No torch, no sympy, no rich.
+"""Plain data: the one thing the renderers see. No torch, no sympy, no rich (torch is imported
+only when a library caller asks a result for its `.tensor`).
 
 `to_dict` gives the JSON document; its layout is the contract documented in the README
 under "JSON output" and versioned by SCHEMA_VERSION.
