@@ -12,7 +12,7 @@ import json
 from typing import Any, TextIO
 
 from gradcli.core.check import fails
-from gradcli.render.common import number
+from gradcli.render.common import number, pretty_of
 from gradcli.report import GradReport, GraphReport, MinimizeReport, Report
 
 FORMATS = ("table", "json", "ndjson", "csv", "plain")
@@ -20,21 +20,35 @@ FORMATS = ("table", "json", "ndjson", "csv", "plain")
 
 # --------------------------------------------------------------------------- formats
 
-def document(report: Report, quiet: bool = False) -> dict[str, Any]:
-    """The report's JSON document; --quiet leaves its warnings out (of the document, not the report)."""
-    doc = report.to_dict()
+def document(report: Report, quiet: bool = False, echo: bool = False) -> dict[str, Any]:
+    """The report's JSON document; --quiet leaves its warnings out (of the document, not the report).
+    echo (--echo-values): a derivative report writes its large inputs in full too."""
+    doc = report.to_dict(echo=echo) if isinstance(report, GradReport) else report.to_dict()
     if quiet and "warnings" in doc:
         doc["warnings"] = []
     return doc
 
 
-def render_json(report: Report, out: TextIO, compact: bool = False, quiet: bool = False) -> None:
-    """One JSON document: indented, or on one line (ndjson) for line-oriented tools."""
-    doc = document(report, quiet)
+def render_json(report: Report, out: TextIO, compact: bool | None = None, quiet: bool = False,
+                echo: bool = False) -> None:
+    """One JSON document: on one line (ndjson, or json into a pipe or file: compact=None), or
+    indented for a person (json on a terminal, or --pretty: compact=False)."""
+    doc = document(report, quiet, echo)
+    if compact is None:
+        compact = not (hasattr(out, "isatty") and out.isatty())
     if compact:
         out.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n")
     else:
         out.write(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def json_compact(fmt: str) -> bool | None:
+    """render_json's `compact` for a format: ndjson is one line; json is indented on a terminal
+    (None) unless --pretty says either way."""
+    if fmt == "ndjson":
+        return True
+    pretty = pretty_of(fmt)
+    return None if pretty is None else not pretty
 
 
 def index_text(index: tuple[int, ...]) -> str:
@@ -112,7 +126,7 @@ def render_diff(report: Any, fmt: str, out: TextIO, quiet: bool = False, err: Te
     pretty formulas, and nowhere with quiet.
     """
     if fmt in ("json", "ndjson"):
-        render_json(report, out, compact=fmt == "ndjson", quiet=quiet)
+        render_json(report, out, compact=json_compact(fmt), quiet=quiet)
     elif fmt == "csv":
         render_csv(report, out)
     elif fmt in ("plain", "latex"):
@@ -137,7 +151,7 @@ def render_minimize(report: MinimizeReport, fmt: str, out: TextIO, err: TextIO, 
     """A descent as the JSON document, a CSV row per parameter element, or the end values (the
     table is gradcli/render/table.py's)."""
     if fmt in ("json", "ndjson"):
-        render_json(report, out, compact=fmt == "ndjson", quiet=quiet)
+        render_json(report, out, compact=json_compact(fmt), quiet=quiet)
         return
     if fmt == "csv":
         import csv
