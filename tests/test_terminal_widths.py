@@ -161,3 +161,17 @@ def test_json_is_indented_on_a_terminal_and_compact_in_a_pipe() -> None:
     assert pretty == on_terminal
     compact, _ = in_terminal([*args, "--json", "--compact"], 80)
     assert compact == piped
+
+
+def test_the_readme_shows_the_narrow_screen_as_it_is() -> None:
+    """README's narrow-terminal example is the 60-column golden screen (lines compared without
+    their trailing spaces, which editors strip)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    screen = (GOLDEN / "grad_vector_60.txt").read_text(encoding="utf-8")
+    shown = [line.rstrip() for line in readme.splitlines()]
+    wanted = [line.rstrip() for line in screen.splitlines()]
+    starts = [i for i, line in enumerate(shown) if line == wanted[0]]
+    assert any(shown[i:i + len(wanted)] == wanted for i in starts), "README's 60-column example is out of date"
+    command = 'gradcli grad "' + CASES["grad_vector"][1] + '" ' + " ".join(f'"{a}"' if "[" in a else a
+                                                                            for a in CASES["grad_vector"][2:])
+    assert f"$ {command} --device cpu" in readme
