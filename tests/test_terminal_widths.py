@@ -41,6 +41,9 @@ CASES: dict[str, list[str]] = {
     "jacobian_vector": ["jacobian", "[x[0]**2 + 4*x[1], x[1]**3 - x[0]*x[1], relu(x[0] - 2)]", "x=[2,3]"],
     "hessian": ["hessian", "x*y**2 + x**3/3", "x=1", "y=2"],
     "vjp": ["vjp", "[x[0]*x[1]/3, x[0]**2]", "x=[1,2]", "v=[1,0.5]"],
+    # an 8 x 8 matrix: a table at 120 columns, a block per row (column=entry pairs) at 60
+    "jacobian_wide": ["jacobian", "x**2*3/8 + sum(x)/3", "x=[1,2,3,4,5,6,7,8]", "--method", "rev"],
+    "grad_order": ["grad", "x**5/3", "x=2", "--order", "3"],
 }
 
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -76,7 +76,7 @@ def _print_matrix(con: Console, title: str, rows: list[str], columns: list[str],
     it, a block per row with a `column: entry` line each."""
     from rich.text import Text
 
-    from gradcli.render.layout import Column, fit_table, vertical
+    from gradcli.render.layout import Column, fit_table, vertical, wrap
 
     con.print(Text(title, style="bold"))
     grid = [Column("", list(rows), style="bold")] + [
@@ -86,9 +86,16 @@ def _print_matrix(con: Console, title: str, rows: list[str], columns: list[str],
     if table is not None:
         con.print(table)
         return
-    for line in vertical([(r, [(c, e, "") for c, e in zip(columns, row, strict=True)])
-                          for r, row in zip(rows, entries, strict=True)], con.width):
-        con.print(line)
+    if prose:  # formulas: a `column: formula` line each, under the row's label
+        for line in vertical([(r, [(c, e, "") for c, e in zip(columns, row, strict=True)])
+                              for r, row in zip(rows, entries, strict=True)], con.width):
+            con.print(line)
+        return
+    # numbers: the row's label, then its `column=entry` pairs wrapped between pairs
+    for r, row in zip(rows, entries, strict=True):
+        pairs = " ".join(f"{c}={e}".replace(" ", "\u00a0") for c, e in zip(columns, row, strict=True))
+        con.print(Text(r, style="bold"))
+        con.print(wrap("  " + pairs, con.width).replace("\u00a0", " "))  # a pair is never split
 
 
 def _print_fitted(con: Console, columns: list[Column], first: str, title: str | None = None) -> None:

@@ -75,8 +75,12 @@ def render_csv(report: Any, out: TextIO) -> None:
     assert isinstance(report, GradReport), report
     if report.command == "eval":
         writer.writerow(["index", "value"])
-        for index in np.ndindex(*report.f.shape):
-            writer.writerow([index_text(index), repr(float(report.f.array[index]))])
+        values = report.f.array.reshape(-1)
+        for start in range(0, values.size, _CSV_BLOCK):
+            stop = min(start + _CSV_BLOCK, values.size)
+            out.write("".join(f"{i},{x!r}\n" for i, x in zip(_csv_indices(report.f.shape, start, stop),
+                                                               values[start:stop].tolist(), strict=True)))
+            out.flush()
         return
     writer.writerow(["result", "index", "autograd", "symbolic", "abs_error", "status"])
     for v in report.variables:
@@ -89,13 +93,7 @@ def render_csv(report: Any, out: TextIO) -> None:
         head, tail = _csv_field(v.name), _csv_field(v.status.value)
         for start in range(0, got.size, _CSV_BLOCK):
             stop = min(start + _CSV_BLOCK, got.size)
-            if len(v.gradient.shape) == 1:
-                indices = [f"[{i}]" for i in range(start, stop)]
-            elif v.gradient.shape:
-                where = np.unravel_index(np.arange(start, stop), v.gradient.shape)
-                indices = ['"[' + ",".join(map(str, i)) + ']"' for i in zip(*(w.tolist() for w in where), strict=True)]
-            else:
-                indices = [""]
+            indices = _csv_indices(v.gradient.shape, start, stop)
             block = got[start:stop]
             if ref is None:
                 out.write("".join(f"{head},{i},{g!r},,,{tail}\n" for i, g in zip(indices, block.tolist(), strict=True)))
@@ -107,6 +105,19 @@ def render_csv(report: Any, out: TextIO) -> None:
 
 
 _CSV_BLOCK = 65536  # rows formatted and written at a time
+
+
+def _csv_indices(shape: list[int], start: int, stop: int) -> list[str]:
+    """The CSV index field of the elements start..stop (flat, C order) of a tensor of `shape`,
+    as index_text writes them and csv quotes them ("[0,1]" holds a comma)."""
+    import numpy as np
+
+    if not shape:
+        return [""]
+    if len(shape) == 1:
+        return [f"[{i}]" for i in range(start, stop)]
+    where = np.unravel_index(np.arange(start, stop), tuple(shape))
+    return ['"[' + ",".join(map(str, i)) + ']"' for i in zip(*(w.tolist() for w in where), strict=True)]
 
 
 def _csv_field(text: str) -> str:
