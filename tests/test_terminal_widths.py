@@ -15,19 +15,18 @@ device line.
 from __future__ import annotations
 
 import difflib
-import fcntl
 import json
 import os
-import pty
 import re
 import struct
 import subprocess
-import termios
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import gradcli_executable
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="a pseudo-terminal (pty, termios) is POSIX only")
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "terminal"
 UPDATE = os.environ.get("GRADCLI_UPDATE_GOLDEN") == "1"
@@ -55,6 +54,10 @@ TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COL
 def in_terminal(args: list[str], columns: int, rows: int = 60) -> tuple[str, int]:
     """Run the installed gradcli with its stdin, stdout and stderr on a pseudo-terminal of this
     size; what the terminal showed (escape codes out) and the exit status."""
+    import fcntl
+    import pty
+    import termios
+
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in TERMINAL_ENV}

@@ -44,12 +44,20 @@ def _hanging(indent: str, words: list[str]) -> str:
     return indent + " " * (len(first) - len(first.lstrip("[")))
 
 
+# A line of numbers this short is never wrapped: a matrix's row ("[[2, 4],") stays a row.
+_SHORT_LINE = 16
+
+
 def longest_word(text: str, breakable: bool = False) -> int:
-    """The narrowest width `text` can be wrapped to without breaking a word."""
+    """The narrowest width `text` can be wrapped to without breaking a word (numbers: nor a
+    line of at most _SHORT_LINE columns)."""
     widest = 0
     for line in text.split("\n"):
         indent, words = _split(line)
         if not words:
+            continue
+        if not breakable and cells(line) <= _SHORT_LINE:
+            widest = max(widest, cells(line))
             continue
         first = len(indent) + cells(words[0])
         rest = max((cells(w) for w in words[1:]), default=0) + len(_hanging(indent, words))
@@ -105,9 +113,12 @@ class Column:
     justify: str = "left"
     header_style: str = "bold"
     style: str = ""
+    whole: bool = False  # never wrapped (a verdict: "✓ agree" on one line)
 
     def minimum(self) -> int:
         header = max((cells(w) for w in self.header.split()), default=0)
+        if self.whole:
+            return max([header, 1] + [natural(c) for c in self.cells])
         return max([header, 1] + [longest_word(c, self.breakable) for c in self.cells])
 
     def natural(self) -> int:

@@ -198,13 +198,13 @@ def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
     first = _FIRST_COLUMN.get(report.command, "")
     if report.command == "hessian":
         first = "over " + ", ".join(report.wrt)
-    label_column = Column(first, style="bold")
+    label_column = Column(first, style="bold", breakable=True)  # a label is words (order 2 (d2f/dx^2))
     value_column = Column("value")
     autograd_column = Column("autograd")
     formula_column = Column("symbolic derivative", breakable=True)
     reference_column = Column("its value")
-    error_column = Column("error", justify="right")
-    check_column = Column("check")
+    error_column = Column("error", justify="right", whole=True)
+    check_column = Column("check", whole=True)
     blocks: list[tuple[str, list[tuple[str, str, str]]]] = []
     for v in report.variables:
         mark, style = verdict_cell(v.status)
@@ -233,7 +233,7 @@ def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
         check_column.cells.append(mark)
         check_column.styles.append(style)
         items.append(("check", mark, style))
-        blocks.append((label, items))
+        blocks.append((f"{label} {first}" if report.command == "hessian" else label, items))
     # A column whose every cell points above is left out: the matrix is printed once.
     columns = [label_column] + ([value_column] if in_table else [])
     if len(shown_above) < len(report.variables):
