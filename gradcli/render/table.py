@@ -380,9 +380,9 @@ def render_diff_pretty(report: DiffReport, out: TextIO, quiet: bool = False) -> 
 
 def render_minimize_table(report: MinimizeReport, out: TextIO, quiet: bool = False) -> None:
     """Where the descent started and ended, why it stopped, and the verdicts at both ends."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
+
+    from gradcli.render.layout import Column, fit_table, vertical
 
     con = console(out)
     header = Text("gradcli minimize  ", style="bold")
@@ -394,20 +394,26 @@ def render_minimize_table(report: MinimizeReport, out: TextIO, quiet: bool = Fal
         con.print(Text(f"{name} = {tensor_text(t)}  (constant{size})", style="dim"))
 
     start, end = report.start, report.end
-    table = Table(box=box.ROUNDED)
-    table.add_column("", style="bold", overflow="fold")
-    table.add_column(f"start (step {start.step})", justify="right", overflow="fold")
-    table.add_column(f"end (step {end.step})", justify="right", overflow="fold")
-    table.add_column("gradient at start", justify="right", overflow="fold")
-    table.add_column("gradient at end", justify="right", overflow="fold")
+    columns = [Column("", style="bold", breakable=True)] + [
+        Column(header, justify="right") for header in (f"start (step {start.step})", f"end (step {end.step})",
+                                                       "gradient at start", "gradient at end")]
     for n in report.wrt:
-        table.add_row(n, *(tensor_text(t, rows=True) for t in (start.parameters[n], end.parameters[n],
-                                                                start.gradient[n], end.gradient[n])))
-    table.add_section()
-    table.add_row("loss", number(start.loss, report.dtype), number(end.loss, report.dtype), "", "")
-    table.add_row("gradient norm", number(start.gradient_norm, report.dtype), number(end.gradient_norm, report.dtype),
-                  "", "")
-    con.print(table)
+        cells = [n] + [tensor_text(t, rows=True) for t in (start.parameters[n], end.parameters[n],
+                                                            start.gradient[n], end.gradient[n])]
+        for c, text in zip(columns, cells, strict=True):
+            c.cells.append(text)
+    for label, first, last in (("loss", start.loss, end.loss),
+                               ("gradient norm", start.gradient_norm, end.gradient_norm)):
+        for c, text in zip(columns, [label, number(first, report.dtype), number(last, report.dtype), "", ""],
+                           strict=True):
+            c.cells.append(text)
+    table = fit_table(columns, con.width)
+    if table is not None:
+        con.print(table)
+    else:
+        for line in vertical([(c0, [(c.header, c.cells[r], "") for c in columns[1:] if c.cells[r]])
+                              for r, c0 in enumerate(columns[0].cells)], con.width):
+            con.print(line)
     steps = f"{report.steps_taken} of {report.steps_requested} step{'s' if report.steps_requested != 1 else ''}"
     if report.evaluations != report.steps_taken + 1:
         steps += f", {report.evaluations} evaluations of the loss"
