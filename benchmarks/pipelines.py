@@ -6,6 +6,7 @@ Run it with the interpreter gradcli is installed in:
     python benchmarks/pipelines.py                  # the figures of issue 5 (about 5 minutes)
     python benchmarks/pipelines.py --quick          # fewer rows and expressions (under a minute)
     python benchmarks/pipelines.py --rounds 5       # more interleaved rounds, steadier medians
+    python benchmarks/pipelines.py --json-only      # --json against the table at 10^6 elements
 
 It prints, in one run:
 
@@ -22,9 +23,13 @@ It prints, in one run:
    (gradcli.commands.points.grad_points, no start-up to take off). Beside them, in this process: numpy's own read
    (np.loadtxt) and write (np.savetxt, '%.17g') of the same CSV, and the bare batched torch
    computation (forward and backward of sum(f) by hand, float32), as points per second.
-4. The batch and both --points runs again, end to end, through a warm server (`gradcli server
+4. `gradcli grad "mean((t - p)**2)" p=randn(N) t=randn(N) --wrt p` at N = 10^6 (--elements),
+   printing --json into a file against printing the table: whole processes, and the same
+   report rendered both ways in this process; the ratio is issue 19's figure (at most 1.5x).
+   --json-only runs this part alone.
+5. The batch and both --points runs again, end to end, through a warm server (`gradcli server
    start`, in a temporary XDG_RUNTIME_DIR of its own): each call a whole process, without the
-   start-up. The runs of 1 to 3 set GRADCLI_SERVER=off, so a server of yours does not serve them.
+   start-up. The runs of 1 to 4 set GRADCLI_SERVER=off, so a server of yours does not serve them.
 
 Whole processes are timed wall-clock, round-robin (one run of each, then the next round) so
 that load on this shared machine hits each alike; medians are printed. The script only
@@ -130,16 +135,59 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=50)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--elements", type=int, default=1_000_000, help="the gradient's size for --json")
     parser.add_argument("--quick", action="store_true", help="200 expressions, 10 processes, 200,000 rows")
+    parser.add_argument("--json-only", action="store_true", help="only --json against the table")
     args = parser.parse_args()
     if args.quick:
         args.expressions, args.processes, args.rows = 200, 10, 200_000
     exe = gradcli_executable()
     work = Path(tempfile.mkdtemp(prefix="gradcli-pipelines-"))
     try:
-        run(exe, work, args)
+        if args.json_only:
+            json_versus_table(exe, work, args)
+        else:
+            run(exe, work, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+JSON_TARGET = 1.5  # --json at most this many times the table's time (issue 19)
+
+
+def json_versus_table(exe: str, work: Path, args) -> None:
+    """A 10^6-element gradient written as JSON (into a file: compact) against the same run's table."""
+    n = args.elements
+    argv = ["grad", "mean((t - p)**2)", f"p=randn({n})", f"t=randn({n})", "--wrt", "p", "--seed", "0",
+            "--device", "cpu"]
+    cold = {**os.environ, "GRADCLI_SERVER": "off"}
+    written = {"json": work / "out.json", "table": work / "out.txt"}
+
+    def whole(fmt: str) -> float:
+        with open(written[fmt], "w") as out:
+            return timed([exe, *argv, *(["--json"] if fmt == "json" else [])], stdout=out, env=cold)
+    t = round_robin({"table": lambda: whole("table"), "json": lambda: whole("json")}, args.rounds)
+    size = written["json"].stat().st_size
+    print(f"gradcli grad \"mean((t - p)**2)\" p=randn({n:,}) t=randn({n:,}) --wrt p, whole processes "
+          f"(GRADCLI_SERVER=off)")
+    print(f"  table into a file {t['table']:6.2f} s")
+    print(f"  --json into a file {t['json']:5.2f} s ({size / 1e6:.1f} MB): {t['json'] / t['table']:.2f}x the table   "
+          f"target at most {JSON_TARGET}x")
+
+    import io
+
+    from gradcli.commands.grad import grad
+    from gradcli.render import OutputChoice, render
+
+    report = grad(argv[1], argv[2:4], wrt="p", seed=0, device="cpu")
+
+    def rendered(fmt: str) -> None:
+        render(report, OutputChoice(fmt), io.StringIO(), io.StringIO())
+    compute = medians({"grad": lambda: grad(argv[1], argv[2:4], wrt="p", seed=0, device="cpu")}, args.rounds)["grad"]
+    r = medians({"table": lambda: rendered("table"), "json": lambda: rendered("json")}, args.rounds)
+    print(f"  in this process: computing and checking {compute:.2f} s; rendering the table {r['table']:.3f} s, "
+          f"the JSON {r['json']:.3f} s; computing and JSON take {(compute + r['json']) / (compute + r['table']):.2f}x "
+          "computing and the table\n")
 
 
 def run(exe: str, work: Path, args) -> None:
@@ -239,7 +287,10 @@ def run(exe: str, work: Path, args) -> None:
     print(f"  bare torch, this process: {torch_s:.3f} s: {rows / torch_s:,.0f} points/s (forward and backward, "
           "no check, no I/O)")
 
-    # 4: the same, end to end, through a warm server (gradcli server start): no start-up to pay
+    # 4: --json against the table, at 10^6 elements
+    json_versus_table(exe, work, args)
+
+    # 5: the same, end to end, through a warm server (gradcli server start): no start-up to pay
     xdg = work / "xdg"
     xdg.mkdir(mode=0o700)
     served = {**os.environ, "XDG_RUNTIME_DIR": str(xdg), "GRADCLI_SERVER": "require"}

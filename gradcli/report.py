@@ -76,7 +76,26 @@ class TensorData:
         return f"TensorData(shape={self.shape}, dtype={self.dtype})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": json_numbers(self.data), "shape": self.shape, "dtype": self.dtype}
+        import numpy as np
+
+        # A finite array needs no walk for NaN and infinities: at 10^6 elements that walk cost
+        # more than writing the JSON.
+        data = self.data if bool(np.isfinite(self.array).all()) else json_numbers(self.data)
+        return {"data": data, "shape": self.shape, "dtype": self.dtype}
+
+    def summary(self) -> dict[str, Any]:
+        """The tensor without its numbers: what JSON says of an input too large to echo."""
+        return {"shape": self.shape, "dtype": self.dtype, "elements": self.numel}
+
+    def echoed(self, echo: bool) -> dict[str, Any]:
+        """The tensor in full when `echo` or when it is small (ECHO_ELEMENTS), else its summary."""
+        return self.to_dict() if echo or self.numel <= ECHO_ELEMENTS else self.summary()
+
+
+# JSON echoes an input (and sympy's value beside a result) of at most this many elements;
+# larger ones are summarised (shape, dtype, elements) unless --echo-values asks for them. The
+# result itself is always written in full.
+ECHO_ELEMENTS = 1000
 
 
 def _from_json_numbers(x: Any) -> Any:
@@ -177,6 +196,30 @@ class VariableResult:
 
 
 @dataclass
+class JacobianMatrix:
+    """The Jacobian over every differentiated variable at once (scalar or vector variables, an f
+    of at most one dimension): rows are f's elements, columns the variables' elements in order.
+
+    `formulas[i][j]` is sympy's derivative of f's i-th output by the variable
+    `formula_columns[j]`: one formula for a scalar variable (the matrix's own entry), the row
+    of them sympy gives for a vector one; None where f's outputs have no formulas of their own.
+    """
+
+    rows: list[str]
+    columns: list[str]
+    autograd: TensorData
+    symbolic: TensorData | None
+    formulas: list[list[str]] | None = None
+    formula_columns: list[str] | None = None
+
+    def to_dict(self, echo: bool = True) -> dict[str, Any]:
+        return {"rows": self.rows, "columns": self.columns, "autograd": self.autograd.to_dict(),
+                "symbolic": {"formulas": self.formulas,
+                             "formula_columns": self.formula_columns if self.formulas is not None else None,
+                             "value": self.symbolic.echoed(echo) if self.symbolic else None}}
+
+
+@dataclass
 class MethodResult:
     """One autograd method's results, when --method all runs several."""
 
@@ -222,6 +265,7 @@ class GradReport(Report):
     vector: TensorData | None = None  # v of vjp/jvp
     extra: dict[str, Any] = field(default_factory=dict)  # command-specific facts (symmetry...)
     explain: list[tuple[str, str]] = field(default_factory=list)  # (topic, text) for --explain
+    matrix: JacobianMatrix | None = None  # jacobian: the assembled m x n matrix, where there is one
 
     @property
     def result_key(self) -> str:
@@ -283,7 +327,9 @@ class GradReport(Report):
             return any(not math.isfinite(x) for x in self.f.flat())
         return any(not m.agrees for m in self.methods)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, echo: bool = False) -> dict[str, Any]:
+        """The JSON document; `echo` writes every input and sympy's values in full, not only the
+        small ones (ECHO_ELEMENTS)."""
         doc: dict[str, Any] = {
             **self.header(),
             "parsed": self.parsed,
@@ -291,7 +337,7 @@ class GradReport(Report):
             "device": self.device,
             "method": self.method,
             "call": self.call,
-            "values": {n: t.to_dict() for n, t in self.values.items()},
+            "values": {n: t.echoed(echo) for n, t in self.values.items()},
             "wrt": list(self.wrt),
             "f": self.f.to_dict(),
             "reduction": self.reduction,
@@ -299,7 +345,7 @@ class GradReport(Report):
             self.result_key: ({v.name: v.gradient.to_dict() for v in self.variables}
                               if self.command != "eval" else self.f.to_dict()),
             "symbolic": {
-                v.name: {"formula": v.formula, "value": v.symbolic.to_dict() if v.symbolic else None}
+                v.name: {"formula": v.formula, "value": v.symbolic.echoed(echo) if v.symbolic else None}
                 for v in self.variables
             },
             "check": {
@@ -315,6 +361,8 @@ class GradReport(Report):
         }
         if self.vector is not None:
             doc["v"] = self.vector.to_dict()
+        if self.matrix is not None:
+            doc["jacobian_matrix"] = self.matrix.to_dict(echo)
         if any(v.rows for v in self.variables):
             doc["labels"] = {v.name: {"rows": v.rows, "columns": v.columns} for v in self.variables if v.rows}
         doc.update(self.extra)

@@ -45,8 +45,11 @@ GRAD = ["grad", "x**3*y**2 + 4*x*y*z - y**4/2 + abs(z) + 7*x", "x=3", "y=2", "z=
 CASES: dict[str, tuple[list[str], int]] = {
     "grad_80.txt": (GRAD, 80),
     "grad_120.txt": (GRAD, 120),
+    # --pretty: indented as on a terminal (into a pipe, JSON is one line), so that a diff reads
     "grad.json": (["grad", "mean((t - p)**2) + relu(p[0] - 1)", "p=[1,2,3]", "t=[2,3,5]", "--wrt", "p",
-                   "--device", "cpu", "--json"], 80),
+                   "--device", "cpu", "--json", "--pretty"], 80),
+    "jacobian_scalars.json": (["jacobian", "[r*t**2, r**2*t/3]", "r=1.5", "t=0.25", "--device", "cpu", "--json",
+                               "--pretty"], 80),
     # x crosses 0 at row 4 of the file, where abs has its kink.
     "points.csv": (["grad", "x**2*y + y**3/4 - 3*x + abs(x)", "--points", "examples/points.csv",
                     "--device", "cpu"], 80),
@@ -108,5 +111,6 @@ def test_the_width_is_the_one_asked() -> None:
 
 
 def test_every_golden_file_has_a_case() -> None:
-    orphans = sorted(p.name for p in GOLDEN.iterdir() if p.name not in CASES)
+    # (golden/terminal/ is tests/test_terminal_widths.py's: screens through a pseudo-terminal)
+    orphans = sorted(p.name for p in GOLDEN.iterdir() if p.is_file() and p.name not in CASES)
     assert not orphans, f"tests/golden/ holds files no case writes (delete them): {orphans}"

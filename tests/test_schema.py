@@ -93,6 +93,8 @@ COMMANDS = [
     ["grad", "floor(x)", "x=0.5", "--no-check"],
     ["jacobian", "[x[0]**2 + x[1]*4, x[1]**3 + log(x[0])]", "x=[2,3]"],
     ["jacobian", "[x*y, x + y]", "x=1", "y=2", "--method", "all"],
+    ["jacobian", "[r*cos(t), r*sin(t)]", "r=1", "t=0.5"],  # the assembled matrix and its formulas
+    ["grad", "sum(x**2)", "x=rand(2000)", "--seed", "3"],  # an input too large to echo: its summary
     ["hessian", "x**2*y + sin(x*y)", "x=1", "y=2"],
     ["vjp", "(x + 1)**2", "x=eye(2)", "v=ones(2,2)"],
     ["jvp", "[x[0]*x[1], sin(x[0])]", "x=[1,2]", "v=[1,0]"],

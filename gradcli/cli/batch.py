@@ -119,7 +119,7 @@ def run_line(group: Any, item: Request, allow_files: bool = False) -> Result:
     from gradcli.inputs import files_refused
 
     number, line = item
-    status, out, err = 2, "", ""
+    status, out, err, plain = 2, "", "", False
     try:
         if line is None:
             raise GradcliError("this line is not UTF-8 text", hint="save the requests as UTF-8")
@@ -135,6 +135,7 @@ def run_line(group: Any, item: Request, allow_files: bool = False) -> Result:
             # --points streams a row per point: one JSON line per request cannot hold them
             raise GradcliError("--points cannot be a batch line: it writes a row per point",
                                hint="run gradcli grad EXPR --points FILE as a command of its own")
+        plain = wants_plain(args)
         arguments = machine_output(args)[1:]
         option = None if allow_files else file_option(subcommand, arguments)
         if option is not None:
@@ -161,12 +162,35 @@ def run_line(group: Any, item: Request, allow_files: bool = False) -> Result:
             result = json.loads(out.strip().splitlines()[-1])
         except json.JSONDecodeError:  # --help, say: text, not a result
             status, err = 2, "error: this line printed no result (was it --help?)"
+    if result is not None and plain:
+        result = with_plain(result)
     if result is None:
         lines = [x for x in err.strip().splitlines() if x]
         message = lines[0].removeprefix("error: ") if lines else "failed"
         hint = next((x.removeprefix("hint: ") for x in lines if x.startswith("hint: ")), None)
         result = error_document(message, hint, status)
     return line_result(result, number, status)
+
+
+def wants_plain(args: list[str]) -> bool:
+    """Whether a line asked for --plain (or --format plain), which its one JSON line replaces."""
+    for a, after in zip(args, [*args[1:], None], strict=True):
+        if a == "--plain" or a in ("--format=plain", "-fplain") or a in _FORMAT_OPTIONS and after == "plain":
+            return True
+    return False
+
+
+def with_plain(doc: dict[str, Any]) -> dict[str, Any]:
+    """A line's result with what --plain would have printed, under "plain" (text); a command
+    whose --plain prints no numbers says so in the result's warnings instead."""
+    from gradcli.render.text import plain_of_document
+
+    text = plain_of_document(doc) if "error" not in doc else None
+    doc["plain"] = text
+    if text is None and "error" not in doc:
+        doc.setdefault("warnings", []).append(f"--plain: gradcli batch gives {doc.get('command')}'s result as "
+                                              "this JSON only (its plain output is not numbers)")
+    return doc
 
 
 def error_document(message: str, hint: str | None, status: int) -> dict[str, Any]:

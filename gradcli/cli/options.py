@@ -152,6 +152,12 @@ QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No notes or warnings: only the result (errors still go to stderr).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
 PlainOption = Annotated[bool, typer.Option("--plain", help="Same as --format plain: only the numbers.")]
+PrettyOption = Annotated[bool | None, typer.Option(
+    "--pretty/--compact", help="JSON indented for people, or on one line. Default: indented on a terminal, "
+    "one line into a pipe or file.", show_default=False)]
+EchoValuesOption = Annotated[bool, typer.Option(
+    "--echo-values", help="JSON: write every input (and sympy's value beside each result) in full; by default "
+    "those of more than 1000 elements are summarised as shape, dtype and elements.")]
 VectorOption = Annotated[str | None, typer.Option(
     "--vector", help="The vector v, when the expression has a variable named v itself.", show_default=False)]
 ReduceOption = Annotated[Reduce, typer.Option(
@@ -280,15 +286,17 @@ class Output(OptionGroup):
     fmt: FormatOption = Format.table
     json_flag: JsonOption = False
     plain_flag: PlainOption = False
+    pretty: PrettyOption = None
+    echo_values: EchoValuesOption = False
 
     def chosen(self) -> str:
+        """The format's name, carrying --pretty and --echo-values to the renderer (an OutputChoice)."""
+        from gradcli.render.common import OutputChoice
+
         if self.json_flag and self.plain_flag:
             raise GradcliError("--json and --plain cannot be used together")
-        if self.json_flag:
-            return "json"
-        if self.plain_flag:
-            return "plain"
-        return self.fmt.value
+        fmt = "json" if self.json_flag else "plain" if self.plain_flag else self.fmt.value
+        return OutputChoice(fmt, pretty=self.pretty, echo_values=self.echo_values)
 
 
 COMPUTE, CHECKS, VALUE_OPTIONS, OUTPUT = Compute(), Checks(), ValueOptions(), Output()

@@ -59,7 +59,12 @@ def hessian_of(st: Session, *, check: bool, reduce: str) -> GradReport:
     if asym:
         warnings.append(f"the Hessian is symmetric to within {asym:.3g}")
     symmetric = None if asym is None else asym <= st.atol * max(1.0, float(h.abs().max()) if h.numel() else 1.0)
-    return build_report(st, "hessian", "hessian", run.call, run.output, [result], check=check, reduction=reduction,
+    call = run.call
+    if st.wrt != ["x"]:  # autodiff names its flat input x: say which variables it holds
+        flat = ", ".join(f"{n}.reshape(-1)" for n in st.wrt)
+        call = f"{run.call.replace('(f, x)', '(f, xs)')} with xs = torch.cat([{flat}])" \
+            if "(f, x)" in run.call else run.call
+    return build_report(st, "hessian", "hessian", call, run.output, [result], check=check, reduction=reduction,
                    warnings=warnings, extra={"symmetric": symmetric, "max_asymmetry": asym})
 
 

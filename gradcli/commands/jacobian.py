@@ -26,6 +26,7 @@ from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR, size_text
 from gradcli.core.reference import (
     is_elementwise_in,
     numel,
+    symbolic_gradients,
     symbolic_jacobians,
 )
 from gradcli.core.session import Session, common_shape, gc_paused, prepare
@@ -34,7 +35,10 @@ from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
     GradReport,
+    JacobianMatrix,
     MethodResult,
+    TensorData,
+    VariableResult,
 )
 
 
@@ -101,7 +105,63 @@ def jacobian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
                                                agrees))
     report = build_report(st, "jacobian", chosen if method != "all" else "all", " | ".join(r.call for r in runs),
                      main.output, results, check=check, warnings=note, methods=method_results)
+    if chosen == "diagonal" and check:
+        # f elementwise in each variable: the diagonal is the gradient of f's sum, in sympy's words too
+        diagonal = symbolic_gradients(st.parsed.components, None, st.table, st.tensors, st.wrt, "sum")
+        for v in results:
+            if v.formula is not None and diagonal[v.name].formula != "?":
+                v.formula = f"the diagonal: {diagonal[v.name].formula}"
+    if len(out_shape) <= 1 and all(st.tensors[n].dim() <= 1 for n in st.wrt):
+        formulas = _part_formulas(st, out_labels) if check else None
+        if formulas is not None:
+            # each variable's Jacobian in sympy's words: its column (a scalar) or rows (a vector) of formulas
+            for column, v in enumerate(results):
+                v.formula = ("[" + ", ".join(row[column] for row in formulas) + "]" if out_shape
+                             else formulas[0][column])
+        report.matrix = _assembled(st, results, out_labels, formulas)
     return explained(report, st, explain)
+
+
+# Each entry's formula is worked out for a matrix a table can show (larger ones have the values only).
+_FORMULA_ROWS, _FORMULA_COLUMNS = 16, 10
+
+
+def _assembled(st: Session, results: list[VariableResult], rows: list[str],
+               formulas: list[list[str]] | None) -> JacobianMatrix:
+    """The m x n Jacobian over every wrt variable: each variable's Jacobian as its columns."""
+    import numpy as np
+
+    m = len(rows)
+
+    def columns(t: TensorData) -> np.ndarray:
+        return t.array.reshape(m, -1)
+    autograd = np.concatenate([columns(v.gradient) for v in results], axis=1)
+    symbolic = None
+    if all(v.symbolic is not None for v in results):
+        symbolic = np.concatenate([columns(v.symbolic) for v in results if v.symbolic is not None], axis=1)
+    dtype = results[0].gradient.dtype
+    return JacobianMatrix(
+        rows=rows, columns=element_labels(st, st.wrt), formula_columns=list(st.wrt),
+        autograd=TensorData(autograd, list(autograd.shape), dtype),
+        symbolic=TensorData(symbolic, list(symbolic.shape), "float64") if symbolic is not None else None,
+        formulas=formulas)
+
+
+def _part_formulas(st: Session, rows: list[str]) -> list[list[str]] | None:
+    """sympy's derivative of each output by each variable (by a vector variable, the row of
+    formulas sympy gives for it), where f's outputs are the parts of a list, or f itself; None
+    otherwise, and for a matrix larger than a table shows."""
+    if len(rows) > _FORMULA_ROWS or len(st.wrt) > _FORMULA_COLUMNS:
+        return None
+    if st.parsed.shape is None and len(rows) != 1:
+        return None  # one tensor-valued expression: its elements are no parts of their own
+    if any(common_shape(st)):
+        return None
+    formulas = []
+    for component in st.parsed.components:
+        by_variable = symbolic_gradients([component], None, st.table, st.tensors, st.wrt, "sum")
+        formulas.append([by_variable[n].formula for n in st.wrt])
+    return formulas
 
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from gradcli.render.common import notes, number
+from gradcli.render.common import OutputChoice, echo_of, notes, number
 from gradcli.render.progress import LossProgress, wants_progress
 from gradcli.render.text import render_diff
 
-__all__ = ["render", "render_diff", "wants_progress", "LossProgress", "number"]
+__all__ = ["render", "render_diff", "wants_progress", "LossProgress", "number", "OutputChoice"]
 
 
 def render(report: Any, fmt: str, out: TextIO, err: TextIO, quiet: bool = False) -> None:
@@ -39,7 +39,7 @@ def render(report: Any, fmt: str, out: TextIO, err: TextIO, quiet: bool = False)
         text.render_diff(report, fmt, out, quiet=quiet, err=err)
         return
     if fmt in ("json", "ndjson"):
-        text.render_json(report, out, compact=fmt == "ndjson", quiet=quiet)
+        text.render_json(report, out, compact=text.json_compact(fmt), quiet=quiet, echo=echo_of(fmt))
         return
     if fmt == "csv":
         text.render_csv(report, out)

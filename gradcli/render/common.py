@@ -17,6 +17,34 @@ if TYPE_CHECKING:  # numpy is imported where it is used
     import numpy as np
     import numpy.typing as npt
 
+# --------------------------------------------------------------------------- the output chosen
+
+class OutputChoice(str):
+    """A format name ("json", "table"...) that also carries the options of how it is written.
+
+    A str, so that the CLI's wrappers pass it to `render` as they pass a format name; the
+    renderers read its options where they apply (`pretty` and `echo_values` for JSON).
+    pretty: None indents JSON on a terminal and writes it compact into a pipe or file.
+    """
+
+    pretty: bool | None
+    echo_values: bool
+
+    def __new__(cls, fmt: str, *, pretty: bool | None = None, echo_values: bool = False) -> OutputChoice:
+        choice = super().__new__(cls, fmt)
+        choice.pretty = pretty
+        choice.echo_values = echo_values
+        return choice
+
+
+def pretty_of(fmt: str) -> bool | None:
+    return fmt.pretty if isinstance(fmt, OutputChoice) else None
+
+
+def echo_of(fmt: str) -> bool:
+    return fmt.echo_values if isinstance(fmt, OutputChoice) else False
+
+
 # --------------------------------------------------------------------------- numbers
 
 def number(x: float, dtype: str = "float64") -> str:

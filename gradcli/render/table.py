@@ -16,13 +16,12 @@ from gradcli.report import (
     GraphReport,
     MinimizeReport,
     TensorData,
-    VariableResult,
 )
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
+    from gradcli.render.layout import Column
     from gradcli.report import DiffReport
 
 # The mark before each verdict word in a table's check column, and its colour: the word is the
@@ -67,27 +66,71 @@ _FIRST_COLUMN = {"grad": "wrt", "jacobian": "wrt", "vjp": "wrt", "jvp": "wrt", "
 _MATRIX_ROWS, _MATRIX_COLUMNS = 16, 10  # a labelled matrix larger than this is summarised
 
 
-def _matrix_table(v: VariableResult) -> Table:
-    """A matrix with its row (outputs) and column (inputs) labels."""
-    from rich import box
-    from rich.table import Table
+def _small(rows: list[str] | None, columns: list[str] | None) -> bool:
+    return bool(rows and columns) and len(rows or []) <= _MATRIX_ROWS and len(columns or []) <= _MATRIX_COLUMNS
 
-    data = v.gradient.data
-    table = Table(box=box.SIMPLE_HEAD)
-    table.add_column("", style="bold", overflow="fold")
-    for c in v.columns or []:
-        table.add_column(c, justify="right", overflow="fold")
-    # strict=False: no row labels (rows None) draws no rows, as before
-    for label, row in zip(v.rows or [], data, strict=False):
-        table.add_row(label, *(number(x, v.gradient.dtype) for x in row))
-    return table
+
+def _print_matrix(con: Console, title: str, rows: list[str], columns: list[str], entries: list[list[str]],
+                  prose: bool = False) -> None:
+    """A matrix with its row (outputs) and column (inputs) labels; on a terminal too narrow for
+    it, a block per row with a `column: entry` line each."""
+    from rich.text import Text
+
+    from gradcli.render.layout import Column, fit_table, vertical, wrap
+
+    con.print(Text(title, style="bold"))
+    grid = [Column("", list(rows), style="bold")] + [
+        Column(c, [row[j] for row in entries], breakable=prose, justify="left" if prose else "right")
+        for j, c in enumerate(columns)]
+    table = fit_table(grid, con.width, box_name="SIMPLE_HEAD")
+    if table is not None:
+        con.print(table)
+        return
+    if prose:  # formulas: a `column: formula` line each, under the row's label
+        for line in vertical([(r, [(c, e, "") for c, e in zip(columns, row, strict=True)])
+                              for r, row in zip(rows, entries, strict=True)], con.width):
+            con.print(line)
+        return
+    # numbers: the row's label, then its `column=entry` pairs wrapped between pairs
+    for r, row in zip(rows, entries, strict=True):
+        pairs = " ".join(f"{c}={e}".replace(" ", "\u00a0") for c, e in zip(columns, row, strict=True))
+        con.print(Text(r, style="bold"))
+        con.print(wrap("  " + pairs, con.width).replace("\u00a0", " "))  # a pair is never split
+
+
+def _print_fitted(con: Console, columns: list[Column], first: str, title: str | None = None) -> None:
+    """A small table (box SIMPLE) that fits the terminal, or a block per row (named by its first
+    cell, `first` being that column's name) where it cannot."""
+    from rich.text import Text
+
+    from gradcli.render.layout import fit_table, vertical
+
+    table = fit_table(columns, con.width, box_name="SIMPLE", title=title)
+    if table is not None:
+        con.print(table)
+        return
+    if title:
+        con.print(Text(title, style="bold"))
+    rows = len(columns[0].cells)
+    con.print(*vertical([(f"{first} {columns[0].cells[r]}",
+                          [(c.header, c.cells[r], c.styles[r] if r < len(c.styles) else "") for c in columns[1:]])
+                         for r in range(rows)], con.width), sep="\n")
+
+
+def _tensor_cell(t: TensorData) -> str:
+    return f"shape {shape_text(t)}\n" + tensor_text(t) if t.numel > 12 else tensor_text(t, rows=True)
 
 
 def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
-    """grad, jacobian, hessian, vjp, jvp, --order and eval: the numbers, each result's verdict, the notes."""
-    from rich import box
-    from rich.table import Table
+    """grad, jacobian, hessian, vjp, jvp, --order and eval: the numbers, each result's verdict, the notes.
+
+    The table fits the terminal (render/layout.py): its cells wrap between elements, never
+    inside a number, and a terminal too narrow for it gets a block per result instead. A
+    matrix shown labelled above the table is not repeated in it.
+    """
     from rich.text import Text
+
+    from gradcli.render.layout import Column, fit_table, vertical
 
     con = console(out)
     command = "grad" if report.command == "order" else report.command
@@ -118,74 +161,121 @@ def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
         return
 
     summarised = False
-    for v in report.variables:
-        if v.rows and v.columns and len(v.gradient.shape) == 2:
-            if len(v.rows) <= _MATRIX_ROWS and len(v.columns) <= _MATRIX_COLUMNS:
-                title = v.label or (f"Jacobian df/d{v.name}" if report.command == "jacobian" else v.name)
-                con.print(Text(f"{title} by autograd" + (" (rows: outputs, columns: inputs)"
-                                                             if report.command == "jacobian" else ""), style="bold"))
-                con.print(_matrix_table(v))
-            else:
+    shown_above: set[str] = set()  # results whose autograd matrix is printed above the table
+    formulas_above: set[str] = set()  # and whose formulas are
+    matrix = report.matrix
+    if matrix is not None and _small(matrix.rows, matrix.columns):
+        over = ", ".join(report.wrt)
+        _print_matrix(con, f"Jacobian of f with respect to {over}, by autograd (rows: outputs, columns: "
+                      "variables)", matrix.rows, matrix.columns,
+                      [[number(x, matrix.autograd.dtype) for x in row] for row in matrix.autograd.data])
+        shown_above.update(v.name for v in report.variables)
+        if matrix.formulas is not None and matrix.formula_columns is not None:
+            entry_by_entry = matrix.formula_columns == matrix.columns  # scalar variables only
+            _print_matrix(con, "its symbolic derivatives (sympy)" + (", entry by entry" if entry_by_entry else
+                                                                       ": a row of the Jacobian per variable"),
+                          matrix.rows, matrix.formula_columns, matrix.formulas, prose=True)
+            formulas_above.update(v.name for v in report.variables)
+    elif matrix is not None:
+        summarised = True
+    else:
+        for v in report.variables:
+            if not (v.rows and v.columns and len(v.gradient.shape) == 2):
+                continue
+            if not _small(v.rows, v.columns):
                 summarised = True
+                continue
+            if report.command == "hessian":
+                title = f"Hessian of f over {', '.join(report.wrt)}, by autograd"
+            elif report.command == "jacobian":
+                title = f"Jacobian of f with respect to {v.name}, by autograd (rows: outputs, columns: inputs)"
+            else:
+                title = f"{v.label or v.name}, by autograd"
+            _print_matrix(con, title, v.rows or [], v.columns or [],
+                          [[number(x, v.gradient.dtype) for x in row] for row in v.gradient.data])
+            shown_above.add(v.name)
 
-    # overflow="fold" everywhere: a narrow terminal wraps a number, never cuts it to "3.99…"
-    table = Table(box=box.ROUNDED, show_lines=len(report.variables) > 1)
-    table.add_column(_FIRST_COLUMN.get(report.command, ""), style="bold", overflow="fold")
-    if in_table:
-        table.add_column("value", overflow="fold")
-    table.add_column("autograd", overflow="fold")
-    if report.checked:
-        table.add_column("symbolic derivative", min_width=14, overflow="fold")
-        table.add_column("its value", overflow="fold")
-        table.add_column("error", justify="right", overflow="fold")
-    table.add_column("check", min_width=7, overflow="fold")
+    first = _FIRST_COLUMN.get(report.command, "")
+    if report.command == "hessian":
+        first = "over " + ", ".join(report.wrt)
+    label_column = Column(first, style="bold", breakable=True)  # a label is words (order 2 (d2f/dx^2))
+    value_column = Column("value")
+    autograd_column = Column("autograd")
+    formula_column = Column("symbolic derivative", breakable=True)
+    reference_column = Column("its value")
+    error_column = Column("error", justify="right", whole=True)
+    check_column = Column("check", whole=True)
+    blocks: list[tuple[str, list[tuple[str, str, str]]]] = []
     for v in report.variables:
         mark, style = verdict_cell(v.status)
-        big = v.gradient.numel > 12
-        shown = (f"shape {shape_text(v.gradient)}\n" + tensor_text(v.gradient) if big
-                 else tensor_text(v.gradient, rows=True))
+        shown = "in the matrix above" if v.name in shown_above else _tensor_cell(v.gradient)
         summarised = summarised or "…" in shown
-        row: list[Any] = [v.label or v.name] + ([tensor_text(v.value, rows=True) if v.value else ""]
-                                                if in_table else []) + [shown]
+        label = v.label or v.name
+        items: list[tuple[str, str, str]] = []
+        label_column.cells.append(label)
+        if in_table:
+            value_column.cells.append(tensor_text(v.value, rows=True) if v.value else "")
+            items.append(("value", value_column.cells[-1], ""))
+        autograd_column.cells.append(shown)
+        if v.name not in shown_above:
+            items.append(("autograd", shown, ""))
         if report.checked:
-            ref = "—"
-            if v.symbolic:
-                ref = (f"shape {shape_text(v.symbolic)}\n" + tensor_text(v.symbolic)) if v.symbolic.numel > 12 \
-                    else tensor_text(v.symbolic, rows=True)
-            row += [
-                v.formula or "",
-                ref,
-                f"{v.max_abs_error:.2g}" if v.max_abs_error is not None else "—",
-            ]
-        row.append(Text(mark, style=style))
-        table.add_row(*row)
-    con.print(table)
+            formula = "in the matrix above" if v.name in formulas_above else v.formula or ""
+            reference = _tensor_cell(v.symbolic) if v.symbolic else "—"
+            summarised = summarised or "…" in reference
+            error = f"{v.max_abs_error:.2g}" if v.max_abs_error is not None else "—"
+            formula_column.cells.append(formula)
+            reference_column.cells.append(reference)
+            error_column.cells.append(error)
+            if v.name not in formulas_above:
+                items.append(("symbolic derivative", formula, ""))
+            items += [("its value", reference, ""), ("error", error, "")]
+        check_column.cells.append(mark)
+        check_column.styles.append(style)
+        items.append(("check", mark, style))
+        blocks.append((f"{label} {first}" if report.command == "hessian" else label, items))
+    # A column whose every cell points above is left out: the matrix is printed once.
+    columns = [label_column] + ([value_column] if in_table else [])
+    if len(shown_above) < len(report.variables):
+        columns.append(autograd_column)
+    if report.checked:
+        if len(formulas_above) < len(report.variables):
+            columns.append(formula_column)
+        columns += [reference_column, error_column]
+    columns.append(check_column)
+    table = fit_table(columns, con.width, show_lines=len(report.variables) > 1)
+    if table is not None:
+        con.print(table)
+    else:
+        for line in vertical(blocks, con.width):
+            con.print(line)
     if summarised:
         con.print(Text("large tensors are summarised: --json prints every element", style="dim"))
     if report.seed is not None:
         con.print(Text(f"random values drawn with --seed {report.seed}", style="dim"))
     if report.methods:
-        mt = Table(box=box.SIMPLE, title="methods", title_justify="left")
-        mt.add_column("method", overflow="fold")
-        mt.add_column("torch call", overflow="fold")
-        mt.add_column("same result", overflow="fold")
+        method_columns = [Column("method"), Column("torch call", breakable=True),
+                          Column("same result")]
         for m in report.methods:
-            mt.add_row(m.method, m.call, Text("✓ yes", style="green") if m.agrees else Text("✗ no", style="bold red"))
-        con.print(mt)
+            method_columns[0].cells.append(m.method)
+            method_columns[1].cells.append(m.call)
+            method_columns[2].cells.append("✓ yes" if m.agrees else "✗ no")
+            method_columns[2].styles.append("green" if m.agrees else "bold red")
+        _print_fitted(con, method_columns, "methods", title="methods")
     accumulated = report.extra.get("accumulate")
     if accumulated:
         con.print(Text(f"backward called {accumulated['calls']} times without zeroing", style="bold"))
-        at = Table(box=box.SIMPLE)
-        at.add_column("call", justify="right", overflow="fold")
-        for n in report.wrt:
-            at.add_column(f"{n}.grad", justify="right", overflow="fold")
         history = accumulated["grad_after_each_call"]
+        grads = [Column("call", justify="right")] + [Column(f"{n}.grad", justify="right") for n in report.wrt]
         for i in range(accumulated["calls"]):
-            at.add_row(str(i + 1), *(tensor_text(TensorData.from_dict(history[n][i])) for n in report.wrt))
-        at.add_row("zeroed", *(tensor_text(TensorData.from_dict(accumulated["after_zero_grad"][n]))
-                               for n in report.wrt),
-                   style="green")
-        con.print(at)
+            grads[0].cells.append(str(i + 1))
+            for c, n in zip(grads[1:], report.wrt, strict=True):
+                c.cells.append(tensor_text(TensorData.from_dict(history[n][i])))
+        grads[0].cells.append("zeroed")
+        for c, n in zip(grads[1:], report.wrt, strict=True):
+            c.cells.append(tensor_text(TensorData.from_dict(accumulated["after_zero_grad"][n])))
+            c.styles.extend([""] * accumulated["calls"] + ["green"])
+        _print_fitted(con, grads, "call")
     for line in notes(report, quiet):
         con.print(Text("note: " + line, style="yellow"))
     if report.explain:
@@ -290,9 +380,9 @@ def render_diff_pretty(report: DiffReport, out: TextIO, quiet: bool = False) -> 
 
 def render_minimize_table(report: MinimizeReport, out: TextIO, quiet: bool = False) -> None:
     """Where the descent started and ended, why it stopped, and the verdicts at both ends."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
+
+    from gradcli.render.layout import Column, fit_table, vertical
 
     con = console(out)
     header = Text("gradcli minimize  ", style="bold")
@@ -304,20 +394,26 @@ def render_minimize_table(report: MinimizeReport, out: TextIO, quiet: bool = Fal
         con.print(Text(f"{name} = {tensor_text(t)}  (constant{size})", style="dim"))
 
     start, end = report.start, report.end
-    table = Table(box=box.ROUNDED)
-    table.add_column("", style="bold", overflow="fold")
-    table.add_column(f"start (step {start.step})", justify="right", overflow="fold")
-    table.add_column(f"end (step {end.step})", justify="right", overflow="fold")
-    table.add_column("gradient at start", justify="right", overflow="fold")
-    table.add_column("gradient at end", justify="right", overflow="fold")
+    columns = [Column("", style="bold", breakable=True)] + [
+        Column(header, justify="right") for header in (f"start (step {start.step})", f"end (step {end.step})",
+                                                       "gradient at start", "gradient at end")]
     for n in report.wrt:
-        table.add_row(n, *(tensor_text(t, rows=True) for t in (start.parameters[n], end.parameters[n],
-                                                                start.gradient[n], end.gradient[n])))
-    table.add_section()
-    table.add_row("loss", number(start.loss, report.dtype), number(end.loss, report.dtype), "", "")
-    table.add_row("gradient norm", number(start.gradient_norm, report.dtype), number(end.gradient_norm, report.dtype),
-                  "", "")
-    con.print(table)
+        cells = [n] + [tensor_text(t, rows=True) for t in (start.parameters[n], end.parameters[n],
+                                                            start.gradient[n], end.gradient[n])]
+        for c, text in zip(columns, cells, strict=True):
+            c.cells.append(text)
+    for label, first, last in (("loss", start.loss, end.loss),
+                               ("gradient norm", start.gradient_norm, end.gradient_norm)):
+        for c, text in zip(columns, [label, number(first, report.dtype), number(last, report.dtype), "", ""],
+                           strict=True):
+            c.cells.append(text)
+    table = fit_table(columns, con.width)
+    if table is not None:
+        con.print(table)
+    else:
+        for line in vertical([(c0, [(c.header, c.cells[r], "") for c in columns[1:] if c.cells[r]])
+                              for r, c0 in enumerate(columns[0].cells)], con.width):
+            con.print(line)
     steps = f"{report.steps_taken} of {report.steps_requested} step{'s' if report.steps_requested != 1 else ''}"
     if report.evaluations != report.steps_taken + 1:
         steps += f", {report.evaluations} evaluations of the loss"

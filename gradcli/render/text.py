@@ -12,29 +12,43 @@ import json
 from typing import Any, TextIO
 
 from gradcli.core.check import fails
-from gradcli.render.common import number
-from gradcli.report import GradReport, GraphReport, MinimizeReport, Report
+from gradcli.render.common import number, pretty_of
+from gradcli.report import RESULT_KEYS, GradReport, GraphReport, MinimizeReport, Report, TensorData
 
 FORMATS = ("table", "json", "ndjson", "csv", "plain")
 
 
 # --------------------------------------------------------------------------- formats
 
-def document(report: Report, quiet: bool = False) -> dict[str, Any]:
-    """The report's JSON document; --quiet leaves its warnings out (of the document, not the report)."""
-    doc = report.to_dict()
+def document(report: Report, quiet: bool = False, echo: bool = False) -> dict[str, Any]:
+    """The report's JSON document; --quiet leaves its warnings out (of the document, not the report).
+    echo (--echo-values): a derivative report writes its large inputs in full too."""
+    doc = report.to_dict(echo=echo) if isinstance(report, GradReport) else report.to_dict()
     if quiet and "warnings" in doc:
         doc["warnings"] = []
     return doc
 
 
-def render_json(report: Report, out: TextIO, compact: bool = False, quiet: bool = False) -> None:
-    """One JSON document: indented, or on one line (ndjson) for line-oriented tools."""
-    doc = document(report, quiet)
+def render_json(report: Report, out: TextIO, compact: bool | None = None, quiet: bool = False,
+                echo: bool = False) -> None:
+    """One JSON document: on one line (ndjson, or json into a pipe or file: compact=None), or
+    indented for a person (json on a terminal, or --pretty: compact=False)."""
+    doc = document(report, quiet, echo)
+    if compact is None:
+        compact = not (hasattr(out, "isatty") and out.isatty())
     if compact:
         out.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n")
     else:
         out.write(json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def json_compact(fmt: str) -> bool | None:
+    """render_json's `compact` for a format: ndjson is one line; json is indented on a terminal
+    (None) unless --pretty says either way."""
+    if fmt == "ndjson":
+        return True
+    pretty = pretty_of(fmt)
+    return None if pretty is None else not pretty
 
 
 def index_text(index: tuple[int, ...]) -> str:
@@ -61,23 +75,108 @@ def render_csv(report: Any, out: TextIO) -> None:
     assert isinstance(report, GradReport), report
     if report.command == "eval":
         writer.writerow(["index", "value"])
-        for index in np.ndindex(*report.f.shape):
-            writer.writerow([index_text(index), repr(float(report.f.array[index]))])
+        values = report.f.array.reshape(-1)
+        for start in range(0, values.size, _CSV_BLOCK):
+            stop = min(start + _CSV_BLOCK, values.size)
+            out.write("".join(f"{i},{x!r}\n" for i, x in zip(_csv_indices(report.f.shape, start, stop),
+                                                               values[start:stop].tolist(), strict=True)))
+            out.flush()
         return
     writer.writerow(["result", "index", "autograd", "symbolic", "abs_error", "status"])
     for v in report.variables:
-        for index in np.ndindex(*v.gradient.shape):
-            ref = repr(float(v.symbolic.array[index])) if v.symbolic is not None else ""
-            got = float(v.gradient.array[index])
-            err = repr(abs(got - float(v.symbolic.array[index]))) if v.symbolic is not None else ""
-            writer.writerow([v.name, index_text(index), repr(got), ref, err, v.status.value])
+        got = v.gradient.array.reshape(-1)
+        ref = v.symbolic.array.reshape(-1) if v.symbolic is not None else None
+        # Written a block of rows at a time, as they are formatted: a 10^6-element gradient
+        # streams out instead of waiting for a million rows built one element at a time.
+        # The rows are formatted here rather than by csv.writer (three times faster): the name
+        # and the verdict are quoted once as csv would; an index with a comma is quoted.
+        head, tail = _csv_field(v.name), _csv_field(v.status.value)
+        for start in range(0, got.size, _CSV_BLOCK):
+            stop = min(start + _CSV_BLOCK, got.size)
+            indices = _csv_indices(v.gradient.shape, start, stop)
+            block = got[start:stop]
+            if ref is None:
+                out.write("".join(f"{head},{i},{g!r},,,{tail}\n" for i, g in zip(indices, block.tolist(), strict=True)))
+            else:
+                errors = np.abs(block - ref[start:stop]).tolist()
+                out.write("".join(f"{head},{i},{g!r},{r!r},{e!r},{tail}\n" for i, g, r, e in
+                                  zip(indices, block.tolist(), ref[start:stop].tolist(), errors, strict=True)))
+            out.flush()
+
+
+_CSV_BLOCK = 65536  # rows formatted and written at a time
+
+
+def _csv_indices(shape: list[int], start: int, stop: int) -> list[str]:
+    """The CSV index field of the elements start..stop (flat, C order) of a tensor of `shape`,
+    as index_text writes them and csv quotes them ("[0,1]" holds a comma)."""
+    import numpy as np
+
+    if not shape:
+        return [""]
+    if len(shape) == 1:
+        return [f"[{i}]" for i in range(start, stop)]
+    where = np.unravel_index(np.arange(start, stop), tuple(shape))
+    return ['"[' + ",".join(map(str, i)) + ']"' for i in zip(*(w.tolist() for w in where), strict=True)]
+
+
+def _csv_field(text: str) -> str:
+    """`text` as csv.writer writes a field (quoted where it holds a comma, a quote, a newline)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([text])
+    return buffer.getvalue()
+
+
+def plain_lines(t: TensorData) -> list[str]:
+    """A tensor for $(...) and awk: a scalar or a vector on one line; a matrix one row per line;
+    a higher rank one matrix (its last two axes) after another, a blank line between them.
+    Numbers as `number` writes them, but a zero is 0, never -0."""
+    def row(values: Any) -> str:
+        return " ".join(number(x + 0.0, t.dtype) for x in values)  # + 0.0: -0.0 becomes 0.0
+
+    array = t.array
+    if array.ndim <= 1:
+        return [row(array.reshape(-1).tolist())]
+    matrices = array.reshape((-1,) + array.shape[-2:])
+    lines: list[str] = []
+    for i, matrix in enumerate(matrices):
+        if i:
+            lines.append("")
+        lines += [row(r) for r in matrix.tolist()]
+    return lines
+
+
+def plain_text(results: list[TensorData]) -> str:
+    """Each result's plain lines; several results with a matrix among them are set apart by a
+    blank line (vectors and scalars stay one line each, as before)."""
+    apart = len(results) > 1 and any(len(t.shape) >= 2 for t in results)
+    blocks = ["\n".join(plain_lines(t)) for t in results]
+    return ("\n\n" if apart else "\n").join(blocks) + "\n" if blocks else ""
 
 
 def render_plain(report: GradReport, out: TextIO) -> None:
-    """One line per result (eval: f itself): its numbers, space-separated."""
+    """Each result's numbers (eval: f itself), space-separated, shaped as `plain_lines` says."""
     results = [report.f] if report.command == "eval" else [v.gradient for v in report.variables]
-    for t in results:
-        out.write(" ".join(number(x, t.dtype) for x in t.flat()) + "\n")
+    out.write(plain_text(results))
+
+
+def plain_of_document(doc: dict[str, Any]) -> str | None:
+    """What --plain prints, from a result's JSON document (a batch line's); None for a command
+    whose plain output is not numbers (graph, functions, plot)."""
+    command = doc.get("command")
+    if command == "diff":
+        return "".join(d["formula"] + "\n" for d in doc["derivatives"])
+    if command == "minimize":
+        return plain_text([TensorData.from_dict(t) for t in doc["end"]["parameters"].values()])
+    key = RESULT_KEYS.get(str(command))
+    if key is None or key not in doc:
+        return None
+    if command == "eval":
+        return plain_text([TensorData.from_dict(doc[key])])
+    return plain_text([TensorData.from_dict(t) for t in doc[key].values()])
 
 
 # --------------------------------------------------------------------------- graph and diff
@@ -112,7 +211,7 @@ def render_diff(report: Any, fmt: str, out: TextIO, quiet: bool = False, err: Te
     pretty formulas, and nowhere with quiet.
     """
     if fmt in ("json", "ndjson"):
-        render_json(report, out, compact=fmt == "ndjson", quiet=quiet)
+        render_json(report, out, compact=json_compact(fmt), quiet=quiet)
     elif fmt == "csv":
         render_csv(report, out)
     elif fmt in ("plain", "latex"):
@@ -137,7 +236,7 @@ def render_minimize(report: MinimizeReport, fmt: str, out: TextIO, err: TextIO, 
     """A descent as the JSON document, a CSV row per parameter element, or the end values (the
     table is gradcli/render/table.py's)."""
     if fmt in ("json", "ndjson"):
-        render_json(report, out, compact=fmt == "ndjson", quiet=quiet)
+        render_json(report, out, compact=json_compact(fmt), quiet=quiet)
         return
     if fmt == "csv":
         import csv
@@ -151,10 +250,8 @@ def render_minimize(report: MinimizeReport, fmt: str, out: TextIO, err: TextIO, 
             g0, g1 = report.start.gradient[n], report.end.gradient[n]
             for index in np.ndindex(*start.shape):
                 writer.writerow([n, index_text(index)] + [repr(float(t.array[index])) for t in (start, end, g0, g1)])
-    else:  # plain: the parameters where the descent ended, one line each, for $(...)
-        for n in report.wrt:
-            t = report.end.parameters[n]
-            out.write(" ".join(number(x, t.dtype) for x in t.flat()) + "\n")
+    else:  # plain: the parameters where the descent ended, one line each (a matrix a line a row), for $(...)
+        out.write(plain_text([report.end.parameters[n] for n in report.wrt]))
     if not quiet:
         for line in minimize_notes(report):
             err.write(line + "\n")
