@@ -8,6 +8,11 @@ its derivative does not exist (its kink convention). The parser (parse.py), the 
 (lower.py), the symbolic check (reference.py), `--explain`, the "did you mean" hints and
 `gradcli functions` all read this module; adding a function is one entry here plus its tests.
 
+Tensor operations (matmul, transpose, sum over a dim, stack...) are entries like any other:
+their node is a sympy_functions.TensorOp, which carries its own shape rule and its entry-by-entry
+expansion for the check; their static arguments (dims, keepdim, einsum's subscripts) are
+parameters whose `kind` tells the parser how to read them. See sympy_functions' note.
+
 Torch implementations are named as text ("torch.sin", "F.softplus", "tf.sech" for
 torch_functions.sech) and resolved once by lower.py: this module, like the parser, must not
 import torch (`gradcli diff` and `gradcli functions` never load it).

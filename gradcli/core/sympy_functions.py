@@ -899,6 +899,16 @@ class var_dim(AxisReduction):  # noqa: N801
     statics = 3
     parameter, shown_unless = "correction", 1
 
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        correction, dims, _keepdim = static
+        chosen = _chosen_dims(shapes[0], dims, cls.label)
+        count = math.prod(shapes[0][i] for i in chosen)
+        if count - correction <= 0:
+            raise ShapeError(f"{cls.label} of {count} element{'s' if count != 1 else ''} with correction="
+                             f"{correction:g} divides by {count - correction:g} (shape {shown_shape(shapes[0])})")
+        return super().shape(shapes, *static)
+
     def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
         (correction,) = parameters
         mean = sympy.Add(*items) / len(items)

@@ -330,6 +330,9 @@ def test_a_tampered_dim_or_building_lowering_is_caught(monkeypatch, fresh_loweri
     ("sum(diag(T))", {"T": "ones(2, 2, 2)"}, "diag takes a vector"),
     ("sum(A[..., 5])", {"A": "ones(2, 3)"}, "does not fit shape [2, 3]"),
     ("sum((A @ x)[0, 1:])", {"A": "ones(2, 2)", "x": "[1, 2]"}, "does not fit shape [2]"),
+    ("var(x[0:1])", {"x": "[1, 2]"}, "var of 1 element with correction=1 divides by 0"),
+    ("sum(x, dim=(0, 0))", {"x": "[1, 2]"}, "a dim is named twice"),
+    ("x @ x @ x", {"x": "[1, 2]"}, "matmul needs tensors of 1 dimension or more, not shapes [] and [2]"),
 ])
 def test_dim_and_building_mismatches_name_the_shapes(expression, values, message):
     with pytest.raises(GradcliError) as info:
