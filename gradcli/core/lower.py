@@ -11,8 +11,8 @@ operands as tensors and its static arguments as Python values, and is never fold
 it holds no variable (eye(3)). Other constant subtrees are folded to Python numbers.
 
 Torch treats a Python number as a "wrapped number" that adopts the tensor's dtype and device and
-is applied at the op's internal precision, exactly as in PyTorch code written by hand: with float16 inputs, `0.65*mse` then gives the
-seed's 4.6015625, where a float16 tensor constant would give 4.5977. Torch functions never see
+is applied at the op's internal precision, exactly as in PyTorch code written by hand: with
+float16 inputs, `0.65*mse` then gives the seed's 4.6015625, where a float16 tensor constant would give 4.5977. Torch functions never see
 a bare number: a subtree with no variable in it is folded before it reaches one.
 """
 
