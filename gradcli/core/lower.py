@@ -10,10 +10,11 @@ A tensor operation (sympy_functions.TensorOp: matmul, sum over a dim, eye...) is
 operands as tensors and its static arguments as Python values, and is never folded, even when
 it holds no variable (eye(3)). Other constant subtrees are folded to Python numbers.
 
-Torch treats a Python number as a "wrapped number" that adopts the tensor's dtype and device and
-is applied at the op's internal precision, exactly as in PyTorch code written by hand: with
-float16 inputs, `0.65*mse` then gives the seed's 4.6015625, where a float16 tensor constant would give 4.5977. Torch functions never see
-a bare number: a subtree with no variable in it is folded before it reaches one.
+Torch treats a Python number as a "wrapped number" that adopts the tensor's dtype and device
+and is applied at the op's internal precision, exactly as in PyTorch code written by hand: with
+float16 inputs, `0.65*mse` then gives the seed's 4.6015625, where a float16 tensor constant would
+give 4.5977. Torch functions never see a bare number: a subtree with no variable in it is folded
+before it reaches one.
 """
 
 from __future__ import annotations
