@@ -8,6 +8,11 @@ its derivative does not exist (its kink convention). The parser (parse.py), the 
 (lower.py), the symbolic check (reference.py), `--explain`, the "did you mean" hints and
 `gradcli functions` all read this module; adding a function is one entry here plus its tests.
 
+Tensor operations (matmul, transpose, sum over a dim, stack...) are entries like any other:
+their node is a sympy_functions.TensorOp, which carries its own shape rule and its entry-by-entry
+expansion for the check; their static arguments (dims, keepdim, einsum's subscripts) are
+parameters whose `kind` tells the parser how to read them. See sympy_functions' note.
+
 Torch implementations are named as text ("torch.sin", "F.softplus", "tf.sech" for
 torch_functions.sech) and resolved once by lower.py: this module, like the parser, must not
 import torch (`gradcli diff` and `gradcli functions` never load it).
@@ -26,6 +31,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
 import sympy
 
@@ -41,7 +47,8 @@ class Category(str, Enum):
     REDUCTION = "reduction"  # one number from every element of a tensor
     VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
-    MATRIX = "matrix"  # reserved for matrix functions (det, inv...): none yet
+    # matrix and tensor algebra: matmul, transpose, dot, einsum, eye, stack... (shape rules: sympy_functions.TensorOp)
+    MATRIX = "matrix"
 
 
 Explain = str | Callable[[Sequence[str]], str]
@@ -64,6 +71,9 @@ class Node:
     # (sympy's d|u|/du is sign(u), 0 at 0 like torch's abs'(0); floor's it leaves unevaluated).
     slope: type | None = None
     numbers: tuple[int, ...] = ()  # argument positions torch takes as Python numbers
+    # A tensor operation that makes a tensor from static arguments alone (eye): the lowering passes
+    # it dtype= and device= as keywords.
+    factory: bool = False
     internal: str | None = None  # for a node users cannot type: which derivatives contain it
 
     def source(self, args: Sequence[str]) -> str:
@@ -80,6 +90,14 @@ class Param:
     name: str
     default: str | None = None  # as the signature shows it; None: the argument is required
     keyword: bool = False  # may also be given by name: norm(x, p=1)
+    # How the parser reads it: "expr" an expression; the static arguments of a tensor operation
+    # (see sympy_functions.TensorOp): "int" a whole number (eye's n), "dims" a whole number or a
+    # tuple of them (dim=), "bool" True or False (keepdim=), "subscripts" einsum's string (the one
+    # string gradcli reads); "list" a bracketed list of expressions (stack's); "condition" a
+    # comparison such as x > 0 (where's, the one place comparisons are read).
+    kind: str = "expr"
+    positional: bool = True  # False: by name only (max(a, b) is elementwise; max(x, dim=0) reduces)
+    alias: str | None = None  # another name it may be given by: axis= for dim=, as numpy calls it
 
 
 @dataclass(frozen=True)
@@ -113,14 +131,20 @@ class Function:
         return sum(1 for p in self.params if p.default is None)
 
     @property
+    def positional(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.positional)
+
+    @property
     def most(self) -> int:
-        return len(self.params) + self.more
+        """The most arguments given in order."""
+        return len(self.positional) + self.more
 
     @property
     def signature(self) -> str:
-        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.params]
+        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.positional]
         if self.more:
             parts.append("...")
+        parts += [f"{p.name}={p.default}" for p in self.params if not p.positional]
         return f"{self.name}({', '.join(parts)})"
 
     @property
@@ -181,16 +205,72 @@ def _polygamma(n: sympy.Expr, x: sympy.Expr) -> sympy.Expr:
         raise ValueError(f"polygamma cannot be evaluated here ({exc})") from None
 
 
-def _min(*args: sympy.Expr) -> sympy.Expr:
-    return sf.tmin(args[0]) if len(args) == 1 else sympy.Min(*args)
+# a static argument as the parser reads it (see Param.kind), None if not given
+Static: TypeAlias = "sympy.Basic | None"
 
 
-def _max(*args: sympy.Expr) -> sympy.Expr:
-    return sf.tmax(args[0]) if len(args) == 1 else sympy.Max(*args)
+def _dims_and_keepdim(dim: Static, keepdim: Static) -> tuple[sympy.Basic, sympy.Basic]:
+    return _static(dim, ()), _static(keepdim, False)
 
 
-def _norm(x: sympy.Expr, p: sympy.Expr | None = None) -> sympy.Expr:
-    return sf.norm(x) if p is None else sf.norm(x, _number(p, "the p of norm(x, p)"))
+def _by_dims(whole: type, by_dim: type) -> Callable[..., sympy.Expr]:
+    """sum(x): every element (a whole-tensor reduction); sum(x, dim, keepdim): by_dim."""
+    def build(x: sympy.Expr, dim: Static = None, keepdim: Static = None) -> sympy.Expr:
+        if dim is None and not keepdim:
+            return whole(x)
+        return by_dim(x, *_dims_and_keepdim(dim, keepdim))
+    return build
+
+
+def _along_dim(whole: type, by_dim: type) -> Callable[..., sympy.Expr]:
+    def build(x: sympy.Expr, dim: Static = None) -> sympy.Expr:
+        return whole(x) if dim is None else by_dim(x, dim)
+    return build
+
+
+def _spread(by_dim: type) -> Callable[..., sympy.Expr]:
+    """var and std: over every element by default, divided by N - correction (1 unless given)."""
+    def build(x: sympy.Expr, dim: Static = None, keepdim: Static = None, *,
+              correction: sympy.Expr | None = None) -> sympy.Expr:
+        c = sympy.Integer(1) if correction is None else _number(correction, "the correction of var and std")
+        return by_dim(x, c, *_dims_and_keepdim(dim, keepdim))
+    return build
+
+
+def _extreme(elementwise: type, whole: type, by_dim: type, name: str) -> Callable[..., sympy.Expr]:
+    def build(*args: sympy.Expr, dim: Static = None, keepdim: Static = None) -> sympy.Expr:
+        if dim is not None or keepdim is not None:
+            if len(args) > 1:
+                raise ValueError(f"{name}(x, dim=...) reduces one tensor; {name}(a, b) is elementwise")
+            return by_dim(args[0], *_dims_and_keepdim(dim, keepdim))
+        return whole(args[0]) if len(args) == 1 else elementwise(*args)
+    return build
+
+
+_min = _extreme(sympy.Min, sf.tmin, sf.amin_dim, "min")
+_max = _extreme(sympy.Max, sf.tmax, sf.amax_dim, "max")
+
+
+def _norm(x: sympy.Expr, p: sympy.Expr | None = None, dim: Static = None, keepdim: Static = None) -> sympy.Expr:
+    power = None if p is None else _number(p, "the p of norm(x, p)")
+    if dim is not None or keepdim:
+        return sf.norm_dim(x, sympy.Integer(2) if power is None else power, *_dims_and_keepdim(dim, keepdim))
+    return sf.norm(x) if power is None else sf.norm(x, power)
+
+
+def _dim_source(call: str, parameter: str | None) -> Callable[[Sequence[str]], str]:
+    """torch.sum(x, dim=0, keepdim=True) from the texts of a reduction over dims (statics as repr)."""
+    def text(args: Sequence[str]) -> str:
+        *parameters, dims, keepdim = args[1:]
+        dims = dims[1:-2] if dims.endswith(",)") else dims if dims != "()" else "None"
+        named = [f"{parameter}={parameters[0]}"] if parameter and parameters else []
+        return f"{call}({', '.join([args[0], *named, f'dim={dims}'])}" + (", keepdim=True)" if keepdim == "1" else ")")
+    return text
+
+
+def _dim_node(cls: type, call: str, parameter: str | None = None) -> Node:
+    """The node of a reduction over dims: computed by tf.<class name>, shown as the torch call."""
+    return Node(cls, f"tf.{cls.__name__}", _dim_source(call, parameter))
 
 
 def _leaky_relu(x: sympy.Expr, slope: sympy.Expr | None = None) -> sympy.Expr:
@@ -225,10 +305,63 @@ def _keyword_source(call: str, keyword: str, default: str, positional: int) -> C
     return text
 
 
+def _static(value: sympy.Basic | None, default: int | bool | str | tuple[int, ...]) -> sympy.Basic:
+    """A static argument as parsed (already a sympy atom), or its default, encoded."""
+    return sf.encode_static(default) if value is None else value
+
+
+def _transpose(x: sympy.Expr, dim0: sympy.Basic | None = None, dim1: sympy.Basic | None = None) -> sympy.Expr:
+    if (dim0 is None) != (dim1 is None):
+        raise ValueError("transpose takes two dims to swap, or none (every dim reversed, as x.T)")
+    dims: tuple[int, ...] = () if dim0 is None or dim1 is None else (int(dim0), int(dim1))
+    return sf.transpose(x, sf.encode_static(dims))
+
+
+def _where(condition: sympy.Basic, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    return sf.where((a, condition), (b, True))
+
+
+def _einsum(subscripts: sympy.Basic, *operands: sympy.Expr) -> sympy.Expr:
+    return sf.einsum(*operands, subscripts)
+
+
+def _einsum_source(args: Sequence[str]) -> str:
+    return f"torch.einsum({args[-1]}, {', '.join(args[:-1])})"
+
+
+def _eye(n: sympy.Basic, m: sympy.Basic | None = None) -> sympy.Expr:
+    size = int(n)
+    columns = size if m is None else int(m)
+    if not (1 <= size <= 10**6 and 1 <= columns <= 10**6):
+        raise ValueError("eye(n, m) needs sizes from 1 to 10^6")
+    return sf.eye(sf.encode_static(size), sf.encode_static(columns))
+
+
+def _eye_source(args: Sequence[str]) -> str:
+    return f"torch.eye({args[0]})" if args[0] == args[1] else f"torch.eye({args[0]}, {args[1]})"
+
+
+def _stack(tensors: list[sympy.Expr], dim: sympy.Basic | None = None) -> sympy.Expr:
+    return sf.stack(*tensors, _static(dim, 0))
+
+
+def _stack_source(args: Sequence[str]) -> str:
+    return f"torch.stack([{', '.join(args[:-1])}], dim={args[-1]})"
+
+
+def _transpose_source(args: Sequence[str]) -> str:
+    return f"{args[0]}.T" if args[1] == "()" else f"torch.transpose({args[0]}, *{args[1]})"
+
+
 # --------------------------------------------------------------------------- the registry
 
 X = (Param("x"),)
 AB = (Param("a"), Param("b"))
+# dim= (or numpy's axis=) and keepdim= of a reduction: dim a whole number or a tuple of them
+DIMS = (Param("dim", "None", keyword=True, kind="dims", alias="axis"),
+        Param("keepdim", "False", keyword=True, kind="bool"))
+KEYWORD_DIMS = tuple(Param(p.name, p.default, keyword=True, kind=p.kind, positional=False, alias=p.alias)
+                     for p in DIMS)  # max(a, b) is elementwise: dims by name only
 
 
 def _elementwise(name: str, cls: type, torch: str, description: str, *, aliases: tuple[str, ...] = (),
@@ -334,30 +467,51 @@ FUNCTIONS: tuple[Function, ...] = (
              "x, or negative_slope * x below 0", Category.ELEMENTWISE, _leaky_relu,
              (Node(sf.leaky_relu, "tf.leaky_relu", _keyword_source("F.leaky_relu", "negative_slope", "0.01", 1)),)),
     # reductions
-    Function("sum", X, "the sum of every element", Category.REDUCTION, sf.tsum, (Node(sf.tsum, "torch.sum"),),
+    Function("sum", (Param("x"), *DIMS), "the sum of every element, or over dim", Category.REDUCTION,
+             _by_dims(sf.tsum, sf.sum_dim), (Node(sf.tsum, "torch.sum"), _dim_node(sf.sum_dim, "torch.sum")),
              keeps_shapes=True),
-    Function("mean", X, "the mean of every element", Category.REDUCTION, sf.tmean, (Node(sf.tmean, "torch.mean"),),
+    Function("mean", (Param("x"), *DIMS), "the mean of every element, or over dim", Category.REDUCTION,
+             _by_dims(sf.tmean, sf.mean_dim), (Node(sf.tmean, "torch.mean"), _dim_node(sf.mean_dim, "torch.mean")),
              keeps_shapes=True),
-    Function("prod", X, "the product of every element", Category.REDUCTION, sf.tprod,
-             (Node(sf.tprod, "torch.prod"),), spellings=("product",), keeps_shapes=True),
-    Function("min", (Param("x"),), "the smallest element of x, or the elementwise smallest of several",
-             Category.REDUCTION, _min, (_TMIN, _MIN), aliases=("Min", "minimum"), spellings=("amin", "fmin"),
-             more=63, keeps_shapes=True),
-    Function("max", (Param("x"),), "the largest element of x, or the elementwise largest of several",
-             Category.REDUCTION, _max, (_TMAX, _MAX), aliases=("Max", "maximum"), spellings=("amax", "fmax"),
-             more=63, keeps_shapes=True),
-    Function("dot", AB, "the sum of a * b (torch.dot for two vectors)", Category.REDUCTION, sf.dot,
-             (Node(sf.dot, "tf.dot", "torch.dot({0}, {1})"),), spellings=("inner", "vdot")),
-    Function("norm", (Param("x"), Param("p", "2", keyword=True)), "the p-norm of every element",
+    Function("prod", (Param("x"), *DIMS), "the product of every element, or over dim", Category.REDUCTION,
+             _by_dims(sf.tprod, sf.prod_dim), (Node(sf.tprod, "torch.prod"), _dim_node(sf.prod_dim, "torch.prod")),
+             spellings=("product",), keeps_shapes=True),
+    Function("min", (Param("x"), *KEYWORD_DIMS),
+             "the smallest element of x (or over dim=), or the elementwise smallest of several",
+             Category.REDUCTION, _min, (_TMIN, _MIN, _dim_node(sf.amin_dim, "torch.amin")), aliases=("Min", "minimum"),
+             spellings=("amin", "fmin"), more=63, keeps_shapes=True),
+    Function("max", (Param("x"), *KEYWORD_DIMS),
+             "the largest element of x (or over dim=), or the elementwise largest of several",
+             Category.REDUCTION, _max, (_TMAX, _MAX, _dim_node(sf.amax_dim, "torch.amax")), aliases=("Max", "maximum"),
+             spellings=("amax", "fmax"), more=63, keeps_shapes=True),
+    Function("norm", (Param("x"), Param("p", "2", keyword=True), *DIMS), "the p-norm of every element, or over dim",
              Category.REDUCTION, _norm,
-             (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),),
+             (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),
+              _dim_node(sf.norm_dim, "torch.linalg.vector_norm", "ord")),
              spellings=("vector_norm",)),
-    Function("logsumexp", X, "log(sum(exp(x))), without overflow", Category.REDUCTION, sf.logsumexp,
-             (Node(sf.logsumexp, "tf.logsumexp", "torch.logsumexp({0}, dim=0)"),)),
-    Function("softmax", X, "exp(x) / sum(exp(x)) over every element", Category.VECTOR, sf.softmax,
-             (Node(sf.softmax, "tf.softmax", "torch.softmax({0}, dim=0)"),)),
-    Function("log_softmax", X, "x - logsumexp(x) over every element", Category.VECTOR, sf.log_softmax,
-             (Node(sf.log_softmax, "tf.log_softmax", "torch.log_softmax({0}, dim=0)"),)),
+    Function("logsumexp", (Param("x"), *DIMS),
+             "the log of the sum of exp(x), without overflow: of every element, or over dim",
+             Category.REDUCTION, _by_dims(sf.logsumexp, sf.logsumexp_dim),
+             (Node(sf.logsumexp, "tf.logsumexp", "torch.logsumexp({0}, dim=0)"),
+              _dim_node(sf.logsumexp_dim, "torch.logsumexp"))),
+    Function("softmax", (Param("x"), Param("dim", "None", keyword=True, kind="int", alias="axis")),
+             "exp(x) / sum(exp(x)) over every element, or along dim", Category.VECTOR,
+             _along_dim(sf.softmax, sf.softmax_dim),
+             (Node(sf.softmax, "tf.softmax", "torch.softmax({0}, dim=0)"),
+              Node(sf.softmax_dim, "tf.softmax_dim", "torch.softmax({0}, dim={1})"))),
+    Function("log_softmax", (Param("x"), Param("dim", "None", keyword=True, kind="int", alias="axis")),
+             "x - logsumexp(x) over every element, or along dim", Category.VECTOR,
+             _along_dim(sf.log_softmax, sf.log_softmax_dim),
+             (Node(sf.log_softmax, "tf.log_softmax", "torch.log_softmax({0}, dim=0)"),
+              Node(sf.log_softmax_dim, "tf.log_softmax_dim", "torch.log_softmax({0}, dim={1})"))),
+    Function("var", (Param("x"), *DIMS[:1], Param("correction", "1", keyword=True, positional=False), *DIMS[1:]),
+             "the variance of every element or over dim, as torch.var: divided by N - correction "
+             "(correction=1 by default, the unbiased estimate; correction=0 divides by N, as numpy's var)",
+             Category.REDUCTION, _spread(sf.var_dim), (_dim_node(sf.var_dim, "torch.var", "correction"),),
+             spellings=("variance",)),
+    Function("std", (Param("x"), *DIMS[:1], Param("correction", "1", keyword=True, positional=False), *DIMS[1:]),
+             "the standard deviation, sqrt(var(x, dim, correction)), as torch.std (correction=1 by default)",
+             Category.REDUCTION, _spread(sf.std_dim), (_dim_node(sf.std_dim, "torch.std", "correction"),)),
     # losses: the mean over the broadcast elements, as torch's defaults
     Function("mse", (Param("input"), Param("target")), "mean squared error", Category.PAIRWISE, sf.mse,
              (Node(sf.mse, "tf.mse", "F.mse_loss({0}, {1})"),), spellings=("mse_loss",)),
@@ -373,6 +527,36 @@ FUNCTIONS: tuple[Function, ...] = (
              "Huber loss: squared below delta, linear above", Category.PAIRWISE, _huber,
              (Node(sf.huber, "tf.huber", _keyword_source("F.huber_loss", "delta", "1.0", 2)),),
              spellings=("huber_loss",)),
+    # tensor programs: shape-aware operations (sympy_functions.TensorOp), each checked entry by entry
+    Function("matmul", AB, "the matrix product a @ b (vectors promoted, batch dimensions broadcast)",
+             Category.MATRIX, sf.matmul, (Node(sf.matmul, "torch.matmul", "{0} @ {1}"),), spellings=("mm", "bmm")),
+    Function("transpose", (Param("x"), Param("dim0", "None", kind="int"), Param("dim1", "None", kind="int")),
+             "x.T (every dim reversed), or dims dim0 and dim1 swapped", Category.MATRIX, _transpose,
+             (Node(sf.transpose, "tf.transpose", _transpose_source),), spellings=("permute",)),
+    Function("outer", AB, "the outer product of two vectors: out[i, j] = a[i] * b[j]", Category.MATRIX,
+             sf.outer, (Node(sf.outer, "torch.outer"),), spellings=("ger",)),
+    Function("dot", AB, "numpy's dot: the inner product of two vectors; with a matrix, the matrix product",
+             Category.MATRIX, sf.dot, (Node(sf.dot, "tf.dot", "np.dot({0}, {1})"),), spellings=("inner", "vdot")),
+    Function("einsum", (Param("subscripts", kind="subscripts"), Param("a")),
+             "Einstein summation, as torch.einsum(\"ij,j->i\", A, x): the subscripts (the one string gradcli "
+             "reads) name each operand's dims by letter; letters missing from the output are summed",
+             Category.MATRIX, _einsum, (Node(sf.einsum, "tf.einsum", _einsum_source),), more=7),
+    Function("diag", X, "a vector's diagonal matrix, or a matrix's diagonal (torch.diag)", Category.MATRIX,
+             sf.diag, (Node(sf.diag, "torch.diag"),), spellings=("diagonal", "diag_embed")),
+    Function("eye", (Param("n", kind="int"), Param("m", "n", kind="int")), "the n by m identity matrix (m = n)",
+             Category.MATRIX, _eye, (Node(sf.eye, "tf.eye", _eye_source, factory=True),), spellings=("identity",)),
+    Function("stack", (Param("tensors", kind="list"), Param("dim", "0", keyword=True, kind="int", alias="axis")),
+             "tensors of one shape stacked along a new dim, as torch.stack([a, b], dim=0); "
+             "a list [a, b] inside an expression is stack([a, b])",
+             Category.MATRIX, _stack, (Node(sf.stack, "tf.stack", _stack_source),), spellings=("vstack", "hstack")),
+    # conditionals: comparisons are read only as where's condition
+    Function("where", (Param("condition", kind="condition"), Param("input"), Param("other")),
+             "input where the condition (a comparison, like x > 0) holds, else other; torch.where. "
+             "Its gradient flows through both: guard the other branch's input too (a double where)",
+             Category.ELEMENTWISE, _where),
+    Function("clamp", (Param("x"), Param("min"), Param("max")), "x limited to [min, max], torch.clamp",
+             Category.ELEMENTWISE, sf.clamp, (Node(sf.clamp, "torch.clamp", kink="clamp'(x) = 1 at min and max"),),
+             aliases=("clip",)),
 )
 
 # Nodes only symbolic derivatives contain: computed by the same table, never listed to users.

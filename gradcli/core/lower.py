@@ -6,11 +6,15 @@ computed by the torch function core/functions.py declares for it (`_FUNCTIONS` i
 the registry), and arithmetic and shapes by a case in `_Lowerer`; an unknown node is a
 `LoweringError` naming it. Values become tensors in core/values.py.
 
-Constant subtrees are folded to Python numbers. Torch treats a Python number as a "wrapped
-number" that adopts the tensor's dtype and device and is applied at the op's internal precision,
-exactly as in PyTorch code written by hand: with float16 inputs, `0.65*mse` then gives the
-seed's 4.6015625, where a float16 tensor constant would give 4.5977. Torch functions never see
-a bare number: a subtree with no variable in it is folded before it reaches one.
+A tensor operation (sympy_functions.TensorOp: matmul, sum over a dim, eye...) is called with its
+operands as tensors and its static arguments as Python values, and is never folded, even when
+it holds no variable (eye(3)). Other constant subtrees are folded to Python numbers.
+
+Torch treats a Python number as a "wrapped number" that adopts the tensor's dtype and device
+and is applied at the op's internal precision, exactly as in PyTorch code written by hand: with
+float16 inputs, `0.65*mse` then gives the seed's 4.6015625, where a float16 tensor constant would
+give 4.5977. Torch functions never see a bare number: a subtree with no variable in it is folded
+before it reaches one.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from gradcli.core.parse import Index, as_python_index, index_text
 from gradcli.core.torch_functions import kink_draws
 from gradcli.errors import GradcliError
 
-__all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components",
+__all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components", "compile_many",
            "compile_expression", "kink_draws", "resolve", "to_source", "Trace"]
 
 SymbolTable = Mapping[sympy.Symbol, tuple[str, "Index | None"]]
@@ -65,6 +69,8 @@ def resolve(name: str) -> Callable[..., torch.Tensor]:
 _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {cls: resolve(n.torch) for cls, n in NODES.items()}
 # Arguments torch takes as Python numbers (polygamma's order): folded, never made tensors.
 _NUMBER_ARGUMENTS: dict[type, tuple[int, ...]] = {cls: n.numbers for cls, n in NODES.items() if n.numbers}
+# Tensor operations that make a tensor from static arguments alone (eye): given dtype= and device=.
+_FACTORIES: frozenset[type] = frozenset(cls for cls, n in NODES.items() if n.factory)
 
 _RELATIONS: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     sympy.Eq: torch.eq,
@@ -111,12 +117,16 @@ class _NotBatchable(Exception):
 
 
 class _Lowerer:
-    def __init__(self, table: SymbolTable, trace: Trace | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(self, table: SymbolTable, trace: Trace | None = None, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None):
         self.table = table
         self.dtype = dtype  # for numbers that must become tensors where no tensor is at hand
+        self.device = device
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
         self._constant: dict[sympy.Basic, bool] = {}
         self._compiled: dict[sympy.Basic, Compiled] = {}  # a subtree written twice is lowered once
+        # compile_many: each subtree's value, computed once per call (its slot: the order it was lowered in)
+        self.memo: dict[int, _Value] | None = None
         self._folded: dict[sympy.Basic, float | int | bool] = {}
 
     def constant(self, node: sympy.Basic) -> bool:
@@ -125,7 +135,9 @@ class _Lowerer:
             return True
         known = self._constant.get(node)
         if known is None:
-            known = not isinstance(node, sympy.Symbol) and all(self.constant(a) for a in node.args)
+            # A tensor operation is never folded to a number: eye(3) is a constant tensor.
+            known = not isinstance(node, (sympy.Symbol, sympy_functions.TensorOp)) and all(
+                self.constant(a) for a in node.args)
             self._constant[node] = known
         return known
 
@@ -135,8 +147,22 @@ class _Lowerer:
             return lambda env: value
         compiled = self._compiled.get(node)
         if compiled is None:
-            compiled = self._compiled[node] = self._traced(node, self._lower(node))
+            compiled = self._traced(node, self._lower(node))
+            if self.memo is not None:
+                compiled = self._memoised(compiled, len(self._compiled))
+            self._compiled[node] = compiled
         return compiled
+
+    def _memoised(self, compiled: Compiled, slot: int) -> Compiled:
+        memo = self.memo
+        assert memo is not None
+
+        def once(env: Env) -> _Value:
+            value = memo.get(slot)
+            if value is None:
+                value = memo[slot] = compiled(env)
+            return value
+        return once
 
     def _traced(self, node: sympy.Basic, compiled: Compiled) -> Compiled:
         if self.trace is None or isinstance(node, sympy.Symbol) or self.constant(node):
@@ -194,6 +220,10 @@ class _Lowerer:
                                         f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}")
                 return value[where]
             return element
+        if isinstance(node, sympy_functions.getitem):  # f(x)[1:3], x[..., -1]: shapes checked before
+            sliced = cast(_TensorValued, self.lower(node.operands[0]))  # not constant: a tensor
+            index = sympy_functions.decode_index(node.static[0])
+            return lambda env: sliced(env)[index]
         if type(node) in _RELATIONS:
             rel = _RELATIONS[type(node)]
             lhs, rhs = (self.lower(a) for a in node.args)
@@ -208,6 +238,8 @@ class _Lowerer:
             raise LoweringError(
                 f"no torch lowering for sympy's {type(node).__name__}: {_short(node)}"
             )
+        if isinstance(node, sympy_functions.TensorOp):
+            return self.tensor_op(fn, node)
         numbers = _NUMBER_ARGUMENTS.get(type(node))
         if numbers:
             return self.with_numbers(fn, node, numbers)
@@ -230,6 +262,22 @@ class _Lowerer:
             else:
                 parts.append(self.lower(a))
         return lambda env: fn(*(p(env) for p in parts))
+
+    def tensor_op(self, fn: Callable[..., torch.Tensor], node: sympy_functions.TensorOp) -> Compiled:
+        """fn(operands as tensors, then the static arguments as Python values): see TensorOp."""
+        parts = [self.lower(a) for a in node.operands]
+        static = node.static
+        dtype, device = self.dtype, self.device
+        if type(node) in _FACTORIES:
+            return lambda env: fn(*static, dtype=dtype, device=device)
+
+        def run(env: Env) -> torch.Tensor:
+            values = [p(env) for p in parts]
+            like = next((v for v in values if isinstance(v, torch.Tensor)), None)
+            at = like.device if like is not None else device
+            return fn(*(v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=dtype, device=at) for v in values),
+                      *static)
+        return run
 
     def pairwise(self, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], node: sympy.Basic) -> Compiled:
         """combine(combine(a, b), c)... over the arguments: n-ary Max, Min, And, Or."""
@@ -273,7 +321,7 @@ class _Lowerer:
             return "#"
         kind = type(node)
         elementwise = kind in _FUNCTIONS and len(node.args) == 1 and not issubclass(
-            kind, (sympy_functions.Reduction, sympy_functions.Defined))
+            kind, (sympy_functions.Reduction, sympy_functions.Defined, sympy_functions.TensorOp))
         if not (isinstance(node, _BATCHED_NODES) or elementwise):
             raise _NotBatchable
         return (kind, tuple([self._form(a, numbers) for a in node.args]))
@@ -484,7 +532,7 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
     With `trace`, every intermediate result is appended to it as (sympy node, tensor), so
     `gradcli graph` can name the nodes of the autograd graph.
     """
-    inner = _Lowerer(table, trace, dtype).lower(expr)
+    inner = _Lowerer(table, trace, dtype, device).lower(expr)
 
     def run(env: Env) -> torch.Tensor:
         out = inner(env)
@@ -492,6 +540,25 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
             # A constant expression (x - x): a tensor that depends on nothing.
             out = torch.tensor(out, dtype=dtype, device=device)
         return out
+    return run
+
+
+def compile_many(exprs: Sequence[sympy.Basic], table: SymbolTable, *, dtype: torch.dtype,
+                 device: torch.device) -> Callable[[Env], list[torch.Tensor]]:
+    """Many expressions that share subexpressions (the derivatives of tensors spelled out entry by
+    entry, reference.Expanded): each distinct subtree lowered once, and computed once per call."""
+    lowerer = _Lowerer(table, None, dtype, device)
+    lowerer.memo = {}
+    parts = [lowerer.lower(e) for e in exprs]
+
+    def run(env: Env) -> list[torch.Tensor]:
+        assert lowerer.memo is not None
+        lowerer.memo.clear()
+        try:
+            return [v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=dtype, device=device)
+                    for v in (p(env) for p in parts)]
+        finally:
+            lowerer.memo.clear()
     return run
 
 
@@ -523,7 +590,7 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
         return f"({text})" if isinstance(node, (sympy.Add, sympy.Mul)) or text.startswith("-") else text
 
     def show(node: sympy.Basic) -> str:
-        if not node.free_symbols:
+        if sympy_functions.is_plain_constant(node):
             return repr(_fold(node))
         if isinstance(node, sympy.Symbol):
             return name(node)
@@ -566,6 +633,20 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
                     return f"torch.reciprocal({b})"
                 return f"torch.pow({b}, {e!r})"
             return f"torch.pow({b}, {show(exponent)})"
+        if isinstance(node, sympy_functions.getitem):
+            inner = show(node.operands[0])
+            return f"{inner if node.operands[0].is_Symbol else f'({inner})'}[{node.static[0].replace(',', ', ')}]"
+        if isinstance(node, sympy_functions.TensorOp):
+            texts = [show(a) for a in node.operands] + [repr(v) for v in node.static]
+            return NODES[type(node)].source(texts)
+        if isinstance(node, sympy.Piecewise):
+            *pieces, (otherwise, _true) = node.args
+            text = show(otherwise)
+            for value, cond in reversed(pieces):
+                text = f"torch.where({show(cond)}, {show(value)}, {text})"
+            return text
+        if type(node) in _RELATIONS:
+            return f"{atom(show(node.args[0]), node.args[0])} {node.rel_op} {atom(show(node.args[1]), node.args[1])}"
         args = [show(a) for a in node.args]
         declared = NODES.get(type(node))
         if declared is not None:

@@ -1,4 +1,5 @@
-"""Sympy definitions of what sympy lacks: ML activations, a real cube root, and tensor reductions.
+"""Sympy definitions of what sympy lacks: ML activations, a real cube root, tensor reductions and
+shape-aware tensor operations (matmul, transpose, sums over a dim...: see "tensor operations" below).
 
 Each function carries its own derivative (`fdiff`), so the symbolic cross-check never asks
 torch how to differentiate it. The registry (functions.py) names the torch function a user would call.
@@ -6,9 +7,15 @@ torch how to differentiate it. The registry (functions.py) names the torch funct
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import sympy
+import sympy.core.symbol
+from sympy.printing.precedence import PRECEDENCE
+
+from gradcli.errors import GradcliError
 
 
 class sigmoid(sympy.Function):  # noqa: N801 - the name is what users type and what sympy prints
@@ -189,8 +196,9 @@ class Reduction(sympy.Function):
 
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
-        # The reduction of a constant is that constant: it has no shape to reduce over.
-        if not arg.free_symbols:
+        # The reduction of a constant is that constant: it has no shape to reduce over (a
+        # constant tensor, eye(3), has one: it stays).
+        if is_plain_constant(arg):
             return arg
         return None
 
@@ -244,8 +252,8 @@ class tindex(Reduction):  # noqa: N801
 
     @classmethod
     def eval(cls, arg: sympy.Expr, *index: sympy.Expr) -> sympy.Expr | None:
-        if not arg.free_symbols:
-            return arg  # a constant has the same value at every index
+        if is_plain_constant(arg):
+            return arg  # a constant number has the same value at every index
         return None
 
     @property
@@ -334,14 +342,6 @@ class huber(Defined):  # noqa: N801
                                      (delta * (sympy.Abs(d) - delta / 2), True)))
 
 
-class dot(Defined):  # noqa: N801
-    nargs = 2
-
-    def definition(self) -> sympy.Expr:
-        a, b = self.args
-        return tsum(a * b)
-
-
 class norm(Defined):  # noqa: N801
     """The p-norm of every element (2 by default), torch.linalg.vector_norm."""
 
@@ -398,3 +398,730 @@ class leaky_relu(Defined):  # noqa: N801
         x = self.args[0]
         slope = self.args[1] if len(self.args) > 1 else sympy.Float("0.01")
         return sympy.Piecewise((x, x > 0), (slope * x, True))
+
+
+class clamp(sympy.Function):  # noqa: N801
+    """clamp(x, lo, hi): min(max(x, lo), hi), torch.clamp. Its slope is 1 inside [lo, hi] and 0
+    outside; at lo and hi it has none (torch takes 1 there), so its derivative holds Heaviside."""
+
+    is_real = True
+    nargs = 3
+
+    @classmethod
+    def eval(cls, x: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr | None:
+        if x.is_number and lo.is_number and hi.is_number and x.is_real and lo.is_real and hi.is_real:
+            return sympy.Min(sympy.Max(x, lo), hi)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        x, lo, hi = self.args
+        if argindex == 1:
+            return sympy.Heaviside(x - lo) * sympy.Heaviside(hi - x)
+        if argindex == 2:
+            return sympy.Heaviside(lo - x)
+        return sympy.Heaviside(x - hi)
+
+
+class where(sympy.Piecewise):  # noqa: N801
+    """where(condition, a, b): Piecewise((a, condition), (b, True)), kept as typed.
+
+    sympy's Piecewise folds a where nested in a branch under the same condition: it would turn
+    the safe "double where", where(x > 0, sqrt(where(x > 0, x, 1)), 0), back into the unsafe
+    where(x > 0, sqrt(x), 0) whose gradient is NaN at x < 0. This one never evaluates; the
+    lowering (torch.where) and the derivatives read it as the Piecewise it is.
+    """
+
+    @classmethod
+    def eval(cls, *_args: Any) -> sympy.Expr | None:
+        return None
+
+    def _eval_power(self, exponent: sympy.Expr) -> sympy.Expr | None:
+        return None  # sqrt(where(c, x, 1)) stays a power of a where: Piecewise moves it into the pieces
+
+    def _sympystr(self, printer: Any) -> str:
+        (a, cond), (b, _true) = self.args
+        return f"where({printer._print(cond)}, {printer._print(a)}, {printer._print(b)})"
+
+    def _pretty(self, printer: Any) -> Any:
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        return prettyForm(sympy.sstr(self))
+
+    def _latex(self, printer: Any) -> str:
+        (a, cond), (b, _true) = self.args
+        parts = ", ".join(printer._print(p) for p in (cond, a, b))
+        return rf"\operatorname{{where}}\left({parts}\right)"
+
+
+# =========================================================================== tensor operations
+#
+# Shape-aware operations (matmul, transpose, sum over a dim, stack...): how they are represented.
+#
+# Node: one `TensorOp` subclass per operation, a sympy Function that never evaluates (its `eval`
+# returns None) and is never a number (`is_number = False`: eye(3) has no free symbol, yet sympy
+# must neither fold nor evalf it). Sympy treats it as an opaque real scalar, which is right for
+# the elementwise algebra around it (+, *, ** are elementwise in torch too).
+#
+# Arguments: the tensor operands first (any expressions), then exactly `statics` static
+# arguments, which are never tensors and are encoded as sympy atoms so the node stays hashable
+# and printable:
+#     a whole number (a dim, a size, a flag: keepdim is 0 or 1)  -> sympy.Integer
+#     several whole numbers (dim=(0, 1); () means every dim)      -> sympy.Tuple of Integers
+#     text (einsum's subscripts, an index such as "...,-1")       -> sympy.core.symbol.Str
+# `node.operands` are the operands, `node.static` the static arguments decoded to Python values
+# (int, tuple of ints, str). The parser builds the static arguments from what the registry's
+# Param.kind says ("int", "dims", "bool", "subscripts"); nothing else about strings is accepted.
+#
+# Each class says, for its own operation:
+#     shape(shapes, *static)   the output shape from the operands' shapes (a ShapeError naming
+#                              both shapes when they do not fit): core/shapes.py walks the tree
+#     expand(arrays, *static)  the operation on numpy object arrays of scalar sympy expressions,
+#                              written from the operation's definition, never from torch: the
+#                              small-shape check (reference.py) differentiates the entries
+#     scalar_form(shapes)      optionally, the same value written with elementwise operations
+#                              and whole-tensor reductions for these shapes (dot of two vectors
+#                              is sum(a*b)), so the check can use its scalar route at any size
+# and the registry (functions.py) declares, once, the names users type, the torch function
+# (torch_functions.py or torch.*) and the --explain text. The lowering calls that torch function
+# with the operands as tensors, then the static arguments as Python values.
+#
+# Adding a tensor function: a TensorOp subclass here (statics, shape, expand, _sympystr), its
+# torch function (torch_functions.py, taking the operands then the statics), one Function entry
+# in functions.py (Params with their kinds), and tests against hand-written torch.
+
+Array = Any  # a numpy object array of sympy expressions (numpy is imported only where used)
+
+
+class ShapeError(ValueError):
+    """Operands whose shapes do not fit an operation; the message names the shapes."""
+
+
+def is_plain_constant(expr: sympy.Basic) -> bool:
+    """No variable and no tensor operation in expr: a number the lowering may fold."""
+    return not expr.free_symbols and not expr.has(TensorOp)
+
+
+def shown_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def encode_static(value: float | str | tuple[int, ...]) -> sympy.Basic:
+    """A static argument as the sympy atom a TensorOp holds (see the note above)."""
+    if isinstance(value, str):
+        return sympy.core.symbol.Str(value)
+    if isinstance(value, tuple):
+        return sympy.Tuple(*(sympy.Integer(v) for v in value))
+    if isinstance(value, float) and not value.is_integer():
+        return sympy.Float(value)
+    return sympy.Integer(int(value))
+
+
+def _decode_static(arg: sympy.Basic) -> Any:
+    if isinstance(arg, sympy.core.symbol.Str):
+        return str(arg.name)
+    if isinstance(arg, sympy.Tuple):
+        return tuple(int(a) for a in arg.args)
+    if isinstance(arg, sympy.Integer):
+        return int(arg)
+    return float(arg)  # a plain number: a norm's p, var's correction
+
+
+def normalise_dim(dim: int, shape: tuple[int, ...], what: str, extra: int = 0) -> int:
+    """A dim counted from the end made positive; ShapeError when out of range (`extra`: stack
+    inserts a dim, so it may name one past the last)."""
+    ndim = len(shape) + extra
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ShapeError(f"{what}: dim {dim} is out of range for shape {shown_shape(shape)}")
+    return dim % max(ndim, 1)
+
+
+def reduced_shape(shape: tuple[int, ...], dims: tuple[int, ...], keepdim: bool, what: str) -> tuple[int, ...]:
+    """The shape after reducing `dims` (() means every dim), as torch's dim=/keepdim= do."""
+    chosen = _chosen_dims(shape, dims, what)
+    if keepdim:
+        return tuple(1 if i in chosen else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in chosen)
+
+
+def _chosen_dims(shape: tuple[int, ...], dims: tuple[int, ...], what: str) -> tuple[int, ...]:
+    if not dims:
+        return tuple(range(len(shape)))
+    chosen = tuple(normalise_dim(d, shape, what) for d in dims)
+    if len(set(chosen)) != len(chosen):
+        raise ShapeError(f"{what}: a dim is named twice in {dims}")
+    return chosen if shape else ()
+
+
+class TensorOp(sympy.Function):
+    """A shape-aware tensor operation (see the note above): never evaluated by sympy."""
+
+    is_real = True
+    is_number = False
+    statics = 0  # how many trailing arguments are static (never tensors)
+    label = ""  # the name users type, for messages
+
+    @classmethod
+    def eval(cls, *args: sympy.Basic) -> sympy.Expr | None:
+        return None
+
+    @property
+    def operands(self) -> tuple[sympy.Expr, ...]:
+        return tuple(self.args[:len(self.args) - self.statics])
+
+    @property
+    def static(self) -> tuple[Any, ...]:
+        return tuple(_decode_static(a) for a in self.args[len(self.args) - self.statics:])
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        """The same value without tensor operations, for operands of these shapes; None if none."""
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        raise TensorDerivativeError(
+            f"{self.label or type(self).__name__} is not elementwise: its derivative is a tensor, not one "
+            "scalar formula", hint="gradcli grad and jacobian compute it and check it entry by entry")
+
+    def _sympystr(self, printer: Any) -> str:
+        parts = [printer._print(a) for a in self.operands] + [repr(v) for v in self.static]
+        return f"{self.label or type(self).__name__}({', '.join(parts)})"
+
+
+class TensorDerivativeError(GradcliError):
+    """sympy asked for the derivative of a tensor operation as a scalar function (gradcli diff)."""
+
+
+def has_tensor_ops(exprs: Iterable[sympy.Basic]) -> bool:
+    return any(e.has(TensorOp) for e in exprs)
+
+
+def _objects(shape: tuple[int, ...]) -> Array:
+    import numpy as np
+
+    return np.empty(shape, dtype=object)
+
+
+def _sum_entries(items: Sequence[sympy.Expr]) -> sympy.Expr:
+    return sympy.Add(*items) if items else sympy.S.Zero
+
+
+def as_object_array(value: Any) -> Array:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value
+    out = _objects(())
+    out[()] = value
+    return out
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """numpy's (and torch's) matmul rule: vectors promoted, batch dimensions broadcast."""
+    if not a or not b:
+        raise ShapeError(f"{what} needs tensors of 1 dimension or more, not shapes {shown_shape(a)} and "
+                         f"{shown_shape(b)} (multiply by a scalar with *)")
+    left = (1,) + a if len(a) == 1 else a
+    right = b + (1,) if len(b) == 1 else b
+    if left[-1] != right[-2]:
+        raise ShapeError(f"{what}: shapes {shown_shape(a)} and {shown_shape(b)} do not fit (the inner sizes "
+                         f"{left[-1]} and {right[-2]} differ)")
+    try:
+        import numpy as np
+
+        batch = tuple(int(n) for n in np.broadcast_shapes(left[:-2], right[:-2]))
+    except ValueError:
+        raise ShapeError(f"{what}: the batch dimensions of shapes {shown_shape(a)} and {shown_shape(b)} do not "
+                         "broadcast") from None
+    return batch + (left[-2],) * (len(a) > 1) + (right[-1],) * (len(b) > 1)
+
+
+def _matmul_expand(a: Array, b: Array) -> Array:
+    """Entry by entry: out[..., i, j] = sum over k of a[..., i, k] * b[..., k, j]."""
+    import numpy as np
+
+    left = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    right = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    batch = tuple(int(n) for n in np.broadcast_shapes(left.shape[:-2], right.shape[:-2]))
+    left = np.broadcast_to(left, batch + left.shape[-2:])
+    right = np.broadcast_to(right, batch + right.shape[-2:])
+    rows, inner, cols = left.shape[-2], left.shape[-1], right.shape[-1]
+    out = _objects(batch + (rows, cols))
+    for at in np.ndindex(batch):
+        for i in range(rows):
+            for j in range(cols):
+                out[at + (i, j)] = _sum_entries([left[at + (i, k)] * right[at + (k, j)] for k in range(inner)])
+    if a.ndim == 1:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        out = out.reshape(out.shape[:-1])
+    return out
+
+
+class matmul(TensorOp):  # noqa: N801
+    """a @ b, numpy's and torch's matmul (1-D operands promoted, batch dimensions broadcast)."""
+
+    label = "matmul"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _matmul_shape(shapes[0], shapes[1], "matmul")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _matmul_expand(*arrays)
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        if len(shapes[0]) == len(shapes[1]) == 1:
+            a, b = self.operands
+            return tsum(a * b)
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        a, b = (printer.parenthesize(x, PRECEDENCE["Mul"], strict=False) for x in self.operands)
+        return f"{a} @ {b}"
+
+
+class dot(TensorOp):  # noqa: N801
+    """numpy's dot: the inner product of two vectors; with a matrix operand, the matrix product."""
+
+    label = "dot"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+            raise ShapeError(f"dot takes vectors and matrices (numpy's dot), not shapes {shown_shape(a)} and "
+                             f"{shown_shape(b)}: for scalars use *, for more dimensions matmul or einsum")
+        return _matmul_shape(a, b, "dot")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _matmul_expand(*arrays)
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        if len(shapes[0]) == len(shapes[1]) == 1:
+            a, b = self.operands
+            return tsum(a * b)
+        return None
+
+
+class transpose(TensorOp):  # noqa: N801
+    """transpose(a, (i, j)) swaps dims i and j; transpose(a, ()) reverses every dim (a.T)."""
+
+    label = "transpose"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        (a,), (dims,) = shapes, static
+        if not dims:
+            return a[::-1]
+        i, j = (normalise_dim(d, a, "transpose") for d in dims)
+        if not a:
+            raise ShapeError("transpose(x, i, j) needs a tensor of 2 dimensions or more, not a scalar")
+        out = list(a)
+        out[i], out[j] = out[j], out[i]
+        return tuple(out)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        (a,), (dims,) = arrays, static
+        return a.transpose() if not dims else np.swapaxes(a, dims[0], dims[1])
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        (dims,) = self.static
+        if len(shapes[0]) <= 1 and not dims:
+            return self.operands[0]  # a vector's or a scalar's .T is itself
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        (dims,) = self.static
+        a = printer.parenthesize(self.operands[0], PRECEDENCE["Atom"], strict=True)
+        return f"{a}.T" if not dims else f"transpose({printer._print(self.operands[0])}, {dims[0]}, {dims[1]})"
+
+
+class outer(TensorOp):  # noqa: N801
+    """The outer product of two vectors: out[i, j] = a[i] * b[j]."""
+
+    label = "outer"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        if len(a) != 1 or len(b) != 1:
+            raise ShapeError(f"outer takes two vectors, not shapes {shown_shape(a)} and {shown_shape(b)}")
+        return a + b
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        a, b = arrays
+        out = _objects((len(a), len(b)))
+        for i in range(len(a)):
+            for j in range(len(b)):
+                out[i, j] = a[i] * b[j]
+        return out
+
+
+# --------------------------------------------------------------------------- reductions over dims
+
+def _reduce_entries(arr: Array, dims: tuple[int, ...], keepdim: bool, what: str,
+                    combine: Callable[[list[sympy.Expr]], sympy.Expr]) -> Array:
+    """combine() of the entries along `dims` (() = every dim), one result per other position."""
+    import numpy as np
+
+    shape = tuple(arr.shape)
+    chosen = _chosen_dims(shape, dims, what)
+    kept = [i for i in range(len(shape)) if i not in chosen]
+    rows = np.transpose(arr, kept + list(chosen)).reshape(math.prod(shape[i] for i in kept), -1)
+    out = _objects(tuple(shape[i] for i in kept))
+    flat = out.reshape(-1)
+    for k in range(rows.shape[0]):
+        flat[k] = combine(list(rows[k]))
+    if keepdim:
+        out = out.reshape(reduced_shape(shape, dims, True, what))
+    return out
+
+
+def _along(arr: Array, dim: int, what: str, fn: Callable[[list[sympy.Expr]], list[sympy.Expr]]) -> Array:
+    """fn() of each line of entries along dim, which keeps its length (softmax over a dim)."""
+    import numpy as np
+
+    d = normalise_dim(dim, tuple(arr.shape), what)
+    if arr.ndim == 0:
+        out = _objects(())
+        out[()] = fn([arr[()]])[0]
+        return out
+    moved = np.moveaxis(arr, d, -1)
+    out = _objects(moved.shape)
+    lines, results = moved.reshape(-1, moved.shape[-1]), out.reshape(-1, moved.shape[-1])
+    for k in range(lines.shape[0]):
+        for j, value in enumerate(fn(list(lines[k]))):
+            results[k, j] = value
+    return np.moveaxis(out, -1, d)
+
+
+class AxisReduction(TensorOp):
+    """A reduction over chosen dims: operand x, statics (dims, keepdim); dims () means every dim."""
+
+    statics = 2
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        dims, keepdim = static[-2:]
+        return reduced_shape(shapes[0], dims, bool(keepdim), cls.label)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        *parameters, dims, keepdim = static
+        return _reduce_entries(arrays[0], dims, bool(keepdim), self.label,
+                               lambda items: self.combine(items, *parameters))
+
+    parameter = ""  # the name of a static parameter before dims (norm's p, var's correction)
+    shown_unless = 0  # its default, left out when printed
+
+    def _sympystr(self, printer: Any) -> str:
+        *parameters, dims, keepdim = self.static
+        parts = [printer._print(self.operands[0])] + [f"{self.parameter}={p:g}" for p in parameters
+                                                      if p != self.shown_unless]
+        parts.append("dim=" + (str(dims[0]) if len(dims) == 1 else str(dims) if dims else "None"))
+        if keepdim:
+            parts.append("keepdim=True")
+        return f"{self.label}({', '.join(parts)})"
+
+
+class sum_dim(AxisReduction):  # noqa: N801
+    label = "sum"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Add(*items)
+
+
+class mean_dim(AxisReduction):  # noqa: N801
+    label = "mean"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Add(*items) / len(items)
+
+
+class prod_dim(AxisReduction):  # noqa: N801
+    label = "prod"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Mul(*items)
+
+
+class amax_dim(AxisReduction):  # noqa: N801
+    label = "max"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Max(*items)
+
+
+class amin_dim(AxisReduction):  # noqa: N801
+    label = "min"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Min(*items)
+
+
+class logsumexp_dim(AxisReduction):  # noqa: N801
+    label = "logsumexp"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.log(sympy.Add(*(sympy.exp(i) for i in items)))
+
+
+class norm_dim(AxisReduction):  # noqa: N801
+    """norm(x, p, dim=...): statics (p, dims, keepdim)."""
+
+    label = "norm"
+    statics = 3
+    parameter, shown_unless = "p", 2
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        (p,) = parameters
+        if p == 2:
+            return sympy.sqrt(sympy.Add(*(i**2 for i in items)))
+        power = sympy.nsimplify(p)
+        return sympy.Add(*(sympy.Abs(i) ** power for i in items)) ** (1 / power)
+
+
+class var_dim(AxisReduction):  # noqa: N801
+    """var(x, dim=..., correction=1): statics (correction, dims, keepdim), as torch.var."""
+
+    label = "var"
+    statics = 3
+    parameter, shown_unless = "correction", 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        correction, dims, _keepdim = static
+        chosen = _chosen_dims(shapes[0], dims, cls.label)
+        count = math.prod(shapes[0][i] for i in chosen)
+        if count - correction <= 0:
+            raise ShapeError(f"{cls.label} of {count} element{'s' if count != 1 else ''} with correction="
+                             f"{correction:g} divides by {count - correction:g} (shape {shown_shape(shapes[0])})")
+        return super().shape(shapes, *static)
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        (correction,) = parameters
+        mean = sympy.Add(*items) / len(items)
+        return sympy.Add(*((i - mean) ** 2 for i in items)) / (len(items) - sympy.nsimplify(correction))
+
+
+class std_dim(var_dim):  # noqa: N801
+    label = "std"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.sqrt(super().combine(items, *parameters))
+
+
+class softmax_dim(TensorOp):  # noqa: N801
+    """softmax(x, dim=d): exp(x) / sum(exp(x)) along dim d; statics (dim,)."""
+
+    label = "softmax"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        normalise_dim(static[0], shapes[0], cls.label)
+        return shapes[0]
+
+    def line(self, items: list[sympy.Expr]) -> list[sympy.Expr]:
+        total = sympy.Add(*(sympy.exp(i) for i in items))
+        return [sympy.exp(i) / total for i in items]
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _along(arrays[0], static[0], self.label, self.line)
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"{self.label}({printer._print(self.operands[0])}, dim={self.static[0]})"
+
+
+class log_softmax_dim(softmax_dim):  # noqa: N801
+    label = "log_softmax"
+
+    def line(self, items: list[sympy.Expr]) -> list[sympy.Expr]:
+        total = sympy.log(sympy.Add(*(sympy.exp(i) for i in items)))
+        return [i - total for i in items]
+
+
+# --------------------------------------------------------------------------- building and rearranging
+
+class einsum(TensorOp):  # noqa: N801
+    """einsum("ij,j->i", A, x): operands, then the subscripts (validated by the parser) as a Str."""
+
+    label = "einsum"
+    statics = 1
+
+    @staticmethod
+    def terms(subscripts: str, count: int) -> tuple[list[str], str]:
+        inputs, arrow, output = subscripts.partition("->")
+        terms = inputs.split(",")
+        if len(terms) != count:
+            raise ShapeError(f"einsum's subscripts {subscripts!r} name {len(terms)} operand"
+                             f"{'s' if len(terms) != 1 else ''}, but it is given {count}")
+        if not arrow:  # numpy's and torch's rule: the letters that appear once, in alphabetical order
+            letters = "".join(terms)
+            output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+        return terms, output
+
+    @classmethod
+    def sizes(cls, shapes: list[tuple[int, ...]], subscripts: str) -> tuple[dict[str, int], list[str], str]:
+        terms, output = cls.terms(subscripts, len(shapes))
+        size: dict[str, int] = {}
+        for term, shape in zip(terms, shapes, strict=True):
+            if len(term) != len(shape):
+                raise ShapeError(f"einsum: the subscript {term!r} names {len(term)} dimensions, but its operand has "
+                                 f"shape {shown_shape(shape)}")
+            for letter, n in zip(term, shape, strict=True):
+                if size.setdefault(letter, n) != n:
+                    raise ShapeError(f"einsum: the letter {letter!r} stands for sizes {size[letter]} and {n} "
+                                     f"(shapes {' and '.join(shown_shape(s) for s in shapes)})")
+        return size, terms, output
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        size, _terms, output = cls.sizes(shapes, static[0])
+        return tuple(size[c] for c in output)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import itertools
+
+        size, terms, output = self.sizes([tuple(a.shape) for a in arrays], static[0])
+        summed = [c for c in size if c not in output]
+        out = _objects(tuple(size[c] for c in output))
+        for at in itertools.product(*(range(size[c]) for c in output)):
+            fixed = dict(zip(output, at, strict=True))
+            products = []
+            for rest in itertools.product(*(range(size[c]) for c in summed)):
+                letters = {**fixed, **dict(zip(summed, rest, strict=True))}
+                products.append(sympy.Mul(*(a[tuple(letters[c] for c in t)]
+                                            for a, t in zip(arrays, terms, strict=True))))
+            out[at] = _sum_entries(products)
+        return out
+
+    def _sympystr(self, printer: Any) -> str:
+        parts = [repr(self.static[0])] + [printer._print(a) for a in self.operands]
+        return f"einsum({', '.join(parts)})"
+
+
+class diag(TensorOp):  # noqa: N801
+    """torch.diag: a vector's diagonal matrix, or a matrix's diagonal."""
+
+    label = "diag"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        (a,) = shapes
+        if len(a) == 1:
+            return (a[0], a[0])
+        if len(a) == 2:
+            return (min(a),)
+        raise ShapeError(f"diag takes a vector (its diagonal matrix) or a matrix (its diagonal), not shape "
+                         f"{shown_shape(a)}")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        (a,) = arrays
+        if a.ndim == 1:
+            out = _objects((len(a), len(a)))
+            for i in range(len(a)):
+                for j in range(len(a)):
+                    out[i, j] = a[i] if i == j else sympy.S.Zero
+            return out
+        out = _objects((min(a.shape),))
+        for i in range(min(a.shape)):
+            out[i] = a[i, i]
+        return out
+
+
+class eye(TensorOp):  # noqa: N801
+    """eye(n, m): the identity matrix, n by m (m = n by default); statics (n, m), no operand."""
+
+    label = "eye"
+    statics = 2
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return (static[0], static[1])
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        n, m = static
+        out = _objects((n, m))
+        for i in range(n):
+            for j in range(m):
+                out[i, j] = sympy.S.One if i == j else sympy.S.Zero
+        return out
+
+    def _sympystr(self, printer: Any) -> str:
+        n, m = self.static
+        return f"eye({n})" if n == m else f"eye({n}, {m})"
+
+
+class stack(TensorOp):  # noqa: N801
+    """stack([a, b, ...], dim): tensors of one shape along a new dim; a list [a, b] in an
+    expression is stack([a, b], dim=0). Statics (dim,)."""
+
+    label = "stack"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        different = list(dict.fromkeys(shapes))
+        if len(different) > 1:
+            raise ShapeError(f"stack needs tensors of one shape, not {' and '.join(map(shown_shape, different[:2]))}")
+        d = normalise_dim(static[0], shapes[0], "stack", extra=1)
+        return shapes[0][:d] + (len(shapes),) + shapes[0][d:]
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        d = normalise_dim(static[0], tuple(arrays[0].shape), "stack", extra=1)
+        return np.stack(arrays, axis=d)
+
+    def _sympystr(self, printer: Any) -> str:
+        items = ", ".join(printer._print(a) for a in self.operands)
+        return f"[{items}]" if self.static[0] == 0 else f"stack([{items}], dim={self.static[0]})"
+
+
+def decode_index(text: str) -> tuple[Any, ...]:
+    """An index as getitem keeps it ("...,-1", ":,0", "1:3:2") as Python's: ints, slices, Ellipsis."""
+    parts: list[Any] = []
+    for part in text.split(","):
+        if part == "...":
+            parts.append(Ellipsis)
+        elif ":" in part:
+            parts.append(slice(*(int(p) if p else None for p in part.split(":"))))
+        else:
+            parts.append(int(part))
+    return tuple(parts)
+
+
+class getitem(TensorOp):  # noqa: N801
+    """expr[index] with slices or ...: f(x)[1:3], x[..., -1]; statics (the index as text)."""
+
+    label = "getitem"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        import numpy as np
+
+        index = decode_index(static[0])
+        try:  # numpy's basic indexing is torch's: a zero-stride view, nothing allocated
+            return tuple(np.broadcast_to(np.empty((), dtype=bool), shapes[0])[index].shape)
+        except IndexError as exc:
+            raise ShapeError(f"[{static[0]}] does not fit shape {shown_shape(shapes[0])}: {exc}") from None
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return as_object_array(arrays[0][decode_index(static[0])])
+
+    def _sympystr(self, printer: Any) -> str:
+        inner = printer._print(self.operands[0])
+        return f"{inner}[{self.static[0]}]" if self.operands[0].is_Symbol else f"({inner})[{self.static[0]}]"

@@ -163,12 +163,6 @@ def huber(a: torch.Tensor, b: torch.Tensor, delta: SupportsFloat = 1.0) -> torch
     return F.huber_loss(x, y, delta=float(delta))
 
 
-def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dim() == 1 and b.dim() == 1 and a.shape == b.shape:
-        return torch.dot(a, b)
-    return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
-
-
 def norm(x: torch.Tensor, p: SupportsFloat = 2) -> torch.Tensor:
     return cast(torch.Tensor, torch.linalg.vector_norm(x, ord=float(p)))  # torch.linalg's functions are Any
 
@@ -188,3 +182,93 @@ log_softmax = _over_all(torch.log_softmax)
 
 def leaky_relu(x: torch.Tensor, slope: SupportsFloat = 0.01) -> torch.Tensor:
     return F.leaky_relu(x, negative_slope=float(slope))
+
+
+# --------------------------------------------------------------------------- tensor operations
+# Each takes its operands (tensors), then its static arguments as Python values (see
+# sympy_functions.TensorOp); the shapes were checked before (core/shapes.py).
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """numpy's dot: torch.dot for two vectors, the matrix product when an operand is a matrix."""
+    if a.dim() == 1 and b.dim() == 1:
+        return torch.dot(a, b)
+    return torch.matmul(a, b)
+
+
+def transpose(a: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """a.T (every dim reversed, as numpy's; torch's .T warns beyond 2 dims), or dims swapped."""
+    if not dims:
+        return a.permute(*reversed(range(a.dim())))
+    return torch.transpose(a, dims[0], dims[1])
+
+
+def _dims(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """torch's dim= for statics' dims: () means every dim."""
+    return dims if dims else tuple(range(x.dim()))
+
+
+def sum_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.sum(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def mean_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.mean(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def prod_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    # torch.prod takes one dim at a time: the highest first, so the others keep their numbers
+    for d in sorted((d % max(x.dim(), 1) for d in _dims(x, dims)), reverse=True):
+        x = torch.prod(x, d, keepdim=bool(keepdim))
+    return x
+
+
+def amax_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.amax(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def amin_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.amin(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def logsumexp_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.logsumexp(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def norm_dim(x: torch.Tensor, p: float, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return cast(torch.Tensor, torch.linalg.vector_norm(x, ord=p, dim=_dims(x, dims), keepdim=bool(keepdim)))
+
+
+def var_dim(x: torch.Tensor, correction: float, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.var(x, dim=_dims(x, dims), correction=correction, keepdim=bool(keepdim))
+
+
+def std_dim(x: torch.Tensor, correction: float, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.std(x, dim=_dims(x, dims), correction=correction, keepdim=bool(keepdim))
+
+
+def softmax_dim(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.softmax(x, dim)
+
+
+def log_softmax_dim(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.log_softmax(x, dim)
+
+
+def einsum(*args: torch.Tensor | str) -> torch.Tensor:
+    *operands, subscripts = args
+    return torch.einsum(cast(str, subscripts), *operands)
+
+
+def eye(n: int, m: int, *, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+    return torch.eye(n, m, dtype=dtype, device=device)
+
+
+def stack(*args: torch.Tensor | int) -> torch.Tensor:
+    *tensors, dim = args
+    return torch.stack(cast(list[torch.Tensor], tensors), dim=cast(int, dim))
+
+
+def getitem(x: torch.Tensor, index: str) -> torch.Tensor:
+    from gradcli.core.sympy_functions import decode_index
+
+    return x[decode_index(index)]
