@@ -41,6 +41,8 @@ class Category(str, Enum):
     VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
     MATRIX = "matrix"  # reserved for matrix functions (det, inv...): none yet
+    LINEAR_ALGEBRA = "linear algebra"  # of square matrices: a number (det) or a matrix (inv)
+    CLASS_LOSS = "class loss"  # a row of class scores and one class index per sample
 
 
 Explain = str | Callable[[Sequence[str]], str]
@@ -79,6 +81,9 @@ class Param:
     name: str
     default: str | None = None  # as the signature shows it; None: the argument is required
     keyword: bool = False  # may also be given by name: norm(x, p=1)
+    # The names this argument takes, written as strings as torch's are (reduction="sum"); the
+    # builder gets the chosen one's position as a sympy Integer. No other string is read.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,21 @@ def _keyword_source(call: str, keyword: str, default: str, positional: int) -> C
     return text
 
 
+def _reduction_source(call: str) -> Callable[[Sequence[str]], str]:
+    """F.cross_entropy(z, t.long(), reduction='sum'): class indices as torch takes them."""
+    def text(args: Sequence[str]) -> str:
+        name = sf.REDUCTION_NAMES[int(args[2])] if len(args) > 2 else "mean"
+        extra = "" if name == "mean" else f", reduction={name!r}"
+        return f"{call}({args[0]}, {args[1]}.long(){extra})"
+    return text
+
+
+def _class_loss(cls: type) -> Callable[..., sympy.Expr]:
+    def build(x: sympy.Expr, target: sympy.Expr, reduction: sympy.Expr | None = None) -> sympy.Expr:
+        return cls(x, target, sympy.Integer(0) if reduction is None else reduction)
+    return build
+
+
 # --------------------------------------------------------------------------- the registry
 
 X = (Param("x"),)
@@ -244,6 +264,37 @@ _MAX = Node(sympy.Max, "tf.maximum", _nested("torch.maximum"), kink="a tie in ma
 _TMIN = Node(sf.tmin, "torch.amin")
 _TMAX = Node(sf.tmax, "torch.amax")
 _RECIPROCAL = "torch.reciprocal({0})"
+
+# Linear algebra and the losses over classes (issue 17, items 4 and 5).
+_SQUARE = (Param("A"),)
+_REDUCTION = Param("reduction", '"mean"', keyword=True, choices=sf.REDUCTION_NAMES)
+_SINGULAR = "a singular A is an error, not a NaN"
+LINEAR_ALGEBRA: tuple[Function, ...] = (
+    Function("trace", _SQUARE, "the sum of the diagonal of a matrix", Category.LINEAR_ALGEBRA, sf.trace,
+             (Node(sf.trace, "tf.trace", "torch.trace({0})"),), aliases=("tr",)),
+    Function("det", _SQUARE, "the determinant of a square matrix", Category.LINEAR_ALGEBRA, sf.det,
+             (Node(sf.det, "tf.det", "torch.linalg.det({0})"),), spellings=("determinant",)),
+    Function("logdet", _SQUARE, f"log(det(A)), for det(A) > 0 ({_SINGULAR})", Category.LINEAR_ALGEBRA, sf.logdet,
+             (Node(sf.logdet, "tf.logdet", "torch.logdet({0})"),)),
+    Function("logabsdet", _SQUARE, "log|det(A)|, slogdet's log-magnitude", Category.LINEAR_ALGEBRA, sf.logabsdet,
+             (Node(sf.logabsdet, "tf.logabsdet", "torch.linalg.slogdet({0}).logabsdet"),), spellings=("slogdet",)),
+    Function("inv", _SQUARE, f"the inverse of a square matrix ({_SINGULAR})", Category.LINEAR_ALGEBRA, sf.inv,
+             (Node(sf.inv, "tf.inv", "torch.linalg.inv({0})"),), spellings=("inverse", "pinv")),
+    Function("solve", (Param("A"), Param("b")), "x with A @ x = b (b a vector or a matrix of columns)",
+             Category.LINEAR_ALGEBRA, sf.solve, (Node(sf.solve, "tf.solve", "torch.linalg.solve({0}, {1})"),)),
+    Function("cholesky", _SQUARE, "lower-triangular L with L @ L.T = A, for a symmetric positive-definite A",
+             Category.LINEAR_ALGEBRA, sf.cholesky, (Node(sf.cholesky, "tf.cholesky", "torch.linalg.cholesky({0})"),)),
+    Function("cross_entropy", (Param("z"), Param("y"), _REDUCTION),
+             "softmax cross-entropy of logits z (a row per sample) and class indices y (0, 1, ...)",
+             Category.CLASS_LOSS, _class_loss(sf.cross_entropy),
+             (Node(sf.cross_entropy, "tf.cross_entropy", _reduction_source("F.cross_entropy"), numbers=(2,)),),
+             spellings=("CrossEntropyLoss", "softmax_cross_entropy")),
+    Function("nll_loss", (Param("logp"), Param("y"), _REDUCTION),
+             "minus the log-probability logp[i, y[i]] of each sample i, averaged",
+             Category.CLASS_LOSS, _class_loss(sf.nll_loss),
+             (Node(sf.nll_loss, "tf.nll_loss", _reduction_source("F.nll_loss"), numbers=(2,)),),
+             spellings=("NLLLoss", "nll")),
+)
 
 FUNCTIONS: tuple[Function, ...] = (
     # trigonometric
@@ -372,6 +423,7 @@ FUNCTIONS: tuple[Function, ...] = (
              "Huber loss: squared below delta, linear above", Category.PAIRWISE, _huber,
              (Node(sf.huber, "tf.huber", _keyword_source("F.huber_loss", "delta", "1.0", 2)),),
              spellings=("huber_loss",)),
+    *LINEAR_ALGEBRA,
 )
 
 # Nodes only symbolic derivatives contain: computed by the same table, never listed to users.

@@ -554,7 +554,7 @@ class Reader:
         slots = self._bind(entry, fname, node)
         while slots and slots[-1] is None:
             slots.pop()  # optional arguments not given: the builder's defaults (None before a given one)
-        args: list[Any] = [None if a is None else self.read(a) for a in slots]
+        args: list[Any] = [None if a is None else self.argument(entry, i, a) for i, a in enumerate(slots)]
         if entry.numeric and all(a.is_number for a in args):
             # sympy.N, not Float: Float(1 + pi) is a TypeError
             args = [sympy.N(a, 15) if not a.is_Integer or abs(a) > 100 else a for a in args]
@@ -572,6 +572,18 @@ class Reader:
         except (TypeError, AttributeError) as exc:
             raise self.error(f"{fname} cannot take these arguments ({exc})", node) from None
         return _check_magnitude(result, self.src, node)
+
+    def argument(self, entry: functions.Function, i: int, node: ast.expr) -> sympy.Expr:
+        """The i-th argument of a call: an expression, or one of the names a parameter takes
+        (reduction="sum"), as its position in the parameter's choices."""
+        choices = entry.params[i].choices if i < len(entry.params) else ()
+        if not choices:
+            return self.read(node)
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in choices):
+            listed = ", ".join(f'"{c}"' for c in choices)
+            raise self.error(f"{entry.params[i].name} of {entry.name} is one of {listed}", node,
+                             hint=f'for example {entry.params[i].name}="{choices[-1]}"')
+        return sympy.Integer(choices.index(node.value))
 
     def _bind(self, entry: functions.Function, fname: str, node: ast.Call) -> list[ast.expr | None]:
         """The argument nodes in the order of entry's parameters (None where one is not given),

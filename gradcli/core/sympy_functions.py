@@ -398,3 +398,196 @@ class leaky_relu(Defined):  # noqa: N801
         x = self.args[0]
         slope = self.args[1] if len(self.args) > 1 else sympy.Float("0.01")
         return sympy.Piecewise((x, x > 0), (slope * x, True))
+
+
+# --------------------------------------------------------------------------- linear algebra and class losses
+# (issue 17, items 4 and 5). Each node says how to spell itself out on explicit arrays of sympy
+# scalars (`spelled`): the small-shape check expands every variable into one symbol per element
+# and differentiates the result entry by entry, exactly, with none of torch's code.
+
+def _matrix(a: Any) -> sympy.Matrix:
+    import numpy as np
+
+    arr = np.asarray(a, dtype=object)
+    if arr.ndim != 2:
+        raise ValueError(f"a matrix is 2-D, not of shape {list(arr.shape)}")
+    return sympy.Matrix(arr.tolist())
+
+
+def _array(m: sympy.Matrix) -> Any:
+    import numpy as np
+
+    out = np.empty(m.shape, dtype=object)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            out[i, j] = m[i, j]
+    return out
+
+
+class LinearAlgebra(sympy.Function):
+    """A function of matrices: opaque to sympy's scalar calculus, spelled out entry by entry
+    on explicit arrays for the check (`spelled`)."""
+
+    is_real = True
+    shown = ""
+
+    @staticmethod
+    def spelled(*args: Any) -> Any:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"{self.shown}({', '.join(printer._print(a) for a in self.args)})"
+
+
+class trace(LinearAlgebra):  # noqa: N801
+    nargs = 1
+    shown = "trace"
+
+    @staticmethod
+    def spelled(a: Any) -> Any:
+        return _matrix(a).trace()
+
+
+class det(LinearAlgebra):  # noqa: N801
+    nargs = 1
+    shown = "det"
+
+    @staticmethod
+    def spelled(a: Any) -> Any:
+        return _matrix(a).det(method="berkowitz")  # no division: exact at singular points too
+
+
+class logdet(LinearAlgebra):  # noqa: N801
+    nargs = 1
+    shown = "logdet"
+
+    @staticmethod
+    def spelled(a: Any) -> Any:
+        return sympy.log(_matrix(a).det(method="berkowitz"))
+
+
+class logabsdet(LinearAlgebra):  # noqa: N801
+    """log|det(A)|: torch.linalg.slogdet(A).logabsdet."""
+
+    nargs = 1
+    shown = "logabsdet"
+
+    @staticmethod
+    def spelled(a: Any) -> Any:
+        return sympy.log(sympy.Abs(_matrix(a).det(method="berkowitz")))
+
+
+class inv(LinearAlgebra):  # noqa: N801
+    nargs = 1
+    shown = "inv"
+
+    @staticmethod
+    def spelled(a: Any) -> Any:
+        m = _matrix(a)
+        return _array(m.adjugate() / m.det(method="berkowitz"))  # no pivot that could be 0 at the point
+
+
+class solve(LinearAlgebra):  # noqa: N801
+    """x with A x = b, for b a vector or a matrix of right-hand sides (torch.linalg.solve)."""
+
+    nargs = 2
+    shown = "solve"
+
+    @staticmethod
+    def spelled(a: Any, b: Any) -> Any:
+        import numpy as np
+
+        m = _matrix(a)
+        rhs = np.asarray(b, dtype=object)
+        columns = sympy.Matrix(rhs.reshape(-1, 1).tolist() if rhs.ndim == 1 else rhs.tolist())
+        x = m.adjugate() * columns / m.det(method="berkowitz")
+        return np.asarray([x[i, 0] for i in range(x.shape[0])], dtype=object) if rhs.ndim == 1 else _array(x)
+
+
+class cholesky(LinearAlgebra):  # noqa: N801
+    """The lower-triangular L with L L^T = A, of a symmetric positive-definite A.
+
+    torch reads A's lower triangle and returns a symmetric gradient: at a symmetric A that is
+    the gradient of cholesky((A + A^T)/2), which is what is spelled out.
+    """
+
+    nargs = 1
+    shown = "cholesky"
+
+    @staticmethod
+    def spelled(a: Any) -> Any:
+        m = _matrix(a)
+        return _array(((m + m.T) / 2).cholesky(hermitian=False))
+
+
+REDUCTION_NAMES = ("mean", "sum", "none")  # torch's reduction=, by the code a class loss node holds
+
+
+def _reduced(per_sample: list[sympy.Expr], shape: tuple[int, ...], code: sympy.Expr) -> Any:
+    import numpy as np
+
+    name = REDUCTION_NAMES[int(code)]
+    if name == "none":
+        out = np.empty(shape, dtype=object)
+        for i, v in enumerate(per_sample):
+            out[np.unravel_index(i, shape) if shape else ()] = v
+        return out
+    total = sympy.Add(*per_sample)
+    return total / len(per_sample) if name == "mean" else total
+
+
+def _picked(row: list[sympy.Expr], label: sympy.Expr) -> sympy.Expr:
+    """row[label]: the entry itself for a number, a one-hot sum for a symbol (a label that is
+    differentiated: its derivative is 0, as a step function's)."""
+    if label.is_number:
+        return row[int(label)]
+    return sympy.Add(*(sympy.Piecewise((v, sympy.Eq(label, c)), (0, True)) for c, v in enumerate(row)))
+
+
+def _rows(x: Any, target: Any) -> tuple[list[list[sympy.Expr]], list[sympy.Expr], tuple[int, ...]]:
+    import numpy as np
+
+    scores = np.asarray(x, dtype=object)
+    labels = np.asarray(target, dtype=object)
+    rows = [list(r) for r in scores.reshape(-1, scores.shape[-1]).tolist()]
+    return rows, labels.reshape(-1).tolist(), tuple(labels.shape)
+
+
+class cross_entropy(LinearAlgebra):  # noqa: N801
+    """F.cross_entropy(logits, target, reduction=...): logits a row of class scores per sample,
+    target one class index per sample; reduction a code into REDUCTION_NAMES."""
+
+    nargs = 3
+    shown = "cross_entropy"
+
+    @staticmethod
+    def spelled(logits: Any, target: Any, code: Any) -> Any:
+        rows, labels, shape = _rows(logits, target)
+        losses = [sympy.log(sympy.Add(*(sympy.exp(v) for v in row))) - _picked(row, t)
+                  for row, t in zip(rows, labels, strict=True)]
+        return _reduced(losses, shape, code)
+
+    def _sympystr(self, printer: Any) -> str:
+        return _class_loss_text(self, printer)
+
+
+class nll_loss(LinearAlgebra):  # noqa: N801
+    """F.nll_loss(log_probabilities, target, reduction=...): minus the picked log-probability."""
+
+    nargs = 3
+    shown = "nll_loss"
+
+    @staticmethod
+    def spelled(log_probabilities: Any, target: Any, code: Any) -> Any:
+        rows, labels, shape = _rows(log_probabilities, target)
+        return _reduced([-_picked(row, t) for row, t in zip(rows, labels, strict=True)], shape, code)
+
+    def _sympystr(self, printer: Any) -> str:
+        return _class_loss_text(self, printer)
+
+
+def _class_loss_text(node: LinearAlgebra, printer: Any) -> str:
+    x, t, code = node.args
+    name = REDUCTION_NAMES[int(code)]
+    extra = "" if name == "mean" else f", reduction=\"{name}\""
+    return f"{node.shown}({printer._print(x)}, {printer._print(t)}{extra})"
