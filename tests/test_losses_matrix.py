@@ -72,3 +72,31 @@ def test_minimize_takes_a_stacked_matrix_as_data_not_as_a_parameter():
     with pytest.raises(GradcliError, match="X is stacked from --data columns"):
         minimize("bce(sigmoid(X[:, 0]*w1 + X[:, 1]*w2 + b), y)", [STACKED, "w1=0", "w2=0", "b=0"],
                  wrt="X,b", data=CLUSTERS, steps=2, device="cpu")
+
+
+# --------------------------------------------------------------------------- the losses over matrices, as torch's
+
+P = [[0.2, 0.7, 0.4], [0.9, 0.1, 0.6]]
+T = [[0.0, 1.0, 0.5], [1.0, 0.0, 1.0]]
+Z = [[-1.0, 2.0, 0.3], [1.5, -0.5, 0.0]]
+LOSSES = [
+    ("mse(p, t)", "p", P, lambda p, t: torch.nn.functional.mse_loss(p, t)),
+    ("l1(p, t)", "p", P, lambda p, t: torch.nn.functional.l1_loss(p, t)),
+    ("bce(p, t)", "p", P, lambda p, t: torch.nn.functional.binary_cross_entropy(p, t)),
+    ("bce_logits(p, t)", "p", Z, lambda p, t: torch.nn.functional.binary_cross_entropy_with_logits(p, t)),
+    ("huber(p, t, 0.5)", "p", Z, lambda p, t: torch.nn.functional.huber_loss(p, t, delta=0.5)),
+]
+
+
+@pytest.mark.parametrize("case", LOSSES, ids=[c[0] for c in LOSSES])
+def test_a_loss_of_two_matrices_is_torchs_mean_over_every_element(case):
+    from gradcli import api
+
+    expression, wrt, value, fn = case
+    report = api.grad(expression, {"p": value, "t": T}, wrt=wrt, dtype="float64")
+    p = torch.tensor(value, dtype=torch.float64, requires_grad=True)
+    loss = fn(p, torch.tensor(T, dtype=torch.float64))
+    (expected,) = torch.autograd.grad(loss, [p])
+    assert report.f.data == pytest.approx(loss.item(), rel=1e-12)
+    assert torch.allclose(torch.tensor(report.variables[0].gradient.data, dtype=torch.float64), expected, rtol=1e-10)
+    assert report.variables[0].status == "agree" and report.status == "ok"

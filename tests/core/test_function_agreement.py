@@ -280,9 +280,14 @@ def assert_checked_ok(report) -> None:
 TENSOR_FUNCTIONS = {"prod", "dot", "norm", "logsumexp", "softmax", "log_softmax", "gelu", "leaky_relu",
                     "mse", "l1", "bce", "bce_logits", "huber"}
 
+# Linear algebra and the losses over classes: tests/core/test_linalg.py checks each against torch by hand.
+LINEAR_ALGEBRA_FUNCTIONS = {"trace", "tr", "det", "logdet", "logabsdet", "inv", "solve", "cholesky", "cross_entropy",
+                            "nll_loss"}
+
 
 def test_every_function_name_is_covered():
     covered = {c.name for c in CASES} | set(ALIASES) | set(NO_SYMBOLIC_DERIVATIVE) | TENSOR_FUNCTIONS
+    covered |= LINEAR_ALGEBRA_FUNCTIONS
     assert covered == set(FUNCTION_NAMES), (
         f"not covered here: {sorted(set(FUNCTION_NAMES) - covered)}; "
         f"not in gradcli's table: {sorted(covered - set(FUNCTION_NAMES))}"
