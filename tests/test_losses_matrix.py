@@ -100,3 +100,78 @@ def test_a_loss_of_two_matrices_is_torchs_mean_over_every_element(case):
     assert report.f.data == pytest.approx(loss.item(), rel=1e-12)
     assert torch.allclose(torch.tensor(report.variables[0].gradient.data, dtype=torch.float64), expected, rtol=1e-10)
     assert report.variables[0].status == "agree" and report.status == "ok"
+
+
+# --------------------------------------------------------------------------- seed 002 in matrix form
+
+LINE = str(ROOT / "examples" / "data" / "line.csv")
+
+
+def test_seed_002_linear_model_as_a_matrix_product_is_the_scalar_fit():
+    """Seed 002's z = torch.matmul(x, w) + b: the line fit of seed case 14 with X a one-column matrix."""
+    matrix = minimize("mean(0.5*(y - (X @ w + b))**2)", ["X=stack([x], dim=1)", "w=[0]", "b=0"], data=LINE,
+                      lr=0.05, steps=100, device="cpu")
+    scalar = minimize("mean(0.5*(y - (w*x + b))**2)", ["w=0", "b=0"], data=LINE, lr=0.05, steps=100, device="cpu")
+    assert matrix.status == "ok" and matrix.end.loss < 1
+    assert matrix.end.loss == pytest.approx(scalar.end.loss, rel=1e-5)
+    assert matrix.end.parameters["w"].data[0] == pytest.approx(scalar.end.parameters["w"].data, rel=1e-5)
+    assert matrix.end.parameters["b"].data == pytest.approx(scalar.end.parameters["b"].data, rel=1e-5)
+
+
+def _logistic_by_hand(steps: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Seed 002's loop written out: nn.Linear(2, 1)'s x @ W.T + b (here zeros, as gradcli starts),
+    nn.Sigmoid, nn.BCELoss, SGD with momentum 0.9 and lr 0.01."""
+    x1, x2, y = (torch.tensor(c, dtype=torch.float32) for c in np.loadtxt(CLUSTERS, delimiter=",", skiprows=1,
+                                                                            unpack=True))
+    train_x = torch.stack([x1, x2], dim=1)
+    w = torch.zeros(2, requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.SGD([w, b], lr=0.01, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.BCELoss()(torch.sigmoid(torch.matmul(train_x, w) + b), y)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return w.detach(), b.detach(), losses
+
+
+def test_seed_15_logistic_regression_as_the_seed_writes_it():
+    report = minimize("bce(sigmoid(X @ w + b), y)", [STACKED, "w=[0,0]", "b=0"], data=CLUSTERS,
+                      optimizer="momentum", lr=0.01, steps=1000, device="cpu")
+    assert report.status == "ok"
+    assert report.wrt == ["w", "b"]
+    w, b, losses = _logistic_by_hand(1000)
+    got_w = torch.tensor(report.end.parameters["w"].data)
+    assert torch.allclose(got_w, w, rtol=1e-4, atol=1e-5), (got_w, w)
+    assert report.end.parameters["b"].data == pytest.approx(b.item(), rel=1e-4, abs=1e-5)
+    assert report.losses[:1000] == pytest.approx(losses, rel=1e-4)
+    x1, x2, y = np.loadtxt(CLUSTERS, delimiter=",", skiprows=1, unpack=True)
+    predicted = 1 / (1 + np.exp(-(np.stack([x1, x2], axis=1) @ got_w.numpy() + report.end.parameters["b"].data)))
+    assert float(np.mean((predicted >= 0.5) == (y == 1))) > 0.99  # the seed's accuracy, from y_pred.ge(0.5)
+
+
+def test_seed_15_through_the_command_line(run_json):
+    code, doc = run_json("minimize", "bce(sigmoid(X @ w + b), y)", STACKED, "w=[0,0]", "b=0", "--data", CLUSTERS,
+                         "--optimizer", "momentum", "--lr", "0.01", "--steps", "1000")
+    assert code == 0
+    assert doc["constants"]["X"]["shape"] == [200, 2]
+    assert doc["check"]["status"] == "ok"
+    assert doc["end"]["loss"] < doc["start"]["loss"]
+
+
+def test_linear_is_x_at_w_transposed_plus_b():
+    from gradcli import api
+
+    x = [[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]]
+    weight = [[0.2, -0.4], [1.0, 0.3], [-0.7, 0.1]]
+    bias = [0.1, -0.2, 0.3]
+    report = api.grad("sum(linear(x, W, b)**2)", {"x": x, "W": weight, "b": bias}, wrt="W,b", dtype="float64")
+    leaves = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (weight, bias)]
+    out = (torch.nn.functional.linear(torch.tensor(x, dtype=torch.float64), *leaves) ** 2).sum()
+    expected = torch.autograd.grad(out, leaves)
+    assert report.f.data == pytest.approx(out.item(), rel=1e-12)
+    for var, want in zip(report.variables, expected, strict=True):
+        assert torch.allclose(torch.tensor(var.gradient.data, dtype=torch.float64), want, rtol=1e-12)
+        assert var.status == "agree"

@@ -25,6 +25,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 import sympy
 
@@ -40,9 +41,10 @@ class Category(str, Enum):
     REDUCTION = "reduction"  # one number from every element of a tensor
     VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
-    MATRIX = "matrix"  # reserved for matrix functions (det, inv...): none yet
-    LINEAR_ALGEBRA = "linear algebra"  # of square matrices: a number (det) or a matrix (inv)
+    MATRIX = "matrix"  # matrix algebra: matmul, transpose, dot... (shape rules in sympy_functions.TensorOp)
+    LINEAR_ALGEBRA = "linear algebra"  # of a square matrix: a number (det) or a matrix (inv)
     CLASS_LOSS = "class loss"  # a row of class scores and one class index per sample
+    TENSOR = "tensor"  # builds or rearranges tensors, or reduces over chosen dims: stack, eye, sum(x, dim=)
 
 
 Explain = str | Callable[[Sequence[str]], str]
@@ -65,6 +67,9 @@ class Node:
     # (sympy's d|u|/du is sign(u), 0 at 0 like torch's abs'(0); floor's it leaves unevaluated).
     slope: type | None = None
     numbers: tuple[int, ...] = ()  # argument positions torch takes as Python numbers
+    # A tensor operation that makes a tensor from static arguments alone (eye): the lowering passes
+    # it dtype= and device= as keywords.
+    factory: bool = False
     internal: str | None = None  # for a node users cannot type: which derivatives contain it
 
     def source(self, args: Sequence[str]) -> str:
@@ -81,8 +86,16 @@ class Param:
     name: str
     default: str | None = None  # as the signature shows it; None: the argument is required
     keyword: bool = False  # may also be given by name: norm(x, p=1)
-    # The names this argument takes, written as strings as torch's are (reduction="sum"); the
-    # builder gets the chosen one's position as a sympy Integer. No other string is read.
+    # How the parser reads it: "expr" an expression; the static arguments of a tensor operation
+    # (see sympy_functions.TensorOp): "int" a whole number (eye's n), "dims" a whole number or a
+    # tuple of them (dim=), "bool" True or False (keepdim=), "subscripts" einsum's string (the one
+    # string gradcli reads); "list" a bracketed list of expressions (stack's); "condition" a
+    # comparison such as x > 0 (where's, the one place comparisons are read).
+    kind: str = "expr"
+    positional: bool = True  # False: by name only (max(a, b) is elementwise; max(x, dim=0) reduces)
+    alias: str | None = None  # another name it may be given by: axis= for dim=, as numpy calls it
+    # kind "choice": the names it takes, written as strings as torch's are (reduction="sum"); no other
+    # string is read. The builder gets the name as a static argument.
     choices: tuple[str, ...] = ()
 
 
@@ -117,14 +130,20 @@ class Function:
         return sum(1 for p in self.params if p.default is None)
 
     @property
+    def positional(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.positional)
+
+    @property
     def most(self) -> int:
-        return len(self.params) + self.more
+        """The most arguments given in order."""
+        return len(self.positional) + self.more
 
     @property
     def signature(self) -> str:
-        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.params]
+        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.positional]
         if self.more:
             parts.append("...")
+        parts += [f"{p.name}={p.default}" for p in self.params if not p.positional]
         return f"{self.name}({', '.join(parts)})"
 
     @property
@@ -229,19 +248,20 @@ def _keyword_source(call: str, keyword: str, default: str, positional: int) -> C
     return text
 
 
-def _reduction_source(call: str) -> Callable[[Sequence[str]], str]:
-    """F.cross_entropy(z, t.long(), reduction='sum'): class indices as torch takes them."""
-    def text(args: Sequence[str]) -> str:
-        name = sf.REDUCTION_NAMES[int(args[2])] if len(args) > 2 else "mean"
-        extra = "" if name == "mean" else f", reduction={name!r}"
-        return f"{call}({args[0]}, {args[1]}.long(){extra})"
-    return text
+def _static(value: sympy.Basic | None, default: int | bool | str | tuple[int, ...]) -> sympy.Basic:
+    """A static argument as parsed (already a sympy atom), or its default, encoded."""
+    return sf.encode_static(default) if value is None else value
 
 
-def _class_loss(cls: type) -> Callable[..., sympy.Expr]:
-    def build(x: sympy.Expr, target: sympy.Expr, reduction: sympy.Expr | None = None) -> sympy.Expr:
-        return cls(x, target, sympy.Integer(0) if reduction is None else reduction)
-    return build
+def _transpose(x: sympy.Expr, dim0: sympy.Basic | None = None, dim1: sympy.Basic | None = None) -> sympy.Expr:
+    if (dim0 is None) != (dim1 is None):
+        raise ValueError("transpose takes two dims to swap, or none (every dim reversed, as x.T)")
+    dims: tuple[int, ...] = () if dim0 is None or dim1 is None else (int(dim0), int(dim1))
+    return sf.transpose(x, sf.encode_static(dims))
+
+
+def _transpose_source(args: Sequence[str]) -> str:
+    return f"{args[0]}.T" if args[1] == "()" else f"torch.transpose({args[0]}, *{args[1]})"
 
 
 # --------------------------------------------------------------------------- the registry
@@ -265,9 +285,33 @@ _TMIN = Node(sf.tmin, "torch.amin")
 _TMAX = Node(sf.tmax, "torch.amax")
 _RECIPROCAL = "torch.reciprocal({0})"
 
-# Linear algebra and the losses over classes (issue 17, items 4 and 5).
+# Linear algebra, nn.Linear and the losses over classes (issue 17, items 4 and 5): tensor
+# operations (sympy_functions.TensorOp), each checked entry by entry.
+def _reduction_source(call: str) -> Callable[[Sequence[str]], str]:
+    """F.cross_entropy(z, y.long(), reduction='sum'): class indices as torch takes them."""
+    def text(args: Sequence[str]) -> str:
+        reduction = args[2].strip("'\"")
+        extra = "" if reduction == "mean" else f", reduction={reduction!r}"
+        return f"{call}({args[0]}, {args[1]}.long(){extra})"
+    return text
+
+
+def _class_loss(cls: type) -> Callable[..., sympy.Expr]:
+    def build(x: sympy.Expr, target: sympy.Expr, reduction: sympy.Basic | None = None) -> sympy.Expr:
+        return cast(sympy.Expr, cls(x, target, _static(reduction, "mean")))
+    return build
+
+
+def _linear(x: sympy.Expr, weight: sympy.Expr, bias: sympy.Expr | None = None) -> sympy.Expr:
+    return cast(sympy.Expr, sf.linear(x, weight) if bias is None else sf.linear(x, weight, bias))
+
+
+def _linear_source(args: Sequence[str]) -> str:
+    return f"F.linear({', '.join(args)})"
+
+
 _SQUARE = (Param("A"),)
-_REDUCTION = Param("reduction", '"mean"', keyword=True, choices=sf.REDUCTION_NAMES)
+_REDUCTION = Param("reduction", '"mean"', keyword=True, kind="choice", choices=sf.REDUCTION_NAMES)
 _SINGULAR = "a singular A is an error, not a NaN"
 LINEAR_ALGEBRA: tuple[Function, ...] = (
     Function("trace", _SQUARE, "the sum of the diagonal of a matrix", Category.LINEAR_ALGEBRA, sf.trace,
@@ -284,16 +328,17 @@ LINEAR_ALGEBRA: tuple[Function, ...] = (
              Category.LINEAR_ALGEBRA, sf.solve, (Node(sf.solve, "tf.solve", "torch.linalg.solve({0}, {1})"),)),
     Function("cholesky", _SQUARE, "lower-triangular L with L @ L.T = A, for a symmetric positive-definite A",
              Category.LINEAR_ALGEBRA, sf.cholesky, (Node(sf.cholesky, "tf.cholesky", "torch.linalg.cholesky({0})"),)),
+    Function("linear", (Param("x"), Param("W"), Param("b", "None")), "x @ W.T + b, as nn.Linear computes it",
+             Category.MATRIX, _linear, (Node(sf.linear, "F.linear", _linear_source),)),
     Function("cross_entropy", (Param("z"), Param("y"), _REDUCTION),
              "softmax cross-entropy of logits z (a row per sample) and class indices y (0, 1, ...)",
              Category.CLASS_LOSS, _class_loss(sf.cross_entropy),
-             (Node(sf.cross_entropy, "tf.cross_entropy", _reduction_source("F.cross_entropy"), numbers=(2,)),),
+             (Node(sf.cross_entropy, "tf.cross_entropy", _reduction_source("F.cross_entropy")),),
              spellings=("CrossEntropyLoss", "softmax_cross_entropy")),
     Function("nll_loss", (Param("logp"), Param("y"), _REDUCTION),
              "minus the log-probability logp[i, y[i]] of each sample i, averaged",
              Category.CLASS_LOSS, _class_loss(sf.nll_loss),
-             (Node(sf.nll_loss, "tf.nll_loss", _reduction_source("F.nll_loss"), numbers=(2,)),),
-             spellings=("NLLLoss", "nll")),
+             (Node(sf.nll_loss, "tf.nll_loss", _reduction_source("F.nll_loss")),), spellings=("NLLLoss", "nll")),
 )
 
 FUNCTIONS: tuple[Function, ...] = (
@@ -396,8 +441,6 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("max", (Param("x"),), "the largest element of x, or the elementwise largest of several",
              Category.REDUCTION, _max, (_TMAX, _MAX), aliases=("Max", "maximum"), spellings=("amax", "fmax"),
              more=63, keeps_shapes=True),
-    Function("dot", AB, "the sum of a * b (torch.dot for two vectors)", Category.REDUCTION, sf.dot,
-             (Node(sf.dot, "tf.dot", "torch.dot({0}, {1})"),), spellings=("inner", "vdot")),
     Function("norm", (Param("x"), Param("p", "2", keyword=True)), "the p-norm of every element",
              Category.REDUCTION, _norm,
              (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),),
@@ -423,6 +466,16 @@ FUNCTIONS: tuple[Function, ...] = (
              "Huber loss: squared below delta, linear above", Category.PAIRWISE, _huber,
              (Node(sf.huber, "tf.huber", _keyword_source("F.huber_loss", "delta", "1.0", 2)),),
              spellings=("huber_loss",)),
+    # tensor programs: shape-aware operations (sympy_functions.TensorOp), each checked entry by entry
+    Function("matmul", AB, "the matrix product a @ b (vectors promoted, batch dimensions broadcast)",
+             Category.MATRIX, sf.matmul, (Node(sf.matmul, "torch.matmul", "{0} @ {1}"),), spellings=("mm", "bmm")),
+    Function("transpose", (Param("x"), Param("dim0", "None", kind="int"), Param("dim1", "None", kind="int")),
+             "x.T (every dim reversed), or dims dim0 and dim1 swapped", Category.MATRIX, _transpose,
+             (Node(sf.transpose, "tf.transpose", _transpose_source),), spellings=("permute",)),
+    Function("outer", AB, "the outer product of two vectors: out[i, j] = a[i] * b[j]", Category.MATRIX,
+             sf.outer, (Node(sf.outer, "torch.outer"),), spellings=("ger",)),
+    Function("dot", AB, "numpy's dot: the inner product of two vectors; with a matrix, the matrix product",
+             Category.MATRIX, sf.dot, (Node(sf.dot, "tf.dot", "np.dot({0}, {1})"),), spellings=("inner", "vdot")),
     *LINEAR_ALGEBRA,
 )
 

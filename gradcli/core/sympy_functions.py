@@ -1,4 +1,5 @@
-"""Sympy definitions of what sympy lacks: ML activations, a real cube root, and tensor reductions.
+"""Sympy definitions of what sympy lacks: ML activations, a real cube root, tensor reductions and
+shape-aware tensor operations (matmul, transpose, sums over a dim...: see "tensor operations" below).
 
 Each function carries its own derivative (`fdiff`), so the symbolic cross-check never asks
 torch how to differentiate it. The registry (functions.py) names the torch function a user would call.
@@ -6,9 +7,12 @@ torch how to differentiate it. The registry (functions.py) names the torch funct
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import sympy
+import sympy.core.symbol
+from sympy.printing.precedence import PRECEDENCE
 
 
 class sigmoid(sympy.Function):  # noqa: N801 - the name is what users type and what sympy prints
@@ -189,8 +193,9 @@ class Reduction(sympy.Function):
 
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
-        # The reduction of a constant is that constant: it has no shape to reduce over.
-        if not arg.free_symbols:
+        # The reduction of a constant is that constant: it has no shape to reduce over (a
+        # constant tensor, eye(3), has one: it stays).
+        if is_plain_constant(arg):
             return arg
         return None
 
@@ -244,8 +249,8 @@ class tindex(Reduction):  # noqa: N801
 
     @classmethod
     def eval(cls, arg: sympy.Expr, *index: sympy.Expr) -> sympy.Expr | None:
-        if not arg.free_symbols:
-            return arg  # a constant has the same value at every index
+        if is_plain_constant(arg):
+            return arg  # a constant number has the same value at every index
         return None
 
     @property
@@ -334,14 +339,6 @@ class huber(Defined):  # noqa: N801
                                      (delta * (sympy.Abs(d) - delta / 2), True)))
 
 
-class dot(Defined):  # noqa: N801
-    nargs = 2
-
-    def definition(self) -> sympy.Expr:
-        a, b = self.args
-        return tsum(a * b)
-
-
 class norm(Defined):  # noqa: N801
     """The p-norm of every element (2 by default), torch.linalg.vector_norm."""
 
@@ -400,194 +397,568 @@ class leaky_relu(Defined):  # noqa: N801
         return sympy.Piecewise((x, x > 0), (slope * x, True))
 
 
+class clamp(Defined):  # noqa: N801
+    """clamp(x, lo, hi): min(max(x, lo), hi), torch.clamp."""
+
+    nargs = 3
+
+    def definition(self) -> sympy.Expr:
+        x, lo, hi = self.args
+        return sympy.Min(sympy.Max(x, lo), hi)
+
+
+# =========================================================================== tensor operations
+#
+# Shape-aware operations (matmul, transpose, sum over a dim, stack...): how they are represented.
+#
+# Node: one `TensorOp` subclass per operation, a sympy Function that never evaluates (its `eval`
+# returns None) and is never a number (`is_number = False`: eye(3) has no free symbol, yet sympy
+# must neither fold nor evalf it). Sympy treats it as an opaque real scalar, which is right for
+# the elementwise algebra around it (+, *, ** are elementwise in torch too).
+#
+# Arguments: the tensor operands first (any expressions), then exactly `statics` static
+# arguments, which are never tensors and are encoded as sympy atoms so the node stays hashable
+# and printable:
+#     a whole number (a dim, a size, a flag: keepdim is 0 or 1)  -> sympy.Integer
+#     several whole numbers (dim=(0, 1); () means every dim)      -> sympy.Tuple of Integers
+#     text (einsum's subscripts, an index such as "...,-1")       -> sympy.core.symbol.Str
+# `node.operands` are the operands, `node.static` the static arguments decoded to Python values
+# (int, tuple of ints, str). The parser builds the static arguments from what the registry's
+# Param.kind says ("int", "dims", "bool", "subscripts"); nothing else about strings is accepted.
+#
+# Each class says, for its own operation:
+#     shape(shapes, *static)   the output shape from the operands' shapes (a ShapeError naming
+#                              both shapes when they do not fit): core/shapes.py walks the tree
+#     expand(arrays, *static)  the operation on numpy object arrays of scalar sympy expressions,
+#                              written from the operation's definition, never from torch: the
+#                              small-shape check (reference.py) differentiates the entries
+#     scalar_form(shapes)      optionally, the same value written with elementwise operations
+#                              and whole-tensor reductions for these shapes (dot of two vectors
+#                              is sum(a*b)), so the check can use its scalar route at any size
+# and the registry (functions.py) declares, once, the names users type, the torch function
+# (torch_functions.py or torch.*) and the --explain text. The lowering calls that torch function
+# with the operands as tensors, then the static arguments as Python values.
+#
+# Adding a tensor function: a TensorOp subclass here (statics, shape, expand, _sympystr), its
+# torch function (torch_functions.py, taking the operands then the statics), one Function entry
+# in functions.py (Params with their kinds), and tests against hand-written torch.
+
+Array = Any  # a numpy object array of sympy expressions (numpy is imported only where used)
+
+
+class ShapeError(ValueError):
+    """Operands whose shapes do not fit an operation; the message names the shapes."""
+
+
+def is_plain_constant(expr: sympy.Basic) -> bool:
+    """No variable and no tensor operation in expr: a number the lowering may fold."""
+    return not expr.free_symbols and not expr.has(TensorOp)
+
+
+def shown_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def encode_static(value: int | bool | str | tuple[int, ...]) -> sympy.Basic:
+    """A static argument as the sympy atom a TensorOp holds (see the note above)."""
+    if isinstance(value, str):
+        return sympy.core.symbol.Str(value)
+    if isinstance(value, tuple):
+        return sympy.Tuple(*(sympy.Integer(v) for v in value))
+    return sympy.Integer(int(value))
+
+
+def _decode_static(arg: sympy.Basic) -> Any:
+    if isinstance(arg, sympy.core.symbol.Str):
+        return str(arg.name)
+    if isinstance(arg, sympy.Tuple):
+        return tuple(int(a) for a in arg.args)
+    return int(arg)
+
+
+def normalise_dim(dim: int, ndim: int, what: str) -> int:
+    """A dim counted from the end made positive; ShapeError when out of range."""
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ShapeError(f"{what}: dim {dim} is out of range for {ndim} dimension{'s' if ndim != 1 else ''}")
+    return dim % max(ndim, 1)
+
+
+def reduced_shape(shape: tuple[int, ...], dims: tuple[int, ...], keepdim: bool, what: str) -> tuple[int, ...]:
+    """The shape after reducing `dims` (() means every dim), as torch's dim=/keepdim= do."""
+    chosen = _chosen_dims(shape, dims, what)
+    if keepdim:
+        return tuple(1 if i in chosen else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in chosen)
+
+
+def _chosen_dims(shape: tuple[int, ...], dims: tuple[int, ...], what: str) -> tuple[int, ...]:
+    if not dims:
+        return tuple(range(len(shape)))
+    chosen = tuple(normalise_dim(d, len(shape), what) for d in dims)
+    if len(set(chosen)) != len(chosen):
+        raise ShapeError(f"{what}: a dim is named twice in {dims}")
+    return chosen if shape else ()
+
+
+class TensorOp(sympy.Function):
+    """A shape-aware tensor operation (see the note above): never evaluated by sympy."""
+
+    is_real = True
+    is_number = False
+    statics = 0  # how many trailing arguments are static (never tensors)
+    label = ""  # the name users type, for messages
+
+    @classmethod
+    def eval(cls, *args: sympy.Basic) -> sympy.Expr | None:
+        return None
+
+    @property
+    def operands(self) -> tuple[sympy.Expr, ...]:
+        return tuple(self.args[:len(self.args) - self.statics])
+
+    @property
+    def static(self) -> tuple[Any, ...]:
+        return tuple(_decode_static(a) for a in self.args[len(self.args) - self.statics:])
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        """The same value without tensor operations, for operands of these shapes; None if none."""
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        raise TensorDerivativeError(
+            f"{self.label or type(self).__name__} is not elementwise: its derivative is a tensor, which "
+            "gradcli's symbolic check computes entry by entry (grad, jacobian), not as one formula")
+
+    def _sympystr(self, printer: Any) -> str:
+        parts = [printer._print(a) for a in self.operands] + [repr(v) for v in self.static]
+        return f"{self.label or type(self).__name__}({', '.join(parts)})"
+
+
+class TensorDerivativeError(ValueError):
+    """sympy asked for the derivative of a tensor operation as a scalar function."""
+
+
+def has_tensor_ops(exprs: Iterable[sympy.Basic]) -> bool:
+    return any(e.has(TensorOp) for e in exprs)
+
+
+def _objects(shape: tuple[int, ...]) -> Array:
+    import numpy as np
+
+    return np.empty(shape, dtype=object)
+
+
+def _sum_entries(items: Sequence[sympy.Expr]) -> sympy.Expr:
+    return sympy.Add(*items) if items else sympy.S.Zero
+
+
+def as_object_array(value: Any) -> Array:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value
+    out = _objects(())
+    out[()] = value
+    return out
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """numpy's (and torch's) matmul rule: vectors promoted, batch dimensions broadcast."""
+    if not a or not b:
+        raise ShapeError(f"{what} needs tensors of 1 dimension or more, not shapes {shown_shape(a)} and "
+                         f"{shown_shape(b)} (multiply by a scalar with *)")
+    left = (1,) + a if len(a) == 1 else a
+    right = b + (1,) if len(b) == 1 else b
+    if left[-1] != right[-2]:
+        raise ShapeError(f"{what}: shapes {shown_shape(a)} and {shown_shape(b)} do not fit (the inner sizes "
+                         f"{left[-1]} and {right[-2]} differ)")
+    try:
+        import numpy as np
+
+        batch = tuple(int(n) for n in np.broadcast_shapes(left[:-2], right[:-2]))
+    except ValueError:
+        raise ShapeError(f"{what}: the batch dimensions of shapes {shown_shape(a)} and {shown_shape(b)} do not "
+                         "broadcast") from None
+    return batch + (left[-2],) * (len(a) > 1) + (right[-1],) * (len(b) > 1)
+
+
+def _matmul_expand(a: Array, b: Array) -> Array:
+    """Entry by entry: out[..., i, j] = sum over k of a[..., i, k] * b[..., k, j]."""
+    import numpy as np
+
+    left = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    right = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    batch = tuple(int(n) for n in np.broadcast_shapes(left.shape[:-2], right.shape[:-2]))
+    left = np.broadcast_to(left, batch + left.shape[-2:])
+    right = np.broadcast_to(right, batch + right.shape[-2:])
+    rows, inner, cols = left.shape[-2], left.shape[-1], right.shape[-1]
+    out = _objects(batch + (rows, cols))
+    for at in np.ndindex(batch):
+        for i in range(rows):
+            for j in range(cols):
+                out[at + (i, j)] = _sum_entries([left[at + (i, k)] * right[at + (k, j)] for k in range(inner)])
+    if a.ndim == 1:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        out = out.reshape(out.shape[:-1])
+    return out
+
+
+class matmul(TensorOp):  # noqa: N801
+    """a @ b, numpy's and torch's matmul (1-D operands promoted, batch dimensions broadcast)."""
+
+    label = "matmul"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _matmul_shape(shapes[0], shapes[1], "matmul")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _matmul_expand(*arrays)
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        if len(shapes[0]) == len(shapes[1]) == 1:
+            a, b = self.operands
+            return tsum(a * b)
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        a, b = (printer.parenthesize(x, PRECEDENCE["Mul"], strict=False) for x in self.operands)
+        return f"{a} @ {b}"
+
+
+class dot(TensorOp):  # noqa: N801
+    """numpy's dot: the inner product of two vectors; with a matrix operand, the matrix product."""
+
+    label = "dot"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+            raise ShapeError(f"dot takes vectors and matrices (numpy's dot), not shapes {shown_shape(a)} and "
+                             f"{shown_shape(b)}: for scalars use *, for more dimensions matmul or einsum")
+        return _matmul_shape(a, b, "dot")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _matmul_expand(*arrays)
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        if len(shapes[0]) == len(shapes[1]) == 1:
+            a, b = self.operands
+            return tsum(a * b)
+        return None
+
+
+class transpose(TensorOp):  # noqa: N801
+    """transpose(a, (i, j)) swaps dims i and j; transpose(a, ()) reverses every dim (a.T)."""
+
+    label = "transpose"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        (a,), (dims,) = shapes, static
+        if not dims:
+            return a[::-1]
+        i, j = (normalise_dim(d, len(a), "transpose") for d in dims)
+        if not a:
+            raise ShapeError("transpose(x, i, j) needs a tensor of 2 dimensions or more, not a scalar")
+        out = list(a)
+        out[i], out[j] = out[j], out[i]
+        return tuple(out)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        (a,), (dims,) = arrays, static
+        return a.transpose() if not dims else np.swapaxes(a, dims[0], dims[1])
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        (dims,) = self.static
+        if len(shapes[0]) <= 1 and not dims:
+            return self.operands[0]  # a vector's or a scalar's .T is itself
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        (dims,) = self.static
+        a = printer.parenthesize(self.operands[0], PRECEDENCE["Atom"], strict=True)
+        return f"{a}.T" if not dims else f"transpose({printer._print(self.operands[0])}, {dims[0]}, {dims[1]})"
+
+
+class outer(TensorOp):  # noqa: N801
+    """The outer product of two vectors: out[i, j] = a[i] * b[j]."""
+
+    label = "outer"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        if len(a) != 1 or len(b) != 1:
+            raise ShapeError(f"outer takes two vectors, not shapes {shown_shape(a)} and {shown_shape(b)}")
+        return a + b
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        a, b = arrays
+        out = _objects((len(a), len(b)))
+        for i in range(len(a)):
+            for j in range(len(b)):
+                out[i, j] = a[i] * b[j]
+        return out
+
+
 # --------------------------------------------------------------------------- linear algebra and class losses
-# (issue 17, items 4 and 5). Each node says how to spell itself out on explicit arrays of sympy
-# scalars (`spelled`): the small-shape check expands every variable into one symbol per element
-# and differentiates the result entry by entry, exactly, with none of torch's code.
+# (issue 17, items 4 and 5): tensor operations (see TensorOp above), each with its shape rule and
+# its rule on explicit arrays (`expand`), written from the definition with sympy.Matrix, never
+# from torch. The matrix functions take one matrix (no batch dimensions).
 
-def _matrix(a: Any) -> sympy.Matrix:
-    import numpy as np
-
-    arr = np.asarray(a, dtype=object)
-    if arr.ndim != 2:
-        raise ValueError(f"a matrix is 2-D, not of shape {list(arr.shape)}")
-    return sympy.Matrix(arr.tolist())
+# sympy.Matrix's exact det, inv and cholesky grow fast with n (det of n x n: n! terms at worst):
+# the entry-by-entry check spells them out up to this size and says so beyond it.
+LINEAR_ALGEBRA_EXPANSION_SIZE = 4
 
 
-def _array(m: sympy.Matrix) -> Any:
-    import numpy as np
+class ExpansionTooLarge(TensorDerivativeError):
+    """A matrix too large to spell out: the check says so (as unavailable), never guesses."""
 
-    out = np.empty(m.shape, dtype=object)
+
+def _matrix(a: Array) -> sympy.Matrix:
+    if a.shape[0] > LINEAR_ALGEBRA_EXPANSION_SIZE:
+        raise ExpansionTooLarge(f"det, inv, solve and cholesky are spelled out in sympy only up to "
+                                f"{LINEAR_ALGEBRA_EXPANSION_SIZE} x {LINEAR_ALGEBRA_EXPANSION_SIZE} (their exact "
+                                f"formulas grow as n!), not {a.shape[0]} x {a.shape[1]}")
+    return sympy.Matrix(a.tolist())
+
+
+def _array(m: sympy.Matrix) -> Array:
+    out = _objects(tuple(m.shape))
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             out[i, j] = m[i, j]
     return out
 
 
-class LinearAlgebra(sympy.Function):
-    """A function of matrices: opaque to sympy's scalar calculus, spelled out entry by entry
-    on explicit arrays for the check (`spelled`)."""
-
-    is_real = True
-    shown = ""
-
-    @staticmethod
-    def spelled(*args: Any) -> Any:  # pragma: no cover - every subclass defines it
-        raise NotImplementedError
-
-    def _sympystr(self, printer: Any) -> str:
-        return f"{self.shown}({', '.join(printer._print(a) for a in self.args)})"
+def _square(shape: tuple[int, ...], what: str) -> int:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ShapeError(f"{what} takes a square matrix, not shape {shown_shape(shape)}")
+    return shape[0]
 
 
-class trace(LinearAlgebra):  # noqa: N801
-    nargs = 1
-    shown = "trace"
-
-    @staticmethod
-    def spelled(a: Any) -> Any:
-        return _matrix(a).trace()
+def _det(a: Array) -> sympy.Expr:
+    return _matrix(a).det(method="berkowitz")  # no division: exact at a singular point too
 
 
-class det(LinearAlgebra):  # noqa: N801
-    nargs = 1
-    shown = "det"
+class trace(TensorOp):  # noqa: N801
+    """The sum of the diagonal of a matrix (torch.trace)."""
 
-    @staticmethod
-    def spelled(a: Any) -> Any:
-        return _matrix(a).det(method="berkowitz")  # no division: exact at singular points too
+    label = "trace"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        if len(shapes[0]) != 2:
+            raise ShapeError(f"trace takes a matrix, not shape {shown_shape(shapes[0])}")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        (a,) = arrays
+        return _sum_entries([a[i, i] for i in range(min(a.shape))])
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        (a,), (n, m) = self.operands, shapes[0]
+        return _sum_entries([tindex(a, sympy.Integer(i), sympy.Integer(i)) for i in range(min(n, m))])
 
 
-class logdet(LinearAlgebra):  # noqa: N801
-    nargs = 1
-    shown = "logdet"
+class det(TensorOp):  # noqa: N801
+    label = "det"
 
-    @staticmethod
-    def spelled(a: Any) -> Any:
-        return sympy.log(_matrix(a).det(method="berkowitz"))
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        _square(shapes[0], "det")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _det(arrays[0])
 
 
-class logabsdet(LinearAlgebra):  # noqa: N801
+class logdet(TensorOp):  # noqa: N801
+    label = "logdet"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        _square(shapes[0], "logdet")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return sympy.log(_det(arrays[0]))
+
+
+class logabsdet(TensorOp):  # noqa: N801
     """log|det(A)|: torch.linalg.slogdet(A).logabsdet."""
 
-    nargs = 1
-    shown = "logabsdet"
+    label = "logabsdet"
 
-    @staticmethod
-    def spelled(a: Any) -> Any:
-        return sympy.log(sympy.Abs(_matrix(a).det(method="berkowitz")))
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        _square(shapes[0], "logabsdet")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return sympy.log(sympy.Abs(_det(arrays[0])))
 
 
-class inv(LinearAlgebra):  # noqa: N801
-    nargs = 1
-    shown = "inv"
+class inv(TensorOp):  # noqa: N801
+    label = "inv"
 
-    @staticmethod
-    def spelled(a: Any) -> Any:
-        m = _matrix(a)
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        n = _square(shapes[0], "inv")
+        return (n, n)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        m = _matrix(arrays[0])
         return _array(m.adjugate() / m.det(method="berkowitz"))  # no pivot that could be 0 at the point
 
 
-class solve(LinearAlgebra):  # noqa: N801
+class solve(TensorOp):  # noqa: N801
     """x with A x = b, for b a vector or a matrix of right-hand sides (torch.linalg.solve)."""
 
-    nargs = 2
-    shown = "solve"
+    label = "solve"
 
-    @staticmethod
-    def spelled(a: Any, b: Any) -> Any:
-        import numpy as np
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        n = _square(a, "solve")
+        if not 1 <= len(b) <= 2 or b[0] != n:
+            raise ShapeError(f"solve(A, b): A has shape {shown_shape(a)}, so b is a vector of {n} or a matrix of "
+                             f"{n} rows, not shape {shown_shape(b)}")
+        return b
 
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        a, b = arrays
         m = _matrix(a)
-        rhs = np.asarray(b, dtype=object)
-        columns = sympy.Matrix(rhs.reshape(-1, 1).tolist() if rhs.ndim == 1 else rhs.tolist())
-        x = m.adjugate() * columns / m.det(method="berkowitz")
-        return np.asarray([x[i, 0] for i in range(x.shape[0])], dtype=object) if rhs.ndim == 1 else _array(x)
+        columns = sympy.Matrix(b.reshape(-1, 1).tolist() if b.ndim == 1 else b.tolist())
+        x = _array(m.adjugate() * columns / m.det(method="berkowitz"))
+        return x.reshape(-1) if b.ndim == 1 else x
 
 
-class cholesky(LinearAlgebra):  # noqa: N801
+class cholesky(TensorOp):  # noqa: N801
     """The lower-triangular L with L L^T = A, of a symmetric positive-definite A.
 
     torch reads A's lower triangle and returns a symmetric gradient: at a symmetric A that is
     the gradient of cholesky((A + A^T)/2), which is what is spelled out.
     """
 
-    nargs = 1
-    shown = "cholesky"
+    label = "cholesky"
 
-    @staticmethod
-    def spelled(a: Any) -> Any:
-        m = _matrix(a)
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        n = _square(shapes[0], "cholesky")
+        return (n, n)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        m = _matrix(arrays[0])
         return _array(((m + m.T) / 2).cholesky(hermitian=False))
 
 
-REDUCTION_NAMES = ("mean", "sum", "none")  # torch's reduction=, by the code a class loss node holds
+REDUCTION_NAMES = ("mean", "sum", "none")  # torch's reduction= of the class losses
 
 
-def _reduced(per_sample: list[sympy.Expr], shape: tuple[int, ...], code: sympy.Expr) -> Any:
-    import numpy as np
-
-    name = REDUCTION_NAMES[int(code)]
-    if name == "none":
-        out = np.empty(shape, dtype=object)
-        for i, v in enumerate(per_sample):
-            out[np.unravel_index(i, shape) if shape else ()] = v
-        return out
-    total = sympy.Add(*per_sample)
-    return total / len(per_sample) if name == "mean" else total
+def _class_shape(what: str, shapes: list[tuple[int, ...]], reduction: str) -> tuple[int, ...]:
+    x, y = shapes
+    if not ((len(x) == 2 and y == x[:1]) or (len(x) == 1 and y == ())):
+        raise ShapeError(f"{what} takes scores of shape [N, C] (a row per sample) and N class indices, or [C] and "
+                         f"one index, not shapes {shown_shape(x)} and {shown_shape(y)}")
+    return y if reduction == "none" else ()
 
 
 def _picked(row: list[sympy.Expr], label: sympy.Expr) -> sympy.Expr:
-    """row[label]: the entry itself for a number, a one-hot sum for a symbol (a label that is
-    differentiated: its derivative is 0, as a step function's)."""
+    """row[label]: the entry itself for a number; for a label that is differentiated (a symbol),
+    a one-hot sum, whose derivative in the label is 0 as a step function's."""
     if label.is_number:
         return row[int(label)]
-    return sympy.Add(*(sympy.Piecewise((v, sympy.Eq(label, c)), (0, True)) for c, v in enumerate(row)))
+    return _sum_entries([sympy.Piecewise((v, sympy.Eq(label, c)), (0, True)) for c, v in enumerate(row)])
 
 
-def _rows(x: Any, target: Any) -> tuple[list[list[sympy.Expr]], list[sympy.Expr], tuple[int, ...]]:
-    import numpy as np
-
-    scores = np.asarray(x, dtype=object)
-    labels = np.asarray(target, dtype=object)
-    rows = [list(r) for r in scores.reshape(-1, scores.shape[-1]).tolist()]
-    return rows, labels.reshape(-1).tolist(), tuple(labels.shape)
-
-
-class cross_entropy(LinearAlgebra):  # noqa: N801
-    """F.cross_entropy(logits, target, reduction=...): logits a row of class scores per sample,
-    target one class index per sample; reduction a code into REDUCTION_NAMES."""
-
-    nargs = 3
-    shown = "cross_entropy"
-
-    @staticmethod
-    def spelled(logits: Any, target: Any, code: Any) -> Any:
-        rows, labels, shape = _rows(logits, target)
-        losses = [sympy.log(sympy.Add(*(sympy.exp(v) for v in row))) - _picked(row, t)
-                  for row, t in zip(rows, labels, strict=True)]
-        return _reduced(losses, shape, code)
-
-    def _sympystr(self, printer: Any) -> str:
-        return _class_loss_text(self, printer)
+def _per_sample(x: Array, y: Array, loss: Any, reduction: str) -> Array:
+    rows = [list(r) for r in x.reshape(-1, x.shape[-1]).tolist()]
+    losses = [loss(row, t) for row, t in zip(rows, y.reshape(-1).tolist(), strict=True)]
+    if reduction == "none":
+        out = _objects(y.shape)
+        for i, v in enumerate(losses):
+            out[(i,) if y.shape else ()] = v
+        return out
+    total = _sum_entries(losses)
+    return total / len(losses) if reduction == "mean" else total
 
 
-class nll_loss(LinearAlgebra):  # noqa: N801
-    """F.nll_loss(log_probabilities, target, reduction=...): minus the picked log-probability."""
+def _class_loss_text(node: TensorOp, printer: Any) -> str:
+    x, y = (printer._print(a) for a in node.operands)
+    (reduction,) = node.static
+    return f"{node.label}({x}, {y}" + ("" if reduction == "mean" else f', reduction="{reduction}"') + ")"
 
-    nargs = 3
-    shown = "nll_loss"
 
-    @staticmethod
-    def spelled(log_probabilities: Any, target: Any, code: Any) -> Any:
-        rows, labels, shape = _rows(log_probabilities, target)
-        return _reduced([-_picked(row, t) for row, t in zip(rows, labels, strict=True)], shape, code)
+class cross_entropy(TensorOp):  # noqa: N801
+    """F.cross_entropy(z, y, reduction=...): z a row of logits per sample, y a class index per sample."""
+
+    label = "cross_entropy"
+    statics = 1  # reduction, one of REDUCTION_NAMES
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _class_shape("cross_entropy", shapes, static[0])
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        def loss(row: list[sympy.Expr], label: sympy.Expr) -> sympy.Expr:
+            return sympy.log(_sum_entries([sympy.exp(v) for v in row])) - _picked(row, label)
+        x, y = arrays
+        return _per_sample(x, y, loss, static[0])
 
     def _sympystr(self, printer: Any) -> str:
         return _class_loss_text(self, printer)
 
 
-def _class_loss_text(node: LinearAlgebra, printer: Any) -> str:
-    x, t, code = node.args
-    name = REDUCTION_NAMES[int(code)]
-    extra = "" if name == "mean" else f", reduction=\"{name}\""
-    return f"{node.shown}({printer._print(x)}, {printer._print(t)}{extra})"
+class nll_loss(TensorOp):  # noqa: N801
+    """F.nll_loss(logp, y, reduction=...): minus each sample's log-probability of its class."""
+
+    label = "nll_loss"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _class_shape("nll_loss", shapes, static[0])
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        x, y = arrays
+        return _per_sample(x, y, lambda row, label: -_picked(row, label), static[0])
+
+    def _sympystr(self, printer: Any) -> str:
+        return _class_loss_text(self, printer)
+
+
+class linear(TensorOp):  # noqa: N801
+    """x @ W.T + b, as nn.Linear computes it (F.linear): W has a row per output, b one entry per output."""
+
+    label = "linear"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        x, weight = shapes[:2]
+        if len(weight) != 2 or not x or x[-1] != weight[1]:
+            raise ShapeError(f"linear(x, W, b) is x @ W.T + b: W of shape [out, in] and x of shape [..., in], "
+                             f"not shapes {shown_shape(x)} and {shown_shape(weight)}")
+        if len(shapes) > 2 and shapes[2] not in ((), (weight[0],)):
+            raise ShapeError(f"linear(x, W, b): b has one entry per output ({weight[0]}), not shape "
+                             f"{shown_shape(shapes[2])}")
+        return x[:-1] + weight[:1]
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        out = _matmul_expand(arrays[0], arrays[1].transpose())
+        return np.add(out, arrays[2], dtype=object) if len(arrays) > 2 else out

@@ -163,12 +163,6 @@ def huber(a: torch.Tensor, b: torch.Tensor, delta: SupportsFloat = 1.0) -> torch
     return F.huber_loss(x, y, delta=float(delta))
 
 
-def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dim() == 1 and b.dim() == 1 and a.shape == b.shape:
-        return torch.dot(a, b)
-    return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
-
-
 def norm(x: torch.Tensor, p: SupportsFloat = 2) -> torch.Tensor:
     return cast(torch.Tensor, torch.linalg.vector_norm(x, ord=float(p)))  # torch.linalg's functions are Any
 
@@ -190,6 +184,24 @@ def leaky_relu(x: torch.Tensor, slope: SupportsFloat = 0.01) -> torch.Tensor:
     return F.leaky_relu(x, negative_slope=float(slope))
 
 
+# --------------------------------------------------------------------------- tensor operations
+# Each takes its operands (tensors), then its static arguments as Python values (see
+# sympy_functions.TensorOp); the shapes were checked before (core/shapes.py).
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """numpy's dot: torch.dot for two vectors, the matrix product when an operand is a matrix."""
+    if a.dim() == 1 and b.dim() == 1:
+        return torch.dot(a, b)
+    return torch.matmul(a, b)
+
+
+def transpose(a: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """a.T (every dim reversed, as numpy's; torch's .T warns beyond 2 dims), or dims swapped."""
+    if not dims:
+        return a.permute(*reversed(range(a.dim())))
+    return torch.transpose(a, dims[0], dims[1])
+
+
 # --------------------------------------------------------------------------- linear algebra and class losses
 # (issue 17, items 4 and 5)
 
@@ -199,7 +211,8 @@ _LinAlgError: type[RuntimeError] = getattr(torch.linalg, "LinAlgError")  # noqa:
 
 
 class MatrixInputError(ValueError):
-    """A matrix the function is not defined at (singular, not positive definite, not symmetric).
+    """A matrix the function is not defined at (singular, not positive definite, not symmetric),
+    or a label that is no class index.
 
     Raised by the functions below, which see tensors only: the lowering names the argument as
     the user wrote it (`named`), so the message reads "inv: A is singular (det = 0)".
@@ -207,21 +220,25 @@ class MatrixInputError(ValueError):
 
     def __init__(self, function: str, problem: str, argument: int = 0, hint: str | None = None):
         self.function, self.problem, self.argument, self.hint = function, problem, argument, hint
-        super().__init__(self.named("the matrix"))
+        super().__init__(self.named("the matrix" if argument == 0 else "the target"))
 
     def named(self, text: str) -> str:
         return f"{self.function}: {text} {self.problem}"
 
 
 def _is_symmetric(a: torch.Tensor) -> bool:
-    """Symmetric up to a few roundings (X @ X.T + I computed in float32 need not be exactly)."""
+    """Symmetric up to a few roundings (X @ X.T computed in float32 need not be exactly)."""
     scale = torch.amax(torch.abs(a)).item()
     tolerance = 16 * torch.finfo(a.dtype).eps * max(scale, torch.finfo(a.dtype).tiny)
     return bool(torch.amax(torch.abs(a - a.mT)).item() <= tolerance)
 
 
+def _finite(a: torch.Tensor) -> bool:
+    return bool(torch.isfinite(a).all())
+
+
 def trace(a: torch.Tensor) -> torch.Tensor:
-    return torch.trace(a) if a.dim() == 2 else torch.diagonal(a, dim1=-2, dim2=-1).sum(-1)
+    return torch.trace(a)
 
 
 def det(a: torch.Tensor) -> torch.Tensor:
@@ -230,7 +247,7 @@ def det(a: torch.Tensor) -> torch.Tensor:
 
 def logdet(a: torch.Tensor) -> torch.Tensor:
     out = torch.logdet(a)
-    if not bool(torch.isfinite(out).all()) and bool(torch.isfinite(a).all()):
+    if not _finite(out) and _finite(a):
         # torch gives -inf for a singular matrix and NaN for a negative determinant: at a
         # point where logdet is not defined, say so rather than differentiate it.
         if bool((out == -math.inf).any()):
@@ -242,7 +259,7 @@ def logdet(a: torch.Tensor) -> torch.Tensor:
 
 def logabsdet(a: torch.Tensor) -> torch.Tensor:
     out = cast(torch.Tensor, torch.linalg.slogdet(a).logabsdet)
-    if bool((out == -math.inf).any()) and bool(torch.isfinite(a).all()):
+    if bool((out == -math.inf).any()) and _finite(a):
         raise MatrixInputError("logabsdet", "is singular (det = 0)")
     return out
 
@@ -261,20 +278,18 @@ def solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise MatrixInputError("solve", "is singular (det = 0): A x = b has no unique solution") from None
 
 
+_POSITIVE_DEFINITE = "cholesky(A) needs a symmetric positive-definite A, like X @ X.T + eye(n)"
+
+
 def cholesky(a: torch.Tensor) -> torch.Tensor:
     # torch reads the lower triangle only and returns a symmetrised gradient: the derivative
     # of cholesky((A + A.T)/2), which is cholesky(A) only where A is symmetric.
-    if a.dim() >= 2 and bool(torch.isfinite(a).all()) and not _is_symmetric(a):
-        raise MatrixInputError("cholesky", "is not symmetric",
-                               hint="cholesky(A) needs a symmetric positive-definite A, like X @ X.T + eye")
+    if _finite(a) and not _is_symmetric(a):
+        raise MatrixInputError("cholesky", "is not symmetric", hint=_POSITIVE_DEFINITE)
     try:
         return cast(torch.Tensor, torch.linalg.cholesky(a))
     except _LinAlgError:
-        raise MatrixInputError("cholesky", "is not positive definite",
-                               hint="cholesky(A) needs a symmetric positive-definite A, like X @ X.T + eye") from None
-
-
-REDUCTIONS = ("mean", "sum", "none")  # torch's reduction= names, by their code in a sympy node
+        raise MatrixInputError("cholesky", "is not positive definite", hint=_POSITIVE_DEFINITE) from None
 
 
 def class_indices(target: torch.Tensor, classes: int, function: str) -> torch.Tensor:
@@ -283,21 +298,17 @@ def class_indices(target: torch.Tensor, classes: int, function: str) -> torch.Te
     if not bool((whole == target).all()):
         bad = target[whole != target].reshape(-1)[0].item()
         raise MatrixInputError(function, f"holds {bad:g}, not a class index (0, 1, ..., {classes - 1})", 1)
-    if bool(((target < 0) | (target >= classes)).any()):
-        bad = target[(target < 0) | (target >= classes)].reshape(-1)[0].item()
-        raise MatrixInputError(function, f"holds {bad:g}: the classes are 0 to {classes - 1}", 1)
+    outside = (target < 0) | (target >= classes)
+    if bool(outside.any()):
+        raise MatrixInputError(function, f"holds {target[outside].reshape(-1)[0].item():g}: the classes are 0 to "
+                                         f"{classes - 1}", 1)
     return whole.to(torch.int64)
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: int = 0) -> torch.Tensor:
-    return F.cross_entropy(logits, class_indices(target, logits.shape[-1], "cross_entropy"),
-                           reduction=REDUCTIONS[reduction])
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    return F.cross_entropy(logits, class_indices(target, logits.shape[-1], "cross_entropy"), reduction=reduction)
 
 
-def nll_loss(log_probabilities: torch.Tensor, target: torch.Tensor, reduction: int = 0) -> torch.Tensor:
+def nll_loss(log_probabilities: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     return F.nll_loss(log_probabilities, class_indices(target, log_probabilities.shape[-1], "nll_loss"),
-                      reduction=REDUCTIONS[reduction])
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    return F.linear(x, weight, bias)
+                      reduction=reduction)
