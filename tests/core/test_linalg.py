@@ -56,6 +56,8 @@ CASES = [
      lambda z: F.cross_entropy(z, torch.tensor(LABELS).long(), reduction="sum"), {"z": LOGITS}),
     ("nll_loss(z, y)", {"z": LOGITS, "y": LABELS}, "z",
      lambda z: F.nll_loss(z, torch.tensor(LABELS).long()), {"z": LOGITS}),
+    ("sum(linear(x, W, b)**2)", {"x": LOGITS, "W": W, "b": B}, "W,b",
+     lambda W, b: (F.linear(torch.tensor(LOGITS, dtype=F64), W, b) ** 2).sum(), {"W": W, "b": B}),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -90,6 +92,7 @@ TAMPERED = {
     sf.cholesky: lambda a: 1.01 * torch.linalg.cholesky(a),
     sf.cross_entropy: lambda z, y, r: 1.01 * F.cross_entropy(z, y.long(), reduction=r),
     sf.nll_loss: lambda z, y, r: 1.01 * F.nll_loss(z, y.long(), reduction=r),
+    sf.linear: lambda x, w, b: 1.01 * F.linear(x, w, b),
 }
 TAMPER_CASES = [c for c in CASES if c[0] not in ("logabsdet(-A)", 'cross_entropy(z, y, reduction="sum")')]
 
@@ -108,10 +111,10 @@ def test_a_tampered_lowering_is_caught(case, monkeypatch, fresh_lowering, run):
 
 
 def _node_of(expression: str) -> type:
-    name = expression.removeprefix("sum(W*").split("(")[0]
-    return {"trace": sf.trace, "det": sf.det, "logdet": sf.logdet, "logabsdet": sf.logabsdet, "inv": sf.inv,
-            "solve": sf.solve, "cholesky": sf.cholesky, "cross_entropy": sf.cross_entropy,
-            "nll_loss": sf.nll_loss}[name]
+    name = expression.removeprefix("sum(W*").removeprefix("sum(").split("(")[0]
+    return {"linear": sf.linear, "trace": sf.trace, "det": sf.det, "logdet": sf.logdet,
+            "logabsdet": sf.logabsdet, "inv": sf.inv, "solve": sf.solve, "cholesky": sf.cholesky,
+            "cross_entropy": sf.cross_entropy, "nll_loss": sf.nll_loss}[name]
 
 
 def _text(value) -> str:
@@ -200,3 +203,35 @@ def test_norm_of_a_matrix_is_frobenius_as_torch_linalg_norm_and_matrix_norm():
         assert report.f.data == pytest.approx(value.item(), rel=1e-14)
         assert torch.allclose(torch.tensor(report.variables[0].gradient.data, dtype=F64), expected, rtol=1e-12)
     assert report.variables[0].status == "agree"
+
+
+@pytest.mark.parametrize(("expression", "values", "message"), [
+    ("det(A)", ["A=[[1,2,3],[4,5,6]]"], "det takes a square matrix, not shape [2, 3]"),
+    ("sum(inv(A))", ["A=[1,2]"], "inv takes a square matrix, not shape [2]"),
+    ("trace(A)", ["A=[1,2]"], "trace takes a matrix, not shape [2]"),
+    ("sum(solve(A, b))", ["A=[[2,1],[1,3]]", "b=[1,2,3]"], "b is a vector of 2 or a matrix of 2 rows, not shape [3]"),
+    ("cross_entropy(z, y)", ["z=[[1,2],[3,4]]", "y=[1,0,1]"], "not shapes [2, 2] and [3]"),
+    ("sum(linear(x, W))", ["x=[[1,2],[3,4]]", "W=[[1,2,3]]"], "not shapes [2, 2] and [1, 3]"),
+])
+def test_shapes_that_do_not_fit_are_named_before_torch_runs(run, expression, values, message):
+    result = run("grad", expression, *values)
+    assert result.exit_code == 2
+    assert message in result.stderr, result.stderr
+    assert "^" in result.stderr  # the caret under the operation
+
+
+def test_a_matrix_too_large_to_spell_out_is_unavailable_never_agree():
+    big = (torch.eye(5, dtype=F64) * 3 + 0.5).tolist()
+    report = api.grad("logdet(A)", {"A": big}, dtype="float64")
+    (var,) = report.variables
+    assert var.status == "unavailable"
+    assert "spelled out in sympy only up to 4 x 4" in var.note and "not 5 x 5" in var.note
+
+
+def test_the_jacobian_of_inv_is_checked_entry_by_entry():
+    report = api.jacobian("inv(A)", {"A": SPD}, dtype="float64")
+    leaf = torch.tensor(SPD, dtype=F64)
+    expected = torch.autograd.functional.jacobian(torch.linalg.inv, leaf)
+    (var,) = report.variables
+    assert torch.allclose(torch.tensor(var.gradient.data, dtype=F64), expected, rtol=1e-10, atol=1e-12)
+    assert var.status == "agree"
