@@ -175,3 +175,26 @@ def test_linear_is_x_at_w_transposed_plus_b():
     for var, want in zip(report.variables, expected, strict=True):
         assert torch.allclose(torch.tensor(var.gradient.data, dtype=torch.float64), want, rtol=1e-12)
         assert var.status == "agree"
+
+
+def test_the_readme_tensor_programs_table_is_what_gradcli_prints():
+    """The quadratic form's table in README.md's "Tensor programs", as printed at 120 columns."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from gradcli.cli.app import app
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Tensor programs"):readme.index("## Expressions")]
+    block = section[section.index("```console\n") + len("```console\n"):]
+    block = block[:block.index("```")]
+    command, _, printed = block.partition("\n")
+    args = shlex.split(command.removeprefix("$ gradcli "))
+    # as tests/test_golden.py renders: no terminal settings from the environment, 120 columns, no colour
+    env: dict[str, str | None] = dict.fromkeys(("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS",
+                                                "LINES", "COLORTERM", "TERM", "PY_COLORS", "GITHUB_ACTIONS"))
+    env.update({"COLUMNS": "120", "NO_COLOR": "1"})
+    result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stdout == printed
