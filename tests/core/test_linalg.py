@@ -251,3 +251,19 @@ def test_one_row_of_logits_and_one_class_index():
     assert report.f.data == pytest.approx(loss.item(), rel=1e-12)
     assert torch.allclose(torch.tensor(report.variables[0].gradient.data, dtype=F64), expected, rtol=1e-12)
     assert report.variables[0].status == "agree"
+
+
+def test_det_at_a_singular_matrix_is_checked_against_the_adjugate():
+    """det is a polynomial: its gradient at a singular A is adj(A).T, here [[4, -2], [-2, 1]]. The torch
+    these tests were written with returns 0 there; whichever torch runs, gradcli's verdict must be the
+    truth about it."""
+    singular = [[1.0, 2.0], [2.0, 4.0]]
+    adjugate_t = torch.tensor([[4.0, -2.0], [-2.0, 1.0]], dtype=F64)
+    _f, expected = by_hand(lambda A: torch.linalg.det(A), A=singular)
+    report = api.grad("det(A)", {"A": singular}, dtype="float64")
+    (var,) = report.variables
+    assert torch.equal(torch.tensor(var.symbolic.data, dtype=F64), adjugate_t)
+    if torch.allclose(expected["A"], adjugate_t):
+        assert var.status == "agree"
+    else:
+        assert var.status == "disagree" and report.status == "failed"
