@@ -1149,13 +1149,14 @@ def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Bas
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, SymbolicGradient]:
     """The symbolic Jacobian of f with respect to each variable: f.shape + variable.shape."""
+    typed = components
     components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     if sympy_functions.has_tensor_ops(components):
         formula = "sympy.diff of every entry of f spelled out, by every element"
         found = _guarded_jacobians(components, shape, table, values, wrt)
         if isinstance(found, str):
             return {v: SymbolicGradient("?", None, found) for v in wrt}
-        return {v: SymbolicGradient(formula, found[v]) for v in wrt}
+        return _with_trap({v: SymbolicGradient(formula, found[v]) for v in wrt}, typed)
     env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:
@@ -1172,7 +1173,7 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
             return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
         out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule "
                                      "(elementwise parts: the diagonal)")
-    return out
+    return _with_trap(out, typed)
 
 
 def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
