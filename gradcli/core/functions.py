@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import sympy
 
@@ -49,6 +49,8 @@ class Category(str, Enum):
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
     # matrix and tensor algebra: matmul, transpose, dot, einsum, eye, stack... (shape rules: sympy_functions.TensorOp)
     MATRIX = "matrix"
+    LINEAR_ALGEBRA = "linear algebra"  # of a square matrix: a number (det) or a matrix (inv)
+    CLASS_LOSS = "class loss"  # a row of class scores and one class index per sample
 
 
 Explain = str | Callable[[Sequence[str]], str]
@@ -98,6 +100,9 @@ class Param:
     kind: str = "expr"
     positional: bool = True  # False: by name only (max(a, b) is elementwise; max(x, dim=0) reduces)
     alias: str | None = None  # another name it may be given by: axis= for dim=, as numpy calls it
+    # kind "choice": the names it takes, written as strings as torch's are (reduction="sum"); no other
+    # string is read. The builder gets the name as a static argument.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -379,6 +384,75 @@ _TMIN = Node(sf.tmin, "torch.amin")
 _TMAX = Node(sf.tmax, "torch.amax")
 _RECIPROCAL = "torch.reciprocal({0})"
 
+# Linear algebra, nn.Linear and the losses over classes (issue 17, items 4 and 5): tensor
+# operations (sympy_functions.TensorOp), each checked entry by entry.
+def _reduction_source(call: str) -> Callable[[Sequence[str]], str]:
+    """F.cross_entropy(z, y.long(), reduction='sum'): class indices as torch takes them."""
+    def text(args: Sequence[str]) -> str:
+        reduction = args[2].strip("'\"")
+        extra = "" if reduction == "mean" else f", reduction={reduction!r}"
+        return f"{call}({args[0]}, {args[1]}.long(){extra})"
+    return text
+
+
+def _class_loss(cls: type) -> Callable[..., sympy.Expr]:
+    def build(x: sympy.Expr, target: sympy.Expr, reduction: sympy.Basic | None = None) -> sympy.Expr:
+        return cast(sympy.Expr, cls(x, target, _static(reduction, "mean")))
+    return build
+
+
+def _linear(x: sympy.Expr, weight: sympy.Expr, bias: sympy.Expr | None = None) -> sympy.Expr:
+    return cast(sympy.Expr, sf.linear(x, weight) if bias is None else sf.linear(x, weight, bias))
+
+
+def _linear_source(args: Sequence[str]) -> str:
+    return f"F.linear({', '.join(args)})"
+
+
+def _matrix_norm(a: sympy.Expr, order: sympy.Basic | None = None) -> sympy.Expr:
+    return cast(sympy.Expr, sf.matrix_norm(a, _static(order, "fro")))
+
+
+def _matrix_norm_source(args: Sequence[str]) -> str:
+    order = args[1].strip("'\"")
+    return f"torch.linalg.matrix_norm({args[0]})" if order == "fro" else \
+        f"torch.linalg.matrix_norm({args[0]}, ord={order!r})"
+
+
+_SQUARE = (Param("A"),)
+_REDUCTION = Param("reduction", '"mean"', keyword=True, kind="choice", choices=sf.REDUCTION_NAMES)
+_SINGULAR = "a singular A is an error, not a NaN"
+LINEAR_ALGEBRA: tuple[Function, ...] = (
+    Function("trace", _SQUARE, "the sum of the diagonal of a matrix", Category.LINEAR_ALGEBRA, sf.trace,
+             (Node(sf.trace, "tf.trace", "torch.trace({0})"),), aliases=("tr",)),
+    Function("det", _SQUARE, "the determinant of a square matrix", Category.LINEAR_ALGEBRA, sf.det,
+             (Node(sf.det, "tf.det", "torch.linalg.det({0})"),), spellings=("determinant",)),
+    Function("logdet", _SQUARE, f"log(det(A)), for det(A) > 0 ({_SINGULAR})", Category.LINEAR_ALGEBRA, sf.logdet,
+             (Node(sf.logdet, "tf.logdet", "torch.logdet({0})"),)),
+    Function("logabsdet", _SQUARE, "log|det(A)|, slogdet's log-magnitude", Category.LINEAR_ALGEBRA, sf.logabsdet,
+             (Node(sf.logabsdet, "tf.logabsdet", "torch.linalg.slogdet({0}).logabsdet"),), spellings=("slogdet",)),
+    Function("inv", _SQUARE, f"the inverse of a square matrix ({_SINGULAR})", Category.LINEAR_ALGEBRA, sf.inv,
+             (Node(sf.inv, "tf.inv", "torch.linalg.inv({0})"),), spellings=("inverse", "pinv")),
+    Function("solve", (Param("A"), Param("b")), "x with A @ x = b (b a vector or a matrix of columns)",
+             Category.LINEAR_ALGEBRA, sf.solve, (Node(sf.solve, "tf.solve", "torch.linalg.solve({0}, {1})"),)),
+    Function("cholesky", _SQUARE, "lower-triangular L with L @ L.T = A, for a symmetric positive-definite A",
+             Category.LINEAR_ALGEBRA, sf.cholesky, (Node(sf.cholesky, "tf.cholesky", "torch.linalg.cholesky({0})"),)),
+    Function("matrix_norm", (Param("A"), Param("ord", '"fro"', keyword=True, kind="choice", choices=sf.MATRIX_NORMS)),
+             "a matrix's Frobenius norm (as norm(A)), or \"nuc\": the sum of its singular values",
+             Category.LINEAR_ALGEBRA, _matrix_norm, (Node(sf.matrix_norm, "tf.matrix_norm", _matrix_norm_source),)),
+    Function("linear", (Param("x"), Param("W"), Param("b", "None")), "x @ W.T + b, as nn.Linear computes it",
+             Category.MATRIX, _linear, (Node(sf.linear, "F.linear", _linear_source),)),
+    Function("cross_entropy", (Param("z"), Param("y"), _REDUCTION),
+             "softmax cross-entropy of logits z (a row per sample) and class indices y (0, 1, ...)",
+             Category.CLASS_LOSS, _class_loss(sf.cross_entropy),
+             (Node(sf.cross_entropy, "tf.cross_entropy", _reduction_source("F.cross_entropy")),),
+             spellings=("CrossEntropyLoss", "softmax_cross_entropy")),
+    Function("nll_loss", (Param("logp"), Param("y"), _REDUCTION),
+             "minus the log-probability logp[i, y[i]] of each sample i, averaged",
+             Category.CLASS_LOSS, _class_loss(sf.nll_loss),
+             (Node(sf.nll_loss, "tf.nll_loss", _reduction_source("F.nll_loss")),), spellings=("NLLLoss", "nll")),
+)
+
 FUNCTIONS: tuple[Function, ...] = (
     # trigonometric
     _elementwise("sin", sympy.sin, "torch.sin", "sine (radians)"),
@@ -557,6 +631,7 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("clamp", (Param("x"), Param("min"), Param("max")), "x limited to [min, max], torch.clamp",
              Category.ELEMENTWISE, sf.clamp, (Node(sf.clamp, "torch.clamp", kink="clamp'(x) = 1 at min and max"),),
              aliases=("clip",)),
+    *LINEAR_ALGEBRA,
 )
 
 # Nodes only symbolic derivatives contain: computed by the same table, never listed to users.
