@@ -1,0 +1,772 @@
+"""The check for tensor programs of any shape: the gradient in matrix form.
+
+A tensor program such as `sum((A @ x - b)**2)` or `logdet(X)` is written as a sympy matrix
+expression (MatrixSymbol, MatMul, Transpose, Trace, Determinant, Inverse, HadamardProduct...)
+and differentiated with sympy's matrix calculus, so the work never grows with the n^2 scalar
+entries a small-shape expansion would need: the gradient is a formula such as `2*A.T*(A*x - b)`
+whatever n is, evaluated once in float64 with numpy at the user's values. numpy, not the torch
+registry, evaluates it, so a wrong torch lowering cannot hide behind the same code.
+
+sympy's matrix derivatives have known holes. `array_derive` returns 0 for any scalar function
+it does not know (`log(det(X))`, `exp(trace(X))`, `trace(X) + 1`: sympy issues 26561, 26585,
+27406, 25118, 30527), Determinant has no rule at all, and Hadamard powers inside a sum raise.
+So sympy is handed only what it does reliably, one piece at a time:
+
+- at the scalar level, every matrix-valued leaf (a trace, a determinant, a 1x1 product) becomes
+  a plain symbol t_i and sympy's scalar `diff` gives df/dt_i;
+- each leaf's gradient is sympy's `Trace(K.T * M).diff(X)` with K a constant placeholder (the
+  adjoint flowing into M): the matrix-calculus step proper;
+- elementwise functions, Hadamard products and powers are cut out of M the same way, and the
+  adjoint passes through them by the elementwise chain rule (G * f'(N));
+- a determinant's adjoint is det(M) * inv(M).T (Jacobi's formula), which sympy lacks.
+
+What is left can still be wrong (sympy's rules have had bugs, and so may these); the check in
+`compare_gradient` says who disagrees, and the numeric route decides between them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sympy
+from sympy.matrices.expressions import (
+    Determinant,
+    HadamardProduct,
+    Identity,
+    Inverse,
+    MatAdd,
+    MatMul,
+    MatPow,
+    MatrixExpr,
+    MatrixSymbol,
+    OneMatrix,
+    Trace,
+    Transpose,
+    ZeroMatrix,
+)
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions.hadamard import HadamardPower
+from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.printing.latex import LatexPrinter
+
+# Names of the placeholders this module introduces; a user's variable cannot start with them.
+_PLACEHOLDER = "__gradcli_"
+
+
+class MatrixFormUnsupported(Exception):
+    """The expression has a part the matrix-form route cannot differentiate or evaluate."""
+
+
+_counter = itertools.count()
+
+
+def _fresh_matrix(shape: tuple[Any, Any]) -> MatrixSymbol:
+    return MatrixSymbol(f"{_PLACEHOLDER}K{next(_counter)}", *shape)
+
+
+def _fresh_symbol() -> sympy.Symbol:
+    return sympy.Symbol(f"{_PLACEHOLDER}t{next(_counter)}")
+
+
+def _quiet_diff(expr: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+    """sympy's d expr / d wrt as a matrix of wrt's shape: its deprecation chatter silenced, its
+    crashes and its unevaluated or array-shaped answers made ours."""
+    if not expr.has(wrt):
+        return ZeroMatrix(*wrt.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = expr.diff(wrt)
+        except (AttributeError, TypeError, ValueError, NotImplementedError) as error:
+            raise MatrixFormUnsupported(f"sympy's matrix calculus failed on {expr}: {error}") from error
+    if result == 0:
+        return ZeroMatrix(*wrt.shape)
+    if not isinstance(result, MatrixExpr) or tuple(result.shape) != tuple(wrt.shape) \
+            or result.has(sympy.Derivative):
+        raise MatrixFormUnsupported(f"sympy's matrix calculus gave no matrix of {wrt}'s shape for {expr}")
+    return result
+
+
+def _scalar_diff(expr: sympy.Basic, wrt: sympy.Symbol) -> sympy.Expr:
+    """d expr / d wrt for a scalar placeholder: a scalar, or the route gives up."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = sympy.diff(_as_scalar(expr), wrt)
+        except (AttributeError, TypeError, ValueError, NotImplementedError) as error:
+            raise MatrixFormUnsupported(f"sympy's calculus failed on {expr}: {error}") from error
+    if isinstance(result, MatrixExpr) or result.has(sympy.Derivative):
+        raise MatrixFormUnsupported(f"sympy gave no scalar derivative of {expr} by {wrt}")
+    return _as_scalar(result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Differentiation
+
+
+def _is_scalar_leaf(node: sympy.Basic) -> bool:
+    """A scalar that sympy's scalar calculus must not look inside."""
+    if isinstance(node, (Trace, Determinant, MatrixElement)):
+        return True
+    return isinstance(node, MatrixExpr) and tuple(node.shape) == (1, 1)
+
+
+def _split_scalar(expr: sympy.Basic) -> tuple[sympy.Expr, dict[sympy.Symbol, sympy.Basic]]:
+    """expr with each matrix-valued leaf replaced by a symbol, and the leaves by symbol."""
+    leaves: dict[sympy.Basic, sympy.Symbol] = {}
+
+    def walk(node: sympy.Basic) -> sympy.Basic:
+        if _is_scalar_leaf(node):
+            if node not in leaves:
+                leaves[node] = _fresh_symbol()
+            return leaves[node]
+        if isinstance(node, MatrixExpr):
+            raise MatrixFormUnsupported(f"a matrix {node} where a scalar is expected")
+        if not node.args or isinstance(node, sympy.Symbol):
+            return node
+        return node.func(*[walk(a) for a in node.args])
+
+    scalar = walk(expr)
+    return scalar, {s: leaf for leaf, s in leaves.items()}
+
+
+def _as_scalar(leaf: sympy.Basic) -> sympy.Expr:
+    """A 1x1 matrix as a scalar sympy can multiply with: its trace, which is its only entry."""
+    if isinstance(leaf, MatrixExpr) and tuple(leaf.shape) == (1, 1):
+        return Trace(leaf)
+    return leaf
+
+
+def _scale(coefficient: sympy.Expr, matrix: sympy.Basic) -> sympy.Basic:
+    if coefficient == 1:
+        return matrix
+    if coefficient == 0 or isinstance(matrix, ZeroMatrix):
+        return ZeroMatrix(*matrix.shape)
+    return MatMul(coefficient, matrix).doit(deep=False)
+
+
+def _total(terms: list[sympy.Basic], shape: tuple[Any, Any]) -> sympy.Basic:
+    terms = [t for t in terms if not isinstance(t, ZeroMatrix) and t != 0]
+    if not terms:
+        return ZeroMatrix(*shape)
+    if len(terms) == 1:
+        return terms[0]
+    return MatAdd(*terms).doit(deep=False)
+
+
+def scalar_gradient(expr: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+    """d expr / d wrt for a scalar expr, as a matrix expression of wrt's shape."""
+    scalar, leaves = _split_scalar(expr)
+    terms = []
+    for symbol, leaf in leaves.items():
+        if not leaf.has(wrt):
+            continue
+        outer = sympy.diff(scalar, symbol)
+        if outer == 0:
+            continue
+        outer = outer.xreplace({s: _as_scalar(v) for s, v in leaves.items()})
+        terms.append(_scale(outer, _leaf_gradient(leaf, wrt)))
+    return _total(terms, wrt.shape)
+
+
+def _leaf_gradient(leaf: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+    if isinstance(leaf, Trace):
+        inner = leaf.arg
+        return backpropagate(inner, Identity(inner.shape[0]), wrt)
+    if isinstance(leaf, Determinant):
+        inner = leaf.arg
+        # Jacobi's formula: d det(M) = det(M) tr(M^-1 dM), so the adjoint of M is det(M) M^-T.
+        return _scale(leaf, backpropagate(inner, Transpose(Inverse(inner)), wrt))
+    if isinstance(leaf, MatrixExpr):  # a 1x1 product such as x.T*A*x
+        return backpropagate(leaf, None, wrt)
+    raise MatrixFormUnsupported(f"no matrix-form rule for {type(leaf).__name__}")
+
+
+_CUT_TYPES = (ElementwiseApplyFunction, HadamardProduct, HadamardPower)
+
+
+def _cut(matrix: sympy.Basic) -> tuple[sympy.Basic, dict[sympy.Basic, sympy.Basic]]:
+    """matrix with its outermost elementwise nodes and matrix-dependent scalar factors replaced
+    by constant placeholders (placeholder -> the node it stands for)."""
+    cuts: dict[sympy.Basic, sympy.Basic] = {}
+    seen: dict[sympy.Basic, sympy.Basic] = {}
+
+    def walk(node: sympy.Basic) -> sympy.Basic:
+        if isinstance(node, _CUT_TYPES):
+            if node not in seen:
+                seen[node] = _fresh_matrix(node.shape)
+                cuts[seen[node]] = node
+            return seen[node]
+        if isinstance(node, MatrixExpr) and not isinstance(node, MatrixSymbol):
+            if isinstance(node, (Identity, ZeroMatrix, OneMatrix)):
+                return node
+            args = []
+            for a in node.args:
+                if not isinstance(a, MatrixExpr) and a.free_symbols and any(
+                        isinstance(s, MatrixSymbol) for s in a.atoms(MatrixSymbol)):
+                    # a scalar factor such as trace(X) in trace(X)*X: its own placeholder
+                    if a not in seen:
+                        seen[a] = _fresh_symbol()
+                        cuts[seen[a]] = a
+                    args.append(seen[a])
+                elif isinstance(a, sympy.Basic) and isinstance(a, MatrixExpr):
+                    args.append(walk(a))
+                else:
+                    args.append(a)
+            return node.func(*args)
+        return node
+
+    return walk(matrix), cuts
+
+
+def backpropagate(matrix: sympy.Basic, adjoint: sympy.Basic | None, wrt: MatrixSymbol) -> sympy.Basic:
+    """d tr(adjoint.T @ matrix) / d wrt, the adjoint held constant (adjoint None: d matrix/d wrt
+    for a 1x1 matrix)."""
+    if not matrix.has(wrt):
+        return ZeroMatrix(*wrt.shape)
+    cut, cuts = _cut(matrix)
+    if adjoint is None:
+        contracted = cut
+        restore: dict[sympy.Basic, sympy.Basic] = {}
+    else:
+        held = _fresh_matrix(matrix.shape)
+        contracted = Trace(Transpose(held) * cut)
+        restore = {held: adjoint}
+    terms = [_quiet_diff(contracted, wrt)]
+    for placeholder, node in cuts.items():
+        if not node.has(wrt):
+            continue
+        if isinstance(placeholder, MatrixSymbol):
+            inner_adjoint = _quiet_diff(contracted, placeholder)
+            terms.append(_through_elementwise(node, inner_adjoint.xreplace(restore), wrt))
+        else:
+            terms.append(_scale(_scalar_diff(contracted, placeholder).xreplace(restore),
+                                scalar_gradient(node, wrt)))
+    total = _total([t.xreplace(restore) for t in terms], wrt.shape)
+    return total.xreplace(cuts)
+
+
+def _through_elementwise(node: sympy.Basic, adjoint: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+    """The elementwise chain rule: the adjoint of N in f(N) is adjoint * f'(N) (elementwise)."""
+    if isinstance(node, ElementwiseApplyFunction):
+        d = node.function.variables[0]
+        slope = sympy.Lambda(d, sympy.diff(node.function.expr, d))
+        return backpropagate(node.expr, HadamardProduct(adjoint, ElementwiseApplyFunction(slope, node.expr)), wrt)
+    if isinstance(node, HadamardPower):
+        base, exponent = node.base, node.exp
+        slope = _scale(exponent, HadamardPower(base, exponent - 1) if exponent != 2 else base)
+        return backpropagate(base, HadamardProduct(adjoint, slope), wrt)
+    if isinstance(node, HadamardProduct):
+        terms = []
+        for i, factor in enumerate(node.args):
+            others = node.args[:i] + node.args[i + 1:]
+            terms.append(backpropagate(factor, HadamardProduct(adjoint, *others), wrt))
+        return _total(terms, wrt.shape)
+    raise MatrixFormUnsupported(f"no elementwise rule for {type(node).__name__}")
+
+
+def gradient(objective: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+    """The gradient of a scalar matrix expression, in matrix form, tidied for reading."""
+    return tidy(scalar_gradient(objective, wrt))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tidying for people: A*x + A.T*x -> (A + A.T)*x
+
+
+def _factors(term: sympy.Basic) -> tuple[sympy.Expr, list[sympy.Basic]]:
+    if isinstance(term, MatMul):
+        coefficient, matrices = term.as_coeff_matrices()
+        return coefficient, list(matrices)
+    return sympy.S.One, [term]
+
+
+def _rebuild(coefficient: sympy.Expr, matrices: list[sympy.Basic], shape: tuple[Any, Any]) -> sympy.Basic:
+    if not matrices:
+        return _scale(coefficient, Identity(shape[0]))
+    body = matrices[0] if len(matrices) == 1 else MatMul(*matrices)
+    return _scale(coefficient, body)
+
+
+def _drop_neutral(expr: sympy.Basic) -> sympy.Basic:
+    """I inside a product and ones inside a Hadamard product change nothing: drop them."""
+    if isinstance(expr, MatMul):
+        kept = [a for a in expr.args if not isinstance(a, Identity)]
+        if len(kept) < len(expr.args) and any(isinstance(a, MatrixExpr) for a in kept):
+            return MatMul(*kept) if len(kept) > 1 else kept[0]
+    if isinstance(expr, HadamardProduct):
+        kept = [a for a in expr.args if not isinstance(a, OneMatrix)]
+        if len(kept) < len(expr.args) and kept:
+            return HadamardProduct(*kept) if len(kept) > 1 else kept[0]
+    return expr
+
+
+def _common_factor(expr: sympy.Basic) -> sympy.Basic:
+    """2*a - 2*b -> 2*(a - b), when every term's numeric coefficient shares the factor."""
+    if not isinstance(expr, MatAdd):
+        return expr
+    split = [_factors(t) for t in expr.args]
+    if not all(c.is_Rational for c, _ in split):
+        return expr
+    common = sympy.gcd_list([c for c, _ in split])
+    if common in (0, 1) or not common.is_Rational:
+        return expr
+    inner = MatAdd(*[_rebuild(c / common, m, expr.shape) for c, m in split])
+    return MatMul(common, inner)
+
+
+def _coefficient_first(product: MatMul) -> sympy.Basic:
+    """A.T @ (2*(v)) -> 2*A.T @ v: the numbers of inner products in front."""
+    coefficient, matrices = product.as_coeff_matrices()
+    inner = []
+    for m in matrices:
+        if isinstance(m, MatMul):
+            c, ms = m.as_coeff_matrices()
+            if c != 1 and c.is_Number:
+                coefficient *= c
+                m = ms[0] if len(ms) == 1 else MatMul(*ms)
+        inner.append(m)
+    if coefficient == 1 and inner == list(matrices):
+        return product
+    return _rebuild(coefficient, inner, product.shape)
+
+
+def tidy(expr: sympy.Basic) -> sympy.Basic:
+    """For reading: drop I and ones factors, factor a sum whose terms share their first or last
+    matrix factor or a numeric coefficient. The value never changes."""
+    if not isinstance(expr, sympy.Basic) or not expr.args or isinstance(expr, MatrixSymbol):
+        return expr
+    if isinstance(expr, (MatAdd, MatMul, HadamardProduct, Transpose, Inverse, Trace, Determinant)):
+        expr = _drop_neutral(expr.func(*[tidy(a) for a in expr.args]))
+    if isinstance(expr, MatMul):
+        return _coefficient_first(expr)
+    if not isinstance(expr, MatAdd):
+        return expr
+    split = [_factors(t) for t in expr.args]
+    if all(len(m) >= 2 for _, m in split):
+        last = split[0][1][-1]
+        if all(m[-1] == last for _, m in split):
+            inner = MatAdd(*[_rebuild(c, m[:-1], (expr.shape[0], last.shape[0])) for c, m in split])
+            return MatMul(tidy(inner), last)
+        first = split[0][1][0]
+        if all(m[0] == first for _, m in split):
+            inner = MatAdd(*[_rebuild(c, m[1:], (first.shape[1], expr.shape[1])) for c, m in split])
+            return MatMul(first, tidy(inner))
+    return _common_factor(expr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation in float64, with numpy (not the torch registry the autograd route lowers through)
+
+_NUMPY_FUNCTIONS: dict[type[sympy.Basic], Callable[..., Any]] = {
+    sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos, sympy.tan: np.tan,
+    sympy.tanh: np.tanh, sympy.sinh: np.sinh, sympy.cosh: np.cosh, sympy.Abs: np.abs,
+    sympy.sign: np.sign, sympy.atan: np.arctan, sympy.asin: np.arcsin, sympy.acos: np.arccos,
+    sympy.sqrt: np.sqrt,
+}
+
+
+def evaluate(expr: sympy.Basic, values: Mapping[str, Any]) -> Any:
+    """expr in float64 at values (name -> array; a vector is a column, shape (n, 1))."""
+    cache: dict[sympy.Basic, Any] = {}
+
+    def ev(node: sympy.Basic) -> Any:
+        if node in cache:
+            return cache[node]
+        result = _evaluate_node(node, ev, values)
+        cache[node] = result
+        return result
+
+    return ev(expr)
+
+
+def _evaluate_node(node: sympy.Basic, ev: Callable[[sympy.Basic], Any], values: Mapping[str, Any]) -> Any:
+    if isinstance(node, MatrixSymbol):
+        if node.name not in values:
+            raise MatrixFormUnsupported(f"no value for {node.name}")
+        return np.asarray(values[node.name], dtype=np.float64).reshape(int(node.shape[0]), int(node.shape[1]))
+    if isinstance(node, sympy.Symbol):
+        if node.name not in values:
+            raise MatrixFormUnsupported(f"no value for {node.name}")
+        value = values[node.name]
+        return value if np.ndim(value) else float(value)
+    if isinstance(node, sympy.Number) or node in (sympy.pi, sympy.E):
+        return float(node)
+    if isinstance(node, Identity):
+        return np.eye(int(node.shape[0]))
+    if isinstance(node, ZeroMatrix):
+        return np.zeros((int(node.shape[0]), int(node.shape[1])))
+    if isinstance(node, OneMatrix):
+        return np.ones((int(node.shape[0]), int(node.shape[1])))
+    if isinstance(node, MatMul):
+        result: Any = 1.0
+        for a in node.args:
+            v = ev(a)
+            result = result @ v if isinstance(a, MatrixExpr) and np.ndim(result) == 2 else result * v
+        return result
+    if isinstance(node, (MatAdd, sympy.Add)):
+        return sum((ev(a) for a in node.args[1:]), ev(node.args[0]))
+    if isinstance(node, sympy.Mul):
+        return math.prod((ev(a) for a in node.args[1:]), start=ev(node.args[0]))
+    if isinstance(node, Transpose):
+        return ev(node.arg).T
+    if isinstance(node, Inverse):
+        return np.linalg.inv(ev(node.arg))
+    if isinstance(node, MatPow):
+        return np.linalg.matrix_power(ev(node.base), int(node.exp))
+    if isinstance(node, Trace):
+        return float(np.trace(ev(node.arg)))
+    if isinstance(node, Determinant):
+        return float(np.linalg.det(ev(node.arg)))
+    if isinstance(node, HadamardProduct):
+        return math.prod((ev(a) for a in node.args[1:]), start=ev(node.args[0]))
+    if isinstance(node, HadamardPower):
+        return ev(node.base) ** ev(node.exp)
+    if isinstance(node, ElementwiseApplyFunction):
+        # the function's body on the whole array at once
+        return evaluate(node.function.expr, {**values, node.function.variables[0].name: ev(node.expr)})
+    if isinstance(node, sympy.Pow):
+        return ev(node.base) ** ev(node.exp)
+    if isinstance(node, MatrixElement):
+        return float(ev(node.parent)[int(node.i), int(node.j)])
+    if isinstance(node, sympy.Function) and type(node) in _NUMPY_FUNCTIONS:
+        return _NUMPY_FUNCTIONS[type(node)](*[ev(a) for a in node.args])
+    raise MatrixFormUnsupported(f"no float64 evaluation for {type(node).__name__}")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing: numpy's spelling (@, .T) for programs, ᵀ and ⁻¹ for people, LaTeX through sympy
+
+_SUPERSCRIPTS = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_ATOM, _PRODUCT, _SUM = 3, 2, 1
+
+
+def render(expr: sympy.Basic, *, unicode: bool = True) -> str:
+    """expr as a program would write it: `(A + Aᵀ) @ x` (unicode) or `(A + A.T) @ x`."""
+    return _render(tidy(expr), unicode)[0]
+
+
+def _wrap(text_and_level: tuple[str, int], level: int) -> str:
+    text, own = text_and_level
+    return f"({text})" if own < level else text
+
+
+def _scalar_text(expr: sympy.Basic, unicode: bool) -> tuple[str, int]:
+    """A scalar expression whose leaves may be traces, determinants or 1x1 products."""
+    names: dict[sympy.Basic, sympy.Symbol] = {}
+    for node in sympy.preorder_traversal(expr):
+        if _is_scalar_leaf(node) and node not in names:
+            names[node] = sympy.Symbol(_render_leaf(node, unicode))
+    text = sympy.sstr(expr.xreplace(names) if names else expr)
+    if isinstance(expr, (sympy.Add,)) or (isinstance(expr, sympy.Number) and expr < 0):
+        return text, _SUM
+    if isinstance(expr, (sympy.Mul, sympy.Pow)):
+        return text, _PRODUCT
+    return text, _ATOM
+
+
+def _render_leaf(node: sympy.Basic, unicode: bool) -> str:
+    if isinstance(node, Trace):
+        if tuple(node.arg.shape) == (1, 1):
+            return _wrap(_render(node.arg, unicode), _ATOM)
+        return f"trace({_render(node.arg, unicode)[0]})"
+    if isinstance(node, Determinant):
+        return f"det({_render(node.arg, unicode)[0]})"
+    if isinstance(node, MatrixElement):
+        return f"{_wrap(_render(node.parent, unicode), _ATOM)}[{node.i}, {node.j}]"
+    return _wrap(_render(node, unicode), _ATOM)
+
+
+def _render(expr: sympy.Basic, unicode: bool) -> tuple[str, int]:
+    if isinstance(expr, MatrixSymbol):
+        return str(expr.name), _ATOM
+    if isinstance(expr, Identity):
+        return "I", _ATOM
+    if isinstance(expr, ZeroMatrix):
+        return "0", _ATOM
+    if isinstance(expr, OneMatrix):
+        return "ones", _ATOM
+    if isinstance(expr, Transpose):
+        if isinstance(expr.arg, Inverse):
+            inner = _wrap(_render(expr.arg.arg, unicode), _ATOM)
+            return (f"{inner}⁻ᵀ" if unicode else f"inv({_render(expr.arg.arg, unicode)[0]}).T"), _ATOM
+        inner = _wrap(_render(expr.arg, unicode), _ATOM)
+        return (f"{inner}ᵀ" if unicode else f"{inner}.T"), _ATOM
+    if isinstance(expr, Inverse) and isinstance(expr.arg, Transpose):
+        return _render(Transpose(Inverse(expr.arg.arg)), unicode)
+    if isinstance(expr, Inverse):
+        if unicode:
+            return f"{_wrap(_render(expr.arg, unicode), _ATOM)}⁻¹", _ATOM
+        return f"inv({_render(expr.arg, unicode)[0]})", _ATOM
+    if isinstance(expr, MatPow):
+        base = _wrap(_render(expr.base, unicode), _ATOM)
+        if unicode:
+            return f"{base}{str(expr.exp).translate(_SUPERSCRIPTS)}", _ATOM
+        return f"matrix_power({_render(expr.base, unicode)[0]}, {expr.exp})", _ATOM
+    if isinstance(expr, MatMul):
+        coefficient, matrices = expr.as_coeff_matrices()
+        if coefficient.is_Number and coefficient < 0:
+            text, _ = _render(_rebuild(-coefficient, list(matrices), expr.shape), unicode)
+            return f"-{text}", _SUM
+        if isinstance(matrices[0], OneMatrix) and matrices[0].shape[0] == 1 and len(matrices) > 1:
+            rest = matrices[1:]  # ones.T @ v is sum(v)
+            body = f"sum({_render(rest[0] if len(rest) == 1 else MatMul(*rest), unicode)[0]})"
+        else:
+            body = " @ ".join(_wrap(_render(m, unicode), _ATOM) for m in matrices)
+        if coefficient == 1:
+            return body, _PRODUCT
+        if coefficient == -1:
+            return f"-{body}", _SUM
+        return f"{_wrap(_scalar_text(coefficient, unicode), _PRODUCT)}*{body}", _PRODUCT
+    if isinstance(expr, HadamardProduct):
+        return "*".join(_wrap(_render(a, unicode), _ATOM) for a in expr.args), _PRODUCT
+    if isinstance(expr, HadamardPower):
+        return f"{_wrap(_render(expr.base, unicode), _ATOM)}**{_wrap(_scalar_text(expr.exp, unicode), _ATOM)}", _PRODUCT
+    if isinstance(expr, ElementwiseApplyFunction):
+        variable, body = expr.function.variables[0], expr.function.expr
+        argument = _render(expr.expr, unicode)
+        if isinstance(body, sympy.Function) and body.args == (variable,):
+            return f"{body.func}({argument[0]})", _ATOM
+        return _scalar_text(body.xreplace({variable: sympy.Symbol(_wrap(argument, _ATOM))}), unicode)
+    if isinstance(expr, MatAdd):
+        rendered = [_render(term, unicode) for term in expr.args]
+        rendered.sort(key=lambda r: r[0].startswith("-"))  # a - b, not -b + a
+        text = rendered[0][0]
+        for t, _ in rendered[1:]:
+            text += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+        return text, _SUM
+    if isinstance(expr, MatrixExpr):
+        raise MatrixFormUnsupported(f"no printing for {type(expr).__name__}")
+    if _is_scalar_leaf(expr):
+        return _render_leaf(expr, unicode), _ATOM
+    return _scalar_text(expr, unicode)
+
+
+class _LatexPrinter(LatexPrinter):
+    """sympy's LaTeX, with ones.T @ v as a sum, det as det, X^{-T} and f(M) for elementwise f."""
+
+    def _print_ElementwiseApplyFunction(self, expr: ElementwiseApplyFunction) -> str:
+        variable, body = expr.function.variables[0], expr.function.expr
+        placeholder = sympy.Dummy("m")
+        text: str = self._print(body.xreplace({variable: placeholder}))
+        return text.replace(self._print(placeholder), self._tight(expr.expr))
+
+    def _tight(self, expr: sympy.Basic) -> str:
+        """expr, in brackets unless it is a single symbol."""
+        text: str = self._print(expr)
+        return text if isinstance(expr, MatrixSymbol) else rf"\left({text}\right)"
+
+    def _print_Determinant(self, expr: Determinant) -> str:
+        return rf"\det\left({self._print(expr.arg)}\right)"
+
+    def _print_Trace(self, expr: Trace) -> str:
+        if tuple(expr.arg.shape) == (1, 1):
+            return rf"\left({self._print(expr.arg)}\right)"
+        return rf"\operatorname{{tr}}\left({self._print(expr.arg)}\right)"
+
+    def _print_Transpose(self, expr: Transpose) -> str:
+        if isinstance(expr.arg, Inverse):
+            return f"{self._tight(expr.arg.arg)}^{{-T}}"
+        text: str = super()._print_Transpose(expr)
+        return text
+
+    def _print_Inverse(self, expr: Inverse) -> str:
+        if isinstance(expr.arg, Transpose):
+            return f"{self._tight(expr.arg.arg)}^{{-T}}"
+        return f"{self._tight(expr.arg)}^{{-1}}"
+
+    def _print_MatMul(self, expr: MatMul) -> str:
+        coefficient, matrices = expr.as_coeff_matrices()
+        if isinstance(matrices[0], OneMatrix) and matrices[0].shape[0] == 1 and len(matrices) > 1:
+            rest = matrices[1] if len(matrices) == 2 else MatMul(*matrices[1:])
+            total = rf"\sum\left({self._print(rest)}\right)"
+            return total if coefficient == 1 else f"{self._print(coefficient)} {total}"
+        text: str = super()._print_MatMul(expr)
+        return text
+
+
+def render_latex(expr: sympy.Basic) -> str:
+    """expr in LaTeX: `\\left(A + A^{T}\\right) x`."""
+    latex: str = _LatexPrinter().doprint(tidy(expr))
+    return latex
+
+
+# ---------------------------------------------------------------------------------------------
+# From gradcli's expression tree (variables used elementwise, reductions) to a matrix expression
+
+Shape = tuple[int, ...]
+
+
+def matrix_variable(name: str, shape: Shape) -> sympy.Basic:
+    """The matrix symbol of a variable: a vector is a column, a scalar a plain symbol."""
+    if len(shape) == 0:
+        return sympy.Symbol(name)
+    if len(shape) == 1:
+        return MatrixSymbol(name, shape[0], 1)
+    if len(shape) == 2:
+        return MatrixSymbol(name, shape[0], shape[1])
+    raise MatrixFormUnsupported(f"{name} has {len(shape)} dimensions; matrix form has at most 2")
+
+
+def _shape_of(node: sympy.Basic) -> tuple[Any, Any] | None:
+    return (node.shape[0], node.shape[1]) if isinstance(node, MatrixExpr) else None
+
+
+def _broadcast_to(node: sympy.Basic, shape: tuple[Any, Any]) -> sympy.Basic:
+    if isinstance(node, MatrixExpr):
+        if tuple(node.shape) != tuple(shape):
+            raise MatrixFormUnsupported(f"broadcasting {node.shape} to {shape} has no matrix form here")
+        return node
+    return _scale(node, OneMatrix(*shape))
+
+
+class Converter:
+    """gradcli's sympy tree -> a sympy matrix expression, given each variable's shape.
+
+    `rules` maps a sympy function class (a node of gradcli's tree) to a function of its
+    converted arguments: the tensor language adds matmul, transpose, trace, det... there.
+    """
+
+    def __init__(self, shapes: Mapping[sympy.Symbol, Shape]) -> None:
+        self.symbols = {s: matrix_variable(s.name, shape) for s, shape in shapes.items()}
+        self.rules: dict[type[sympy.Basic], Callable[..., sympy.Basic]] = {}
+
+    def convert(self, node: sympy.Basic) -> sympy.Basic:
+        from gradcli.core import sympy_functions as sf
+
+        if isinstance(node, sympy.Symbol):
+            return self.symbols.get(node, node)
+        if isinstance(node, sympy.Number) or not node.args:
+            return node
+        rule = self.rules.get(type(node))
+        if rule is not None:
+            return rule(*[self.convert(a) for a in node.args])
+        if isinstance(node, sf.Defined):
+            return self.convert(node.definition())
+        if isinstance(node, (sf.tsum, sf.tmean)):
+            inner = self.convert(node.args[0])
+            if not isinstance(inner, MatrixExpr):
+                return inner
+            rows, columns = inner.shape
+            total = OneMatrix(1, rows) * inner
+            if columns != 1:
+                total = total * OneMatrix(columns, 1)
+            return total if isinstance(node, sf.tsum) else _scale(sympy.Rational(1, rows * columns), total)
+        if isinstance(node, sympy.Add):
+            args = [self.convert(a) for a in node.args]
+            shapes = {_shape_of(a) for a in args} - {None}
+            if not shapes:
+                return sympy.Add(*args)
+            if len(shapes) > 1:
+                raise MatrixFormUnsupported(f"adding shapes {', '.join(map(str, shapes))} has no matrix form here")
+            shape = shapes.pop()
+            assert shape is not None
+            return MatAdd(*[_broadcast_to(a, shape) for a in args]).doit(deep=False)
+        if isinstance(node, sympy.Mul):
+            args = [self.convert(a) for a in node.args]
+            scalars = [a for a in args if not isinstance(a, MatrixExpr)]
+            matrices = [a for a in args if isinstance(a, MatrixExpr)]
+            coefficient = sympy.Mul(*scalars)
+            if not matrices:
+                return coefficient
+            body = matrices[0] if len(matrices) == 1 else HadamardProduct(*matrices)
+            return _scale(coefficient, body)
+        if isinstance(node, sympy.Pow):
+            base, exponent = self.convert(node.base), self.convert(node.exp)
+            if isinstance(exponent, MatrixExpr):
+                raise MatrixFormUnsupported("a tensor exponent has no matrix form here")
+            if isinstance(base, MatrixExpr):
+                return HadamardPower(base, exponent)
+            return sympy.Pow(base, exponent)
+        if isinstance(node, sympy.Function) and len(node.args) == 1:
+            inner = self.convert(node.args[0])
+            if isinstance(inner, MatrixExpr):
+                d = sympy.Dummy("d")
+                return ElementwiseApplyFunction(sympy.Lambda(d, node.func(d)), inner)
+            return node.func(inner)
+        raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
+
+
+# ---------------------------------------------------------------------------------------------
+# The check: the matrix form against autograd, finite differences as the arbiter
+
+AGREE = "agree"
+DISAGREE = "disagree"
+SYMPY_ERROR = "sympy's error"
+AUTOGRAD_ERROR = "autograd's error"
+UNAVAILABLE = "unavailable"
+
+# A directional derivative of f along a direction in one variable, by finite differences:
+# (variable name, direction of that variable's shape) -> (estimate, its error estimate).
+Directional = Callable[[str, Any], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class MatrixFormCheck:
+    variable: str
+    formula: str  # the gradient in matrix form, for people ("" when there is none)
+    verdict: str  # AGREE, DISAGREE, SYMPY_ERROR, AUTOGRAD_ERROR or UNAVAILABLE
+    message: str
+    value: Any = None  # the matrix form's value in float64, the variable's shape (numpy)
+    max_error: float | None = None
+
+
+def _close(a: Any, b: Any, *, rtol: float, atol: float) -> tuple[bool, float]:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    error = float(np.max(np.abs(a - b))) if a.size else 0.0
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    finite = bool(np.all(np.isfinite(a)) and np.all(np.isfinite(b)))
+    return finite and error <= atol * max(1.0, scale) + rtol * scale, error
+
+
+def arbitrate(variable: str, formula_value: Any, autograd: Any, directional: Directional | None, *,
+              rtol: float, atol: float, directions: int = 3, seed: int = 0) -> tuple[str, str]:
+    """Which of sympy's matrix formula and autograd is wrong, by finite differences along a few
+    seeded random directions (so the cost does not grow with the number of entries)."""
+    if directional is None:
+        return DISAGREE, ("sympy's matrix formula disagrees with autograd; no numeric route "
+                          "was available to say which is wrong")
+    rng = np.random.default_rng(seed)
+    formula_wrong = autograd_wrong = False
+    for _ in range(directions):
+        u = rng.standard_normal(np.shape(autograd))
+        estimate, error = directional(variable, u)
+        slack = 10 * abs(error) + atol * max(1.0, abs(estimate)) + 100 * rtol * abs(estimate)
+        formula_wrong |= abs(float(np.sum(formula_value * u)) - estimate) > slack
+        autograd_wrong |= abs(float(np.sum(autograd * u)) - estimate) > slack
+    if formula_wrong and not autograd_wrong:
+        return SYMPY_ERROR, ("sympy's matrix formula disagrees with autograd and with finite "
+                             "differences: sympy's error")
+    if autograd_wrong and not formula_wrong:
+        return AUTOGRAD_ERROR, ("autograd disagrees with sympy's matrix formula and with finite "
+                                "differences: autograd's error")
+    return DISAGREE, ("sympy's matrix formula disagrees with autograd, and finite differences "
+                      "cannot tell which is wrong")
+
+
+def check_gradient(objective: sympy.Basic, variable: sympy.Basic, values: Mapping[str, Any], autograd: Any, *,
+                   rtol: float, atol: float, directional: Directional | None = None) -> MatrixFormCheck:
+    """The gradient of `objective` (a matrix expression) by `variable`, in matrix form, against
+    autograd's (numpy, the variable's shape), at `values` (name -> numpy array)."""
+    name = str(getattr(variable, "name", variable))
+    if not isinstance(variable, MatrixSymbol):
+        return MatrixFormCheck(name, "", UNAVAILABLE, f"{name} is a scalar: the scalar route checks it")
+    try:
+        formula = gradient(objective, variable)
+        value = np.asarray(evaluate(formula, values), dtype=np.float64).reshape(np.shape(autograd))
+        text = render(formula)
+    except MatrixFormUnsupported as why:
+        return MatrixFormCheck(name, "", UNAVAILABLE, f"no matrix form: {why}")
+    close, error = _close(autograd, value, rtol=rtol, atol=atol)
+    if close:
+        return MatrixFormCheck(name, text, AGREE, "autograd agrees with sympy's matrix formula", value, error)
+    verdict, message = arbitrate(name, value, np.asarray(autograd, dtype=np.float64), directional,
+                                 rtol=rtol, atol=atol)
+    return MatrixFormCheck(name, text, verdict, message, value, error)

@@ -1,0 +1,162 @@
+"""The matrix-form route (core/matrix_form.py): sympy's matrix calculus, evaluated with numpy,
+checked against the same functions written by hand in torch (a second route)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import sympy
+import torch
+from sympy import Determinant, Identity, Inverse, MatrixSymbol, OneMatrix, Trace
+from sympy.matrices.expressions import MatrixExpr
+from sympy.matrices.expressions.hadamard import HadamardPower
+
+from gradcli.core import matrix_form as mf
+from gradcli.core.parse import parse_expression
+
+N = 4
+x, b = MatrixSymbol("x", N, 1), MatrixSymbol("b", N, 1)
+A, X = MatrixSymbol("A", N, N), MatrixSymbol("X", N, N)
+ONES = OneMatrix(1, N)
+
+
+def _values(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.standard_normal((N, 1)), "b": rng.standard_normal((N, 1)),
+            "A": rng.standard_normal((N, N)), "X": rng.standard_normal((N, N)) + N * np.eye(N)}
+
+
+def _torch_gradient(f: Callable[[dict[str, torch.Tensor]], torch.Tensor], values: dict[str, np.ndarray],
+                    name: str) -> np.ndarray:
+    leaves = {k: torch.tensor(v, requires_grad=(k == name)) for k, v in values.items()}
+    (g,) = torch.autograd.grad(f(leaves).sum(), [leaves[name]])
+    return g.numpy()
+
+
+CASES: list[tuple[str, Any, MatrixSymbol, Callable[[dict[str, torch.Tensor]], torch.Tensor]]] = [
+    ("quadratic form", x.T * A * x, x, lambda t: t["x"].T @ t["A"] @ t["x"]),
+    ("least squares by x", ONES * HadamardPower(A * x - b, 2), x, lambda t: ((t["A"] @ t["x"] - t["b"]) ** 2).sum()),
+    ("least squares by A", ONES * HadamardPower(A * x - b, 2), A, lambda t: ((t["A"] @ t["x"] - t["b"]) ** 2).sum()),
+    ("logdet", sympy.log(Determinant(X)), X, lambda t: torch.logdet(t["X"])),
+    ("det", Determinant(X), X, lambda t: torch.det(t["X"])),
+    ("sympy issue 30527", Trace(Identity(N) - X) ** 2, X,
+     lambda t: torch.trace(torch.eye(N, dtype=torch.float64) - t["X"]) ** 2),
+    ("trace plus a constant (sympy 26561)", Trace(X) + 1, X, lambda t: torch.trace(t["X"]) + 1),
+    ("logsumexp", sympy.log(ONES * (A * x).applyfunc(sympy.exp)), x, lambda t: torch.logsumexp(t["A"] @ t["x"], 0)),
+    ("trace of the inverse", Trace(Inverse(X)), X, lambda t: torch.trace(torch.linalg.inv(t["X"]))),
+    ("product of two traces", Trace(X) * (x.T * X * x), X,
+     lambda t: torch.trace(t["X"]) * (t["x"].T @ t["X"] @ t["x"])),
+    ("inverse quadratic form by A", x.T * Inverse(A + N * Identity(N)) * x, A,
+     lambda t: t["x"].T @ torch.linalg.inv(t["A"] + N * torch.eye(N, dtype=torch.float64)) @ t["x"]),
+]
+
+
+@pytest.mark.parametrize(("label", "objective", "wrt", "by_hand"), CASES, ids=[c[0] for c in CASES])
+def test_gradient_matches_torch_by_hand(label: str, objective: Any, wrt: MatrixSymbol,
+                                        by_hand: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> None:
+    values = _values()
+    formula = mf.gradient(objective, wrt)
+    assert isinstance(formula, MatrixExpr) and tuple(formula.shape) == tuple(wrt.shape)
+    got = mf.evaluate(formula, values)
+    np.testing.assert_allclose(got, _torch_gradient(by_hand, values, wrt.name), rtol=1e-10, atol=1e-12)
+
+
+def test_the_formula_does_not_grow_with_the_shape() -> None:
+    """At n = 1000 the gradient is the same few symbols, not a million entries."""
+    big_x, big_a, big_b = MatrixSymbol("x", 1000, 1), MatrixSymbol("A", 1000, 1000), MatrixSymbol("b", 1000, 1)
+    formula = mf.gradient(OneMatrix(1, 1000) * HadamardPower(big_a * big_x - big_b, 2), big_x)
+    assert mf.render(formula) == "2*Aᵀ @ (A @ x - b)"
+    assert sympy.count_ops(formula) < 10
+
+
+@pytest.mark.parametrize(("objective", "wrt", "pretty", "plain", "latex"), [
+    (x.T * A * x, x, "(A + Aᵀ) @ x", "(A + A.T) @ x", r"\left(A + A^{T}\right) x"),
+    (ONES * HadamardPower(A * x - b, 2), x, "2*Aᵀ @ (A @ x - b)", "2*A.T @ (A @ x - b)",
+     r"2 A^{T} \left(A x - b\right)"),
+    (sympy.log(Determinant(X)), X, "X⁻ᵀ", "inv(X).T", "X^{-T}"),
+])
+def test_printing(objective: Any, wrt: MatrixSymbol, pretty: str, plain: str, latex: str) -> None:
+    formula = mf.gradient(objective, wrt)
+    assert mf.render(formula) == pretty
+    assert mf.render(formula, unicode=False) == plain
+    assert mf.render_latex(formula) == latex
+
+
+def test_converts_gradclis_tree() -> None:
+    """sum and mean of elementwise functions of vectors, from the parser's tree."""
+    parsed = parse_expression("sum(exp(x)*x**2) + mean(sin(x)*y)")
+    converter = mf.Converter({v.symbol: (N,) for v in parsed.variables.values()})
+    objective = converter.convert(parsed.expr)
+    values = _values()
+    values["y"] = np.linspace(-1, 1, N).reshape(N, 1)
+    got = mf.evaluate(mf.gradient(objective, converter.symbols[parsed.variables["x"].symbol]), values)
+    expected = _torch_gradient(lambda t: (torch.exp(t["x"]) * t["x"] ** 2).sum() + (torch.sin(t["x"]) * t["y"]).mean(),
+                               values, "x")
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def _central_difference(objective: Any, values: dict[str, np.ndarray]) -> mf.Directional:
+    """A directional derivative by central differences of the objective evaluated with numpy:
+    neither sympy's derivative nor autograd takes part."""
+    def directional(name: str, direction: np.ndarray) -> tuple[float, float]:
+        def at(step: float) -> float:
+            moved = dict(values)
+            moved[name] = values[name] + step * direction.reshape(values[name].shape)
+            return float(np.asarray(mf.evaluate(objective, moved)).reshape(()))
+        h = 1e-5
+        coarse = (at(h) - at(-h)) / (2 * h)
+        fine = (at(h / 2) - at(-h / 2)) / h
+        return (4 * fine - coarse) / 3, abs(fine - coarse)
+    return directional
+
+
+def test_a_wrong_autograd_is_caught_and_blamed() -> None:
+    values = _values()
+    objective = sympy.log(Determinant(X))
+    honest = _torch_gradient(lambda t: torch.logdet(t["X"]), values, "X")
+    check = mf.check_gradient(objective, X, values, honest, rtol=1e-6, atol=1e-8,
+                              directional=_central_difference(objective, values))
+    assert check.verdict == mf.AGREE
+    tampered = honest.copy()
+    tampered[0, 1] += 0.5
+    check = mf.check_gradient(objective, X, values, tampered, rtol=1e-6, atol=1e-8,
+                              directional=_central_difference(objective, values))
+    assert check.verdict == mf.AUTOGRAD_ERROR
+    assert "autograd's error" in check.message
+
+
+def test_a_wrong_sympy_derivative_is_blamed_on_sympy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sympy's matrix calculus, deliberately broken: d tr(M)/dX comes out doubled."""
+    values = _values()
+    objective = ONES * HadamardPower(A * x - b, 2)
+    honest = _torch_gradient(lambda t: ((t["A"] @ t["x"] - t["b"]) ** 2).sum(), values, "x")
+    real_diff = Trace.diff
+
+    def doubled(self: Trace, *symbols: Any, **kwargs: Any) -> Any:
+        return 2 * real_diff(self, *symbols, **kwargs)
+
+    monkeypatch.setattr(Trace, "diff", doubled)
+    monkeypatch.setattr(MatrixExpr, "diff", doubled)
+    check = mf.check_gradient(objective, x, values, honest, rtol=1e-6, atol=1e-8,
+                              directional=_central_difference(objective, values))
+    assert check.verdict == mf.SYMPY_ERROR
+    assert check.message == ("sympy's matrix formula disagrees with autograd and with finite "
+                             "differences: sympy's error")
+
+
+def test_without_a_numeric_route_a_disagreement_is_not_arbitrated() -> None:
+    values = _values()
+    wrong = np.zeros((N, 1))
+    check = mf.check_gradient(x.T * A * x, x, values, wrong, rtol=1e-6, atol=1e-8)
+    assert check.verdict == mf.DISAGREE
+
+
+def test_what_it_cannot_do_is_unavailable_not_agree() -> None:
+    element = X[0, 1] ** 2  # sympy's MatrixElement derivative is 0 (sympy issue 17229)
+    check = mf.check_gradient(element, X, _values(), np.zeros((N, N)), rtol=1e-6, atol=1e-8)
+    assert check.verdict == mf.UNAVAILABLE
+    scalar = mf.check_gradient(sympy.Symbol("s") ** 2, sympy.Symbol("s"), {"s": 1.0}, 2.0, rtol=1e-6, atol=1e-8)
+    assert scalar.verdict == mf.UNAVAILABLE
