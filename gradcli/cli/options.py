@@ -187,6 +187,9 @@ JacobianMethodOption = Annotated[JacobianMethod, typer.Option(
 # diff's and graph's own
 SimplifyOption = Annotated[bool, typer.Option(
     "--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")]
+ShapeOption = Annotated[list[str] | None, typer.Option(
+    "--shape", metavar="NAME=SHAPE",
+    help="A variable's shape (x=3, A=3x3; repeat for each): the gradient in matrix form, (A + Aᵀ) @ x.")]
 DotOption = Annotated[bool, typer.Option("--dot", help="Print Graphviz text (for | dot -Tpng).")]
 
 # batch's own

@@ -301,9 +301,17 @@ def _drop_neutral(expr: sympy.Basic) -> sympy.Basic:
         if len(kept) < len(expr.args) and any(isinstance(a, MatrixExpr) for a in kept):
             return MatMul(*kept) if len(kept) > 1 else kept[0]
     if isinstance(expr, HadamardProduct):
-        kept = [a for a in expr.args if not isinstance(a, OneMatrix)]
-        if len(kept) < len(expr.args) and kept:
-            return HadamardProduct(*kept) if len(kept) > 1 else kept[0]
+        # (c*ones) * (d*M) -> (c*d)*M: numbers out of the elementwise product, ones dropped
+        coefficient, kept = sympy.S.One, []
+        for a in expr.args:
+            c, matrices = _factors(a)
+            coefficient *= c
+            if not (len(matrices) == 1 and isinstance(matrices[0], OneMatrix)):
+                kept.append(_rebuild(sympy.S.One, matrices, a.shape))
+        if len(kept) == len(expr.args) and coefficient == 1:
+            return expr
+        body = HadamardProduct(*kept) if len(kept) > 1 else kept[0] if kept else OneMatrix(*expr.shape)
+        return _scale(coefficient, body)
     return expr
 
 
