@@ -711,9 +711,31 @@ SYMPY_ERROR = "sympy's error"
 AUTOGRAD_ERROR = "autograd's error"
 UNAVAILABLE = "unavailable"
 
-# A directional derivative of f along a direction in one variable, by finite differences:
-# (variable name, direction of that variable's shape) -> (estimate, its error estimate).
-Directional = Callable[[str, Any], tuple[float, float]]
+# The numeric arbiter: (variable name, a candidate gradient of that variable's shape) -> True
+# when finite differences agree with it, False when they do not, None when they cannot tell.
+Judge = Callable[[str, Any], "bool | None"]
+
+
+def numeric_judge(fn64: Callable[[Mapping[str, Any]], Any], point: Mapping[str, Any], *,
+                  rtol: float, atol: float) -> Judge:
+    """The numeric route (core/numeric.py) as an arbiter: f, lowered in float64, at `point`
+    (name -> torch tensor). Its estimates are taken once per variable, then judge each answer."""
+    import torch  # only a disagreement needs it
+
+    from gradcli.core import numeric
+    from gradcli.core.check import Verdict
+
+    probes: dict[str, numeric.Probe] = {}
+
+    def judge(name: str, answer: Any) -> bool | None:
+        if name not in probes:
+            probes[name] = numeric.gradient_probe(fn64, point, name)
+        expected_shape = tuple(point[name].shape)
+        candidate = torch.as_tensor(np.asarray(answer, dtype=np.float64)).reshape(expected_shape)
+        status = probes[name].judge(candidate, rtol=rtol, atol=atol).status
+        return True if status == Verdict.AGREE else False if status == Verdict.DISAGREE else None
+
+    return judge
 
 
 @dataclass(frozen=True)
@@ -734,25 +756,16 @@ def _close(a: Any, b: Any, *, rtol: float, atol: float) -> tuple[bool, float]:
     return finite and error <= atol * max(1.0, scale) + rtol * scale, error
 
 
-def arbitrate(variable: str, formula_value: Any, autograd: Any, directional: Directional | None, *,
-              rtol: float, atol: float, directions: int = 3, seed: int = 0) -> tuple[str, str]:
-    """Which of sympy's matrix formula and autograd is wrong, by finite differences along a few
-    seeded random directions (so the cost does not grow with the number of entries)."""
-    if directional is None:
+def arbitrate(variable: str, formula_value: Any, autograd: Any, judge: Judge | None) -> tuple[str, str]:
+    """Which of sympy's matrix formula and autograd is wrong, by the numeric route."""
+    if judge is None:
         return DISAGREE, ("sympy's matrix formula disagrees with autograd; no numeric route "
                           "was available to say which is wrong")
-    rng = np.random.default_rng(seed)
-    formula_wrong = autograd_wrong = False
-    for _ in range(directions):
-        u = rng.standard_normal(np.shape(autograd))
-        estimate, error = directional(variable, u)
-        slack = 10 * abs(error) + atol * max(1.0, abs(estimate)) + 100 * rtol * abs(estimate)
-        formula_wrong |= abs(float(np.sum(formula_value * u)) - estimate) > slack
-        autograd_wrong |= abs(float(np.sum(autograd * u)) - estimate) > slack
-    if formula_wrong and not autograd_wrong:
+    formula_right, autograd_right = judge(variable, formula_value), judge(variable, autograd)
+    if formula_right is False and autograd_right is True:
         return SYMPY_ERROR, ("sympy's matrix formula disagrees with autograd and with finite "
                              "differences: sympy's error")
-    if autograd_wrong and not formula_wrong:
+    if autograd_right is False and formula_right is True:
         return AUTOGRAD_ERROR, ("autograd disagrees with sympy's matrix formula and with finite "
                                 "differences: autograd's error")
     return DISAGREE, ("sympy's matrix formula disagrees with autograd, and finite differences "
@@ -760,9 +773,13 @@ def arbitrate(variable: str, formula_value: Any, autograd: Any, directional: Dir
 
 
 def check_gradient(objective: sympy.Basic, variable: sympy.Basic, values: Mapping[str, Any], autograd: Any, *,
-                   rtol: float, atol: float, directional: Directional | None = None) -> MatrixFormCheck:
+                   rtol: float, atol: float, judge: Judge | None = None, f_value: float | None = None,
+                   ) -> MatrixFormCheck:
     """The gradient of `objective` (a matrix expression) by `variable`, in matrix form, against
-    autograd's (numpy, the variable's shape), at `values` (name -> numpy array)."""
+    autograd's (numpy, the variable's shape), at `values` (name -> numpy array, a vector as a
+    column). `f_value`, torch's value of f, is compared with the objective's own: where they
+    differ, torch computes another function (a wrong lowering), and finite differences of that
+    function would side with autograd, so no blame goes to sympy."""
     name = str(getattr(variable, "name", variable))
     if not isinstance(variable, MatrixSymbol):
         return MatrixFormCheck(name, "", UNAVAILABLE, f"{name} is a scalar: the scalar route checks it")
@@ -775,6 +792,14 @@ def check_gradient(objective: sympy.Basic, variable: sympy.Basic, values: Mappin
     close, error = _close(autograd, value, rtol=rtol, atol=atol)
     if close:
         return MatrixFormCheck(name, text, AGREE, "autograd agrees with sympy's matrix formula", value, error)
-    verdict, message = arbitrate(name, value, np.asarray(autograd, dtype=np.float64), directional,
-                                 rtol=rtol, atol=atol)
+    if f_value is not None:
+        try:
+            own = float(np.asarray(evaluate(objective, values)).reshape(()))
+        except MatrixFormUnsupported:
+            own = None
+        if own is not None and not _close(f_value, own, rtol=rtol, atol=atol)[0]:
+            return MatrixFormCheck(name, text, DISAGREE, (
+                f"torch computes f = {f_value:.6g} where the matrix form gives {own:.6g}: the lowering "
+                "computes another function, and autograd differentiates that one"), value, error)
+    verdict, message = arbitrate(name, value, np.asarray(autograd, dtype=np.float64), judge)
     return MatrixFormCheck(name, text, verdict, message, value, error)

@@ -98,32 +98,22 @@ def test_converts_gradclis_tree() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def _central_difference(objective: Any, values: dict[str, np.ndarray]) -> mf.Directional:
-    """A directional derivative by central differences of the objective evaluated with numpy:
-    neither sympy's derivative nor autograd takes part."""
-    def directional(name: str, direction: np.ndarray) -> tuple[float, float]:
-        def at(step: float) -> float:
-            moved = dict(values)
-            moved[name] = values[name] + step * direction.reshape(values[name].shape)
-            return float(np.asarray(mf.evaluate(objective, moved)).reshape(()))
-        h = 1e-5
-        coarse = (at(h) - at(-h)) / (2 * h)
-        fine = (at(h / 2) - at(-h / 2)) / h
-        return (4 * fine - coarse) / 3, abs(fine - coarse)
-    return directional
+def _numeric(by_hand: Callable[[dict[str, torch.Tensor]], torch.Tensor], values: dict[str, np.ndarray]) -> mf.Judge:
+    """The numeric route over f written by hand in torch: neither sympy nor autograd takes part."""
+    point = {k: torch.tensor(v) for k, v in values.items()}
+    return mf.numeric_judge(lambda env: by_hand(dict(env)), point, rtol=1e-6, atol=1e-8)
 
 
 def test_a_wrong_autograd_is_caught_and_blamed() -> None:
     values = _values()
     objective = sympy.log(Determinant(X))
     honest = _torch_gradient(lambda t: torch.logdet(t["X"]), values, "X")
-    check = mf.check_gradient(objective, X, values, honest, rtol=1e-6, atol=1e-8,
-                              directional=_central_difference(objective, values))
+    judge = _numeric(lambda t: torch.logdet(t["X"]), values)
+    check = mf.check_gradient(objective, X, values, honest, rtol=1e-6, atol=1e-8, judge=judge)
     assert check.verdict == mf.AGREE
     tampered = honest.copy()
     tampered[0, 1] += 0.5
-    check = mf.check_gradient(objective, X, values, tampered, rtol=1e-6, atol=1e-8,
-                              directional=_central_difference(objective, values))
+    check = mf.check_gradient(objective, X, values, tampered, rtol=1e-6, atol=1e-8, judge=judge)
     assert check.verdict == mf.AUTOGRAD_ERROR
     assert "autograd's error" in check.message
 
@@ -140,8 +130,8 @@ def test_a_wrong_sympy_derivative_is_blamed_on_sympy(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(Trace, "diff", doubled)
     monkeypatch.setattr(MatrixExpr, "diff", doubled)
-    check = mf.check_gradient(objective, x, values, honest, rtol=1e-6, atol=1e-8,
-                              directional=_central_difference(objective, values))
+    judge = _numeric(lambda t: ((t["A"] @ t["x"] - t["b"]) ** 2).sum(), values)
+    check = mf.check_gradient(objective, x, values, honest, rtol=1e-6, atol=1e-8, judge=judge)
     assert check.verdict == mf.SYMPY_ERROR
     assert check.message == ("sympy's matrix formula disagrees with autograd and with finite "
                              "differences: sympy's error")
@@ -152,6 +142,22 @@ def test_without_a_numeric_route_a_disagreement_is_not_arbitrated() -> None:
     wrong = np.zeros((N, 1))
     check = mf.check_gradient(x.T * A * x, x, values, wrong, rtol=1e-6, atol=1e-8)
     assert check.verdict == mf.DISAGREE
+
+
+def test_a_lowering_that_computes_another_function_is_not_blamed_on_sympy() -> None:
+    """torch's f is not the typed f: finite differences of torch's f side with autograd, so the
+    value of f decides, and the disagreement stays a disagreement."""
+    values = _values()
+
+    def wrong(t: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ((t["A"].T @ t["x"] - t["b"]) ** 2).sum()  # a lowering that transposed A
+
+    autograd = _torch_gradient(wrong, values, "x")
+    check = mf.check_gradient(ONES * HadamardPower(A * x - b, 2), x, values, autograd, rtol=1e-6, atol=1e-8,
+                              judge=_numeric(wrong, values), f_value=float(wrong(
+                                  {k: torch.tensor(v) for k, v in values.items()})))
+    assert check.verdict == mf.DISAGREE
+    assert "the lowering computes another function" in check.message
 
 
 def test_what_it_cannot_do_is_unavailable_not_agree() -> None:
