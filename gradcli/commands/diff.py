@@ -92,8 +92,8 @@ def _matrix_form(parsed: ParsedExpression, expr: sympy.Basic, names: Sequence[st
     converter = matrix_form.Converter({v.symbol: shapes.get(n, ()) for n, v in parsed.variables.items()})
     results = []
     try:
-        objective = converter.convert(expr)
-        if isinstance(objective, sympy.MatrixBase) or getattr(objective, "shape", (1, 1)) != (1, 1):
+        objective, ndim = converter.convert_with_ndim(expr)
+        if ndim != 0:
             raise GradcliError("the expression is not a scalar at these shapes",
                                hint="wrap it in sum(...) or give the shapes that make it one")
         for n in names:

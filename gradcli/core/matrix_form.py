@@ -623,10 +623,6 @@ def matrix_variable(name: str, shape: Shape) -> sympy.Basic:
     raise MatrixFormUnsupported(f"{name} has {len(shape)} dimensions; matrix form has at most 2")
 
 
-def _shape_of(node: sympy.Basic) -> tuple[Any, Any] | None:
-    return (node.shape[0], node.shape[1]) if isinstance(node, MatrixExpr) else None
-
-
 def _broadcast_to(node: sympy.Basic, shape: tuple[Any, Any]) -> sympy.Basic:
     if isinstance(node, MatrixExpr):
         if tuple(node.shape) != tuple(shape):
@@ -635,70 +631,140 @@ def _broadcast_to(node: sympy.Basic, shape: tuple[Any, Any]) -> sympy.Basic:
     return _scale(node, OneMatrix(*shape))
 
 
+def _scalar(node: sympy.Basic) -> sympy.Basic:
+    """A 0-d value as a sympy scalar: a 1x1 product (x.T*A*x) becomes its trace."""
+    return Trace(node) if isinstance(node, MatrixExpr) else node
+
+
+# A converted node: the matrix expression, and how many dimensions the tensor has (a vector is
+# a column n x 1 with ndim 1; a 0-d result of a product is a 1x1 matrix with ndim 0).
+Converted = tuple[sympy.Basic, int]
+
+
+def _matmul(a: Converted, b: Converted) -> Converted:
+    """numpy's matmul for 1-D and 2-D operands, vectors as columns."""
+    (left, left_dims), (right, right_dims) = a, b
+    if left_dims == 0 or right_dims == 0 or left_dims > 2 or right_dims > 2:
+        raise MatrixFormUnsupported("matmul of other than vectors and matrices has no matrix form here")
+    if left_dims == 1 and right_dims == 1:
+        return Transpose(left) * right, 0
+    if left_dims == 1:
+        return Transpose(right) * left, 1  # v @ M = (Mᵀ v) as a column
+    return left * right, 1 if right_dims == 1 else 2
+
+
+def _transpose(a: Converted, dims: tuple[int, ...] = ()) -> Converted:
+    expr, ndim = a
+    if ndim <= 1 and not dims:
+        return a  # a vector's .T is itself
+    if ndim == 2 and (not dims or sorted(d % 2 for d in dims) == [0, 1]):
+        return Transpose(expr), 2
+    raise MatrixFormUnsupported("this transpose has no matrix form here")
+
+
+def _outer(a: Converted, b: Converted) -> Converted:
+    if a[1] != 1 or b[1] != 1:
+        raise MatrixFormUnsupported("outer of other than two vectors")
+    return a[0] * Transpose(b[0]), 2
+
+
+def _square(name: str) -> Callable[[Converted], Converted]:
+    def rule(a: Converted) -> Converted:
+        expr, ndim = a
+        if ndim != 2:
+            raise MatrixFormUnsupported(f"{name} of a tensor of {ndim} dimensions has no matrix form here")
+        if name == "trace":
+            return Trace(expr), 0
+        if name == "det":
+            return Determinant(expr), 0
+        if name == "logdet":
+            return sympy.log(Determinant(expr)), 0
+        return Inverse(expr), 2
+    return rule
+
+
+def _solve(a: Converted, b: Converted) -> Converted:
+    if a[1] != 2 or b[1] not in (1, 2):
+        raise MatrixFormUnsupported("solve of other than a matrix and a vector or matrix")
+    return Inverse(a[0]) * b[0], b[1]
+
+
+# gradcli's tensor operations (sympy_functions.TensorOp subclasses, by class name) -> a rule
+# taking the converted operands, then the static arguments decoded.
+TENSOR_RULES: dict[str, Callable[..., Converted]] = {
+    "matmul": _matmul, "dot": _matmul, "transpose": _transpose, "outer": _outer,
+    "trace": _square("trace"), "det": _square("det"), "logdet": _square("logdet"), "inv": _square("inv"),
+    "solve": _solve,
+}
+
+
 class Converter:
     """gradcli's sympy tree -> a sympy matrix expression, given each variable's shape.
 
-    `rules` maps a sympy function class (a node of gradcli's tree) to a function of its
-    converted arguments: the tensor language adds matmul, transpose, trace, det... there.
+    Elementwise arithmetic and functions become Hadamard products, powers and elementwise
+    applications; sum and mean become products with ones; the tensor operations (matmul,
+    transpose, trace, det, logdet, inv, solve...) their matrix counterparts (TENSOR_RULES).
+    Anything else raises MatrixFormUnsupported, naming it.
     """
 
     def __init__(self, shapes: Mapping[sympy.Symbol, Shape]) -> None:
         self.symbols = {s: matrix_variable(s.name, shape) for s, shape in shapes.items()}
-        self.rules: dict[type[sympy.Basic], Callable[..., sympy.Basic]] = {}
+        self.ndim = {s: len(shape) for s, shape in shapes.items()}
 
     def convert(self, node: sympy.Basic) -> sympy.Basic:
+        return self.convert_with_ndim(node)[0]
+
+    def convert_with_ndim(self, node: sympy.Basic) -> Converted:
         from gradcli.core import sympy_functions as sf
 
         if isinstance(node, sympy.Symbol):
-            return self.symbols.get(node, node)
+            return self.symbols.get(node, node), self.ndim.get(node, 0)
         if isinstance(node, sympy.Number) or not node.args:
-            return node
-        rule = self.rules.get(type(node))
-        if rule is not None:
-            return rule(*[self.convert(a) for a in node.args])
+            return node, 0
+        tensor_op = getattr(sf, "TensorOp", None)
+        if tensor_op is not None and isinstance(node, tensor_op):
+            rule = TENSOR_RULES.get(type(node).__name__)
+            if rule is None:
+                raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
+            operands = [self.convert_with_ndim(a) for a in node.operands]
+            return rule(*operands, *node.static)
         if isinstance(node, sf.Defined):
-            return self.convert(node.definition())
+            return self.convert_with_ndim(node.definition())
         if isinstance(node, (sf.tsum, sf.tmean)):
-            inner = self.convert(node.args[0])
-            if not isinstance(inner, MatrixExpr):
-                return inner
+            inner, ndim = self.convert_with_ndim(node.args[0])
+            if not isinstance(inner, MatrixExpr) or ndim == 0:
+                return inner, 0
             rows, columns = inner.shape
             total = OneMatrix(1, rows) * inner
             if columns != 1:
                 total = total * OneMatrix(columns, 1)
-            return total if isinstance(node, sf.tsum) else _scale(sympy.Rational(1, rows * columns), total)
+            return (total if isinstance(node, sf.tsum) else _scale(sympy.Rational(1, rows * columns), total)), 0
+        parts = [self.convert_with_ndim(a) for a in node.args]
+        ndim = max(d for _, d in parts)
+        if ndim == 0:
+            args = [_scalar(a) for a, _ in parts]
+            if isinstance(node, (sympy.Add, sympy.Mul, sympy.Pow)) or (
+                    isinstance(node, sympy.Function) and len(args) == 1):
+                return node.func(*args), 0
+            raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
+        if len({d for a, d in parts if isinstance(a, MatrixExpr) and d > 0} | {ndim}) > 1:
+            raise MatrixFormUnsupported("broadcasting a vector against a matrix has no matrix form here")
+        matrices = [a for a, d in parts if d > 0]
+        scalars = [_scalar(a) for a, d in parts if d == 0]
         if isinstance(node, sympy.Add):
-            args = [self.convert(a) for a in node.args]
-            shapes = {_shape_of(a) for a in args} - {None}
-            if not shapes:
-                return sympy.Add(*args)
-            if len(shapes) > 1:
-                raise MatrixFormUnsupported(f"adding shapes {', '.join(map(str, shapes))} has no matrix form here")
-            shape = shapes.pop()
-            assert shape is not None
-            return MatAdd(*[_broadcast_to(a, shape) for a in args]).doit(deep=False)
+            shape = matrices[0].shape
+            return MatAdd(*[_broadcast_to(a, shape) for a in matrices + scalars]).doit(deep=False), ndim
         if isinstance(node, sympy.Mul):
-            args = [self.convert(a) for a in node.args]
-            scalars = [a for a in args if not isinstance(a, MatrixExpr)]
-            matrices = [a for a in args if isinstance(a, MatrixExpr)]
-            coefficient = sympy.Mul(*scalars)
-            if not matrices:
-                return coefficient
             body = matrices[0] if len(matrices) == 1 else HadamardProduct(*matrices)
-            return _scale(coefficient, body)
+            return _scale(sympy.Mul(*scalars), body), ndim
         if isinstance(node, sympy.Pow):
-            base, exponent = self.convert(node.base), self.convert(node.exp)
-            if isinstance(exponent, MatrixExpr):
+            (base, base_dims), (exponent, exponent_dims) = parts
+            if exponent_dims:
                 raise MatrixFormUnsupported("a tensor exponent has no matrix form here")
-            if isinstance(base, MatrixExpr):
-                return HadamardPower(base, exponent)
-            return sympy.Pow(base, exponent)
-        if isinstance(node, sympy.Function) and len(node.args) == 1:
-            inner = self.convert(node.args[0])
-            if isinstance(inner, MatrixExpr):
-                d = sympy.Dummy("d")
-                return ElementwiseApplyFunction(sympy.Lambda(d, node.func(d)), inner)
-            return node.func(inner)
+            return HadamardPower(base, _scalar(exponent)), ndim
+        if isinstance(node, sympy.Function) and len(parts) == 1:
+            d = sympy.Dummy("d")
+            return ElementwiseApplyFunction(sympy.Lambda(d, node.func(d)), matrices[0]), ndim
         raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
 
 
