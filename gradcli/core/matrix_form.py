@@ -869,3 +869,65 @@ def check_gradient(objective: sympy.Basic, variable: sympy.Basic, values: Mappin
                 "computes another function, and autograd differentiates that one"), value, error)
     verdict, message = arbitrate(name, value, np.asarray(autograd, dtype=np.float64), judge)
     return MatrixFormCheck(name, text, verdict, message, value, error)
+
+
+# ---------------------------------------------------------------------------------------------
+# The route beside the scalar and expansion routes of reference.py
+
+
+@dataclass(frozen=True)
+class MatrixGradient:
+    """One variable's gradient in matrix form, and its float64 value (None where unavailable)."""
+
+    formula: str  # for people: (A + Aᵀ) @ x
+    plain: str  # for programs: (A + A.T) @ x
+    latex: str
+    value: Any  # numpy float64, the variable's shape
+    expr: sympy.Basic
+
+
+def matrix_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | None,
+                     table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any], wrt: list[str],
+                     reduction: str = "sum") -> dict[str, MatrixGradient | str]:
+    """The gradient of the reduced output by each variable in `wrt`, in matrix form: a
+    MatrixGradient, or the reason there is none. `values` are torch tensors (any dtype: read in
+    float64); `table` is the parser's symbol table."""
+    if shape is not None:
+        reason = "a list of expressions has no gradient in matrix form"
+        return dict.fromkeys(wrt, reason)
+    if any(index is not None for _, index in table.values()):
+        return dict.fromkeys(wrt, "elements such as x[0] have no matrix form here")
+    shapes = {symbol: tuple(values[name].shape) for symbol, (name, _) in table.items() if name in values}
+    arrays = {}
+    for name, tensor in values.items():
+        array = tensor.detach().to("cpu").double().numpy()
+        arrays[name] = array.reshape(array.shape[0], -1) if array.ndim in (1, 2) else array
+    try:
+        converter = Converter(shapes)
+        (component,) = components
+        objective, ndim = converter.convert_with_ndim(component)
+        if ndim > 0:
+            rows, columns = objective.shape
+            total = OneMatrix(1, rows) * objective
+            if columns != 1:
+                total = total * OneMatrix(columns, 1)
+            objective = total if reduction == "sum" else _scale(sympy.Rational(1, rows * columns), total)
+    except MatrixFormUnsupported as why:
+        return dict.fromkeys(wrt, str(why))
+    by_name = {str(getattr(v, "name", v)): v for v in converter.symbols.values()}
+    out: dict[str, MatrixGradient | str] = {}
+    for name in wrt:
+        variable = by_name.get(name)
+        if not isinstance(variable, MatrixSymbol):
+            out[name] = f"{name} is a scalar: the scalar route checks it"
+            continue
+        try:
+            formula = gradient(objective, variable)
+            value = np.asarray(evaluate(formula, arrays), dtype=np.float64).reshape(tuple(values[name].shape))
+            out[name] = MatrixGradient(render(formula), render(formula, unicode=False), render_latex(formula),
+                                       value, formula)
+        except MatrixFormUnsupported as why:
+            out[name] = str(why)
+        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
+            out[name] = f"its matrix form could not be evaluated: {why}"
+    return out
