@@ -71,7 +71,8 @@ def _fresh_matrix(shape: tuple[Any, Any]) -> MatrixSymbol:
 
 
 def _fresh_symbol() -> sympy.Symbol:
-    return sympy.Symbol(f"{_PLACEHOLDER}t{next(_counter)}")
+    # real: a trace or determinant of real matrices is real, so d|t|/dt is sign(t)
+    return sympy.Symbol(f"{_PLACEHOLDER}t{next(_counter)}", real=True)
 
 
 def _quiet_diff(expr: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
@@ -163,28 +164,32 @@ def _total(terms: list[sympy.Basic], shape: tuple[Any, Any]) -> sympy.Basic:
 def scalar_gradient(expr: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
     """d expr / d wrt for a scalar expr, as a matrix expression of wrt's shape."""
     scalar, leaves = _split_scalar(expr)
+    # |t| = t*sign(t) for the real leaves: d log|det X| then cancels to 1/det X, not sign/|.|
+    signs = {sympy.Abs(s): s * sympy.sign(s) for s in leaves}
     terms = []
     for symbol, leaf in leaves.items():
         if not leaf.has(wrt):
             continue
-        outer = sympy.diff(scalar, symbol)
+        factor, matrix = _leaf_gradient(leaf, symbol, wrt)
+        outer = (sympy.diff(scalar, symbol).xreplace(signs) * factor).xreplace(signs)
         if outer == 0:
             continue
         outer = outer.xreplace({s: _as_scalar(v) for s, v in leaves.items()})
-        terms.append(_scale(outer, _leaf_gradient(leaf, wrt)))
+        terms.append(_scale(outer, matrix))
     return _total(terms, wrt.shape)
 
 
-def _leaf_gradient(leaf: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+def _leaf_gradient(leaf: sympy.Basic, symbol: sympy.Symbol, wrt: MatrixSymbol) -> tuple[sympy.Expr, sympy.Basic]:
+    """d leaf / d wrt as a scalar factor (in the leaf's own symbol) times a matrix expression."""
     if isinstance(leaf, Trace):
         inner = leaf.arg
-        return backpropagate(inner, Identity(inner.shape[0]), wrt)
+        return sympy.S.One, backpropagate(inner, Identity(inner.shape[0]), wrt)
     if isinstance(leaf, Determinant):
         inner = leaf.arg
         # Jacobi's formula: d det(M) = det(M) tr(M^-1 dM), so the adjoint of M is det(M) M^-T.
-        return _scale(leaf, backpropagate(inner, Transpose(Inverse(inner)), wrt))
+        return symbol, backpropagate(inner, Transpose(Inverse(inner)), wrt)
     if isinstance(leaf, MatrixExpr):  # a 1x1 product such as x.T*A*x
-        return backpropagate(leaf, None, wrt)
+        return sympy.S.One, backpropagate(leaf, None, wrt)
     raise MatrixFormUnsupported(f"no matrix-form rule for {type(leaf).__name__}")
 
 
@@ -679,6 +684,8 @@ def _square(name: str) -> Callable[[Converted], Converted]:
             return Determinant(expr), 0
         if name == "logdet":
             return sympy.log(Determinant(expr)), 0
+        if name == "logabsdet":
+            return sympy.log(sympy.Abs(Determinant(expr))), 0
         return Inverse(expr), 2
     return rule
 
@@ -694,6 +701,7 @@ def _solve(a: Converted, b: Converted) -> Converted:
 TENSOR_RULES: dict[str, Callable[..., Converted]] = {
     "matmul": _matmul, "dot": _matmul, "transpose": _transpose, "outer": _outer,
     "trace": _square("trace"), "det": _square("det"), "logdet": _square("logdet"), "inv": _square("inv"),
+    "logabsdet": _square("logabsdet"),
     "solve": _solve,
 }
 
@@ -722,12 +730,12 @@ class Converter:
         if isinstance(node, sympy.Number) or not node.args:
             return node, 0
         tensor_op = getattr(sf, "TensorOp", None)
+        rule = TENSOR_RULES.get(type(node).__name__)
+        if rule is not None and isinstance(node, sympy.Function) and not isinstance(node, sf.Defined):
+            operands = [self.convert_with_ndim(a) for a in getattr(node, "operands", node.args)]
+            return rule(*operands, *getattr(node, "static", ()))
         if tensor_op is not None and isinstance(node, tensor_op):
-            rule = TENSOR_RULES.get(type(node).__name__)
-            if rule is None:
-                raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
-            operands = [self.convert_with_ndim(a) for a in node.operands]
-            return rule(*operands, *node.static)
+            raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
         if isinstance(node, sf.Defined):
             return self.convert_with_ndim(node.definition())
         if isinstance(node, (sf.tsum, sf.tmean)):
