@@ -51,6 +51,7 @@ from sympy.matrices.expressions import (
     ZeroMatrix,
 )
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.hadamard import HadamardPower
 from sympy.matrices.expressions.matexpr import MatrixElement
 from sympy.printing.latex import LatexPrinter
@@ -281,6 +282,44 @@ def gradient(objective: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
     return tidy(scalar_gradient(objective, wrt))
 
 
+def jacobian(output: sympy.Basic, wrt: MatrixSymbol) -> sympy.Basic:
+    """d output / d wrt for a vector output (a column) and a vector wrt: the m x n Jacobian.
+
+    Reverse mode gives Jᵀu for a placeholder u; every term of it must end in u (elementwise
+    products u*g are diag(g) @ u), and J is the transpose of what multiplies u.
+    """
+    if not (isinstance(output, MatrixExpr) and output.shape[1] == 1 and wrt.shape[1] == 1):
+        raise MatrixFormUnsupported("a Jacobian in matrix form needs a vector output and a vector variable")
+    u = _fresh_matrix(output.shape)
+    transposed = backpropagate(output, u, wrt)
+
+    def as_diagonal(node: sympy.Basic) -> sympy.Basic:
+        linear = [a for a in node.args if a.has(u)] if isinstance(node, HadamardProduct) else []
+        if len(linear) == 1:  # g * (M @ u) = diag(g) @ M @ u
+            others = [a for a in node.args if not a.has(u)]
+            g = others[0] if len(others) == 1 else HadamardProduct(*others)
+            return DiagMatrix(g) * linear[0]
+        return node
+
+    transposed = tidy(_expand(transposed.replace(lambda n: isinstance(n, HadamardProduct), as_diagonal)))
+    parts = []
+    for term in (transposed.args if isinstance(transposed, MatAdd) else (transposed,)):
+        coefficient, matrices = _factors(term)
+        if not matrices or matrices[-1] != u or any(m.has(u) for m in matrices[:-1]):
+            raise MatrixFormUnsupported(f"no Jacobian in matrix form for {output}")
+        rest = matrices[:-1]
+        parts.append(_scale(coefficient, Identity(wrt.shape[0]) if not rest else
+                            Transpose(rest[0] if len(rest) == 1 else MatMul(*rest)).doit(deep=False)))
+    return tidy(_total(parts, (output.shape[0], wrt.shape[0])))
+
+
+def _expand(expr: sympy.Basic) -> sympy.Basic:
+    """Distribute products over sums, so that every term ends in its own factor."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return expr.expand() if isinstance(expr, MatrixExpr) else expr
+
+
 # ---------------------------------------------------------------------------------------------
 # Tidying for people: A*x + A.T*x -> (A + A.T)*x
 
@@ -302,7 +341,14 @@ def _rebuild(coefficient: sympy.Expr, matrices: list[sympy.Basic], shape: tuple[
 def _drop_neutral(expr: sympy.Basic) -> sympy.Basic:
     """I inside a product and ones inside a Hadamard product change nothing: drop them."""
     if isinstance(expr, MatMul):
-        kept = [a for a in expr.args if not isinstance(a, Identity)]
+        kept: list[sympy.Basic] = []
+        for a in expr.args:
+            if isinstance(a, Identity):
+                continue
+            if kept and isinstance(a, DiagMatrix) and isinstance(kept[-1], DiagMatrix):
+                kept[-1] = DiagMatrix(HadamardProduct(kept[-1].args[0], a.args[0]))  # diag(a) @ diag(b)
+                continue
+            kept.append(a)
         if len(kept) < len(expr.args) and any(isinstance(a, MatrixExpr) for a in kept):
             return MatMul(*kept) if len(kept) > 1 else kept[0]
     if isinstance(expr, HadamardProduct):
@@ -429,6 +475,8 @@ def _evaluate_node(node: sympy.Basic, ev: Callable[[sympy.Basic], Any], values: 
         return math.prod((ev(a) for a in node.args[1:]), start=ev(node.args[0]))
     if isinstance(node, Transpose):
         return ev(node.arg).T
+    if isinstance(node, DiagMatrix):
+        return np.diagflat(ev(node.args[0]))
     if isinstance(node, Inverse):
         return np.linalg.inv(ev(node.arg))
     if isinstance(node, MatPow):
@@ -506,6 +554,8 @@ def _render(expr: sympy.Basic, unicode: bool) -> tuple[str, int]:
         return "0", _ATOM
     if isinstance(expr, OneMatrix):
         return "ones", _ATOM
+    if isinstance(expr, DiagMatrix):
+        return f"diag({_render(expr.args[0], unicode)[0]})", _ATOM
     if isinstance(expr, Transpose):
         if isinstance(expr.arg, Inverse):
             inner = _wrap(_render(expr.arg.arg, unicode), _ATOM)
@@ -575,6 +625,9 @@ class _LatexPrinter(LatexPrinter):
         """expr, in brackets unless it is a single symbol."""
         text: str = self._print(expr)
         return text if isinstance(expr, MatrixSymbol) else rf"\left({text}\right)"
+
+    def _print_DiagMatrix(self, expr: DiagMatrix) -> str:
+        return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
 
     def _print_Determinant(self, expr: Determinant) -> str:
         return rf"\det\left({self._print(expr.arg)}\right)"
@@ -894,26 +947,40 @@ class MatrixGradient:
     expr: sympy.Basic
 
 
+def _prepare(components: list[sympy.Basic], shape: tuple[int, ...] | None,
+             table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any],
+             ) -> tuple[dict[str, sympy.Basic], sympy.Basic, int, dict[str, Any]]:
+    """The variables' matrix symbols by name, the converted expression, its dimensions, and the
+    values in float64 (vectors as columns)."""
+    if shape is not None:
+        raise MatrixFormUnsupported("a list of expressions has no matrix form")
+    if any(index is not None for _, index in table.values()):
+        raise MatrixFormUnsupported("elements such as x[0] have no matrix form here")
+    shapes = {symbol: tuple(values[name].shape) for symbol, (name, _) in table.items() if name in values}
+    arrays = {}
+    for name, tensor in values.items():
+        array = tensor.detach().to("cpu").double().numpy()
+        arrays[name] = array.reshape(array.shape[0], -1) if array.ndim in (1, 2) else array
+    converter = Converter(shapes)
+    (component,) = components
+    expr, ndim = converter.convert_with_ndim(component)
+    by_name = {str(getattr(v, "name", v)): v for v in converter.symbols.values()}
+    return by_name, expr, ndim, arrays
+
+
+def _result(formula: sympy.Basic, arrays: Mapping[str, Any], shape: tuple[int, ...]) -> MatrixGradient:
+    value = np.asarray(evaluate(formula, arrays), dtype=np.float64).reshape(shape)
+    return MatrixGradient(render(formula), render(formula, unicode=False), render_latex(formula), value, formula)
+
+
 def matrix_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | None,
                      table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any], wrt: list[str],
                      reduction: str = "sum") -> dict[str, MatrixGradient | str]:
     """The gradient of the reduced output by each variable in `wrt`, in matrix form: a
     MatrixGradient, or the reason there is none. `values` are torch tensors (any dtype: read in
     float64); `table` is the parser's symbol table."""
-    if shape is not None:
-        reason = "a list of expressions has no gradient in matrix form"
-        return dict.fromkeys(wrt, reason)
-    if any(index is not None for _, index in table.values()):
-        return dict.fromkeys(wrt, "elements such as x[0] have no matrix form here")
-    shapes = {symbol: tuple(values[name].shape) for symbol, (name, _) in table.items() if name in values}
-    arrays = {}
-    for name, tensor in values.items():
-        array = tensor.detach().to("cpu").double().numpy()
-        arrays[name] = array.reshape(array.shape[0], -1) if array.ndim in (1, 2) else array
     try:
-        converter = Converter(shapes)
-        (component,) = components
-        objective, ndim = converter.convert_with_ndim(component)
+        by_name, objective, ndim, arrays = _prepare(components, shape, table, values)
         if ndim > 0:
             rows, columns = objective.shape
             total = OneMatrix(1, rows) * objective
@@ -922,7 +989,6 @@ def matrix_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | Non
             objective = total if reduction == "sum" else _scale(sympy.Rational(1, rows * columns), total)
     except MatrixFormUnsupported as why:
         return dict.fromkeys(wrt, str(why))
-    by_name = {str(getattr(v, "name", v)): v for v in converter.symbols.values()}
     out: dict[str, MatrixGradient | str] = {}
     for name in wrt:
         variable = by_name.get(name)
@@ -930,10 +996,37 @@ def matrix_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | Non
             out[name] = f"{name} is a scalar: the scalar route checks it"
             continue
         try:
-            formula = gradient(objective, variable)
-            value = np.asarray(evaluate(formula, arrays), dtype=np.float64).reshape(tuple(values[name].shape))
-            out[name] = MatrixGradient(render(formula), render(formula, unicode=False), render_latex(formula),
-                                       value, formula)
+            out[name] = _result(gradient(objective, variable), arrays, tuple(values[name].shape))
+        except MatrixFormUnsupported as why:
+            out[name] = str(why)
+        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
+            out[name] = f"its matrix form could not be evaluated: {why}"
+    return out
+
+
+def matrix_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None,
+                     table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any],
+                     wrt: list[str]) -> dict[str, MatrixGradient | str]:
+    """d f / d x in matrix form for each x in `wrt`, of shape f.shape + x.shape: the gradient for
+    a scalar f, the m x n matrix for a vector f and a vector x; else the reason there is none."""
+    try:
+        by_name, output, ndim, arrays = _prepare(components, shape, table, values)
+    except MatrixFormUnsupported as why:
+        return dict.fromkeys(wrt, str(why))
+    out: dict[str, MatrixGradient | str] = {}
+    for name in wrt:
+        variable = by_name.get(name)
+        if not isinstance(variable, MatrixSymbol):
+            out[name] = f"{name} is a scalar: the scalar route checks it"
+            continue
+        try:
+            if ndim == 0:
+                out[name] = _result(gradient(output, variable), arrays, tuple(values[name].shape))
+            elif ndim == 1 and len(values[name].shape) == 1:
+                out[name] = _result(jacobian(output, variable), arrays,
+                                    (int(output.shape[0]), int(values[name].shape[0])))
+            else:
+                out[name] = "a Jacobian of more than two dimensions has no matrix form"
         except MatrixFormUnsupported as why:
             out[name] = str(why)
         except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:

@@ -166,3 +166,43 @@ def test_what_it_cannot_do_is_unavailable_not_agree() -> None:
     assert check.verdict == mf.UNAVAILABLE
     scalar = mf.check_gradient(sympy.Symbol("s") ** 2, sympy.Symbol("s"), {"s": 1.0}, 2.0, rtol=1e-6, atol=1e-8)
     assert scalar.verdict == mf.UNAVAILABLE
+
+
+JACOBIANS: list[tuple[Any, str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = [
+    (A * x, "A", lambda v, a: a @ v),
+    ((A * x).applyfunc(sympy.exp), "diag(exp(A @ x)) @ A", lambda v, a: torch.exp(a @ v)),
+    (A * x.applyfunc(sympy.sin), "A @ diag(cos(x))", lambda v, a: a @ torch.sin(v)),
+    (A * x + 2 * HadamardPower(x, 3), "6*diag(x**2) + A", lambda v, a: a @ v + 2 * v**3),
+]
+
+
+@pytest.mark.parametrize(("output", "pretty", "by_hand"), JACOBIANS, ids=[j[1] for j in JACOBIANS])
+def test_jacobian_matches_torch_by_hand(output: Any, pretty: str,
+                                        by_hand: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    values = _values()
+    formula = mf.jacobian(output, x)
+    assert mf.render(formula) == pretty
+    a = torch.tensor(values["A"])
+    expected = torch.autograd.functional.jacobian(lambda v: by_hand(v, a), torch.tensor(values["x"][:, 0]))
+    np.testing.assert_allclose(mf.evaluate(formula, values), expected.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_entry_points_from_the_parsed_tree() -> None:
+    """matrix_gradients and matrix_jacobians read the parser's tree, table and torch values."""
+    parsed = parse_expression("exp(x)*y")
+    values = {"x": torch.tensor([0.5, -1.0, 2.0]), "y": torch.tensor([1.0, 2.0, 3.0])}
+    table = parsed.symbol_table()
+    grads = mf.matrix_gradients(parsed.components, parsed.shape, table, values, ["x", "y"], "mean")
+    x_grad, y_grad = grads["x"], grads["y"]
+    assert isinstance(x_grad, mf.MatrixGradient) and isinstance(y_grad, mf.MatrixGradient)
+    np.testing.assert_allclose(x_grad.value, (torch.exp(values["x"]) * values["y"]).double().numpy() / 3, rtol=1e-7)
+    np.testing.assert_allclose(y_grad.value, torch.exp(values["x"]).double().numpy() / 3, rtol=1e-7)
+    jacobians = mf.matrix_jacobians(parsed.components, parsed.shape, table, values, ["x"])
+    x_jacobian = jacobians["x"]
+    assert isinstance(x_jacobian, mf.MatrixGradient)
+    assert x_jacobian.formula == "diag(exp(x)*y)"
+    np.testing.assert_allclose(x_jacobian.value, np.diag((torch.exp(values["x"]) * values["y"]).double().numpy()),
+                               rtol=1e-7)
+    indexed = parse_expression("x[0]*y[1]")
+    reasons = mf.matrix_gradients(indexed.components, indexed.shape, indexed.symbol_table(), values, ["x"])
+    assert isinstance(reasons["x"], str) and "x[0]" in reasons["x"]
