@@ -840,29 +840,9 @@ UNAVAILABLE = "unavailable"
 
 # The numeric arbiter: (variable name, a candidate gradient of that variable's shape) -> True
 # when finite differences agree with it, False when they do not, None when they cannot tell.
+# core/numeric.py's gradient_probe(...).judge(...) makes one (see tests/core/test_matrix_form.py);
+# the commands arbitrate through core/check.py, which sees this route's value as sympy's.
 Judge = Callable[[str, Any], "bool | None"]
-
-
-def numeric_judge(fn64: Callable[[Mapping[str, Any]], Any], point: Mapping[str, Any], *,
-                  rtol: float, atol: float) -> Judge:
-    """The numeric route (core/numeric.py) as an arbiter: f, lowered in float64, at `point`
-    (name -> torch tensor). Its estimates are taken once per variable, then judge each answer."""
-    import torch  # only a disagreement needs it
-
-    from gradcli.core import numeric
-    from gradcli.core.check import Verdict
-
-    probes: dict[str, numeric.Probe] = {}
-
-    def judge(name: str, answer: Any) -> bool | None:
-        if name not in probes:
-            probes[name] = numeric.gradient_probe(fn64, point, name)
-        expected_shape = tuple(point[name].shape)
-        candidate = torch.as_tensor(np.asarray(answer, dtype=np.float64)).reshape(expected_shape)
-        status = probes[name].judge(candidate, rtol=rtol, atol=atol).status
-        return True if status == Verdict.AGREE else False if status == Verdict.DISAGREE else None
-
-    return judge
 
 
 @dataclass(frozen=True)
@@ -1032,3 +1012,31 @@ def matrix_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | Non
         except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
             out[name] = f"its matrix form could not be evaluated: {why}"
     return out
+
+
+def applies(components: list[sympy.Basic]) -> bool:
+    """Does the expression hold a matrix operation (matmul, transpose, trace, det...)?"""
+    from gradcli.core import sympy_functions as sf
+
+    return any(isinstance(node, sympy.Function) and type(node).__name__ in TENSOR_RULES
+               and not isinstance(node, sf.Defined)
+               for c in components for node in sympy.preorder_traversal(c))
+
+
+def complete(results: Mapping[str, Any], found: Mapping[str, MatrixGradient | str]) -> None:
+    """reference.py's hook: each SymbolicGradient in `results` gets the matrix form's formula for
+    its symbolic column; where the entry-by-entry route had no value (too many entries), the
+    matrix form's value becomes the reference; where neither has one, both reasons are said."""
+    import torch
+
+    for name, matrix in found.items():
+        current = results.get(name)
+        if current is None:
+            continue
+        if isinstance(matrix, MatrixGradient):
+            current.formula = matrix.formula
+            if current.value is None:
+                current.value = torch.from_numpy(matrix.value)
+                current.unavailable = None
+        elif current.value is None:
+            current.unavailable = f"{current.unavailable or 'no symbolic derivative'}; no matrix form: {matrix}"

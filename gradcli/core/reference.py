@@ -710,6 +710,10 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
             raise
         except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
             results[var] = SymbolicGradient("?", None, f"the symbolic derivative failed: {exc}")
+    from gradcli.core import matrix_form  # matrix products: their formula, at any size
+
+    if matrix_form.applies(components):
+        matrix_form.complete(results, matrix_form.matrix_gradients(components, shape, table, values, wrt, reduction))
     return results
 
 
@@ -900,6 +904,10 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
             return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
         out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule "
                                      "(elementwise parts: the diagonal)")
+    from gradcli.core import matrix_form  # matrix products: their formula, at any size
+
+    if matrix_form.applies(components):
+        matrix_form.complete(out, matrix_form.matrix_jacobians(components, shape, table, values, wrt))
     return out
 
 

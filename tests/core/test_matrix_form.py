@@ -15,6 +15,8 @@ from sympy.matrices.expressions import MatrixExpr
 from sympy.matrices.expressions.hadamard import HadamardPower
 
 from gradcli.core import matrix_form as mf
+from gradcli.core import numeric
+from gradcli.core.check import Verdict
 from gradcli.core.parse import parse_expression
 
 N = 4
@@ -99,9 +101,19 @@ def test_converts_gradclis_tree() -> None:
 
 
 def _numeric(by_hand: Callable[[dict[str, torch.Tensor]], torch.Tensor], values: dict[str, np.ndarray]) -> mf.Judge:
-    """The numeric route over f written by hand in torch: neither sympy nor autograd takes part."""
+    """The numeric route (core/numeric.py) over f written by hand in torch: neither sympy nor
+    autograd takes part."""
     point = {k: torch.tensor(v) for k, v in values.items()}
-    return mf.numeric_judge(lambda env: by_hand(dict(env)), point, rtol=1e-6, atol=1e-8)
+    probes: dict[str, numeric.Probe] = {}
+
+    def judge(name: str, answer: Any) -> bool | None:
+        if name not in probes:
+            probes[name] = numeric.gradient_probe(lambda env: by_hand(dict(env)), point, name)
+        candidate = torch.as_tensor(np.asarray(answer, dtype=np.float64)).reshape(point[name].shape)
+        status = probes[name].judge(candidate, rtol=1e-6, atol=1e-8).status
+        return True if status == Verdict.AGREE else False if status == Verdict.DISAGREE else None
+
+    return judge
 
 
 def test_a_wrong_autograd_is_caught_and_blamed() -> None:
@@ -206,3 +218,26 @@ def test_entry_points_from_the_parsed_tree() -> None:
     indexed = parse_expression("x[0]*y[1]")
     reasons = mf.matrix_gradients(indexed.components, indexed.shape, indexed.symbol_table(), values, ["x"])
     assert isinstance(reasons["x"], str) and "x[0]" in reasons["x"]
+
+
+def test_complete_fills_what_the_entry_route_could_not() -> None:
+    """reference.py's hook: the formula always, the value only where the other route had none,
+    and both reasons where neither route has a value."""
+    from gradcli.core.reference import SymbolicGradient
+
+    parsed = parse_expression("sum(x**2)")
+    values = {"x": torch.tensor([1.0, 2.0]), "y": torch.tensor([3.0, 4.0])}
+    found = mf.matrix_gradients(parsed.components, parsed.shape, parsed.symbol_table(), values, ["x"])
+    kept = SymbolicGradient("x entry by entry", torch.tensor([2.0, 4.0], dtype=torch.float64))
+    results = {"x": kept}
+    mf.complete(results, found)
+    assert results["x"].formula == "2*x" and results["x"].value is not None
+    too_big = {"x": SymbolicGradient("?", None, "9 entries exceed the symbolic limit 8")}
+    mf.complete(too_big, found)
+    assert too_big["x"].unavailable is None and too_big["x"].value is not None
+    np.testing.assert_allclose(too_big["x"].value.numpy(), [2.0, 4.0])
+    neither = {"y": SymbolicGradient("?", None, "9 entries exceed the symbolic limit 8")}
+    mf.complete(neither, {"y": "outer of other than two vectors"})
+    assert neither["y"].value is None
+    assert neither["y"].unavailable == ("9 entries exceed the symbolic limit 8; no matrix form: "
+                                        "outer of other than two vectors")
