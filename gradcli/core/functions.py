@@ -40,7 +40,8 @@ class Category(str, Enum):
     REDUCTION = "reduction"  # one number from every element of a tensor
     VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
-    MATRIX = "matrix"  # reserved for matrix functions (det, inv...): none yet
+    MATRIX = "matrix"  # matrix algebra: matmul, transpose, dot... (shape rules in sympy_functions.TensorOp)
+    TENSOR = "tensor"  # builds or rearranges tensors, or reduces over chosen dims: stack, eye, sum(x, dim=)
 
 
 Explain = str | Callable[[Sequence[str]], str]
@@ -63,6 +64,9 @@ class Node:
     # (sympy's d|u|/du is sign(u), 0 at 0 like torch's abs'(0); floor's it leaves unevaluated).
     slope: type | None = None
     numbers: tuple[int, ...] = ()  # argument positions torch takes as Python numbers
+    # A tensor operation that makes a tensor from static arguments alone (eye): the lowering passes
+    # it dtype= and device= as keywords.
+    factory: bool = False
     internal: str | None = None  # for a node users cannot type: which derivatives contain it
 
     def source(self, args: Sequence[str]) -> str:
@@ -79,6 +83,14 @@ class Param:
     name: str
     default: str | None = None  # as the signature shows it; None: the argument is required
     keyword: bool = False  # may also be given by name: norm(x, p=1)
+    # How the parser reads it: "expr" an expression; the static arguments of a tensor operation
+    # (see sympy_functions.TensorOp): "int" a whole number (eye's n), "dims" a whole number or a
+    # tuple of them (dim=), "bool" True or False (keepdim=), "subscripts" einsum's string (the one
+    # string gradcli reads); "list" a bracketed list of expressions (stack's); "condition" a
+    # comparison such as x > 0 (where's, the one place comparisons are read).
+    kind: str = "expr"
+    positional: bool = True  # False: by name only (max(a, b) is elementwise; max(x, dim=0) reduces)
+    alias: str | None = None  # another name it may be given by: axis= for dim=, as numpy calls it
 
 
 @dataclass(frozen=True)
@@ -112,14 +124,20 @@ class Function:
         return sum(1 for p in self.params if p.default is None)
 
     @property
+    def positional(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.positional)
+
+    @property
     def most(self) -> int:
-        return len(self.params) + self.more
+        """The most arguments given in order."""
+        return len(self.positional) + self.more
 
     @property
     def signature(self) -> str:
-        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.params]
+        parts = [p.name if p.default is None else f"{p.name}={p.default}" for p in self.positional]
         if self.more:
             parts.append("...")
+        parts += [f"{p.name}={p.default}" for p in self.params if not p.positional]
         return f"{self.name}({', '.join(parts)})"
 
     @property
@@ -222,6 +240,22 @@ def _keyword_source(call: str, keyword: str, default: str, positional: int) -> C
         value = args[positional] if len(args) > positional else default
         return f"{call}({', '.join(args[:positional])}, {keyword}={value})"
     return text
+
+
+def _static(value: sympy.Basic | None, default: int | bool | str | tuple[int, ...]) -> sympy.Basic:
+    """A static argument as parsed (already a sympy atom), or its default, encoded."""
+    return sf.encode_static(default) if value is None else value
+
+
+def _transpose(x: sympy.Expr, dim0: sympy.Basic | None = None, dim1: sympy.Basic | None = None) -> sympy.Expr:
+    if (dim0 is None) != (dim1 is None):
+        raise ValueError("transpose takes two dims to swap, or none (every dim reversed, as x.T)")
+    dims: tuple[int, ...] = () if dim0 is None or dim1 is None else (int(dim0), int(dim1))
+    return sf.transpose(x, sf.encode_static(dims))
+
+
+def _transpose_source(args: Sequence[str]) -> str:
+    return f"{args[0]}.T" if args[1] == "()" else f"torch.transpose({args[0]}, *{args[1]})"
 
 
 # --------------------------------------------------------------------------- the registry
@@ -345,8 +379,6 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("max", (Param("x"),), "the largest element of x, or the elementwise largest of several",
              Category.REDUCTION, _max, (_TMAX, _MAX), aliases=("Max", "maximum"), spellings=("amax", "fmax"),
              more=63, keeps_shapes=True),
-    Function("dot", AB, "the sum of a * b (torch.dot for two vectors)", Category.REDUCTION, sf.dot,
-             (Node(sf.dot, "tf.dot", "torch.dot({0}, {1})"),), spellings=("inner", "vdot")),
     Function("norm", (Param("x"), Param("p", "2", keyword=True)), "the p-norm of every element",
              Category.REDUCTION, _norm,
              (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),),
@@ -372,6 +404,16 @@ FUNCTIONS: tuple[Function, ...] = (
              "Huber loss: squared below delta, linear above", Category.PAIRWISE, _huber,
              (Node(sf.huber, "tf.huber", _keyword_source("F.huber_loss", "delta", "1.0", 2)),),
              spellings=("huber_loss",)),
+    # tensor programs: shape-aware operations (sympy_functions.TensorOp), each checked entry by entry
+    Function("matmul", AB, "the matrix product a @ b (vectors promoted, batch dimensions broadcast)",
+             Category.MATRIX, sf.matmul, (Node(sf.matmul, "torch.matmul", "{0} @ {1}"),), spellings=("mm", "bmm")),
+    Function("transpose", (Param("x"), Param("dim0", "None", kind="int"), Param("dim1", "None", kind="int")),
+             "x.T (every dim reversed), or dims dim0 and dim1 swapped", Category.MATRIX, _transpose,
+             (Node(sf.transpose, "tf.transpose", _transpose_source),), spellings=("permute",)),
+    Function("outer", AB, "the outer product of two vectors: out[i, j] = a[i] * b[j]", Category.MATRIX,
+             sf.outer, (Node(sf.outer, "torch.outer"),), spellings=("ger",)),
+    Function("dot", AB, "numpy's dot: the inner product of two vectors; with a matrix, the matrix product",
+             Category.MATRIX, sf.dot, (Node(sf.dot, "tf.dot", "np.dot({0}, {1})"),), spellings=("inner", "vdot")),
 )
 
 # Nodes only symbolic derivatives contain: computed by the same table, never listed to users.

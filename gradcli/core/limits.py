@@ -21,6 +21,10 @@ WORK_FACTOR = 10
 # A CSV line (of --points, --data or an x=@file.csv value) longer than this is refused, by its line
 # number, before it is split into cells: a 1 GB line without a newline took 5-7 GB.
 MAX_CSV_LINE_CHARS = 10_000_000
+# The symbolic check of a tensor program (matmul, transpose, sum over a dim...) spells every tensor
+# out entry by entry in sympy and differentiates each entry: it builds at most this many scalar
+# entries (every node's elements, summed). Beyond it that route says "unavailable", never "agree".
+SYMBOLIC_EXPANSION_LIMIT = 1000
 
 
 def size_text(n: float) -> str:

@@ -65,6 +65,8 @@ def resolve(name: str) -> Callable[..., torch.Tensor]:
 _FUNCTIONS: dict[type, Callable[..., torch.Tensor]] = {cls: resolve(n.torch) for cls, n in NODES.items()}
 # Arguments torch takes as Python numbers (polygamma's order): folded, never made tensors.
 _NUMBER_ARGUMENTS: dict[type, tuple[int, ...]] = {cls: n.numbers for cls, n in NODES.items() if n.numbers}
+# Tensor operations that make a tensor from static arguments alone (eye): given dtype= and device=.
+_FACTORIES: frozenset[type] = frozenset(cls for cls, n in NODES.items() if n.factory)
 
 _RELATIONS: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     sympy.Eq: torch.eq,
@@ -111,9 +113,11 @@ class _NotBatchable(Exception):
 
 
 class _Lowerer:
-    def __init__(self, table: SymbolTable, trace: Trace | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(self, table: SymbolTable, trace: Trace | None = None, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None):
         self.table = table
         self.dtype = dtype  # for numbers that must become tensors where no tensor is at hand
+        self.device = device
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
         self._constant: dict[sympy.Basic, bool] = {}
         self._compiled: dict[sympy.Basic, Compiled] = {}  # a subtree written twice is lowered once
@@ -125,7 +129,9 @@ class _Lowerer:
             return True
         known = self._constant.get(node)
         if known is None:
-            known = not isinstance(node, sympy.Symbol) and all(self.constant(a) for a in node.args)
+            # A tensor operation is never folded to a number: eye(3) is a constant tensor.
+            known = not isinstance(node, (sympy.Symbol, sympy_functions.TensorOp)) and all(
+                self.constant(a) for a in node.args)
             self._constant[node] = known
         return known
 
@@ -208,6 +214,8 @@ class _Lowerer:
             raise LoweringError(
                 f"no torch lowering for sympy's {type(node).__name__}: {_short(node)}"
             )
+        if isinstance(node, sympy_functions.TensorOp):
+            return self.tensor_op(fn, node)
         numbers = _NUMBER_ARGUMENTS.get(type(node))
         if numbers:
             return self.with_numbers(fn, node, numbers)
@@ -230,6 +238,22 @@ class _Lowerer:
             else:
                 parts.append(self.lower(a))
         return lambda env: fn(*(p(env) for p in parts))
+
+    def tensor_op(self, fn: Callable[..., torch.Tensor], node: sympy_functions.TensorOp) -> Compiled:
+        """fn(operands as tensors, then the static arguments as Python values): see TensorOp."""
+        parts = [self.lower(a) for a in node.operands]
+        static = node.static
+        dtype, device = self.dtype, self.device
+        if type(node) in _FACTORIES:
+            return lambda env: fn(*static, dtype=dtype, device=device)
+
+        def run(env: Env) -> torch.Tensor:
+            values = [p(env) for p in parts]
+            like = next((v for v in values if isinstance(v, torch.Tensor)), None)
+            at = like.device if like is not None else device
+            return fn(*(v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=dtype, device=at) for v in values),
+                      *static)
+        return run
 
     def pairwise(self, combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], node: sympy.Basic) -> Compiled:
         """combine(combine(a, b), c)... over the arguments: n-ary Max, Min, And, Or."""
@@ -273,7 +297,7 @@ class _Lowerer:
             return "#"
         kind = type(node)
         elementwise = kind in _FUNCTIONS and len(node.args) == 1 and not issubclass(
-            kind, (sympy_functions.Reduction, sympy_functions.Defined))
+            kind, (sympy_functions.Reduction, sympy_functions.Defined, sympy_functions.TensorOp))
         if not (isinstance(node, _BATCHED_NODES) or elementwise):
             raise _NotBatchable
         return (kind, tuple([self._form(a, numbers) for a in node.args]))
@@ -484,7 +508,7 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
     With `trace`, every intermediate result is appended to it as (sympy node, tensor), so
     `gradcli graph` can name the nodes of the autograd graph.
     """
-    inner = _Lowerer(table, trace, dtype).lower(expr)
+    inner = _Lowerer(table, trace, dtype, device).lower(expr)
 
     def run(env: Env) -> torch.Tensor:
         out = inner(env)
@@ -523,7 +547,7 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
         return f"({text})" if isinstance(node, (sympy.Add, sympy.Mul)) or text.startswith("-") else text
 
     def show(node: sympy.Basic) -> str:
-        if not node.free_symbols:
+        if sympy_functions.is_plain_constant(node):
             return repr(_fold(node))
         if isinstance(node, sympy.Symbol):
             return name(node)
@@ -566,6 +590,17 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
                     return f"torch.reciprocal({b})"
                 return f"torch.pow({b}, {e!r})"
             return f"torch.pow({b}, {show(exponent)})"
+        if isinstance(node, sympy_functions.TensorOp):
+            texts = [show(a) for a in node.operands] + [repr(v) for v in node.static]
+            return NODES[type(node)].source(texts)
+        if isinstance(node, sympy.Piecewise):
+            *pieces, (otherwise, _true) = node.args
+            text = show(otherwise)
+            for value, cond in reversed(pieces):
+                text = f"torch.where({show(cond)}, {show(value)}, {text})"
+            return text
+        if type(node) in _RELATIONS:
+            return f"{atom(show(node.args[0]), node.args[0])} {node.rel_op} {atom(show(node.args[1]), node.args[1])}"
         args = [show(a) for a in node.args]
         declared = NODES.get(type(node))
         if declared is not None:

@@ -59,6 +59,8 @@ class ParsedExpression:
     shape: tuple[int, ...] | None  # None for one expression, else the shape of the list
     variables: dict[str, Variable]  # in order of first appearance
     as_written: bool = False  # a long expression, kept as written (LONG_EXPRESSION_NODES)
+    # where each tensor operation (and what holds one) was typed: shape errors point there
+    spans: dict[sympy.Basic, Span] = field(default_factory=dict)
 
     @property
     def is_list(self) -> bool:
@@ -202,7 +204,7 @@ class Source:
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _REFUSED_BINOPS = {
     ast.FloorDiv: "'//' (floor division)", ast.Mod: "'%' (modulo or string formatting)",
-    ast.MatMult: "'@' (matrix product)", ast.LShift: "'<<'", ast.RShift: "'>>'",
+ast.LShift: "'<<'", ast.RShift: "'>>'",
     ast.BitAnd: "'&'", ast.BitOr: "'|'", ast.BitXor: "'^'",
 }
 _REFUSED_NODES = {
@@ -217,7 +219,7 @@ _REFUSED_NODES = {
     ast.FormattedValue: "f-strings are not allowed",
     ast.Dict: "dictionaries are not allowed",
     ast.Set: "sets are not allowed",
-    ast.Compare: "comparisons are not allowed",
+    ast.Compare: "comparisons are only allowed as the condition of where(x > 0, a, b)",
     ast.BoolOp: "'and'/'or' are not allowed",
     ast.IfExp: "'if ... else' is not allowed",
     ast.Starred: "'*' unpacking is not allowed",
@@ -225,6 +227,31 @@ _REFUSED_NODES = {
     ast.Yield: "'yield' is not allowed",
     ast.YieldFrom: "'yield' is not allowed",
 }
+
+
+_RELATIONS: dict[type, type] = {ast.Lt: sympy.Lt, ast.LtE: sympy.Le, ast.Gt: sympy.Gt, ast.GtE: sympy.Ge,
+                                ast.Eq: sympy.Eq, ast.NotEq: sympy.Ne}
+_COMPARISON_TEXT = {ast.Is: "'is'", ast.IsNot: "'is not'", ast.In: "'in'", ast.NotIn: "'not in'"}
+
+
+def einsum_subscripts(text: str, reader: Reader, node: ast.AST) -> str:
+    """einsum's subscripts, validated: letters per operand, commas between, an optional -> output."""
+    plain = text.replace(" ", "")
+    inputs, arrow, output = plain.partition("->")
+    terms = inputs.split(",")
+    letters = [c for t in terms for c in t]
+    bad = next((c for c in plain if not (c.isascii() and c.isalpha()) and c not in ",->"), None)
+    if bad is not None or not all(terms) or (arrow and ("-" in output or ">" in output)) or "-" in inputs or (
+            ">" in inputs):
+        raise reader.error("einsum's subscripts are letters, one per dimension of each operand, commas between "
+                           "operands and an optional -> output, like \"ij,j->i\"", node)
+    if arrow:
+        if len(set(output)) != len(output):
+            raise reader.error(f"einsum's output {output!r} names a letter twice", node)
+        missing = [c for c in output if c not in letters]
+        if missing:
+            raise reader.error(f"einsum's output letter {missing[0]!r} is in no operand", node)
+    return plain
 
 
 _UNDEFINED = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
@@ -336,6 +363,8 @@ class Reader:
         self.as_written = as_written
         self.variables: dict[str, Variable] = {}
         self.depth = 0
+        self.spans: dict[sympy.Basic, Span] = {}
+        self.tensor_ops = False  # a tensor operation was read: spans are kept from then on
 
     def error(self, message: str, node: ast.AST, hint: str | None = None) -> GradcliError:
         return GradcliError(message, span=self.src.span(node), hint=hint)
@@ -373,6 +402,9 @@ class Reader:
             return self.call(node)
         if isinstance(node, ast.Subscript):
             return self.subscript(node)
+        if isinstance(node, ast.Attribute) and node.attr == "T" and not self.constant_only:
+            return self.tensor_span(sympy_functions.transpose(self.read(node.value), sympy_functions.encode_static(())),
+                                    node)
         if isinstance(node, (ast.List, ast.Tuple)):
             raise self.error(
                 "a list can only be the whole expression (a vector function, as for jacobian)", node
@@ -439,6 +471,10 @@ class Reader:
 
     def binop(self, node: ast.BinOp) -> sympy.Expr:
         op = type(node.op)
+        if op is ast.MatMult:
+            if self.constant_only:
+                raise self.error("'@' (matrix product) is not allowed in a value", node)
+            return self.tensor_span(sympy_functions.matmul(self.read(node.left), self.read(node.right)), node)
         if op not in _BINOPS:
             raise self.error(f"the operator {_REFUSED_BINOPS.get(op, op.__name__)} is not allowed", node,
                              hint="use ** or ^ for powers" if op is ast.BitXor else None)
@@ -551,10 +587,15 @@ class Reader:
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise self.error("'*' unpacking is not allowed", arg)
-        slots = self._bind(entry, fname, node)
-        while slots and slots[-1] is None:
-            slots.pop()  # optional arguments not given: the builder's defaults (None before a given one)
-        args: list[Any] = [None if a is None else self.read(a) for a in slots]
+        slots, extra = self._bind(entry, fname, node)
+        params = entry.params
+        positional = [i for i, p in enumerate(params) if p.positional]
+        read = {i: self.argument(params[i], given, fname) for i, given in enumerate(slots) if given is not None}
+        args: list[Any] = [read.get(i) for i in positional]
+        while args and args[-1] is None:
+            args.pop()  # optional arguments not given: the builder's defaults (None before a given one)
+        args += [self.read(a) for a in extra]
+        keywords = {params[i].name: v for i, v in read.items() if not params[i].positional}
         if entry.numeric and all(a.is_number for a in args):
             # sympy.N, not Float: Float(1 + pi) is a TypeError
             args = [sympy.N(a, 15) if not a.is_Integer or abs(a) > 100 else a for a in args]
@@ -566,49 +607,109 @@ class Reader:
                 # (sympy's evaluate(False) context would clear sympy's cache on entry and exit)
                 result = builder(*args, evaluate=False)
             else:
-                result = builder(*args)
+                result = builder(*args, **keywords)
         except ValueError as exc:
             raise self.error(str(exc), node) from None
         except (TypeError, AttributeError) as exc:
             raise self.error(f"{fname} cannot take these arguments ({exc})", node) from None
-        return _check_magnitude(result, self.src, node)
+        return self.tensor_span(_check_magnitude(result, self.src, node), node)
 
-    def _bind(self, entry: functions.Function, fname: str, node: ast.Call) -> list[ast.expr | None]:
+    def tensor_span(self, result: sympy.Expr, node: ast.AST) -> sympy.Expr:
+        """result, its place remembered when it is (or holds) a tensor operation: a shape
+        mismatch found once values are bound points there (core/shapes.py)."""
+        if isinstance(result, sympy_functions.TensorOp):
+            self.tensor_ops = True
+        if self.tensor_ops and not result.is_Atom:
+            self.spans.setdefault(result, self.src.span(node))
+        return result
+
+    def argument(self, param: functions.Param, node: ast.expr, fname: str) -> Any:
+        """One argument, read as its parameter's kind says (see functions.Param)."""
+        kind = param.kind
+        if kind == "expr":
+            return self.read(node)
+        if kind == "condition":
+            return self.condition(node, fname)
+        if kind == "list":
+            if not isinstance(node, (ast.List, ast.Tuple)) or not node.elts:
+                raise self.error(f"{fname} takes a bracketed list of tensors here, like [x, y]", node)
+            return [self.read(e) for e in node.elts]
+        if kind == "bool":
+            if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+                return sympy_functions.encode_static(node.value)
+            raise self.error(f"{param.name} is True or False", node)
+        if kind == "subscripts":
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                return sympy_functions.encode_static(einsum_subscripts(node.value, self, node))
+            raise self.error(f"the first argument of {fname} is its subscripts, a string like \"ij,j->i\"", node)
+        if kind == "dims" and isinstance(node, (ast.Tuple, ast.List)):
+            if not node.elts:
+                raise self.error(f"{param.name} names no dim", node)
+            return sympy_functions.encode_static(tuple(self._whole(e) for e in node.elts))
+        if kind in ("int", "dims"):
+            if isinstance(node, ast.Constant) and node.value is None:
+                return None
+            value = self._whole(node, what=f"{param.name} must be a whole number")
+            return sympy_functions.encode_static((value,) if kind == "dims" else value)
+        raise AssertionError(f"unknown parameter kind {kind}")  # pragma: no cover - the registry's own
+
+    def condition(self, node: ast.expr, fname: str) -> sympy.Basic:
+        """A comparison (x > 0, 0 <= x < 1): the condition of where, the one place they are read."""
+        if not isinstance(node, ast.Compare):
+            raise self.error(f"the condition of {fname} is a comparison, like x > 0", node)
+        operands = [self.read(node.left)] + [self.read(c) for c in node.comparators]
+        relations = []
+        for op, lhs, rhs in zip(node.ops, operands, operands[1:], strict=False):
+            relation = _RELATIONS.get(type(op))
+            if relation is None:
+                raise self.error(f"the comparison {_COMPARISON_TEXT.get(type(op), type(op).__name__)} is not allowed "
+                                 "(use < <= > >= == !=)", node)
+            relations.append(relation(lhs, rhs))
+        return relations[0] if len(relations) == 1 else sympy.And(*relations)
+
+    def _bind(self, entry: functions.Function, fname: str,
+              node: ast.Call) -> tuple[list[ast.expr | None], list[ast.expr]]:
         """The argument nodes in the order of entry's parameters (None where one is not given),
-        keyword arguments checked against its signature."""
+        keyword arguments checked against its signature, and the further positional ones (max(a, b, c))."""
         given = len(node.args) + len(node.keywords)
         lo, hi = entry.fewest, entry.most
+        params = entry.params
 
         def miscounted() -> GradcliError:
             wanted = str(lo) if lo == hi else f"{lo} to {hi}"
             return self.error(f"{fname} takes {wanted} argument{'s' if hi > 1 else ''}, not {given}", node)
         if len(node.args) > hi:
             raise miscounted()
-        slots: list[ast.expr | None] = list(node.args) + [None] * (hi - len(node.args))
-        names = [p.name for p in entry.params]
+        slots: list[ast.expr | None] = [None] * len(params)
+        in_order = [i for i, p in enumerate(params) if p.positional]
+        for i, arg in zip(in_order, node.args, strict=False):
+            slots[i] = arg
+        extra = list(node.args[len(in_order):])
+        names = [p.name for p in params]
         for kw in node.keywords:
             if kw.arg is None:
                 raise self.error("'**' unpacking is not allowed", kw.value)
-            if not any(p.keyword for p in entry.params):
+            if not any(p.keyword for p in params):
                 raise self.error(f"{fname} takes no keyword arguments", kw.value,
                                  hint=f"give its arguments in order: {entry.signature}")
-            if kw.arg not in names:
+            name = next((p.name for p in params if p.alias == kw.arg), kw.arg)
+            if name not in names:
                 raise self.error(f"{fname} has no argument named '{kw.arg}'", kw.value,
                                  hint=f"its arguments: {entry.signature}")
-            i = names.index(kw.arg)
-            if not entry.params[i].keyword:
+            i = names.index(name)
+            if not params[i].keyword:
                 raise self.error(f"the argument {kw.arg} of {fname} cannot be given by name", kw.value,
                                  hint=f"give it in order: {entry.signature}")
             if slots[i] is not None:
-                raise self.error(f"{fname} is given {kw.arg} twice", kw.value, hint=f"its arguments: {entry.signature}")
+                raise self.error(f"{fname} is given {name} twice", kw.value, hint=f"its arguments: {entry.signature}")
             slots[i] = kw.value
-        missing = [p.name for i, p in enumerate(entry.params) if p.default is None and slots[i] is None]
+        missing = [p.name for i, p in enumerate(params) if p.default is None and slots[i] is None]
         if missing:
             if node.keywords and given >= lo:  # a count would mislead: norm(p=1) has one argument
                 raise self.error(f"{fname} is missing its argument {missing[0]}", node,
                                  hint=f"its arguments: {entry.signature}")
             raise miscounted()
-        return slots
+        return slots, extra
 
     def keep_shapes(self, expr: sympy.Expr, node: ast.AST) -> sympy.Expr:
         """expr, wrapped in bcast when sympy cancelled a tensor variable written in it.
@@ -666,7 +767,8 @@ class Reader:
             return Slice(*parts)
         return self._whole(node)
 
-    def _whole(self, node: ast.AST) -> int:
+    def _whole(self, node: ast.AST, what: str = "an index must be a whole number or a slice, like x[0], x[1,2] "
+                                                 "or x[1:]") -> int:
         negative = False
         inner = node
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
@@ -675,7 +777,7 @@ class Reader:
             if inner.value > 10**12:
                 raise self.error("this index is far too large", node)
             return -inner.value if negative else inner.value
-        raise self.error("an index must be a whole number or a slice, like x[0], x[1,2] or x[1:]", node)
+        raise self.error(what, node)
 
 
 class Slice(NamedTuple):
@@ -774,6 +876,6 @@ def parse_expression(text: str) -> ParsedExpression:
                            hint="write 3.5 for a decimal, or [f1, f2] for a vector function")
     if isinstance(tree, ast.List):
         components, shape = read_list(reader, tree)
-        return ParsedExpression(text, components, shape, reader.variables, reader.as_written)
+        return ParsedExpression(text, components, shape, reader.variables, reader.as_written, reader.spans)
     return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables,
-                            reader.as_written)
+                            reader.as_written, reader.spans)

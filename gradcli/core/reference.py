@@ -35,14 +35,15 @@ from gradcli.core.functions import (
     KINK_CONVENTIONS,
     SLOPES,
 )
-from gradcli.core.limits import LONG_EXPRESSION_NODES
+from gradcli.core.limits import LONG_EXPRESSION_NODES, SYMBOLIC_EXPANSION_LIMIT
 from gradcli.core.lower import (
     LoweringError,
     SymbolTable,
     compile_expression,
     kink_draws,
 )
-from gradcli.core.parse import Index, as_python_index, index_text
+from gradcli.core.parse import Index, as_python_index, index_text, indexed_shape
+from gradcli.core.sympy_functions import TensorDerivativeError
 from gradcli.errors import GradcliError
 
 F64 = torch.float64
@@ -637,7 +638,7 @@ def differentiate_ahead(components: list[sympy.Basic]) -> None:
     """
     for c in components:
         c = sympy_functions.expand_definitions(c)
-        if is_long(c) or top_reductions(c):
+        if is_long(c) or top_reductions(c) or c.has(sympy_functions.TensorOp):
             continue
         for symbol in sorted(c.free_symbols, key=str):
             _show(derivative(c, symbol))
@@ -666,7 +667,9 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     symbol table and other values (the next chunk of `--points` rows): lowering them, and
     finding their common subexpressions, costs more than evaluating them on 65,536 rows.
     """
-    components = [sympy_functions.expand_definitions(c) for c in components]
+    components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
+    if sympy_functions.has_tensor_ops(components):
+        return _expanded_gradients(components, table, values, wrt, reduction)
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
@@ -732,13 +735,17 @@ def is_elementwise_in(expr: sympy.Basic, table: SymbolTable, var: str) -> bool:
         if n == var and i is not None and s_ in expr.free_symbols:
             return False
     whole = next((s_ for s_, (n, i) in table.items() if n == var and i is None), None)
-    return not any(whole in r.free_symbols for r in expr.atoms(sympy_functions.Reduction))
+    return not any(whole in r.free_symbols
+                   for r in expr.atoms(sympy_functions.Reduction, sympy_functions.TensorOp))
 
 
 def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, torch.Tensor], var: str,
                    order: int, reduction: str) -> list[SymbolicGradient]:
     """sympy.diff(f, x, k) for k = 1..order, each summed back to x's shape as autograd does."""
-    expr = sympy_functions.expand_definitions(expr)
+    expr = scalar_forms([sympy_functions.expand_definitions(expr)], table, values)[0]
+    if expr.has(sympy_functions.TensorOp):
+        why = "higher derivatives of tensor operations are checked by gradcli hessian (entry by entry)"
+        return [SymbolicGradient("?", None, why) for _ in range(order)]
     env = reference_env(values)
     differ = SymbolicDifferentiator(table, env)
     whole = next(s_ for s_, (n, i) in table.items() if n == var and i is None)
@@ -763,12 +770,254 @@ def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, t
 HESSIAN_SYMBOLIC_LIMIT = 64  # elements; the symbolic Hessian has this many squared entries
 
 
+class Expanded:
+    """The small-shape route: tensors spelled out entry by entry, in scalar sympy expressions.
+
+    Every variable becomes a numpy object array of its elements: a symbol per element
+    (x[0], x[1], ...) for the variables differentiated, a float64 constant per element for the
+    others. The expression is then evaluated on those arrays node by node: arithmetic and
+    elementwise functions entry by entry (numpy broadcasting), whole-tensor reductions as
+    explicit sums, and each tensor operation by its own `expand` rule (sympy_functions.TensorOp),
+    written from its definition, never from torch. Each output entry is an ordinary scalar
+    expression that sympy differentiates exactly; the derivatives are evaluated in float64.
+    """
+
+    def __init__(self, table: SymbolTable, env: Mapping[str, torch.Tensor], symbolic: Iterable[str]):
+        import numpy as np
+
+        self.table = table
+        self.env = env
+        self.elements: dict[str, Any] = {}  # variable -> object array of its element symbols
+        self.element_table: dict[sympy.Symbol, tuple[str, Index | None]] = {}
+        self.order: dict[str, list[sympy.Symbol]] = {}
+        for v in symbolic:
+            shape = tuple(env[v].shape)
+            arr = np.empty(shape, dtype=object)
+            self.order[v] = []
+            for idx in np.ndindex(shape):
+                sym = sympy.Symbol(f"{v}[{','.join(map(str, idx))}]" if shape else v, real=True)
+                arr[idx] = sym
+                self.element_table[sym] = (v, idx if shape else None)
+                self.order[v].append(sym)
+            self.elements[v] = arr
+        self._constants: dict[str, Any] = {}
+        self._spelled: dict[sympy.Basic, Any] = {}
+
+    def constant(self, name: str) -> Any:
+        if name not in self._constants:
+            import numpy as np
+
+            t = self.env[name]
+            # the float64 values exactly: whole numbers as integers, so formulas read 2*x[0], not 2.0*x[0]
+            flat = [sympy.Integer(int(v)) if float(v).is_integer() and abs(v) < 2**53 else sympy.Float(v, 17)
+                    for v in t.reshape(-1).tolist()]
+            self._constants[name] = np.array(flat + [None], dtype=object)[:-1].reshape(tuple(t.shape))
+        return self._constants[name]
+
+    def spell(self, node: sympy.Basic) -> Any:
+        """node entry by entry: a sympy expression, or a numpy object array of them."""
+        known = self._spelled.get(node)
+        if known is None:
+            known = self._spelled[node] = self._spell(node)
+        return known
+
+    def _spell(self, node: sympy.Basic) -> Any:
+        import numpy as np
+
+        if sympy_functions.is_plain_constant(node):
+            return node
+        if isinstance(node, sympy.Symbol):
+            name, index = self.table[node]
+            arr = self.elements[name] if name in self.elements else self.constant(name)
+            return arr if index is None else np.asarray(arr[_normalise(index, arr.shape)], dtype=object)
+        if isinstance(node, sympy_functions.TensorOp):
+            operands = [sympy_functions.as_object_array(self.spell(a)) for a in node.operands]
+            return node.expand(operands, *node.static)
+        if isinstance(node, sympy_functions.Defined):
+            return self.spell(node.definition())
+        if isinstance(node, sympy_functions.bcast):
+            value, *others = (self.spell(a) for a in node.args)
+            shape = np.broadcast_shapes(*(np.shape(o) for o in [value, *others]))
+            return np.broadcast_to(sympy_functions.as_object_array(value), shape)
+        args = [self.spell(a) for a in node.args]
+        if isinstance(node, sympy_functions.Reduction):
+            if isinstance(node, sympy_functions.tindex):
+                return np.asarray(args[0], dtype=object)[node.index]
+            items = np.asarray(args[0], dtype=object).reshape(-1).tolist()
+            if isinstance(node, sympy_functions.tprod):
+                return sympy.Mul(*items)
+            if isinstance(node, (sympy_functions.tmax, sympy_functions.tmin)):
+                return (sympy.Max if isinstance(node, sympy_functions.tmax) else sympy.Min)(*items)
+            total = sympy.Add(*items)
+            return total / len(items) if isinstance(node, sympy_functions.tmean) else total
+        if not _is_array(*args):
+            return node.func(*args)
+        if node.is_Add:
+            result = args[0]
+            for a in args[1:]:
+                result = np.add(result, a, dtype=object)
+            return result
+        if node.is_Mul:
+            result = args[0]
+            for a in args[1:]:
+                result = np.multiply(result, a, dtype=object)
+            return result
+        func = node.func
+        return np.vectorize(lambda *a: func(*a), otypes=[object])(*args)
+
+    def outputs(self, components: list[sympy.Basic]) -> list[sympy.Expr]:
+        """The entries of f, flattened: each component broadcast to their common shape, in order."""
+        import numpy as np
+
+        arrays = [np.asarray(self.spell(c), dtype=object) for c in components]
+        common = np.broadcast_shapes(*(a.shape for a in arrays))
+        return [e for a in arrays for e in np.broadcast_to(a, common).reshape(-1).tolist()]
+
+    def evaluate(self, exprs: list[sympy.Expr]) -> torch.Tensor:
+        """The expressions' values in float64, through the lowering (NaN where a kink has no slope)."""
+        env = dict(self.env)
+        values = [compile_expression(e, self.element_table, dtype=F64, device=CPU)(env) for e in exprs]
+        return torch.stack([v.reshape(()) for v in values]) if values else torch.zeros(0, dtype=F64)
+
+
+# The small-shape route spells out at most this many entries (every node's elements, summed):
+# each is a scalar expression that sympy builds and differentiates. See core/limits.py.
+def expansion_entries(components: list[sympy.Basic], table: SymbolTable, values: Mapping[str, torch.Tensor]) -> int:
+    """How many scalar entries spelling out the components builds: every node's elements, summed."""
+    from gradcli.core.shapes import ShapeInference
+
+    def leaf(symbol: sympy.Symbol) -> tuple[int, ...]:
+        name, index = table[symbol]
+        shape = tuple(values[name].shape)
+        return shape if index is None else indexed_shape(index, shape)
+
+    inference = ShapeInference(leaf)
+    for c in components:
+        inference.shape(c)
+    return sum(numel(s) for s in inference.known.values())
+
+
+def _expansion_refused(components: list[sympy.Basic], table: SymbolTable,
+                       values: Mapping[str, torch.Tensor]) -> str | None:
+    """Why the small-shape route cannot run here (too many entries), or None."""
+    n = expansion_entries(components, table, values)
+    if n > SYMBOLIC_EXPANSION_LIMIT:
+        return (f"{n:,} entries exceed the symbolic limit {SYMBOLIC_EXPANSION_LIMIT:,}: tensor operations are "
+                "checked entry by entry, spelled out in sympy, only for small shapes")
+    return None
+
+
+def _expansion_formula(derivatives: list[sympy.Expr], shape: tuple[int, ...], entries: int) -> str:
+    if len(derivatives) <= 9:
+        texts = [_show(d) for d in derivatives]
+        if sum(map(len, texts)) <= 240:
+            return _nested(texts, shape) if shape else texts[0]
+    return f"sympy.diff of the {entries} entries of f spelled out, entry by entry"
+
+
+def _nested(texts: list[str], shape: tuple[int, ...]) -> str:
+    """Entries in row-major order as nested brackets: [[a, b], [c, d]]."""
+    if len(shape) <= 1:
+        return "[" + ", ".join(texts) + "]"
+    step = len(texts) // shape[0]
+    return "[" + ", ".join(_nested(texts[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+
+
+def _expanded_gradients(components: list[sympy.Basic], table: SymbolTable, values: Mapping[str, torch.Tensor],
+                        wrt: list[str], reduction: str) -> dict[str, SymbolicGradient]:
+    """symbolic_gradients by the small-shape route (see Expanded)."""
+    refused = _expansion_refused(components, table, values)
+    if refused:
+        return {v: SymbolicGradient("?", None, refused) for v in wrt}
+    env = reference_env(values)
+    out: dict[str, SymbolicGradient] = {}
+    try:
+        expanded = Expanded(table, env, wrt)
+        entries = expanded.outputs(components)
+    except TensorDerivativeError as exc:  # pragma: no cover - spelled out, no tensor operation is left
+        return {v: SymbolicGradient("?", None, str(exc)) for v in wrt}
+    f = sympy.Add(*entries)
+    if reduction == "mean" and len(entries) > 1:
+        f = f / len(entries)
+    for var in wrt:
+        shape = tuple(env[var].shape)
+        derivatives = [derivative(f, s_) for s_ in expanded.order[var]]
+
+        def compute(derivatives: list[sympy.Expr] = derivatives, shape: tuple[int, ...] = shape) -> torch.Tensor:
+            return expanded.evaluate(derivatives).reshape(shape)
+        result = _guarded(compute, _expansion_formula(derivatives, shape, len(entries)))
+        if result.value is not None and bool(torch.isnan(result.value).any()):
+            result.kinks = kink_conventions(components, set(expanded.order[var]) | {
+                s_ for s_, (n, _i) in table.items() if n == var})
+            if result.kinks and not set(result.kinks) & JUMP_CONVENTIONS:
+                result.value = _settle_kinks(result.value, compute)
+        out[var] = result
+    return out
+
+
+def _guarded_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
+                       values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, torch.Tensor] | str:
+    try:
+        return _expanded_jacobians(components, shape, table, values, wrt)
+    except LoweringError as exc:
+        return f"sympy's derivative cannot be evaluated: {exc.message}"
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
+        return f"the symbolic derivative failed: {exc}"
+
+
+def scalar_forms(components: list[sympy.Basic], table: SymbolTable,
+                 values: Mapping[str, torch.Tensor]) -> list[sympy.Basic]:
+    """The components with each tensor operation that has one replaced by its scalar form for the
+    bound shapes (dot of two vectors is sum(a*b)): those need no spelling out, at any size."""
+    if not sympy_functions.has_tensor_ops(components):
+        return components
+    from gradcli.core.shapes import ShapeInference
+
+    def leaf(symbol: sympy.Symbol) -> tuple[int, ...]:
+        name, index = table[symbol]
+        shape = tuple(values[name].shape)
+        return shape if index is None else indexed_shape(index, shape)
+
+    inference = ShapeInference(leaf)
+
+    def rewrite(node: sympy.Basic) -> sympy.Basic:
+        if not isinstance(node, sympy_functions.TensorOp):
+            return node
+        form = node.scalar_form([inference.shape(a) for a in node.operands])
+        return node if form is None else form
+    return [c.replace(lambda n: isinstance(n, sympy_functions.TensorOp), rewrite) for c in components]
+
+
+def _expanded_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
+                        values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, torch.Tensor] | str:
+    """d f / d var entry by entry, of shape f's shape + var's shape; or why it cannot be had."""
+    import numpy as np
+
+    refused = _expansion_refused(components, table, values)
+    if refused:
+        return refused
+    env = reference_env(values)
+    expanded = Expanded(table, env, wrt)
+    entries = expanded.outputs(components)
+    common = np.broadcast_shapes(*(np.shape(expanded.spell(c)) for c in components))
+    out_shape = (tuple(shape) if shape is not None else ()) + tuple(int(n) for n in common)
+    result = {}
+    for var in wrt:
+        symbols = expanded.order[var]
+        derivatives = [derivative(e, s_) for e in entries for s_ in symbols]
+        result[var] = expanded.evaluate(derivatives).reshape(out_shape + tuple(env[var].shape))
+    return result
+
+
+HESSIAN_SYMBOLIC_LIMIT = 64  # elements; the symbolic Hessian has this many squared entries
+
+
 def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: Mapping[str, torch.Tensor],
                      wrt: list[str], reduction: str) -> SymbolicGradient:
     """sympy.hessian of the reduced output over every element of the wrt variables.
 
     Tensor variables are spelled out element by element (x becomes x[0], x[1], ...) and
-    sum/mean become explicit sums, so sympy differentiates an ordinary scalar function.
+    sum/mean become explicit sums (`Expanded`), so sympy differentiates an ordinary scalar function.
     """
     components = [sympy_functions.expand_definitions(c) for c in components]
     env = reference_env(values)
@@ -776,85 +1025,22 @@ def symbolic_hessian(components: list[sympy.Basic], table: SymbolTable, values: 
     if n > HESSIAN_SYMBOLIC_LIMIT:
         return SymbolicGradient("?", None, f"the symbolic Hessian is checked up to {HESSIAN_SYMBOLIC_LIMIT} "
                                            f"elements; these variables have {n}")
-    import numpy as np
-
-    elements: dict[str, np.ndarray] = {}
-    element_table: dict[sympy.Symbol, tuple[str, tuple[int, ...] | None]] = {}
-    order: list[sympy.Symbol] = []
-    for v in wrt:
-        shape = tuple(env[v].shape)
-        if not shape:
-            sym = sympy.Symbol(v, real=True)
-            arr = np.empty((), dtype=object)
-            arr[()] = sym
-            element_table[sym] = (v, None)
-            order.append(sym)
-        else:
-            arr = np.empty(shape, dtype=object)
-            for idx in np.ndindex(shape):
-                sym = sympy.Symbol(f"{v}[{','.join(map(str, idx))}]", real=True)
-                arr[idx] = sym
-                element_table[sym] = (v, idx)
-                order.append(sym)
-        elements[v] = arr
-
-    def constant(name: str) -> np.ndarray:
-        t = env[name]
-        arr = np.empty(tuple(t.shape), dtype=object)
-        for idx in np.ndindex(tuple(t.shape)):
-            arr[idx] = sympy.Float(float(t[idx]))
-        return arr
-
-    def spell(node: sympy.Basic) -> Any:  # a sympy expression, or a numpy array of them
-        if not node.free_symbols:
-            return node
-        if isinstance(node, sympy.Symbol):
-            name, index = table[node]
-            arr = elements[name] if name in elements else constant(name)
-            return arr if index is None else np.asarray(arr[_normalise(index, arr.shape)], dtype=object)
-        args = [spell(a) for a in node.args]
-        if isinstance(node, sympy_functions.Reduction):
-            items = np.asarray(args[0], dtype=object).reshape(-1).tolist()
-            if isinstance(node, sympy_functions.tindex):
-                return np.asarray(args[0], dtype=object)[node.index]
-            if isinstance(node, sympy_functions.tprod):
-                return sympy.Mul(*items)
-            if isinstance(node, (sympy_functions.tmax, sympy_functions.tmin)):
-                return (sympy.Max if isinstance(node, sympy_functions.tmax) else sympy.Min)(*items)
-            total = sympy.Add(*items)
-            return total / len(items) if isinstance(node, sympy_functions.tmean) else total
-        if node.is_Add:
-            result = args[0]
-            for a in args[1:]:
-                result = np.add(result, a, dtype=object) if _is_array(result, a) else result + a
-            return result
-        if node.is_Mul:
-            result = args[0]
-            for a in args[1:]:
-                result = np.multiply(result, a, dtype=object) if _is_array(result, a) else result * a
-            return result
-        if node.is_Pow:
-            b, e = args
-            return np.vectorize(lambda p, q: p**q, otypes=[object])(b, e) if _is_array(b, e) else b**e
-        if _is_array(*args):
-            return np.vectorize(lambda *a: node.func(*a), otypes=[object])(*args)
-        return node.func(*args)
-
-    outputs = [np.asarray(spell(c), dtype=object) for c in components]
-    common = np.broadcast_shapes(*(o.shape for o in outputs))
-    entries = [e for o in outputs for e in np.broadcast_to(o, common).reshape(-1).tolist()]
+    refused = _expansion_refused(components, table, values) if sympy_functions.has_tensor_ops(components) else None
+    if refused:
+        return SymbolicGradient("?", None, refused)
+    expanded = Expanded(table, env, wrt)
+    order = [s_ for v in wrt for s_ in expanded.order[v]]
+    entries = expanded.outputs(components)
     f = sympy.Add(*entries)
     if reduction == "mean" and len(entries) > 1:
         f = f / len(entries)
     hess = torch.zeros((n, n), dtype=F64)
-    element_env = dict(env)
     try:
         for i, si in enumerate(order):
             di = derivative(f, si)
-            for j in range(i, n):
-                dij = derivative(di, order[j])
-                value = compile_expression(dij, element_table, dtype=F64, device=CPU)(element_env)
-                hess[i, j] = hess[j, i] = float(value)
+            row = expanded.evaluate([derivative(di, order[j]) for j in range(i, n)])
+            hess[i, i:] = row
+            hess[i:, i] = row
     except LoweringError as exc:
         return SymbolicGradient("?", None, f"sympy's derivative cannot be evaluated: {exc.message}")
     formula = "sympy.hessian(f), entry by entry"
@@ -887,7 +1073,13 @@ def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Bas
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, SymbolicGradient]:
     """The symbolic Jacobian of f with respect to each variable: f.shape + variable.shape."""
-    components = [sympy_functions.expand_definitions(c) for c in components]
+    components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
+    if sympy_functions.has_tensor_ops(components):
+        formula = "sympy.diff of every entry of f spelled out, by every element"
+        found = _guarded_jacobians(components, shape, table, values, wrt)
+        if isinstance(found, str):
+            return {v: SymbolicGradient("?", None, found) for v in wrt}
+        return {v: SymbolicGradient(formula, found[v]) for v in wrt}
     env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:
@@ -914,9 +1106,16 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
 def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                   values: Mapping[str, torch.Tensor], wrt: list[str], v: torch.Tensor) -> dict[str, SymbolicGradient]:
     """vᵀ·J with the symbolic J, for each variable."""
-    components = [sympy_functions.expand_definitions(c) for c in components]
-    env = reference_env(values)
+    components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     vr = v.detach().to(device=CPU, dtype=F64)
+    if sympy_functions.has_tensor_ops(components):
+        found = _guarded_jacobians(components, shape, table, values, wrt)
+        if isinstance(found, str):
+            return {name: SymbolicGradient("?", None, found) for name in wrt}
+        return {name: SymbolicGradient("sum(v * df/dx), df/dx entry by entry by sympy.diff",
+                                       (vr.reshape(-1) @ j.reshape(vr.numel(), -1)).reshape(values[name].shape))
+                for name, j in found.items()}
+    env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:
         differ = SymbolicDifferentiator(table, env)
@@ -940,9 +1139,17 @@ def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, 
 def symbolic_jvp(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                  values: Mapping[str, torch.Tensor], var: str, u: torch.Tensor) -> SymbolicGradient:
     """J·u with the symbolic J."""
-    components = [sympy_functions.expand_definitions(c) for c in components]
-    env = reference_env(values)
+    components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     ur = u.detach().to(device=CPU, dtype=F64)
+    if sympy_functions.has_tensor_ops(components):
+        found = _guarded_jacobians(components, shape, table, values, [var])
+        if isinstance(found, str):
+            return SymbolicGradient("?", None, found)
+        j = found[var]
+        out_shape = tuple(j.shape[:j.dim() - ur.dim()])
+        return SymbolicGradient("df/dx · v, df/dx entry by entry by sympy.diff",
+                                (j.reshape(-1, ur.numel()) @ ur.reshape(-1)).reshape(out_shape))
+    env = reference_env(values)
     differ = SymbolicDifferentiator(table, env)
     var_shape = tuple(env[var].shape)
 

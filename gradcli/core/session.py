@@ -33,7 +33,8 @@ from gradcli.core.reference import (
     broadcast_shapes,
     top_reductions,
 )
-from gradcli.core.sympy_functions import expand_definitions
+from gradcli.core.shapes import ShapeInference
+from gradcli.core.sympy_functions import expand_definitions, has_tensor_ops
 from gradcli.core.values import (
     ValuesArg,
     ValueSpec,
@@ -201,7 +202,10 @@ def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | No
     if fn is None:
         fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
         lowered[(torch_dtype, torch_device)] = fn
-    _check_shapes(parsed, table, tensors, max_elements, torch_dtype)
+    if has_tensor_ops(parsed.components):
+        check_tensor_shapes(parsed, table, tensors, max_elements)
+    else:
+        _check_shapes(parsed, table, tensors, max_elements, torch_dtype)
     return Session(expression, parsed, tensors, names, dtype, torch_device, device_note, table, fn,
                   default_rtol if rtol is None else rtol, default_atol if atol is None else atol, used_seed,
                   max_elements, extra, generator, notes)
@@ -253,6 +257,24 @@ def _check_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping
     for component in parsed.components:
         everything.update(shapes_in(expand_definitions(component)))
     broadcast(everything)  # the entries of [f1, f2] are broadcast together, then stacked
+
+
+def check_tensor_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: Mapping[str, torch.Tensor],
+                        max_elements: int) -> tuple[int, ...]:
+    """The shape of f where it holds tensor operations (matmul, sum over a dim...), every node's
+    checked: a mismatch names both shapes and points at the operation (core/shapes.py)."""
+    def leaf(symbol: sympy.Symbol) -> tuple[int, ...]:
+        name, index = table[symbol]
+        shape = tuple(tensors[name].shape)
+        return shape if index is None else indexed_shape(index, shape)
+
+    inference = ShapeInference(leaf, parsed.spans, max_elements)
+    shapes = [inference.shape(c) for c in parsed.components]
+    try:
+        return broadcast_shapes(*shapes)
+    except ValueError:
+        raise GradcliError(f"the entries of the list have shapes {', '.join(map(str, map(list, shapes)))}, "
+                           "which do not fit together") from None
 
 
 def common_shape(st: Session) -> tuple[int, ...]:

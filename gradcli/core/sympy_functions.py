@@ -1,4 +1,5 @@
-"""Sympy definitions of what sympy lacks: ML activations, a real cube root, and tensor reductions.
+"""Sympy definitions of what sympy lacks: ML activations, a real cube root, tensor reductions and
+shape-aware tensor operations (matmul, transpose, sums over a dim...: see "tensor operations" below).
 
 Each function carries its own derivative (`fdiff`), so the symbolic cross-check never asks
 torch how to differentiate it. The registry (functions.py) names the torch function a user would call.
@@ -6,9 +7,12 @@ torch how to differentiate it. The registry (functions.py) names the torch funct
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import sympy
+import sympy.core.symbol
+from sympy.printing.precedence import PRECEDENCE
 
 
 class sigmoid(sympy.Function):  # noqa: N801 - the name is what users type and what sympy prints
@@ -189,8 +193,9 @@ class Reduction(sympy.Function):
 
     @classmethod
     def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
-        # The reduction of a constant is that constant: it has no shape to reduce over.
-        if not arg.free_symbols:
+        # The reduction of a constant is that constant: it has no shape to reduce over (a
+        # constant tensor, eye(3), has one: it stays).
+        if is_plain_constant(arg):
             return arg
         return None
 
@@ -244,8 +249,8 @@ class tindex(Reduction):  # noqa: N801
 
     @classmethod
     def eval(cls, arg: sympy.Expr, *index: sympy.Expr) -> sympy.Expr | None:
-        if not arg.free_symbols:
-            return arg  # a constant has the same value at every index
+        if is_plain_constant(arg):
+            return arg  # a constant number has the same value at every index
         return None
 
     @property
@@ -334,14 +339,6 @@ class huber(Defined):  # noqa: N801
                                      (delta * (sympy.Abs(d) - delta / 2), True)))
 
 
-class dot(Defined):  # noqa: N801
-    nargs = 2
-
-    def definition(self) -> sympy.Expr:
-        a, b = self.args
-        return tsum(a * b)
-
-
 class norm(Defined):  # noqa: N801
     """The p-norm of every element (2 by default), torch.linalg.vector_norm."""
 
@@ -398,3 +395,320 @@ class leaky_relu(Defined):  # noqa: N801
         x = self.args[0]
         slope = self.args[1] if len(self.args) > 1 else sympy.Float("0.01")
         return sympy.Piecewise((x, x > 0), (slope * x, True))
+
+
+class clamp(Defined):  # noqa: N801
+    """clamp(x, lo, hi): min(max(x, lo), hi), torch.clamp."""
+
+    nargs = 3
+
+    def definition(self) -> sympy.Expr:
+        x, lo, hi = self.args
+        return sympy.Min(sympy.Max(x, lo), hi)
+
+
+# =========================================================================== tensor operations
+#
+# Shape-aware operations (matmul, transpose, sum over a dim, stack...): how they are represented.
+#
+# Node: one `TensorOp` subclass per operation, a sympy Function that never evaluates (its `eval`
+# returns None) and is never a number (`is_number = False`: eye(3) has no free symbol, yet sympy
+# must neither fold nor evalf it). Sympy treats it as an opaque real scalar, which is right for
+# the elementwise algebra around it (+, *, ** are elementwise in torch too).
+#
+# Arguments: the tensor operands first (any expressions), then exactly `statics` static
+# arguments, which are never tensors and are encoded as sympy atoms so the node stays hashable
+# and printable:
+#     a whole number (a dim, a size, a flag: keepdim is 0 or 1)  -> sympy.Integer
+#     several whole numbers (dim=(0, 1); () means every dim)      -> sympy.Tuple of Integers
+#     text (einsum's subscripts, an index such as "...,-1")       -> sympy.core.symbol.Str
+# `node.operands` are the operands, `node.static` the static arguments decoded to Python values
+# (int, tuple of ints, str). The parser builds the static arguments from what the registry's
+# Param.kind says ("int", "dims", "bool", "subscripts"); nothing else about strings is accepted.
+#
+# Each class says, for its own operation:
+#     shape(shapes, *static)   the output shape from the operands' shapes (a ShapeError naming
+#                              both shapes when they do not fit): core/shapes.py walks the tree
+#     expand(arrays, *static)  the operation on numpy object arrays of scalar sympy expressions,
+#                              written from the operation's definition, never from torch: the
+#                              small-shape check (reference.py) differentiates the entries
+#     scalar_form(shapes)      optionally, the same value written with elementwise operations
+#                              and whole-tensor reductions for these shapes (dot of two vectors
+#                              is sum(a*b)), so the check can use its scalar route at any size
+# and the registry (functions.py) declares, once, the names users type, the torch function
+# (torch_functions.py or torch.*) and the --explain text. The lowering calls that torch function
+# with the operands as tensors, then the static arguments as Python values.
+#
+# Adding a tensor function: a TensorOp subclass here (statics, shape, expand, _sympystr), its
+# torch function (torch_functions.py, taking the operands then the statics), one Function entry
+# in functions.py (Params with their kinds), and tests against hand-written torch.
+
+Array = Any  # a numpy object array of sympy expressions (numpy is imported only where used)
+
+
+class ShapeError(ValueError):
+    """Operands whose shapes do not fit an operation; the message names the shapes."""
+
+
+def is_plain_constant(expr: sympy.Basic) -> bool:
+    """No variable and no tensor operation in expr: a number the lowering may fold."""
+    return not expr.free_symbols and not expr.has(TensorOp)
+
+
+def shown_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def encode_static(value: int | bool | str | tuple[int, ...]) -> sympy.Basic:
+    """A static argument as the sympy atom a TensorOp holds (see the note above)."""
+    if isinstance(value, str):
+        return sympy.core.symbol.Str(value)
+    if isinstance(value, tuple):
+        return sympy.Tuple(*(sympy.Integer(v) for v in value))
+    return sympy.Integer(int(value))
+
+
+def _decode_static(arg: sympy.Basic) -> Any:
+    if isinstance(arg, sympy.core.symbol.Str):
+        return str(arg.name)
+    if isinstance(arg, sympy.Tuple):
+        return tuple(int(a) for a in arg.args)
+    return int(arg)
+
+
+def normalise_dim(dim: int, ndim: int, what: str) -> int:
+    """A dim counted from the end made positive; ShapeError when out of range."""
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ShapeError(f"{what}: dim {dim} is out of range for {ndim} dimension{'s' if ndim != 1 else ''}")
+    return dim % max(ndim, 1)
+
+
+def reduced_shape(shape: tuple[int, ...], dims: tuple[int, ...], keepdim: bool, what: str) -> tuple[int, ...]:
+    """The shape after reducing `dims` (() means every dim), as torch's dim=/keepdim= do."""
+    chosen = _chosen_dims(shape, dims, what)
+    if keepdim:
+        return tuple(1 if i in chosen else n for i, n in enumerate(shape))
+    return tuple(n for i, n in enumerate(shape) if i not in chosen)
+
+
+def _chosen_dims(shape: tuple[int, ...], dims: tuple[int, ...], what: str) -> tuple[int, ...]:
+    if not dims:
+        return tuple(range(len(shape)))
+    chosen = tuple(normalise_dim(d, len(shape), what) for d in dims)
+    if len(set(chosen)) != len(chosen):
+        raise ShapeError(f"{what}: a dim is named twice in {dims}")
+    return chosen if shape else ()
+
+
+class TensorOp(sympy.Function):
+    """A shape-aware tensor operation (see the note above): never evaluated by sympy."""
+
+    is_real = True
+    is_number = False
+    statics = 0  # how many trailing arguments are static (never tensors)
+    label = ""  # the name users type, for messages
+
+    @classmethod
+    def eval(cls, *args: sympy.Basic) -> sympy.Expr | None:
+        return None
+
+    @property
+    def operands(self) -> tuple[sympy.Expr, ...]:
+        return tuple(self.args[:len(self.args) - self.statics])
+
+    @property
+    def static(self) -> tuple[Any, ...]:
+        return tuple(_decode_static(a) for a in self.args[len(self.args) - self.statics:])
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        """The same value without tensor operations, for operands of these shapes; None if none."""
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        raise TensorDerivativeError(
+            f"{self.label or type(self).__name__} is not elementwise: its derivative is a tensor, which "
+            "gradcli's symbolic check computes entry by entry (grad, jacobian), not as one formula")
+
+    def _sympystr(self, printer: Any) -> str:
+        parts = [printer._print(a) for a in self.operands] + [repr(v) for v in self.static]
+        return f"{self.label or type(self).__name__}({', '.join(parts)})"
+
+
+class TensorDerivativeError(ValueError):
+    """sympy asked for the derivative of a tensor operation as a scalar function."""
+
+
+def has_tensor_ops(exprs: Iterable[sympy.Basic]) -> bool:
+    return any(e.has(TensorOp) for e in exprs)
+
+
+def _objects(shape: tuple[int, ...]) -> Array:
+    import numpy as np
+
+    return np.empty(shape, dtype=object)
+
+
+def _sum_entries(items: Sequence[sympy.Expr]) -> sympy.Expr:
+    return sympy.Add(*items) if items else sympy.S.Zero
+
+
+def as_object_array(value: Any) -> Array:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value
+    out = _objects(())
+    out[()] = value
+    return out
+
+
+def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """numpy's (and torch's) matmul rule: vectors promoted, batch dimensions broadcast."""
+    if not a or not b:
+        raise ShapeError(f"{what} needs tensors of 1 dimension or more, not shapes {shown_shape(a)} and "
+                         f"{shown_shape(b)} (multiply by a scalar with *)")
+    left = (1,) + a if len(a) == 1 else a
+    right = b + (1,) if len(b) == 1 else b
+    if left[-1] != right[-2]:
+        raise ShapeError(f"{what}: shapes {shown_shape(a)} and {shown_shape(b)} do not fit (the inner sizes "
+                         f"{left[-1]} and {right[-2]} differ)")
+    try:
+        import numpy as np
+
+        batch = tuple(int(n) for n in np.broadcast_shapes(left[:-2], right[:-2]))
+    except ValueError:
+        raise ShapeError(f"{what}: the batch dimensions of shapes {shown_shape(a)} and {shown_shape(b)} do not "
+                         "broadcast") from None
+    return batch + (left[-2],) * (len(a) > 1) + (right[-1],) * (len(b) > 1)
+
+
+def _matmul_expand(a: Array, b: Array) -> Array:
+    """Entry by entry: out[..., i, j] = sum over k of a[..., i, k] * b[..., k, j]."""
+    import numpy as np
+
+    left = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+    right = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+    batch = tuple(int(n) for n in np.broadcast_shapes(left.shape[:-2], right.shape[:-2]))
+    left = np.broadcast_to(left, batch + left.shape[-2:])
+    right = np.broadcast_to(right, batch + right.shape[-2:])
+    rows, inner, cols = left.shape[-2], left.shape[-1], right.shape[-1]
+    out = _objects(batch + (rows, cols))
+    for at in np.ndindex(batch):
+        for i in range(rows):
+            for j in range(cols):
+                out[at + (i, j)] = _sum_entries([left[at + (i, k)] * right[at + (k, j)] for k in range(inner)])
+    if a.ndim == 1:
+        out = out.reshape(out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        out = out.reshape(out.shape[:-1])
+    return out
+
+
+class matmul(TensorOp):  # noqa: N801
+    """a @ b, numpy's and torch's matmul (1-D operands promoted, batch dimensions broadcast)."""
+
+    label = "matmul"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _matmul_shape(shapes[0], shapes[1], "matmul")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _matmul_expand(*arrays)
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        if len(shapes[0]) == len(shapes[1]) == 1:
+            a, b = self.operands
+            return tsum(a * b)
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        a, b = (printer.parenthesize(x, PRECEDENCE["Mul"], strict=False) for x in self.operands)
+        return f"{a} @ {b}"
+
+
+class dot(TensorOp):  # noqa: N801
+    """numpy's dot: the inner product of two vectors; with a matrix operand, the matrix product."""
+
+    label = "dot"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+            raise ShapeError(f"dot takes vectors and matrices (numpy's dot), not shapes {shown_shape(a)} and "
+                             f"{shown_shape(b)}: for scalars use *, for more dimensions matmul or einsum")
+        return _matmul_shape(a, b, "dot")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _matmul_expand(*arrays)
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        if len(shapes[0]) == len(shapes[1]) == 1:
+            a, b = self.operands
+            return tsum(a * b)
+        return None
+
+
+class transpose(TensorOp):  # noqa: N801
+    """transpose(a, (i, j)) swaps dims i and j; transpose(a, ()) reverses every dim (a.T)."""
+
+    label = "transpose"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        (a,), (dims,) = shapes, static
+        if not dims:
+            return a[::-1]
+        i, j = (normalise_dim(d, len(a), "transpose") for d in dims)
+        if not a:
+            raise ShapeError("transpose(x, i, j) needs a tensor of 2 dimensions or more, not a scalar")
+        out = list(a)
+        out[i], out[j] = out[j], out[i]
+        return tuple(out)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        (a,), (dims,) = arrays, static
+        return a.transpose() if not dims else np.swapaxes(a, dims[0], dims[1])
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        (dims,) = self.static
+        if len(shapes[0]) <= 1 and not dims:
+            return self.operands[0]  # a vector's or a scalar's .T is itself
+        return None
+
+    def _sympystr(self, printer: Any) -> str:
+        (dims,) = self.static
+        a = printer.parenthesize(self.operands[0], PRECEDENCE["Atom"], strict=True)
+        return f"{a}.T" if not dims else f"transpose({printer._print(self.operands[0])}, {dims[0]}, {dims[1]})"
+
+
+class outer(TensorOp):  # noqa: N801
+    """The outer product of two vectors: out[i, j] = a[i] * b[j]."""
+
+    label = "outer"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        if len(a) != 1 or len(b) != 1:
+            raise ShapeError(f"outer takes two vectors, not shapes {shown_shape(a)} and {shown_shape(b)}")
+        return a + b
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        a, b = arrays
+        out = _objects((len(a), len(b)))
+        for i in range(len(a)):
+            for j in range(len(b)):
+                out[i, j] = a[i] * b[j]
+        return out

@@ -163,12 +163,6 @@ def huber(a: torch.Tensor, b: torch.Tensor, delta: SupportsFloat = 1.0) -> torch
     return F.huber_loss(x, y, delta=float(delta))
 
 
-def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a.dim() == 1 and b.dim() == 1 and a.shape == b.shape:
-        return torch.dot(a, b)
-    return torch.sum(a * b)  # dot of anything else: the sum of the elementwise product
-
-
 def norm(x: torch.Tensor, p: SupportsFloat = 2) -> torch.Tensor:
     return cast(torch.Tensor, torch.linalg.vector_norm(x, ord=float(p)))  # torch.linalg's functions are Any
 
@@ -188,3 +182,21 @@ log_softmax = _over_all(torch.log_softmax)
 
 def leaky_relu(x: torch.Tensor, slope: SupportsFloat = 0.01) -> torch.Tensor:
     return F.leaky_relu(x, negative_slope=float(slope))
+
+
+# --------------------------------------------------------------------------- tensor operations
+# Each takes its operands (tensors), then its static arguments as Python values (see
+# sympy_functions.TensorOp); the shapes were checked before (core/shapes.py).
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """numpy's dot: torch.dot for two vectors, the matrix product when an operand is a matrix."""
+    if a.dim() == 1 and b.dim() == 1:
+        return torch.dot(a, b)
+    return torch.matmul(a, b)
+
+
+def transpose(a: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """a.T (every dim reversed, as numpy's; torch's .T warns beyond 2 dims), or dims swapped."""
+    if not dims:
+        return a.permute(*reversed(range(a.dim())))
+    return torch.transpose(a, dims[0], dims[1])

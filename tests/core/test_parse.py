@@ -105,7 +105,7 @@ def test_bracketed_list_has_a_shape():
         ("x < y", "comparisons", 1),
         ("x // 2", "'//'", 1),
         ("x % 2", "'%'", 1),
-        ("x @ y", "'@'", 1),
+        ("x & y", "'&'", 1),
         ("sin(x, y)", "sin takes 1 argument, not 2", 1),
         ("foo(x)", "unknown function 'foo'", 1),
         ("sin", "sin is a function", 1),
