@@ -979,6 +979,8 @@ def matrix_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | Non
             out[name] = _result(gradient(objective, variable), arrays, tuple(values[name].shape))
         except MatrixFormUnsupported as why:
             out[name] = str(why)
+        except (AttributeError, TypeError, NotImplementedError, RecursionError) as why:
+            out[name] = f"sympy's matrix calculus failed: {why}"
         except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
             out[name] = f"its matrix form could not be evaluated: {why}"
     return out
@@ -1009,18 +1011,11 @@ def matrix_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | Non
                 out[name] = "a Jacobian of more than two dimensions has no matrix form"
         except MatrixFormUnsupported as why:
             out[name] = str(why)
+        except (AttributeError, TypeError, NotImplementedError, RecursionError) as why:
+            out[name] = f"sympy's matrix calculus failed: {why}"
         except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
             out[name] = f"its matrix form could not be evaluated: {why}"
     return out
-
-
-def applies(components: list[sympy.Basic]) -> bool:
-    """Does the expression hold a matrix operation (matmul, transpose, trace, det...)?"""
-    from gradcli.core import sympy_functions as sf
-
-    return any(isinstance(node, sympy.Function) and type(node).__name__ in TENSOR_RULES
-               and not isinstance(node, sf.Defined)
-               for c in components for node in sympy.preorder_traversal(c))
 
 
 def complete(results: Mapping[str, Any], found: Mapping[str, MatrixGradient | str]) -> None:

@@ -669,7 +669,11 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     """
     components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     if sympy_functions.has_tensor_ops(components):
-        return _expanded_gradients(components, table, values, wrt, reduction)
+        expanded = _expanded_gradients(components, table, values, wrt, reduction)
+        from gradcli.core import matrix_form  # the formula in matrix form; its value where expansion is too big
+
+        matrix_form.complete(expanded, matrix_form.matrix_gradients(components, shape, table, values, wrt, reduction))
+        return expanded
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
@@ -713,10 +717,6 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
             raise
         except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
             results[var] = SymbolicGradient("?", None, f"the symbolic derivative failed: {exc}")
-    from gradcli.core import matrix_form  # matrix products: their formula, at any size
-
-    if matrix_form.applies(components):
-        matrix_form.complete(results, matrix_form.matrix_gradients(components, shape, table, values, wrt, reduction))
     return results
 
 
@@ -1078,8 +1078,13 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
         formula = "sympy.diff of every entry of f spelled out, by every element"
         found = _guarded_jacobians(components, shape, table, values, wrt)
         if isinstance(found, str):
-            return {v: SymbolicGradient("?", None, found) for v in wrt}
-        return {v: SymbolicGradient(formula, found[v]) for v in wrt}
+            jacobians = {v: SymbolicGradient("?", None, found) for v in wrt}
+        else:
+            jacobians = {v: SymbolicGradient(formula, found[v]) for v in wrt}
+        from gradcli.core import matrix_form  # the formula in matrix form; its value where expansion is too big
+
+        matrix_form.complete(jacobians, matrix_form.matrix_jacobians(components, shape, table, values, wrt))
+        return jacobians
     env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:
@@ -1096,10 +1101,6 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
             return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
         out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule "
                                      "(elementwise parts: the diagonal)")
-    from gradcli.core import matrix_form  # matrix products: their formula, at any size
-
-    if matrix_form.applies(components):
-        matrix_form.complete(out, matrix_form.matrix_jacobians(components, shape, table, values, wrt))
     return out
 
 
