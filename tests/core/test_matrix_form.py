@@ -241,3 +241,49 @@ def test_complete_fills_what_the_entry_route_could_not() -> None:
     assert neither["y"].value is None
     assert neither["y"].unavailable == ("9 entries exceed the symbolic limit 8; no matrix form: "
                                         "outer of other than two vectors")
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the commands: above the entry-by-entry limit, the matrix form checks on its own
+
+BIG = 40  # 40 x 40 is over the expansion limit (tests/core/test_tensor_programs.py says which)
+
+
+def _big_values() -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(3)
+    return {"A": torch.tensor(rng.standard_normal((BIG, BIG)) / BIG**0.5),
+            "x": torch.tensor(rng.standard_normal(BIG)), "b": torch.tensor(rng.standard_normal(BIG))}
+
+
+def _as_text(values: dict[str, torch.Tensor]) -> dict[str, str]:
+    return {name: repr(t.tolist()) for name, t in values.items()}
+
+
+def test_a_large_program_is_checked_in_matrix_form() -> None:
+    from gradcli import api
+
+    values = _big_values()
+    report = api.grad("sum((A @ x - b)**2)", _as_text(values), dtype="float64")
+    by_name = {v.name: v for v in report.variables}
+    assert {v.status for v in report.variables} == {"agree"}
+    assert by_name["x"].formula == "2*Aᵀ @ (A @ x - b)"
+    hand = {k: v.double().requires_grad_() for k, v in values.items()}
+    torch.sum((hand["A"] @ hand["x"] - hand["b"]) ** 2).backward()
+    for name, leaf in hand.items():
+        assert leaf.grad is not None
+        np.testing.assert_allclose(np.asarray(by_name[name].gradient.data), leaf.grad.numpy(), rtol=1e-10)
+
+
+def test_a_tampered_matmul_is_caught_by_the_matrix_form_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradcli import api
+    from gradcli.core import lower, session
+    from gradcli.core import sympy_functions as sf
+
+    session.parse_cached.cache_clear()  # a fresh lowering, through the tampered table
+    monkeypatch.setitem(lower._FUNCTIONS, sf.matmul, lambda a, b: 1.01 * torch.matmul(a, b))
+    try:
+        report = api.grad("sum((A @ x - b)**2)", _as_text(_big_values()), wrt="x", dtype="float64")
+    finally:
+        session.parse_cached.cache_clear()
+    assert report.status == "failed"
+    assert [v.status for v in report.variables] == ["disagree"]
