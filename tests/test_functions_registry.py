@@ -68,6 +68,10 @@ def test_every_name_the_parser_takes_is_declared_with_a_lowering_and_an_explain_
         assert f"{cls.__name__}(" not in source or NODES[cls].torch.endswith(f".{cls.__name__}")
     # x's two points: one inside (-1, 1) and one beyond, for the domains of atanh and acosh
     env = {"x": torch.tensor([0.3, 1.6], dtype=torch.float64), "y": torch.tensor([0.2, 0.9], dtype=torch.float64)}
+    if entry.category in (Category.LINEAR_ALGEBRA, Category.CLASS_LOSS):
+        # a symmetric positive-definite matrix; y a right-hand side, or a class index per row
+        env = {"x": torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64),
+               "y": torch.tensor([1.0, 0.0], dtype=torch.float64)}
     value = compile_expression(expr, table, dtype=torch.float64, device=torch.device("cpu"))(env)
     assert torch.isfinite(torch.as_tensor(value)).any(), (name, source)
 

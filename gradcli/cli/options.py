@@ -146,7 +146,8 @@ PlotFormatOption = Annotated[PlotFormat, typer.Option(
     "--format", "-f", help="auto: draw in a terminal, CSV into a pipe, a summary with --out; or terminal, csv, "
     "json, ndjson.")]
 DataOption = Annotated[str | None, typer.Option(
-    "--data", help="A CSV file with a header: each column whose name is a variable gives its value (a vector).",
+    "--data", help="A CSV file with a header: each column whose name is a variable gives its value (a vector); "
+    "a value X=stack([x1, x2], dim=1) makes the columns x1, x2 one matrix X, a row per sample.",
     show_default=False)]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No notes or warnings: only the result (errors still go to stderr).")]

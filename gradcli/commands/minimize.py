@@ -290,8 +290,9 @@ def _data_columns(data: str | None) -> list[str] | None:
 
 
 def _default_wrt(values: ValuesArg, named: Mapping[str, Any]) -> list[str]:
-    """The variables given as NAME=VALUE (not --data columns): the parameters, by default."""
-    return list(read_values(values, named))
+    """The variables given as NAME=VALUE (not --data columns, nor a matrix of them stacked by
+    X=stack([x1, x2], dim=1)): the parameters, by default."""
+    return [n for n, spec in read_values(values, named).items() if spec.kind != "stack"]
 
 
 @gc_paused
@@ -333,10 +334,14 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         # seed-cases.md spells the line fit without start values (--wrt w,b): a parameter
         # given no value starts at 0, as seed 002's b = torch.zeros(1) does, and the output says so.
         columns = _data_columns(data)
+        stacked = {n for n, spec in read_values(values, named).items() if spec.kind == "stack"}
         variables = parse_cached(expression).variables
         for name in (w.strip() for w in (wrt.split(",") if isinstance(wrt, str) else wrt)):
             if name in given or name not in variables:
                 continue  # prepare names a --wrt that is not a variable
+            if name in stacked:
+                raise GradcliError(f"--wrt {name}: {name} is stacked from --data columns, and data are constants",
+                                   hint="a parameter needs a start value of its own, like w=0")
             if columns is not None and name in columns:
                 raise GradcliError(f"--wrt {name}: {name} is a column of {data}, and data are constants",
                                    hint="a parameter needs a start value of its own, like w=0, and a name "

@@ -25,6 +25,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 import sympy
 
@@ -41,6 +42,8 @@ class Category(str, Enum):
     VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
     MATRIX = "matrix"  # matrix algebra: matmul, transpose, dot... (shape rules in sympy_functions.TensorOp)
+    LINEAR_ALGEBRA = "linear algebra"  # of a square matrix: a number (det) or a matrix (inv)
+    CLASS_LOSS = "class loss"  # a row of class scores and one class index per sample
     TENSOR = "tensor"  # builds or rearranges tensors, or reduces over chosen dims: stack, eye, sum(x, dim=)
 
 
@@ -91,6 +94,9 @@ class Param:
     kind: str = "expr"
     positional: bool = True  # False: by name only (max(a, b) is elementwise; max(x, dim=0) reduces)
     alias: str | None = None  # another name it may be given by: axis= for dim=, as numpy calls it
+    # kind "choice": the names it takes, written as strings as torch's are (reduction="sum"); no other
+    # string is read. The builder gets the name as a static argument.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,62 @@ _TMIN = Node(sf.tmin, "torch.amin")
 _TMAX = Node(sf.tmax, "torch.amax")
 _RECIPROCAL = "torch.reciprocal({0})"
 
+# Linear algebra, nn.Linear and the losses over classes (issue 17, items 4 and 5): tensor
+# operations (sympy_functions.TensorOp), each checked entry by entry.
+def _reduction_source(call: str) -> Callable[[Sequence[str]], str]:
+    """F.cross_entropy(z, y.long(), reduction='sum'): class indices as torch takes them."""
+    def text(args: Sequence[str]) -> str:
+        reduction = args[2].strip("'\"")
+        extra = "" if reduction == "mean" else f", reduction={reduction!r}"
+        return f"{call}({args[0]}, {args[1]}.long(){extra})"
+    return text
+
+
+def _class_loss(cls: type) -> Callable[..., sympy.Expr]:
+    def build(x: sympy.Expr, target: sympy.Expr, reduction: sympy.Basic | None = None) -> sympy.Expr:
+        return cast(sympy.Expr, cls(x, target, _static(reduction, "mean")))
+    return build
+
+
+def _linear(x: sympy.Expr, weight: sympy.Expr, bias: sympy.Expr | None = None) -> sympy.Expr:
+    return cast(sympy.Expr, sf.linear(x, weight) if bias is None else sf.linear(x, weight, bias))
+
+
+def _linear_source(args: Sequence[str]) -> str:
+    return f"F.linear({', '.join(args)})"
+
+
+_SQUARE = (Param("A"),)
+_REDUCTION = Param("reduction", '"mean"', keyword=True, kind="choice", choices=sf.REDUCTION_NAMES)
+_SINGULAR = "a singular A is an error, not a NaN"
+LINEAR_ALGEBRA: tuple[Function, ...] = (
+    Function("trace", _SQUARE, "the sum of the diagonal of a matrix", Category.LINEAR_ALGEBRA, sf.trace,
+             (Node(sf.trace, "tf.trace", "torch.trace({0})"),), aliases=("tr",)),
+    Function("det", _SQUARE, "the determinant of a square matrix", Category.LINEAR_ALGEBRA, sf.det,
+             (Node(sf.det, "tf.det", "torch.linalg.det({0})"),), spellings=("determinant",)),
+    Function("logdet", _SQUARE, f"log(det(A)), for det(A) > 0 ({_SINGULAR})", Category.LINEAR_ALGEBRA, sf.logdet,
+             (Node(sf.logdet, "tf.logdet", "torch.logdet({0})"),)),
+    Function("logabsdet", _SQUARE, "log|det(A)|, slogdet's log-magnitude", Category.LINEAR_ALGEBRA, sf.logabsdet,
+             (Node(sf.logabsdet, "tf.logabsdet", "torch.linalg.slogdet({0}).logabsdet"),), spellings=("slogdet",)),
+    Function("inv", _SQUARE, f"the inverse of a square matrix ({_SINGULAR})", Category.LINEAR_ALGEBRA, sf.inv,
+             (Node(sf.inv, "tf.inv", "torch.linalg.inv({0})"),), spellings=("inverse", "pinv")),
+    Function("solve", (Param("A"), Param("b")), "x with A @ x = b (b a vector or a matrix of columns)",
+             Category.LINEAR_ALGEBRA, sf.solve, (Node(sf.solve, "tf.solve", "torch.linalg.solve({0}, {1})"),)),
+    Function("cholesky", _SQUARE, "lower-triangular L with L @ L.T = A, for a symmetric positive-definite A",
+             Category.LINEAR_ALGEBRA, sf.cholesky, (Node(sf.cholesky, "tf.cholesky", "torch.linalg.cholesky({0})"),)),
+    Function("linear", (Param("x"), Param("W"), Param("b", "None")), "x @ W.T + b, as nn.Linear computes it",
+             Category.MATRIX, _linear, (Node(sf.linear, "F.linear", _linear_source),)),
+    Function("cross_entropy", (Param("z"), Param("y"), _REDUCTION),
+             "softmax cross-entropy of logits z (a row per sample) and class indices y (0, 1, ...)",
+             Category.CLASS_LOSS, _class_loss(sf.cross_entropy),
+             (Node(sf.cross_entropy, "tf.cross_entropy", _reduction_source("F.cross_entropy")),),
+             spellings=("CrossEntropyLoss", "softmax_cross_entropy")),
+    Function("nll_loss", (Param("logp"), Param("y"), _REDUCTION),
+             "minus the log-probability logp[i, y[i]] of each sample i, averaged",
+             Category.CLASS_LOSS, _class_loss(sf.nll_loss),
+             (Node(sf.nll_loss, "tf.nll_loss", _reduction_source("F.nll_loss")),), spellings=("NLLLoss", "nll")),
+)
+
 FUNCTIONS: tuple[Function, ...] = (
     # trigonometric
     _elementwise("sin", sympy.sin, "torch.sin", "sine (radians)"),
@@ -414,6 +476,7 @@ FUNCTIONS: tuple[Function, ...] = (
              sf.outer, (Node(sf.outer, "torch.outer"),), spellings=("ger",)),
     Function("dot", AB, "numpy's dot: the inner product of two vectors; with a matrix, the matrix product",
              Category.MATRIX, sf.dot, (Node(sf.dot, "tf.dot", "np.dot({0}, {1})"),), spellings=("inner", "vdot")),
+    *LINEAR_ALGEBRA,
 )
 
 # Nodes only symbolic derivatives contain: computed by the same table, never listed to users.

@@ -27,7 +27,7 @@ import torch
 from gradcli.core import sympy_functions
 from gradcli.core.functions import NODES
 from gradcli.core.parse import Index, as_python_index, index_text
-from gradcli.core.torch_functions import kink_draws
+from gradcli.core.torch_functions import MatrixInputError, kink_draws
 from gradcli.errors import GradcliError
 
 __all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components",
@@ -215,7 +215,7 @@ class _Lowerer:
                 f"no torch lowering for sympy's {type(node).__name__}: {_short(node)}"
             )
         if isinstance(node, sympy_functions.TensorOp):
-            return self.tensor_op(fn, node)
+            return self.tensor_op(_naming_inputs(fn, node), node)
         numbers = _NUMBER_ARGUMENTS.get(type(node))
         if numbers:
             return self.with_numbers(fn, node, numbers)
@@ -470,6 +470,19 @@ class _Lowerer:
             assert result is not None  # a Piecewise has a piece at least
             return result
         return piecewise
+
+
+def _naming_inputs(fn: Callable[..., torch.Tensor], node: sympy.Basic) -> Callable[..., torch.Tensor]:
+    """fn, its MatrixInputError (a singular matrix, a label that is no class) said with the
+    argument as the user wrote it: "inv: A is singular (det = 0)"."""
+    texts = [sympy.sstr(a) for a in node.args]
+
+    def run(*args: Any, **kwargs: Any) -> torch.Tensor:
+        try:
+            return fn(*args, **kwargs)
+        except MatrixInputError as exc:
+            raise GradcliError(exc.named(texts[exc.argument]), hint=exc.hint) from None
+    return run
 
 
 def _negated(term: sympy.Basic) -> sympy.Basic | None:

@@ -651,6 +651,12 @@ class Reader:
                 return None
             value = self._whole(node, what=f"{param.name} must be a whole number")
             return sympy_functions.encode_static((value,) if kind == "dims" else value)
+        if kind == "choice":
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in param.choices:
+                return sympy_functions.encode_static(node.value)
+            listed = ", ".join(f'"{c}"' for c in param.choices)
+            raise self.error(f"{param.name} of {fname} is one of {listed}", node,
+                             hint=f'for example {param.name}="{param.choices[-1]}"')
         raise AssertionError(f"unknown parameter kind {kind}")  # pragma: no cover - the registry's own
 
     def condition(self, node: ast.expr, fname: str) -> sympy.Basic:

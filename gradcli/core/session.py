@@ -43,6 +43,7 @@ from gradcli.core.values import (
     read_values,
     resolve_device,
     resolve_dtype,
+    stack_columns,
 )
 from gradcli.errors import GradcliError
 from gradcli.inputs import read_data_file
@@ -156,9 +157,14 @@ def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | No
     parsed = parse_cached(expression)
     specs = read_values(values, named)
     notes: list[str] = []
-    if data is not None:
-        columns = read_data_file(data)
-        unused = [c for c in columns if c not in parsed.variables]
+    columns = read_data_file(data) if data is not None else None
+    stacked: set[str] = set()
+    for name, spec in list(specs.items()):
+        if spec.kind == "stack":  # X=stack([x1, x2], dim=1): --data columns as one matrix
+            specs[name] = stack_columns(spec, columns, name, data)
+            stacked.update(spec.args[0])
+    if columns is not None:
+        unused = [c for c in columns if c not in parsed.variables and c not in stacked]
         for name, column in columns.items():
             if name in parsed.variables:
                 if name in specs:

@@ -712,3 +712,253 @@ class outer(TensorOp):  # noqa: N801
             for j in range(len(b)):
                 out[i, j] = a[i] * b[j]
         return out
+
+
+# --------------------------------------------------------------------------- linear algebra and class losses
+# (issue 17, items 4 and 5): tensor operations (see TensorOp above), each with its shape rule and
+# its rule on explicit arrays (`expand`), written from the definition with sympy.Matrix, never
+# from torch. The matrix functions take one matrix (no batch dimensions).
+
+# sympy.Matrix's exact det, inv and cholesky grow fast with n (det of n x n: n! terms at worst):
+# the entry-by-entry check spells them out up to this size and says so beyond it.
+LINEAR_ALGEBRA_EXPANSION_SIZE = 4
+
+
+class ExpansionTooLarge(TensorDerivativeError):
+    """A matrix too large to spell out: the check says so (as unavailable), never guesses."""
+
+
+def _matrix(a: Array) -> sympy.Matrix:
+    if a.shape[0] > LINEAR_ALGEBRA_EXPANSION_SIZE:
+        raise ExpansionTooLarge(f"det, inv, solve and cholesky are spelled out in sympy only up to "
+                                f"{LINEAR_ALGEBRA_EXPANSION_SIZE} x {LINEAR_ALGEBRA_EXPANSION_SIZE} (their exact "
+                                f"formulas grow as n!), not {a.shape[0]} x {a.shape[1]}")
+    return sympy.Matrix(a.tolist())
+
+
+def _array(m: sympy.Matrix) -> Array:
+    out = _objects(tuple(m.shape))
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            out[i, j] = m[i, j]
+    return out
+
+
+def _square(shape: tuple[int, ...], what: str) -> int:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ShapeError(f"{what} takes a square matrix, not shape {shown_shape(shape)}")
+    return shape[0]
+
+
+def _det(a: Array) -> sympy.Expr:
+    return _matrix(a).det(method="berkowitz")  # no division: exact at a singular point too
+
+
+class trace(TensorOp):  # noqa: N801
+    """The sum of the diagonal of a matrix (torch.trace)."""
+
+    label = "trace"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        if len(shapes[0]) != 2:
+            raise ShapeError(f"trace takes a matrix, not shape {shown_shape(shapes[0])}")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        (a,) = arrays
+        return _sum_entries([a[i, i] for i in range(min(a.shape))])
+
+    def scalar_form(self, shapes: list[tuple[int, ...]]) -> sympy.Expr | None:
+        (a,), (n, m) = self.operands, shapes[0]
+        return _sum_entries([tindex(a, sympy.Integer(i), sympy.Integer(i)) for i in range(min(n, m))])
+
+
+class det(TensorOp):  # noqa: N801
+    label = "det"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        _square(shapes[0], "det")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _det(arrays[0])
+
+
+class logdet(TensorOp):  # noqa: N801
+    label = "logdet"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        _square(shapes[0], "logdet")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return sympy.log(_det(arrays[0]))
+
+
+class logabsdet(TensorOp):  # noqa: N801
+    """log|det(A)|: torch.linalg.slogdet(A).logabsdet."""
+
+    label = "logabsdet"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        _square(shapes[0], "logabsdet")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return sympy.log(sympy.Abs(_det(arrays[0])))
+
+
+class inv(TensorOp):  # noqa: N801
+    label = "inv"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        n = _square(shapes[0], "inv")
+        return (n, n)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        m = _matrix(arrays[0])
+        return _array(m.adjugate() / m.det(method="berkowitz"))  # no pivot that could be 0 at the point
+
+
+class solve(TensorOp):  # noqa: N801
+    """x with A x = b, for b a vector or a matrix of right-hand sides (torch.linalg.solve)."""
+
+    label = "solve"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        a, b = shapes
+        n = _square(a, "solve")
+        if not 1 <= len(b) <= 2 or b[0] != n:
+            raise ShapeError(f"solve(A, b): A has shape {shown_shape(a)}, so b is a vector of {n} or a matrix of "
+                             f"{n} rows, not shape {shown_shape(b)}")
+        return b
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        a, b = arrays
+        m = _matrix(a)
+        columns = sympy.Matrix(b.reshape(-1, 1).tolist() if b.ndim == 1 else b.tolist())
+        x = _array(m.adjugate() * columns / m.det(method="berkowitz"))
+        return x.reshape(-1) if b.ndim == 1 else x
+
+
+class cholesky(TensorOp):  # noqa: N801
+    """The lower-triangular L with L L^T = A, of a symmetric positive-definite A.
+
+    torch reads A's lower triangle and returns a symmetric gradient: at a symmetric A that is
+    the gradient of cholesky((A + A^T)/2), which is what is spelled out.
+    """
+
+    label = "cholesky"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        n = _square(shapes[0], "cholesky")
+        return (n, n)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        m = _matrix(arrays[0])
+        return _array(((m + m.T) / 2).cholesky(hermitian=False))
+
+
+REDUCTION_NAMES = ("mean", "sum", "none")  # torch's reduction= of the class losses
+
+
+def _class_shape(what: str, shapes: list[tuple[int, ...]], reduction: str) -> tuple[int, ...]:
+    x, y = shapes
+    if not ((len(x) == 2 and y == x[:1]) or (len(x) == 1 and y == ())):
+        raise ShapeError(f"{what} takes scores of shape [N, C] (a row per sample) and N class indices, or [C] and "
+                         f"one index, not shapes {shown_shape(x)} and {shown_shape(y)}")
+    return y if reduction == "none" else ()
+
+
+def _picked(row: list[sympy.Expr], label: sympy.Expr) -> sympy.Expr:
+    """row[label]: the entry itself for a number; for a label that is differentiated (a symbol),
+    a one-hot sum, whose derivative in the label is 0 as a step function's."""
+    if label.is_number:
+        return row[int(label)]
+    return _sum_entries([sympy.Piecewise((v, sympy.Eq(label, c)), (0, True)) for c, v in enumerate(row)])
+
+
+def _per_sample(x: Array, y: Array, loss: Any, reduction: str) -> Array:
+    rows = [list(r) for r in x.reshape(-1, x.shape[-1]).tolist()]
+    losses = [loss(row, t) for row, t in zip(rows, y.reshape(-1).tolist(), strict=True)]
+    if reduction == "none":
+        out = _objects(y.shape)
+        for i, v in enumerate(losses):
+            out[(i,) if y.shape else ()] = v
+        return out
+    total = _sum_entries(losses)
+    return total / len(losses) if reduction == "mean" else total
+
+
+def _class_loss_text(node: TensorOp, printer: Any) -> str:
+    x, y = (printer._print(a) for a in node.operands)
+    (reduction,) = node.static
+    return f"{node.label}({x}, {y}" + ("" if reduction == "mean" else f', reduction="{reduction}"') + ")"
+
+
+class cross_entropy(TensorOp):  # noqa: N801
+    """F.cross_entropy(z, y, reduction=...): z a row of logits per sample, y a class index per sample."""
+
+    label = "cross_entropy"
+    statics = 1  # reduction, one of REDUCTION_NAMES
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _class_shape("cross_entropy", shapes, static[0])
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        def loss(row: list[sympy.Expr], label: sympy.Expr) -> sympy.Expr:
+            return sympy.log(_sum_entries([sympy.exp(v) for v in row])) - _picked(row, label)
+        x, y = arrays
+        return _per_sample(x, y, loss, static[0])
+
+    def _sympystr(self, printer: Any) -> str:
+        return _class_loss_text(self, printer)
+
+
+class nll_loss(TensorOp):  # noqa: N801
+    """F.nll_loss(logp, y, reduction=...): minus each sample's log-probability of its class."""
+
+    label = "nll_loss"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return _class_shape("nll_loss", shapes, static[0])
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        x, y = arrays
+        return _per_sample(x, y, lambda row, label: -_picked(row, label), static[0])
+
+    def _sympystr(self, printer: Any) -> str:
+        return _class_loss_text(self, printer)
+
+
+class linear(TensorOp):  # noqa: N801
+    """x @ W.T + b, as nn.Linear computes it (F.linear): W has a row per output, b one entry per output."""
+
+    label = "linear"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        x, weight = shapes[:2]
+        if len(weight) != 2 or not x or x[-1] != weight[1]:
+            raise ShapeError(f"linear(x, W, b) is x @ W.T + b: W of shape [out, in] and x of shape [..., in], "
+                             f"not shapes {shown_shape(x)} and {shown_shape(weight)}")
+        if len(shapes) > 2 and shapes[2] not in ((), (weight[0],)):
+            raise ShapeError(f"linear(x, W, b): b has one entry per output ({weight[0]}), not shape "
+                             f"{shown_shape(shapes[2])}")
+        return x[:-1] + weight[:1]
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        out = _matmul_expand(arrays[0], arrays[1].transpose())
+        return np.add(out, arrays[2], dtype=object) if len(arrays) > 2 else out

@@ -200,3 +200,115 @@ def transpose(a: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     if not dims:
         return a.permute(*reversed(range(a.dim())))
     return torch.transpose(a, dims[0], dims[1])
+
+
+# --------------------------------------------------------------------------- linear algebra and class losses
+# (issue 17, items 4 and 5)
+
+# torch.linalg raises it for a singular or non-positive-definite matrix (a RuntimeError);
+# its stub does not export the name.
+_LinAlgError: type[RuntimeError] = getattr(torch.linalg, "LinAlgError")  # noqa: B009
+
+
+class MatrixInputError(ValueError):
+    """A matrix the function is not defined at (singular, not positive definite, not symmetric),
+    or a label that is no class index.
+
+    Raised by the functions below, which see tensors only: the lowering names the argument as
+    the user wrote it (`named`), so the message reads "inv: A is singular (det = 0)".
+    """
+
+    def __init__(self, function: str, problem: str, argument: int = 0, hint: str | None = None):
+        self.function, self.problem, self.argument, self.hint = function, problem, argument, hint
+        super().__init__(self.named("the matrix" if argument == 0 else "the target"))
+
+    def named(self, text: str) -> str:
+        return f"{self.function}: {text} {self.problem}"
+
+
+def _is_symmetric(a: torch.Tensor) -> bool:
+    """Symmetric up to a few roundings (X @ X.T computed in float32 need not be exactly)."""
+    scale = torch.amax(torch.abs(a)).item()
+    tolerance = 16 * torch.finfo(a.dtype).eps * max(scale, torch.finfo(a.dtype).tiny)
+    return bool(torch.amax(torch.abs(a - a.mT)).item() <= tolerance)
+
+
+def _finite(a: torch.Tensor) -> bool:
+    return bool(torch.isfinite(a).all())
+
+
+def trace(a: torch.Tensor) -> torch.Tensor:
+    return torch.trace(a)
+
+
+def det(a: torch.Tensor) -> torch.Tensor:
+    return cast(torch.Tensor, torch.linalg.det(a))
+
+
+def logdet(a: torch.Tensor) -> torch.Tensor:
+    out = torch.logdet(a)
+    if not _finite(out) and _finite(a):
+        # torch gives -inf for a singular matrix and NaN for a negative determinant: at a
+        # point where logdet is not defined, say so rather than differentiate it.
+        if bool((out == -math.inf).any()):
+            raise MatrixInputError("logdet", "is singular (det = 0)")
+        raise MatrixInputError("logdet", "has a negative determinant: logdet is not real there",
+                               hint="logabsdet(A) is log|det(A)|, torch.linalg.slogdet(A).logabsdet")
+    return out
+
+
+def logabsdet(a: torch.Tensor) -> torch.Tensor:
+    out = cast(torch.Tensor, torch.linalg.slogdet(a).logabsdet)
+    if bool((out == -math.inf).any()) and _finite(a):
+        raise MatrixInputError("logabsdet", "is singular (det = 0)")
+    return out
+
+
+def inv(a: torch.Tensor) -> torch.Tensor:
+    try:
+        return cast(torch.Tensor, torch.linalg.inv(a))
+    except _LinAlgError:
+        raise MatrixInputError("inv", "is singular (det = 0)") from None
+
+
+def solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    try:
+        return cast(torch.Tensor, torch.linalg.solve(a, b))
+    except _LinAlgError:
+        raise MatrixInputError("solve", "is singular (det = 0): A x = b has no unique solution") from None
+
+
+_POSITIVE_DEFINITE = "cholesky(A) needs a symmetric positive-definite A, like X @ X.T + eye(n)"
+
+
+def cholesky(a: torch.Tensor) -> torch.Tensor:
+    # torch reads the lower triangle only and returns a symmetrised gradient: the derivative
+    # of cholesky((A + A.T)/2), which is cholesky(A) only where A is symmetric.
+    if _finite(a) and not _is_symmetric(a):
+        raise MatrixInputError("cholesky", "is not symmetric", hint=_POSITIVE_DEFINITE)
+    try:
+        return cast(torch.Tensor, torch.linalg.cholesky(a))
+    except _LinAlgError:
+        raise MatrixInputError("cholesky", "is not positive definite", hint=_POSITIVE_DEFINITE) from None
+
+
+def class_indices(target: torch.Tensor, classes: int, function: str) -> torch.Tensor:
+    """Float class labels (every gradcli value is floating point) as torch's int64 indices."""
+    whole = torch.round(target)
+    if not bool((whole == target).all()):
+        bad = target[whole != target].reshape(-1)[0].item()
+        raise MatrixInputError(function, f"holds {bad:g}, not a class index (0, 1, ..., {classes - 1})", 1)
+    outside = (target < 0) | (target >= classes)
+    if bool(outside.any()):
+        raise MatrixInputError(function, f"holds {target[outside].reshape(-1)[0].item():g}: the classes are 0 to "
+                                         f"{classes - 1}", 1)
+    return whole.to(torch.int64)
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    return F.cross_entropy(logits, class_indices(target, logits.shape[-1], "cross_entropy"), reduction=reduction)
+
+
+def nll_loss(log_probabilities: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    return F.nll_loss(log_probabilities, class_indices(target, log_probabilities.shape[-1], "nll_loss"),
+                      reduction=reduction)

@@ -29,7 +29,7 @@ from gradcli.inputs import read_value_source
 
 __all__ = [
     "CONSTRUCTORS", "DTYPES", "ValueSpec", "ValuesArg", "array_value", "make_tensor", "parse_assignment",
-    "parse_value", "read_values", "resolve_device", "resolve_dtype",
+    "parse_value", "read_values", "resolve_device", "resolve_dtype", "stack_columns",
 ]
 
 # What the library takes as values: NAME=VALUE strings, or a mapping of names to values.
@@ -129,6 +129,8 @@ def parse_value(text: str) -> ValueSpec:
     reader = Reader(src, constant_only=True)
     if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id in CONSTRUCTORS:
         return _constructor(reader, tree, text)
+    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "stack":
+        return _stacked_columns(reader, tree, text)
     if isinstance(tree, (ast.List, ast.Tuple)):
         entries, shape = read_list(reader, tree)
         numbers = [_to_float(reader, e, tree) for e in entries]
@@ -160,6 +162,52 @@ def _parse_range(text: str) -> ValueSpec:
     if count != int(count) or count < 1:
         raise GradcliError(f"the COUNT of a range must be a whole number >= 1, got {count:g}")
     return ValueSpec(text, "linspace", (int(count),), args=(start, stop, int(count)))
+
+
+def _stacked_columns(reader: Reader, node: ast.Call, text: str) -> ValueSpec:
+    """X=stack([x1, x2], dim=1): the --data columns x1 and x2 as the columns of one matrix.
+
+    Read here as names only; `stack_columns` makes it a matrix once --data is read (session).
+    """
+    if len(node.args) != 1 or not isinstance(node.args[0], (ast.List, ast.Tuple)) or not node.args[0].elts:
+        raise reader.error("a stacked value is stack([COLUMN, COLUMN, ...], dim=1)", node,
+                           hint="name --data columns: X=stack([x1, x2], dim=1)")
+    names = []
+    for elt in node.args[0].elts:
+        if not isinstance(elt, ast.Name):
+            raise reader.error("stack in a value takes the names of --data columns", elt,
+                               hint="X=stack([x1, x2], dim=1) makes the columns x1 and x2 one matrix")
+        names.append(elt.id)
+    if len(set(names)) != len(names):
+        raise reader.error("stack names a column twice", node)
+    dim = 0
+    for keyword in node.keywords:
+        if keyword.arg not in ("dim", "axis"):
+            raise reader.error(f"stack takes dim= (or axis=), not {keyword.arg}=", keyword.value)
+        value = _to_float(reader, reader.read(keyword.value), keyword.value)
+        if value not in (0, 1, -1, -2):
+            raise reader.error(f"columns stacked into a matrix have dim 0 or 1 (or -1, -2), not {value:g}",
+                               keyword.value)
+        dim = int(value) % 2
+    return ValueSpec(text, "stack", (), args=(tuple(names), dim))
+
+
+def stack_columns(spec: ValueSpec, columns: Mapping[str, npt.NDArray[Any]] | None, name: str,
+                  where: str | None) -> ValueSpec:
+    """A stack([...], dim=) value with the --data columns it names: a matrix, as torch.stack makes it.
+
+    dim=1 puts each column of the file in a column of the matrix (a row per sample, as
+    nn.Linear takes it); dim=0 puts each in a row.
+    """
+    names, dim = spec.args
+    if columns is None:
+        raise GradcliError(f"{name}={spec.text} stacks --data columns, and there is no --data file",
+                           hint="give --data FILE.csv, whose header names the columns")
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise GradcliError(f"{name}={spec.text}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                           f"not a column of {where} (its columns: {', '.join(columns)})")
+    return array_value(np.stack([np.asarray(columns[n]) for n in names], axis=dim), spec.text)
 
 
 def _to_float(reader: Reader, expr: sympy.Expr, node: ast.AST | None) -> float:
