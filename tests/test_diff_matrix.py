@@ -14,7 +14,7 @@ from gradcli.errors import GradcliError
 def test_elementwise_sum_in_matrix_form(run) -> None:
     result = run("diff", "sum(x**2 + exp(x)*y)", "x", "y", "--shape", "x=3", "--shape", "y=3")
     assert result.exit_code == 0, result.stderr
-    assert "y*exp(x) + 2*x" in result.stdout
+    assert "2*x + y*exp(x)" in result.stdout
     assert "exp(x)" in result.stdout.split("df/dy =")[1]
 
 

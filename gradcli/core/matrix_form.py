@@ -146,11 +146,15 @@ def _as_scalar(leaf: sympy.Basic) -> sympy.Expr:
 
 
 def _scale(coefficient: sympy.Expr, matrix: sympy.Basic) -> sympy.Basic:
+    """coefficient * matrix, without distributing over a sum (2*(a + b) stays as written)."""
     if coefficient == 1:
         return matrix
     if coefficient == 0 or isinstance(matrix, ZeroMatrix):
         return ZeroMatrix(*matrix.shape)
-    return MatMul(coefficient, matrix).doit(deep=False)
+    if isinstance(matrix, MatMul):
+        inner, matrices = matrix.as_coeff_matrices()
+        return MatMul(coefficient * inner, *matrices) if coefficient * inner != 1 else MatMul(*matrices)
+    return MatMul(coefficient, matrix)
 
 
 def _total(terms: list[sympy.Basic], shape: tuple[Any, Any]) -> sympy.Basic:
@@ -238,7 +242,7 @@ def backpropagate(matrix: sympy.Basic, adjoint: sympy.Basic | None, wrt: MatrixS
         return ZeroMatrix(*wrt.shape)
     cut, cuts = _cut(matrix)
     if adjoint is None:
-        contracted = cut
+        contracted = Trace(cut)  # a 1x1 matrix as its only entry: sympy differentiates traces more reliably
         restore: dict[sympy.Basic, sympy.Basic] = {}
     else:
         held = _fresh_matrix(matrix.shape)
@@ -403,6 +407,12 @@ def tidy(expr: sympy.Basic) -> sympy.Basic:
         return expr
     if isinstance(expr, (MatAdd, MatMul, HadamardProduct, Transpose, Inverse, Trace, Determinant)):
         expr = _drop_neutral(expr.func(*[tidy(a) for a in expr.args]))
+    if isinstance(expr, Transpose) and isinstance(expr.arg, (Identity, ZeroMatrix, OneMatrix)):
+        return expr.doit(deep=False)  # Iᵀ = I
+    if isinstance(expr, MatAdd):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expr = expr.doit(deep=False)  # X + X = 2*X
     if isinstance(expr, MatMul):
         return _coefficient_first(expr)
     if not isinstance(expr, MatAdd):
@@ -428,6 +438,15 @@ _NUMPY_FUNCTIONS: dict[type[sympy.Basic], Callable[..., Any]] = {
     sympy.tanh: np.tanh, sympy.sinh: np.sinh, sympy.cosh: np.cosh, sympy.Abs: np.abs,
     sympy.sign: np.sign, sympy.atan: np.arctan, sympy.asin: np.arcsin, sympy.acos: np.arccos,
     sympy.sqrt: np.sqrt,
+}
+
+
+# gradcli's own sympy functions (core/sympy_functions.py), by class name, written from their
+# definitions; a kink's derivative is NaN there (the scalar route says "kink" the same way).
+_GRADCLI_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "softplus": lambda v: np.logaddexp(0, v),
+    "relu": lambda v: np.maximum(v, 0), "cbrt": np.cbrt,
+    "Heaviside": lambda v: np.heaviside(v, np.nan),
 }
 
 
@@ -498,6 +517,8 @@ def _evaluate_node(node: sympy.Basic, ev: Callable[[sympy.Basic], Any], values: 
         return float(ev(node.parent)[int(node.i), int(node.j)])
     if isinstance(node, sympy.Function) and type(node) in _NUMPY_FUNCTIONS:
         return _NUMPY_FUNCTIONS[type(node)](*[ev(a) for a in node.args])
+    if isinstance(node, sympy.Function) and type(node).__name__ in _GRADCLI_FUNCTIONS and len(node.args) == 1:
+        return _GRADCLI_FUNCTIONS[type(node).__name__](ev(node.args[0]))
     raise MatrixFormUnsupported(f"no float64 evaluation for {type(node).__name__}")
 
 
@@ -597,7 +618,9 @@ def _render(expr: sympy.Basic, unicode: bool) -> tuple[str, int]:
         argument = _render(expr.expr, unicode)
         if isinstance(body, sympy.Function) and body.args == (variable,):
             return f"{body.func}({argument[0]})", _ATOM
-        return _scalar_text(body.xreplace({variable: sympy.Symbol(_wrap(argument, _ATOM))}), unicode)
+        wrapped = _wrap(argument, _ATOM)
+        text, level = _scalar_text(body.xreplace({variable: sympy.Symbol(wrapped)}), unicode)
+        return text.replace(f"({wrapped})", f"{wrapped}" if wrapped.startswith("(") else f"({wrapped})"), level
     if isinstance(expr, MatAdd):
         rendered = [_render(term, unicode) for term in expr.args]
         rendered.sort(key=lambda r: r[0].startswith("-"))  # a - b, not -b + a
@@ -749,13 +772,26 @@ def _solve(a: Converted, b: Converted) -> Converted:
     return Inverse(a[0]) * b[0], b[1]
 
 
+def _linear(x: Converted, weight: Converted, bias: Converted | None = None) -> Converted:
+    """F.linear: x @ W.T + b, b added to every row."""
+    product, ndim = _matmul(x, _transpose(weight))
+    if bias is None:
+        return product, ndim
+    b, b_dims = bias
+    if b_dims == 0:
+        return MatAdd(product, _scale(_scalar(b), OneMatrix(*product.shape))).doit(deep=False), ndim
+    if ndim == 1:
+        return MatAdd(product, b).doit(deep=False), 1
+    return MatAdd(product, OneMatrix(product.shape[0], 1) * Transpose(b)).doit(deep=False), 2  # a row per sample
+
+
 # gradcli's tensor operations (sympy_functions.TensorOp subclasses, by class name) -> a rule
 # taking the converted operands, then the static arguments decoded.
 TENSOR_RULES: dict[str, Callable[..., Converted]] = {
     "matmul": _matmul, "dot": _matmul, "transpose": _transpose, "outer": _outer,
     "trace": _square("trace"), "det": _square("det"), "logdet": _square("logdet"), "inv": _square("inv"),
     "logabsdet": _square("logabsdet"),
-    "solve": _solve,
+    "solve": _solve, "linear": _linear,
 }
 
 
