@@ -77,3 +77,31 @@ def test_installed_entry_point(sh) -> None:
     done = sh("diff", "sum(x**2)", "x", "--shape", "x=3", "--format", "plain")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2*x"
+
+
+def test_the_issues_quadratic_form(run) -> None:
+    """Issue 17's example: (A + Aᵀ) @ x, and its LaTeX."""
+    pretty = run("diff", "x @ A @ x", "x", "--shape", "x=3", "--shape", "A=3x3")
+    assert pretty.exit_code == 0, pretty.stderr
+    assert pretty.stdout.splitlines()[1:3] == ["df/dx =", "(A + Aᵀ) @ x"]
+    latex = run("diff", "x @ A @ x", "x", "--shape", "x=3", "--shape", "A=3x3", "--format", "latex")
+    assert latex.stdout.strip() == r"\left(A + A^{T}\right) x"
+    plain = run("diff", "x @ A @ x", "--shape", "x=3", "--shape", "A=3x3", "--plain")
+    assert plain.stdout.splitlines() == ["(A + A.T) @ x", "x @ x.T"]
+
+
+def test_large_shapes_cost_no_more(run) -> None:
+    result = run("diff", "sum((A @ x - b)**2) + logdet(X)", "--shape", "A=1000x1000", "--shape", "x=1000",
+                 "--shape", "b=1000", "--shape", "X=1000x1000", "--plain")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == ["2*(A @ x - b) @ x.T", "2*A.T @ (A @ x - b)", "-2*(A @ x - b)", "inv(X).T"]
+
+
+def test_grad_and_jacobian_show_the_matrix_formula(run_json) -> None:
+    code, doc = run_json("grad", "x @ A @ x", "x=[1,2,3]", "A=[[1,2,0],[-1,3,4],[5,0,2]]", "--wrt", "x")
+    assert code == 0
+    assert doc["gradient"]["x"]["data"] == [19, 25, 25]  # numpy's meaning of x @ A @ x
+    assert doc["symbolic"]["x"]["formula"] == "(A + Aᵀ) @ x"
+    code, doc = run_json("jacobian", "exp(A @ x)", "x=[1,2]", "A=[[1,0],[0.5,1]]", "--wrt", "x")
+    assert code == 0
+    assert doc["symbolic"]["x"]["formula"] == "diag(exp(A @ x)) @ A"
