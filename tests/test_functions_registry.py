@@ -29,7 +29,8 @@ from gradcli.report import FunctionsReport
 
 # Node types the lowering computes itself (arithmetic, shapes, the pieces of a Piecewise):
 # not functions, so not in the registry. Everything else a parsed call makes must be.
-STRUCTURAL = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Piecewise, sympy.Symbol, sympy.core.relational.Relational,
+STRUCTURAL = (sympy.Add, sympy.Mul, sympy.Pow, sympy.Piecewise, sympy.functions.elementary.piecewise.ExprCondPair,
+              sympy.Symbol, sympy.core.relational.Relational,
               sympy.logic.boolalg.Boolean)
 
 
@@ -37,6 +38,10 @@ def sample_call(entry: functions.Function) -> str:
     """entry called with its required arguments (bce's probabilities kept within [0, 1])."""
     if entry.name == "bce":
         return "bce(y, x / 2)"
+    special = {"einsum": 'einsum("i,i->", x, y)', "eye": "eye(2) * x", "stack": "stack([x, y])",
+               "where": "where(x > 0.5, x, y)"}  # a string, a size, a list, a condition
+    if entry.name in special:
+        return special[entry.name]
     args = []
     for i, p in enumerate(entry.params):
         if p.default is not None:
@@ -96,6 +101,7 @@ def test_kink_conventions_are_declared_with_their_functions():
         sympy.ceiling: "ceil' = 0, at the integers too",
         sympy.Max: "a tie in max splits the gradient evenly",
         sympy.Min: "a tie in min splits the gradient evenly",
+        sympy_functions.clamp: "clamp'(x) = 1 at min and max",
     }
     assert functions.JUMP_CONVENTIONS == {"sign'(0) = 0", "floor' = 0, at the integers too",
                                           "ceil' = 0, at the integers too"}
@@ -140,11 +146,11 @@ def test_keyword_arguments_change_the_value():
 
 @pytest.mark.parametrize("text, message, hint, column", [
     ("sin(x=1)", "sin takes no keyword arguments", "give its arguments in order: sin(x)", 6),
-    ("norm(x, q=1)", "norm has no argument named 'q'", "its arguments: norm(x, p=2)", 10),
+    ("norm(x, q=1)", "norm has no argument named 'q'", "its arguments: norm(x, p=2, dim=None, keepdim=False)", 10),
     ("huber(x, y, 2, delta=2)", "huber is given delta twice", "its arguments: huber(input, target, delta=1)", 21),
     ("huber(x, target=y)", "the argument target of huber cannot be given by name",
      "give it in order: huber(input, target, delta=1)", 16),
-    ("norm(p=1)", "norm is missing its argument x", "its arguments: norm(x, p=2)", 0),
+    ("norm(p=1)", "norm is missing its argument x", "its arguments: norm(x, p=2, dim=None, keepdim=False)", 0),
     ("norm(x, **d)", "'**' unpacking is not allowed", None, 10),
     ("huber(x, y, 1, 2)", "huber takes 2 to 3 arguments, not 4", None, 0),
     ("huber(x, delta=1)", "huber is missing its argument target", "its arguments: huber(input, target, delta=1)", 0),
@@ -167,7 +173,7 @@ def test_keyword_arguments_refused_with_a_reason(text, message, hint, column):
     ("zzyzx(x)", "gradcli functions lists the functions"),
     ("absolute(x)", "gradcli calls it abs: abs(x)"),
     ("mse_loss(x, y)", "gradcli calls it mse: mse(input, target)"),
-    ("amax(x)", "gradcli calls it max: max(x, ...)"),
+    ("amax(x)", "gradcli calls it max: max(x, ..., dim=None, keepdim=False)"),
     ("np.sin(x)", "write sin(...) without the prefix"),
     ("F.huber_loss(x, y)", "gradcli calls it huber: huber(input, target, delta=1)"),
 ])

@@ -175,3 +175,38 @@ def test_linear_is_x_at_w_transposed_plus_b():
     for var, want in zip(report.variables, expected, strict=True):
         assert torch.allclose(torch.tensor(var.gradient.data, dtype=torch.float64), want, rtol=1e-12)
         assert var.status == "agree"
+
+
+def _readme_console_blocks() -> list[tuple[str, str]]:
+    """(command, what it prints) of each console block in README.md's "Tensor programs"."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Tensor programs"):readme.index("## Expressions")]
+    blocks = []
+    for part in section.split("```console\n")[1:]:
+        command, _, printed = part[:part.index("```")].partition("\n")
+        blocks.append((command, printed))
+    return blocks
+
+
+@pytest.mark.parametrize(("command", "printed"), _readme_console_blocks(), ids=lambda c: c[:40])
+def test_the_readme_tensor_programs_tables_are_what_gradcli_prints(command, printed):
+    """The quadratic form's table and the where trap's in README.md, as printed at 120 columns."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from gradcli.cli.app import app
+
+    args = shlex.split(command.removeprefix("$ gradcli "))
+    # as tests/test_golden.py renders: no terminal settings from the environment, 120 columns, no colour
+    env: dict[str, str | None] = dict.fromkeys(("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS",
+                                                "LINES", "COLORTERM", "TERM", "PY_COLORS", "GITHUB_ACTIONS"))
+    env.update({"COLUMNS": "120", "NO_COLOR": "1"})
+    result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+    assert result.stdout == printed
+    # the where trap fails its check, as it must: autograd's nan is not the derivative
+    assert result.exit_code == (1 if "where" in command else 0)
+
+
+def test_there_are_two_readme_tables():
+    assert [c.split('"')[1] for c, _ in _readme_console_blocks()] == ["x @ A @ x", "where(x > 0, sqrt(x), 0)"]

@@ -200,9 +200,11 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     # in cbrt(x)**3 at 0, say), as pointwise_verdicts says of the same point in --points and plot.
     autograd_lost = torch.isfinite(r) & ~torch.isfinite(a)
     if bool(autograd_lost.any()):
-        return Comparison(Verdict.DISAGREE, abs_err, rel_err,
-                          f"autograd is not finite where sympy's derivative is finite "
-                          f"({int(autograd_lost.sum())} of {r.numel()} elements)")
+        note = (f"autograd is not finite where sympy's derivative is finite "
+                f"({int(autograd_lost.sum())} of {r.numel()} elements)")
+        if reference.where_trap:  # where()'s unselected branch: say why, and the safe form
+            note += f". {reference.where_trap}"
+        return Comparison(Verdict.DISAGREE, abs_err, rel_err, note)
     if not bool((torch.isfinite(a) & torch.isfinite(r)).all()):
         return Comparison(Verdict.NOT_FINITE, abs_err, rel_err, "the derivative is not finite at this point")
     return Comparison(Verdict.AGREE, abs_err, rel_err)  # everything finite, and close

@@ -25,7 +25,7 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import cast
+from typing import TypeAlias, cast
 
 import sympy
 
@@ -204,16 +204,72 @@ def _polygamma(n: sympy.Expr, x: sympy.Expr) -> sympy.Expr:
         raise ValueError(f"polygamma cannot be evaluated here ({exc})") from None
 
 
-def _min(*args: sympy.Expr) -> sympy.Expr:
-    return sf.tmin(args[0]) if len(args) == 1 else sympy.Min(*args)
+# a static argument as the parser reads it (see Param.kind), None if not given
+Static: TypeAlias = "sympy.Basic | None"
 
 
-def _max(*args: sympy.Expr) -> sympy.Expr:
-    return sf.tmax(args[0]) if len(args) == 1 else sympy.Max(*args)
+def _dims_and_keepdim(dim: Static, keepdim: Static) -> tuple[sympy.Basic, sympy.Basic]:
+    return _static(dim, ()), _static(keepdim, False)
 
 
-def _norm(x: sympy.Expr, p: sympy.Expr | None = None) -> sympy.Expr:
-    return sf.norm(x) if p is None else sf.norm(x, _number(p, "the p of norm(x, p)"))
+def _by_dims(whole: type, by_dim: type) -> Callable[..., sympy.Expr]:
+    """sum(x): every element (a whole-tensor reduction); sum(x, dim, keepdim): by_dim."""
+    def build(x: sympy.Expr, dim: Static = None, keepdim: Static = None) -> sympy.Expr:
+        if dim is None and not keepdim:
+            return whole(x)
+        return by_dim(x, *_dims_and_keepdim(dim, keepdim))
+    return build
+
+
+def _along_dim(whole: type, by_dim: type) -> Callable[..., sympy.Expr]:
+    def build(x: sympy.Expr, dim: Static = None) -> sympy.Expr:
+        return whole(x) if dim is None else by_dim(x, dim)
+    return build
+
+
+def _spread(by_dim: type) -> Callable[..., sympy.Expr]:
+    """var and std: over every element by default, divided by N - correction (1 unless given)."""
+    def build(x: sympy.Expr, dim: Static = None, keepdim: Static = None, *,
+              correction: sympy.Expr | None = None) -> sympy.Expr:
+        c = sympy.Integer(1) if correction is None else _number(correction, "the correction of var and std")
+        return by_dim(x, c, *_dims_and_keepdim(dim, keepdim))
+    return build
+
+
+def _extreme(elementwise: type, whole: type, by_dim: type, name: str) -> Callable[..., sympy.Expr]:
+    def build(*args: sympy.Expr, dim: Static = None, keepdim: Static = None) -> sympy.Expr:
+        if dim is not None or keepdim is not None:
+            if len(args) > 1:
+                raise ValueError(f"{name}(x, dim=...) reduces one tensor; {name}(a, b) is elementwise")
+            return by_dim(args[0], *_dims_and_keepdim(dim, keepdim))
+        return whole(args[0]) if len(args) == 1 else elementwise(*args)
+    return build
+
+
+_min = _extreme(sympy.Min, sf.tmin, sf.amin_dim, "min")
+_max = _extreme(sympy.Max, sf.tmax, sf.amax_dim, "max")
+
+
+def _norm(x: sympy.Expr, p: sympy.Expr | None = None, dim: Static = None, keepdim: Static = None) -> sympy.Expr:
+    power = None if p is None else _number(p, "the p of norm(x, p)")
+    if dim is not None or keepdim:
+        return sf.norm_dim(x, sympy.Integer(2) if power is None else power, *_dims_and_keepdim(dim, keepdim))
+    return sf.norm(x) if power is None else sf.norm(x, power)
+
+
+def _dim_source(call: str, parameter: str | None) -> Callable[[Sequence[str]], str]:
+    """torch.sum(x, dim=0, keepdim=True) from the texts of a reduction over dims (statics as repr)."""
+    def text(args: Sequence[str]) -> str:
+        *parameters, dims, keepdim = args[1:]
+        dims = dims[1:-2] if dims.endswith(",)") else dims if dims != "()" else "None"
+        named = [f"{parameter}={parameters[0]}"] if parameter and parameters else []
+        return f"{call}({', '.join([args[0], *named, f'dim={dims}'])}" + (", keepdim=True)" if keepdim == "1" else ")")
+    return text
+
+
+def _dim_node(cls: type, call: str, parameter: str | None = None) -> Node:
+    """The node of a reduction over dims: computed by tf.<class name>, shown as the torch call."""
+    return Node(cls, f"tf.{cls.__name__}", _dim_source(call, parameter))
 
 
 def _leaky_relu(x: sympy.Expr, slope: sympy.Expr | None = None) -> sympy.Expr:
@@ -260,6 +316,38 @@ def _transpose(x: sympy.Expr, dim0: sympy.Basic | None = None, dim1: sympy.Basic
     return sf.transpose(x, sf.encode_static(dims))
 
 
+def _where(condition: sympy.Basic, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
+    return sf.where((a, condition), (b, True))
+
+
+def _einsum(subscripts: sympy.Basic, *operands: sympy.Expr) -> sympy.Expr:
+    return sf.einsum(*operands, subscripts)
+
+
+def _einsum_source(args: Sequence[str]) -> str:
+    return f"torch.einsum({args[-1]}, {', '.join(args[:-1])})"
+
+
+def _eye(n: sympy.Basic, m: sympy.Basic | None = None) -> sympy.Expr:
+    size = int(n)
+    columns = size if m is None else int(m)
+    if not (1 <= size <= 10**6 and 1 <= columns <= 10**6):
+        raise ValueError("eye(n, m) needs sizes from 1 to 10^6")
+    return sf.eye(sf.encode_static(size), sf.encode_static(columns))
+
+
+def _eye_source(args: Sequence[str]) -> str:
+    return f"torch.eye({args[0]})" if args[0] == args[1] else f"torch.eye({args[0]}, {args[1]})"
+
+
+def _stack(tensors: list[sympy.Expr], dim: sympy.Basic | None = None) -> sympy.Expr:
+    return sf.stack(*tensors, _static(dim, 0))
+
+
+def _stack_source(args: Sequence[str]) -> str:
+    return f"torch.stack([{', '.join(args[:-1])}], dim={args[-1]})"
+
+
 def _transpose_source(args: Sequence[str]) -> str:
     return f"{args[0]}.T" if args[1] == "()" else f"torch.transpose({args[0]}, *{args[1]})"
 
@@ -268,6 +356,11 @@ def _transpose_source(args: Sequence[str]) -> str:
 
 X = (Param("x"),)
 AB = (Param("a"), Param("b"))
+# dim= (or numpy's axis=) and keepdim= of a reduction: dim a whole number or a tuple of them
+DIMS = (Param("dim", "None", keyword=True, kind="dims", alias="axis"),
+        Param("keepdim", "False", keyword=True, kind="bool"))
+KEYWORD_DIMS = tuple(Param(p.name, p.default, keyword=True, kind=p.kind, positional=False, alias=p.alias)
+                     for p in DIMS)  # max(a, b) is elementwise: dims by name only
 
 
 def _elementwise(name: str, cls: type, torch: str, description: str, *, aliases: tuple[str, ...] = (),
@@ -429,28 +522,51 @@ FUNCTIONS: tuple[Function, ...] = (
              "x, or negative_slope * x below 0", Category.ELEMENTWISE, _leaky_relu,
              (Node(sf.leaky_relu, "tf.leaky_relu", _keyword_source("F.leaky_relu", "negative_slope", "0.01", 1)),)),
     # reductions
-    Function("sum", X, "the sum of every element", Category.REDUCTION, sf.tsum, (Node(sf.tsum, "torch.sum"),),
+    Function("sum", (Param("x"), *DIMS), "the sum of every element, or over dim", Category.REDUCTION,
+             _by_dims(sf.tsum, sf.sum_dim), (Node(sf.tsum, "torch.sum"), _dim_node(sf.sum_dim, "torch.sum")),
              keeps_shapes=True),
-    Function("mean", X, "the mean of every element", Category.REDUCTION, sf.tmean, (Node(sf.tmean, "torch.mean"),),
+    Function("mean", (Param("x"), *DIMS), "the mean of every element, or over dim", Category.REDUCTION,
+             _by_dims(sf.tmean, sf.mean_dim), (Node(sf.tmean, "torch.mean"), _dim_node(sf.mean_dim, "torch.mean")),
              keeps_shapes=True),
-    Function("prod", X, "the product of every element", Category.REDUCTION, sf.tprod,
-             (Node(sf.tprod, "torch.prod"),), spellings=("product",), keeps_shapes=True),
-    Function("min", (Param("x"),), "the smallest element of x, or the elementwise smallest of several",
-             Category.REDUCTION, _min, (_TMIN, _MIN), aliases=("Min", "minimum"), spellings=("amin", "fmin"),
-             more=63, keeps_shapes=True),
-    Function("max", (Param("x"),), "the largest element of x, or the elementwise largest of several",
-             Category.REDUCTION, _max, (_TMAX, _MAX), aliases=("Max", "maximum"), spellings=("amax", "fmax"),
-             more=63, keeps_shapes=True),
-    Function("norm", (Param("x"), Param("p", "2", keyword=True)), "the p-norm of every element",
+    Function("prod", (Param("x"), *DIMS), "the product of every element, or over dim", Category.REDUCTION,
+             _by_dims(sf.tprod, sf.prod_dim), (Node(sf.tprod, "torch.prod"), _dim_node(sf.prod_dim, "torch.prod")),
+             spellings=("product",), keeps_shapes=True),
+    Function("min", (Param("x"), *KEYWORD_DIMS),
+             "the smallest element of x (or over dim=), or the elementwise smallest of several",
+             Category.REDUCTION, _min, (_TMIN, _MIN, _dim_node(sf.amin_dim, "torch.amin")), aliases=("Min", "minimum"),
+             spellings=("amin", "fmin"), more=63, keeps_shapes=True),
+    Function("max", (Param("x"), *KEYWORD_DIMS),
+             "the largest element of x (or over dim=), or the elementwise largest of several",
+             Category.REDUCTION, _max, (_TMAX, _MAX, _dim_node(sf.amax_dim, "torch.amax")), aliases=("Max", "maximum"),
+             spellings=("amax", "fmax"), more=63, keeps_shapes=True),
+    Function("norm", (Param("x"), Param("p", "2", keyword=True), *DIMS), "the p-norm of every element, or over dim",
              Category.REDUCTION, _norm,
-             (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),),
+             (Node(sf.norm, "tf.norm", _keyword_source("torch.linalg.vector_norm", "ord", "2", 1)),
+              _dim_node(sf.norm_dim, "torch.linalg.vector_norm", "ord")),
              spellings=("vector_norm",)),
-    Function("logsumexp", X, "log(sum(exp(x))), without overflow", Category.REDUCTION, sf.logsumexp,
-             (Node(sf.logsumexp, "tf.logsumexp", "torch.logsumexp({0}, dim=0)"),)),
-    Function("softmax", X, "exp(x) / sum(exp(x)) over every element", Category.VECTOR, sf.softmax,
-             (Node(sf.softmax, "tf.softmax", "torch.softmax({0}, dim=0)"),)),
-    Function("log_softmax", X, "x - logsumexp(x) over every element", Category.VECTOR, sf.log_softmax,
-             (Node(sf.log_softmax, "tf.log_softmax", "torch.log_softmax({0}, dim=0)"),)),
+    Function("logsumexp", (Param("x"), *DIMS),
+             "the log of the sum of exp(x), without overflow: of every element, or over dim",
+             Category.REDUCTION, _by_dims(sf.logsumexp, sf.logsumexp_dim),
+             (Node(sf.logsumexp, "tf.logsumexp", "torch.logsumexp({0}, dim=0)"),
+              _dim_node(sf.logsumexp_dim, "torch.logsumexp"))),
+    Function("softmax", (Param("x"), Param("dim", "None", keyword=True, kind="int", alias="axis")),
+             "exp(x) / sum(exp(x)) over every element, or along dim", Category.VECTOR,
+             _along_dim(sf.softmax, sf.softmax_dim),
+             (Node(sf.softmax, "tf.softmax", "torch.softmax({0}, dim=0)"),
+              Node(sf.softmax_dim, "tf.softmax_dim", "torch.softmax({0}, dim={1})"))),
+    Function("log_softmax", (Param("x"), Param("dim", "None", keyword=True, kind="int", alias="axis")),
+             "x - logsumexp(x) over every element, or along dim", Category.VECTOR,
+             _along_dim(sf.log_softmax, sf.log_softmax_dim),
+             (Node(sf.log_softmax, "tf.log_softmax", "torch.log_softmax({0}, dim=0)"),
+              Node(sf.log_softmax_dim, "tf.log_softmax_dim", "torch.log_softmax({0}, dim={1})"))),
+    Function("var", (Param("x"), *DIMS[:1], Param("correction", "1", keyword=True, positional=False), *DIMS[1:]),
+             "the variance of every element or over dim, as torch.var: divided by N - correction "
+             "(correction=1 by default, the unbiased estimate; correction=0 divides by N, as numpy's var)",
+             Category.REDUCTION, _spread(sf.var_dim), (_dim_node(sf.var_dim, "torch.var", "correction"),),
+             spellings=("variance",)),
+    Function("std", (Param("x"), *DIMS[:1], Param("correction", "1", keyword=True, positional=False), *DIMS[1:]),
+             "the standard deviation, sqrt(var(x, dim, correction)), as torch.std (correction=1 by default)",
+             Category.REDUCTION, _spread(sf.std_dim), (_dim_node(sf.std_dim, "torch.std", "correction"),)),
     # losses: the mean over the broadcast elements, as torch's defaults
     Function("mse", (Param("input"), Param("target")), "mean squared error", Category.PAIRWISE, sf.mse,
              (Node(sf.mse, "tf.mse", "F.mse_loss({0}, {1})"),), spellings=("mse_loss",)),
@@ -476,6 +592,26 @@ FUNCTIONS: tuple[Function, ...] = (
              sf.outer, (Node(sf.outer, "torch.outer"),), spellings=("ger",)),
     Function("dot", AB, "numpy's dot: the inner product of two vectors; with a matrix, the matrix product",
              Category.MATRIX, sf.dot, (Node(sf.dot, "tf.dot", "np.dot({0}, {1})"),), spellings=("inner", "vdot")),
+    Function("einsum", (Param("subscripts", kind="subscripts"), Param("a")),
+             "Einstein summation, as torch.einsum(\"ij,j->i\", A, x): the subscripts (the one string gradcli "
+             "reads) name each operand's dims by letter; letters missing from the output are summed",
+             Category.MATRIX, _einsum, (Node(sf.einsum, "tf.einsum", _einsum_source),), more=7),
+    Function("diag", X, "a vector's diagonal matrix, or a matrix's diagonal (torch.diag)", Category.MATRIX,
+             sf.diag, (Node(sf.diag, "torch.diag"),), spellings=("diagonal", "diag_embed")),
+    Function("eye", (Param("n", kind="int"), Param("m", "n", kind="int")), "the n by m identity matrix (m = n)",
+             Category.TENSOR, _eye, (Node(sf.eye, "tf.eye", _eye_source, factory=True),), spellings=("identity",)),
+    Function("stack", (Param("tensors", kind="list"), Param("dim", "0", keyword=True, kind="int", alias="axis")),
+             "tensors of one shape stacked along a new dim, as torch.stack([a, b], dim=0); "
+             "a list [a, b] inside an expression is stack([a, b])",
+             Category.TENSOR, _stack, (Node(sf.stack, "tf.stack", _stack_source),), spellings=("vstack", "hstack")),
+    # conditionals: comparisons are read only as where's condition
+    Function("where", (Param("condition", kind="condition"), Param("input"), Param("other")),
+             "input where the condition (a comparison, like x > 0) holds, else other; torch.where. "
+             "Its gradient flows through both: guard the other branch's input too (a double where)",
+             Category.ELEMENTWISE, _where),
+    Function("clamp", (Param("x"), Param("min"), Param("max")), "x limited to [min, max], torch.clamp",
+             Category.ELEMENTWISE, sf.clamp, (Node(sf.clamp, "torch.clamp", kink="clamp'(x) = 1 at min and max"),),
+             aliases=("clip",)),
     *LINEAR_ALGEBRA,
 )
 

@@ -200,6 +200,10 @@ class _Lowerer:
                                         f"{sympy.sstr(node.args[0])} has shape {list(value.shape)}")
                 return value[where]
             return element
+        if isinstance(node, sympy_functions.getitem):  # f(x)[1:3], x[..., -1]: shapes checked before
+            sliced = cast(_TensorValued, self.lower(node.operands[0]))  # not constant: a tensor
+            index = sympy_functions.decode_index(node.static[0])
+            return lambda env: sliced(env)[index]
         if type(node) in _RELATIONS:
             rel = _RELATIONS[type(node)]
             lhs, rhs = (self.lower(a) for a in node.args)
@@ -603,6 +607,9 @@ def to_source(expr: sympy.Basic, table: SymbolTable) -> str:
                     return f"torch.reciprocal({b})"
                 return f"torch.pow({b}, {e!r})"
             return f"torch.pow({b}, {show(exponent)})"
+        if isinstance(node, sympy_functions.getitem):
+            inner = show(node.operands[0])
+            return f"{inner if node.operands[0].is_Symbol else f'({inner})'}[{node.static[0].replace(',', ', ')}]"
         if isinstance(node, sympy_functions.TensorOp):
             texts = [show(a) for a in node.operands] + [repr(v) for v in node.static]
             return NODES[type(node)].source(texts)

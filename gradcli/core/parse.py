@@ -405,6 +405,10 @@ class Reader:
         if isinstance(node, ast.Attribute) and node.attr == "T" and not self.constant_only:
             return self.tensor_span(sympy_functions.transpose(self.read(node.value), sympy_functions.encode_static(())),
                                     node)
+        if isinstance(node, ast.List) and node.elts and not self.constant_only:
+            # a list inside an expression: its entries stacked, torch.stack([a, b]) (nested: rows)
+            return self.tensor_span(sympy_functions.stack(*(self.read(e) for e in node.elts),
+                                                          sympy_functions.encode_static(0)), node)
         if isinstance(node, (ast.List, ast.Tuple)):
             raise self.error(
                 "a list can only be the whole expression (a vector function, as for jacobian)", node
@@ -579,9 +583,9 @@ class Reader:
                 f"'{written}' is written with look-alike characters that Python reads as '{fname}'",
                 node.func, hint=f"type it in plain letters: {fname}",
             )
-        if fname in CONSTRUCTORS:
-            raise self.error(f"{fname}(...) makes a value; use it after '=' (x={fname}(3))", node.func)
         entry = functions.lookup(fname)
+        if fname in CONSTRUCTORS and (entry is None or self.constant_only):
+            raise self.error(f"{fname}(...) makes a value; use it after '=' (x={fname}(3))", node.func)
         if entry is None:
             raise self.error(f"unknown function '{fname}'", node.func, hint=functions.suggestion(fname))
         for arg in node.args:
@@ -748,6 +752,10 @@ class Reader:
         if name in CONSTANTS or name in FUNCTION_NAMES or name.startswith("_"):
             raise self.error(f"{name} cannot be indexed", node.value)
         parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if any(_is_ellipsis(p) for p in parts):  # x[..., -1]: a view the scalar route has no symbol for
+            var = self._variable(name, node.value)
+            var.used_whole = True
+            return self.tensor_span(sympy_functions.getitem(var.symbol, self._index_text(parts)), node)
         index = tuple(self._index(p) for p in parts)
         var = self._variable(name, node.value)
         if index not in var.indices:
@@ -758,12 +766,17 @@ class Reader:
         """f(x)[i]: one element of a tensor-valued subexpression."""
         value = self.read(node.value)
         parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-        for p in parts:
-            if isinstance(p, ast.Slice):
-                raise self.error("only variables can be sliced (x[1:]); index an expression's elements, "
-                                 "like softmax(x)[0]", p)
+        if any(isinstance(p, ast.Slice) or _is_ellipsis(p) for p in parts):
+            return self.tensor_span(sympy_functions.getitem(value, self._index_text(parts)), node)
         index = [sympy.Integer(self._whole(p)) for p in parts]
         return sympy_functions.tindex(value, *index)
+
+    def _index_text(self, parts: list[ast.expr]) -> sympy.Basic:
+        """An index with slices or ... as getitem keeps it: "...,-1", ":,0" (see decode_index)."""
+        if sum(1 for p in parts if _is_ellipsis(p)) > 1:
+            raise self.error("an index can hold one ... at most", parts[0])
+        texts = ["..." if _is_ellipsis(p) else str(self._index(p)) for p in parts]
+        return sympy_functions.encode_static(",".join(texts))
 
     def _index(self, node: ast.AST) -> int | Slice:
         if isinstance(node, ast.Slice):
@@ -818,6 +831,10 @@ def indexed_shape(index: Index, shape: tuple[int, ...]) -> tuple[int, ...]:
         if isinstance(i, Slice):
             out.append(len(range(*slice(*i).indices(n))))
     return tuple(out) + tuple(shape[len(index):])
+
+
+def _is_ellipsis(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value is Ellipsis
 
 
 def _attribute_hint(node: ast.Attribute) -> str | None:

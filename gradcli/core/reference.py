@@ -65,6 +65,53 @@ class SymbolicGradient:
     # The value again at 50 digits, for a disagreement that may be float64's own rounding
     # (scalar variables only); None when it cannot be had.
     precise: Callable[[], float | None] | None = None
+    # When f holds a where(): why autograd may be NaN where this value is finite, and the safe form.
+    where_trap: str | None = None
+
+
+def where_trap(components: Iterable[sympy.Basic]) -> str | None:
+    """The note for where()'s famous trap, when f holds a where() whose branches hold variables.
+
+    torch.where sends the incoming gradient to both branches (zero to the one not selected), and
+    autograd multiplies: 0 * inf = nan where the unselected branch has no finite derivative
+    (sqrt(x) at x < 0). The derivative of what f computes is the selected branch's, finite.
+    The safe form evaluates each branch only where it is selected: a "double where".
+    """
+    for c in components:
+        for node in sympy.preorder_traversal(c):
+            if not isinstance(node, sympy_functions.where):
+                continue
+            (a, cond), (b, _true) = node.args
+            if not (a.free_symbols or b.free_symbols):
+                continue
+            cond_text = sympy.sstr(cond)
+            typed = f"where({cond_text}, {sympy.sstr(a)}, {sympy.sstr(b)})"
+            safe = f"where({cond_text}, {_guarded_branch(a, cond, '{}', '1')}, {_guarded_branch(b, cond, '1', '{}')})"
+            return (f"{typed}: autograd's nan is what torch computes, not a gradcli error. torch.where passes "
+                    "the gradient to both branches, zero to the one not selected, and where that branch has "
+                    "no finite derivative (sqrt or log outside its domain) 0 * inf = nan leaks through; the "
+                    "derivative of the branch selected is finite. The safe form, a double where, gives the "
+                    f"unselected branch a harmless input (1 here): {safe}")
+    return None
+
+
+def _guarded_branch(branch: sympy.Expr, cond: sympy.Basic, keep: str, other: str) -> str:
+    """branch with what cond tests (x in x > 0, A @ x in A @ x > 0) given a harmless value where
+    the branch is not selected: where(cond, keep, other) with {} the guarded input."""
+    cond_text = sympy.sstr(cond)
+
+    def guard(u: sympy.Basic) -> sympy.Symbol:
+        text = sympy.sstr(u)
+        return sympy.Symbol(f"where({cond_text}, {keep.format(text)}, {other.format(text)})")
+    sides = [side for side in cond.args if side.free_symbols] if isinstance(
+        cond, sympy.core.relational.Relational) else []
+    if len(sides) == 1 and branch.has(sides[0]):
+        guarded = branch.xreplace({sides[0]: guard(sides[0])})
+    elif branch.has(sympy_functions.TensorOp):
+        guarded = branch  # no variable to guard alone: the advice stands without it
+    else:
+        guarded = branch.xreplace({v: guard(v) for v in branch.free_symbols & cond.free_symbols})
+    return str(sympy.sstr(guarded))
 
 
 def reference_env(values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -667,13 +714,14 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     symbol table and other values (the next chunk of `--points` rows): lowering them, and
     finding their common subexpressions, costs more than evaluating them on 65,536 rows.
     """
+    typed = components
     components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     if sympy_functions.has_tensor_ops(components):
         expanded = _expanded_gradients(components, table, values, wrt, reduction)
         from gradcli.core import matrix_form  # the formula in matrix form; its value where expansion is too big
 
         matrix_form.complete(expanded, matrix_form.matrix_gradients(components, shape, table, values, wrt, reduction))
-        return expanded
+        return _with_trap(expanded, typed)
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     def assemble(var: str, var_shape: tuple[int, ...]) -> _Part:
@@ -717,6 +765,13 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
             raise
         except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as exc:
             results[var] = SymbolicGradient("?", None, f"the symbolic derivative failed: {exc}")
+    return _with_trap(results, typed)
+
+
+def _with_trap(results: dict[str, SymbolicGradient], components: list[sympy.Basic]) -> dict[str, SymbolicGradient]:
+    trap = where_trap(components)
+    for r in results.values():
+        r.where_trap = trap
     return results
 
 
@@ -839,6 +894,12 @@ class Expanded:
             value, *others = (self.spell(a) for a in node.args)
             shape = np.broadcast_shapes(*(np.shape(o) for o in [value, *others]))
             return np.broadcast_to(sympy_functions.as_object_array(value), shape)
+        if isinstance(node, sympy.Piecewise):  # where(): its pieces and conditions entry by entry
+            parts = [self.spell(p) for pair in node.args for p in pair.args]
+            if not _is_array(*parts):
+                return node.func(*zip(parts[::2], parts[1::2], strict=True))
+            func = node.func
+            return np.vectorize(lambda *p: func(*zip(p[::2], p[1::2], strict=True)), otypes=[object])(*parts)
         args = [self.spell(a) for a in node.args]
         if isinstance(node, sympy_functions.Reduction):
             if isinstance(node, sympy_functions.tindex):
@@ -912,7 +973,7 @@ def _expansion_formula(derivatives: list[sympy.Expr], shape: tuple[int, ...], en
         texts = [_show(d) for d in derivatives]
         if sum(map(len, texts)) <= 240:
             return _nested(texts, shape) if shape else texts[0]
-    return f"sympy.diff of the {entries} entries of f spelled out, entry by entry"
+    return "sympy.diff of f, spelled out entry by entry"
 
 
 def _nested(texts: list[str], shape: tuple[int, ...]) -> str:

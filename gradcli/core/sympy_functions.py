@@ -7,7 +7,8 @@ torch how to differentiate it. The registry (functions.py) names the torch funct
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import sympy
@@ -397,14 +398,47 @@ class leaky_relu(Defined):  # noqa: N801
         return sympy.Piecewise((x, x > 0), (slope * x, True))
 
 
-class clamp(Defined):  # noqa: N801
-    """clamp(x, lo, hi): min(max(x, lo), hi), torch.clamp."""
+class clamp(sympy.Function):  # noqa: N801
+    """clamp(x, lo, hi): min(max(x, lo), hi), torch.clamp. Its slope is 1 inside [lo, hi] and 0
+    outside; at lo and hi it has none (torch takes 1 there), so its derivative holds Heaviside."""
 
+    is_real = True
     nargs = 3
 
-    def definition(self) -> sympy.Expr:
+    @classmethod
+    def eval(cls, x: sympy.Expr, lo: sympy.Expr, hi: sympy.Expr) -> sympy.Expr | None:
+        if x.is_number and lo.is_number and hi.is_number and x.is_real and lo.is_real and hi.is_real:
+            return sympy.Min(sympy.Max(x, lo), hi)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
         x, lo, hi = self.args
-        return sympy.Min(sympy.Max(x, lo), hi)
+        if argindex == 1:
+            return sympy.Heaviside(x - lo) * sympy.Heaviside(hi - x)
+        if argindex == 2:
+            return sympy.Heaviside(lo - x)
+        return sympy.Heaviside(x - hi)
+
+
+class where(sympy.Piecewise):  # noqa: N801
+    """where(condition, a, b): Piecewise((a, condition), (b, True)), kept as typed.
+
+    sympy's Piecewise folds a where nested in a branch under the same condition: it would turn
+    the safe "double where", where(x > 0, sqrt(where(x > 0, x, 1)), 0), back into the unsafe
+    where(x > 0, sqrt(x), 0) whose gradient is NaN at x < 0. This one never evaluates; the
+    lowering (torch.where) and the derivatives read it as the Piecewise it is.
+    """
+
+    @classmethod
+    def eval(cls, *_args: Any) -> sympy.Expr | None:
+        return None
+
+    def _eval_power(self, exponent: sympy.Expr) -> sympy.Expr | None:
+        return None  # sqrt(where(c, x, 1)) stays a power of a where: Piecewise moves it into the pieces
+
+    def _sympystr(self, printer: Any) -> str:
+        (a, cond), (b, _true) = self.args
+        return f"where({printer._print(cond)}, {printer._print(a)}, {printer._print(b)})"
 
 
 # =========================================================================== tensor operations
@@ -459,12 +493,14 @@ def shown_shape(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def encode_static(value: int | bool | str | tuple[int, ...]) -> sympy.Basic:
+def encode_static(value: float | str | tuple[int, ...]) -> sympy.Basic:
     """A static argument as the sympy atom a TensorOp holds (see the note above)."""
     if isinstance(value, str):
         return sympy.core.symbol.Str(value)
     if isinstance(value, tuple):
         return sympy.Tuple(*(sympy.Integer(v) for v in value))
+    if isinstance(value, float) and not value.is_integer():
+        return sympy.Float(value)
     return sympy.Integer(int(value))
 
 
@@ -473,13 +509,17 @@ def _decode_static(arg: sympy.Basic) -> Any:
         return str(arg.name)
     if isinstance(arg, sympy.Tuple):
         return tuple(int(a) for a in arg.args)
-    return int(arg)
+    if isinstance(arg, sympy.Integer):
+        return int(arg)
+    return float(arg)  # a plain number: a norm's p, var's correction
 
 
-def normalise_dim(dim: int, ndim: int, what: str) -> int:
-    """A dim counted from the end made positive; ShapeError when out of range."""
+def normalise_dim(dim: int, shape: tuple[int, ...], what: str, extra: int = 0) -> int:
+    """A dim counted from the end made positive; ShapeError when out of range (`extra`: stack
+    inserts a dim, so it may name one past the last)."""
+    ndim = len(shape) + extra
     if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise ShapeError(f"{what}: dim {dim} is out of range for {ndim} dimension{'s' if ndim != 1 else ''}")
+        raise ShapeError(f"{what}: dim {dim} is out of range for shape {shown_shape(shape)}")
     return dim % max(ndim, 1)
 
 
@@ -494,7 +534,7 @@ def reduced_shape(shape: tuple[int, ...], dims: tuple[int, ...], keepdim: bool, 
 def _chosen_dims(shape: tuple[int, ...], dims: tuple[int, ...], what: str) -> tuple[int, ...]:
     if not dims:
         return tuple(range(len(shape)))
-    chosen = tuple(normalise_dim(d, len(shape), what) for d in dims)
+    chosen = tuple(normalise_dim(d, shape, what) for d in dims)
     if len(set(chosen)) != len(chosen):
         raise ShapeError(f"{what}: a dim is named twice in {dims}")
     return chosen if shape else ()
@@ -668,7 +708,7 @@ class transpose(TensorOp):  # noqa: N801
         (a,), (dims,) = shapes, static
         if not dims:
             return a[::-1]
-        i, j = (normalise_dim(d, len(a), "transpose") for d in dims)
+        i, j = (normalise_dim(d, a, "transpose") for d in dims)
         if not a:
             raise ShapeError("transpose(x, i, j) needs a tensor of 2 dimensions or more, not a scalar")
         out = list(a)
@@ -712,6 +752,357 @@ class outer(TensorOp):  # noqa: N801
             for j in range(len(b)):
                 out[i, j] = a[i] * b[j]
         return out
+
+
+# --------------------------------------------------------------------------- reductions over dims
+
+def _reduce_entries(arr: Array, dims: tuple[int, ...], keepdim: bool, what: str,
+                    combine: Callable[[list[sympy.Expr]], sympy.Expr]) -> Array:
+    """combine() of the entries along `dims` (() = every dim), one result per other position."""
+    import numpy as np
+
+    shape = tuple(arr.shape)
+    chosen = _chosen_dims(shape, dims, what)
+    kept = [i for i in range(len(shape)) if i not in chosen]
+    rows = np.transpose(arr, kept + list(chosen)).reshape(math.prod(shape[i] for i in kept), -1)
+    out = _objects(tuple(shape[i] for i in kept))
+    flat = out.reshape(-1)
+    for k in range(rows.shape[0]):
+        flat[k] = combine(list(rows[k]))
+    if keepdim:
+        out = out.reshape(reduced_shape(shape, dims, True, what))
+    return out
+
+
+def _along(arr: Array, dim: int, what: str, fn: Callable[[list[sympy.Expr]], list[sympy.Expr]]) -> Array:
+    """fn() of each line of entries along dim, which keeps its length (softmax over a dim)."""
+    import numpy as np
+
+    d = normalise_dim(dim, tuple(arr.shape), what)
+    if arr.ndim == 0:
+        out = _objects(())
+        out[()] = fn([arr[()]])[0]
+        return out
+    moved = np.moveaxis(arr, d, -1)
+    out = _objects(moved.shape)
+    lines, results = moved.reshape(-1, moved.shape[-1]), out.reshape(-1, moved.shape[-1])
+    for k in range(lines.shape[0]):
+        for j, value in enumerate(fn(list(lines[k]))):
+            results[k, j] = value
+    return np.moveaxis(out, -1, d)
+
+
+class AxisReduction(TensorOp):
+    """A reduction over chosen dims: operand x, statics (dims, keepdim); dims () means every dim."""
+
+    statics = 2
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:  # pragma: no cover
+        raise NotImplementedError
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        dims, keepdim = static[-2:]
+        return reduced_shape(shapes[0], dims, bool(keepdim), cls.label)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        *parameters, dims, keepdim = static
+        return _reduce_entries(arrays[0], dims, bool(keepdim), self.label,
+                               lambda items: self.combine(items, *parameters))
+
+    parameter = ""  # the name of a static parameter before dims (norm's p, var's correction)
+    shown_unless = 0  # its default, left out when printed
+
+    def _sympystr(self, printer: Any) -> str:
+        *parameters, dims, keepdim = self.static
+        parts = [printer._print(self.operands[0])] + [f"{self.parameter}={p:g}" for p in parameters
+                                                      if p != self.shown_unless]
+        parts.append("dim=" + (str(dims[0]) if len(dims) == 1 else str(dims) if dims else "None"))
+        if keepdim:
+            parts.append("keepdim=True")
+        return f"{self.label}({', '.join(parts)})"
+
+
+class sum_dim(AxisReduction):  # noqa: N801
+    label = "sum"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Add(*items)
+
+
+class mean_dim(AxisReduction):  # noqa: N801
+    label = "mean"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Add(*items) / len(items)
+
+
+class prod_dim(AxisReduction):  # noqa: N801
+    label = "prod"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Mul(*items)
+
+
+class amax_dim(AxisReduction):  # noqa: N801
+    label = "max"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Max(*items)
+
+
+class amin_dim(AxisReduction):  # noqa: N801
+    label = "min"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.Min(*items)
+
+
+class logsumexp_dim(AxisReduction):  # noqa: N801
+    label = "logsumexp"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.log(sympy.Add(*(sympy.exp(i) for i in items)))
+
+
+class norm_dim(AxisReduction):  # noqa: N801
+    """norm(x, p, dim=...): statics (p, dims, keepdim)."""
+
+    label = "norm"
+    statics = 3
+    parameter, shown_unless = "p", 2
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        (p,) = parameters
+        if p == 2:
+            return sympy.sqrt(sympy.Add(*(i**2 for i in items)))
+        power = sympy.nsimplify(p)
+        return sympy.Add(*(sympy.Abs(i) ** power for i in items)) ** (1 / power)
+
+
+class var_dim(AxisReduction):  # noqa: N801
+    """var(x, dim=..., correction=1): statics (correction, dims, keepdim), as torch.var."""
+
+    label = "var"
+    statics = 3
+    parameter, shown_unless = "correction", 1
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        (correction,) = parameters
+        mean = sympy.Add(*items) / len(items)
+        return sympy.Add(*((i - mean) ** 2 for i in items)) / (len(items) - sympy.nsimplify(correction))
+
+
+class std_dim(var_dim):  # noqa: N801
+    label = "std"
+
+    def combine(self, items: list[sympy.Expr], *parameters: Any) -> sympy.Expr:
+        return sympy.sqrt(super().combine(items, *parameters))
+
+
+class softmax_dim(TensorOp):  # noqa: N801
+    """softmax(x, dim=d): exp(x) / sum(exp(x)) along dim d; statics (dim,)."""
+
+    label = "softmax"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        normalise_dim(static[0], shapes[0], cls.label)
+        return shapes[0]
+
+    def line(self, items: list[sympy.Expr]) -> list[sympy.Expr]:
+        total = sympy.Add(*(sympy.exp(i) for i in items))
+        return [sympy.exp(i) / total for i in items]
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return _along(arrays[0], static[0], self.label, self.line)
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"{self.label}({printer._print(self.operands[0])}, dim={self.static[0]})"
+
+
+class log_softmax_dim(softmax_dim):  # noqa: N801
+    label = "log_softmax"
+
+    def line(self, items: list[sympy.Expr]) -> list[sympy.Expr]:
+        total = sympy.log(sympy.Add(*(sympy.exp(i) for i in items)))
+        return [i - total for i in items]
+
+
+# --------------------------------------------------------------------------- building and rearranging
+
+class einsum(TensorOp):  # noqa: N801
+    """einsum("ij,j->i", A, x): operands, then the subscripts (validated by the parser) as a Str."""
+
+    label = "einsum"
+    statics = 1
+
+    @staticmethod
+    def terms(subscripts: str, count: int) -> tuple[list[str], str]:
+        inputs, arrow, output = subscripts.partition("->")
+        terms = inputs.split(",")
+        if len(terms) != count:
+            raise ShapeError(f"einsum's subscripts {subscripts!r} name {len(terms)} operand"
+                             f"{'s' if len(terms) != 1 else ''}, but it is given {count}")
+        if not arrow:  # numpy's and torch's rule: the letters that appear once, in alphabetical order
+            letters = "".join(terms)
+            output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+        return terms, output
+
+    @classmethod
+    def sizes(cls, shapes: list[tuple[int, ...]], subscripts: str) -> tuple[dict[str, int], list[str], str]:
+        terms, output = cls.terms(subscripts, len(shapes))
+        size: dict[str, int] = {}
+        for term, shape in zip(terms, shapes, strict=True):
+            if len(term) != len(shape):
+                raise ShapeError(f"einsum: the subscript {term!r} names {len(term)} dimensions, but its operand has "
+                                 f"shape {shown_shape(shape)}")
+            for letter, n in zip(term, shape, strict=True):
+                if size.setdefault(letter, n) != n:
+                    raise ShapeError(f"einsum: the letter {letter!r} stands for sizes {size[letter]} and {n} "
+                                     f"(shapes {' and '.join(shown_shape(s) for s in shapes)})")
+        return size, terms, output
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        size, _terms, output = cls.sizes(shapes, static[0])
+        return tuple(size[c] for c in output)
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import itertools
+
+        size, terms, output = self.sizes([tuple(a.shape) for a in arrays], static[0])
+        summed = [c for c in size if c not in output]
+        out = _objects(tuple(size[c] for c in output))
+        for at in itertools.product(*(range(size[c]) for c in output)):
+            fixed = dict(zip(output, at, strict=True))
+            products = []
+            for rest in itertools.product(*(range(size[c]) for c in summed)):
+                letters = {**fixed, **dict(zip(summed, rest, strict=True))}
+                products.append(sympy.Mul(*(a[tuple(letters[c] for c in t)]
+                                            for a, t in zip(arrays, terms, strict=True))))
+            out[at] = _sum_entries(products)
+        return out
+
+    def _sympystr(self, printer: Any) -> str:
+        parts = [repr(self.static[0])] + [printer._print(a) for a in self.operands]
+        return f"einsum({', '.join(parts)})"
+
+
+class diag(TensorOp):  # noqa: N801
+    """torch.diag: a vector's diagonal matrix, or a matrix's diagonal."""
+
+    label = "diag"
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        (a,) = shapes
+        if len(a) == 1:
+            return (a[0], a[0])
+        if len(a) == 2:
+            return (min(a),)
+        raise ShapeError(f"diag takes a vector (its diagonal matrix) or a matrix (its diagonal), not shape "
+                         f"{shown_shape(a)}")
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        (a,) = arrays
+        if a.ndim == 1:
+            out = _objects((len(a), len(a)))
+            for i in range(len(a)):
+                for j in range(len(a)):
+                    out[i, j] = a[i] if i == j else sympy.S.Zero
+            return out
+        out = _objects((min(a.shape),))
+        for i in range(min(a.shape)):
+            out[i] = a[i, i]
+        return out
+
+
+class eye(TensorOp):  # noqa: N801
+    """eye(n, m): the identity matrix, n by m (m = n by default); statics (n, m), no operand."""
+
+    label = "eye"
+    statics = 2
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        return (static[0], static[1])
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        n, m = static
+        out = _objects((n, m))
+        for i in range(n):
+            for j in range(m):
+                out[i, j] = sympy.S.One if i == j else sympy.S.Zero
+        return out
+
+    def _sympystr(self, printer: Any) -> str:
+        n, m = self.static
+        return f"eye({n})" if n == m else f"eye({n}, {m})"
+
+
+class stack(TensorOp):  # noqa: N801
+    """stack([a, b, ...], dim): tensors of one shape along a new dim; a list [a, b] in an
+    expression is stack([a, b], dim=0). Statics (dim,)."""
+
+    label = "stack"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        different = list(dict.fromkeys(shapes))
+        if len(different) > 1:
+            raise ShapeError(f"stack needs tensors of one shape, not {' and '.join(map(shown_shape, different[:2]))}")
+        d = normalise_dim(static[0], shapes[0], "stack", extra=1)
+        return shapes[0][:d] + (len(shapes),) + shapes[0][d:]
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        import numpy as np
+
+        d = normalise_dim(static[0], tuple(arrays[0].shape), "stack", extra=1)
+        return np.stack(arrays, axis=d)
+
+    def _sympystr(self, printer: Any) -> str:
+        items = ", ".join(printer._print(a) for a in self.operands)
+        return f"[{items}]" if self.static[0] == 0 else f"stack([{items}], dim={self.static[0]})"
+
+
+def decode_index(text: str) -> tuple[Any, ...]:
+    """An index as getitem keeps it ("...,-1", ":,0", "1:3:2") as Python's: ints, slices, Ellipsis."""
+    parts: list[Any] = []
+    for part in text.split(","):
+        if part == "...":
+            parts.append(Ellipsis)
+        elif ":" in part:
+            parts.append(slice(*(int(p) if p else None for p in part.split(":"))))
+        else:
+            parts.append(int(part))
+    return tuple(parts)
+
+
+class getitem(TensorOp):  # noqa: N801
+    """expr[index] with slices or ...: f(x)[1:3], x[..., -1]; statics (the index as text)."""
+
+    label = "getitem"
+    statics = 1
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        import numpy as np
+
+        index = decode_index(static[0])
+        try:  # numpy's basic indexing is torch's: a zero-stride view, nothing allocated
+            return tuple(np.broadcast_to(np.empty((), dtype=bool), shapes[0])[index].shape)
+        except IndexError as exc:
+            raise ShapeError(f"[{static[0]}] does not fit shape {shown_shape(shapes[0])}: {exc}") from None
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        return as_object_array(arrays[0][decode_index(static[0])])
+
+    def _sympystr(self, printer: Any) -> str:
+        inner = printer._print(self.operands[0])
+        return f"{inner}[{self.static[0]}]" if self.operands[0].is_Symbol else f"({inner})[{self.static[0]}]"
 
 
 # --------------------------------------------------------------------------- linear algebra and class losses

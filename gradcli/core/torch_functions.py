@@ -202,6 +202,78 @@ def transpose(a: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     return torch.transpose(a, dims[0], dims[1])
 
 
+def _dims(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """torch's dim= for statics' dims: () means every dim."""
+    return dims if dims else tuple(range(x.dim()))
+
+
+def sum_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.sum(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def mean_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.mean(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def prod_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    # torch.prod takes one dim at a time: the highest first, so the others keep their numbers
+    for d in sorted((d % max(x.dim(), 1) for d in _dims(x, dims)), reverse=True):
+        x = torch.prod(x, d, keepdim=bool(keepdim))
+    return x
+
+
+def amax_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.amax(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def amin_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.amin(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def logsumexp_dim(x: torch.Tensor, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.logsumexp(x, dim=_dims(x, dims), keepdim=bool(keepdim))
+
+
+def norm_dim(x: torch.Tensor, p: float, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return cast(torch.Tensor, torch.linalg.vector_norm(x, ord=p, dim=_dims(x, dims), keepdim=bool(keepdim)))
+
+
+def var_dim(x: torch.Tensor, correction: float, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.var(x, dim=_dims(x, dims), correction=correction, keepdim=bool(keepdim))
+
+
+def std_dim(x: torch.Tensor, correction: float, dims: tuple[int, ...], keepdim: int) -> torch.Tensor:
+    return torch.std(x, dim=_dims(x, dims), correction=correction, keepdim=bool(keepdim))
+
+
+def softmax_dim(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.softmax(x, dim)
+
+
+def log_softmax_dim(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.log_softmax(x, dim)
+
+
+def einsum(*args: torch.Tensor | str) -> torch.Tensor:
+    *operands, subscripts = args
+    return torch.einsum(cast(str, subscripts), *operands)
+
+
+def eye(n: int, m: int, *, dtype: torch.dtype, device: torch.device | None) -> torch.Tensor:
+    return torch.eye(n, m, dtype=dtype, device=device)
+
+
+def stack(*args: torch.Tensor | int) -> torch.Tensor:
+    *tensors, dim = args
+    return torch.stack(cast(list[torch.Tensor], tensors), dim=cast(int, dim))
+
+
+def getitem(x: torch.Tensor, index: str) -> torch.Tensor:
+    from gradcli.core.sympy_functions import decode_index
+
+    return x[decode_index(index)]
+
+
 # --------------------------------------------------------------------------- linear algebra and class losses
 # (issue 17, items 4 and 5)
 

@@ -282,7 +282,7 @@ TENSOR_FUNCTIONS = {"prod", "dot", "norm", "logsumexp", "softmax", "log_softmax"
 # Tensor programs (issue 17): tests/core/test_tensor_programs.py checks each against hand-written
 # torch, and its check (entry by entry) against a tampered lowering.
 TENSOR_PROGRAM_FUNCTIONS = {
-    "matmul", "transpose", "outer",
+    "matmul", "transpose", "outer", "einsum", "diag", "eye", "stack", "where", "clamp", "clip", "var", "std",
 }
 
 # Linear algebra and the losses over classes: tests/core/test_linalg.py checks each against torch by hand.
