@@ -15,6 +15,8 @@ import sympy
 import sympy.core.symbol
 from sympy.printing.precedence import PRECEDENCE
 
+from gradcli.errors import GradcliError
+
 
 class sigmoid(sympy.Function):  # noqa: N801 - the name is what users type and what sympy prints
     """The logistic function 1/(1 + exp(-x))."""
@@ -440,6 +442,16 @@ class where(sympy.Piecewise):  # noqa: N801
         (a, cond), (b, _true) = self.args
         return f"where({printer._print(cond)}, {printer._print(a)}, {printer._print(b)})"
 
+    def _pretty(self, printer: Any) -> Any:
+        from sympy.printing.pretty.stringpict import prettyForm
+
+        return prettyForm(sympy.sstr(self))
+
+    def _latex(self, printer: Any) -> str:
+        (a, cond), (b, _true) = self.args
+        parts = ", ".join(printer._print(p) for p in (cond, a, b))
+        return rf"\operatorname{{where}}\left({parts}\right)"
+
 
 # =========================================================================== tensor operations
 #
@@ -573,16 +585,16 @@ class TensorOp(sympy.Function):
 
     def fdiff(self, argindex: int = 1) -> sympy.Expr:
         raise TensorDerivativeError(
-            f"{self.label or type(self).__name__} is not elementwise: its derivative is a tensor, which "
-            "gradcli's symbolic check computes entry by entry (grad, jacobian), not as one formula")
+            f"{self.label or type(self).__name__} is not elementwise: its derivative is a tensor, not one "
+            "scalar formula", hint="gradcli grad and jacobian compute it and check it entry by entry")
 
     def _sympystr(self, printer: Any) -> str:
         parts = [printer._print(a) for a in self.operands] + [repr(v) for v in self.static]
         return f"{self.label or type(self).__name__}({', '.join(parts)})"
 
 
-class TensorDerivativeError(ValueError):
-    """sympy asked for the derivative of a tensor operation as a scalar function."""
+class TensorDerivativeError(GradcliError):
+    """sympy asked for the derivative of a tensor operation as a scalar function (gradcli diff)."""
 
 
 def has_tensor_ops(exprs: Iterable[sympy.Basic]) -> bool:

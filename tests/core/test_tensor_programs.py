@@ -9,7 +9,7 @@ import sympy
 import torch
 
 from gradcli import api
-from gradcli.core import lower, session
+from gradcli.core import lower
 from gradcli.core import sympy_functions as sf
 from gradcli.core.limits import SYMBOLIC_EXPANSION_LIMIT
 from gradcli.core.parse import parse_expression
@@ -113,13 +113,12 @@ TAMPERED = [
 
 
 @pytest.mark.parametrize("cls, wrong, expression, tensors", TAMPERED, ids=[c[2] for c in TAMPERED])
-def test_a_tampered_lowering_is_caught_by_the_entry_by_entry_check(monkeypatch, cls, wrong, expression, tensors):
-    session.parse_cached.cache_clear()  # a fresh lowering, through the tampered table
+def test_a_tampered_lowering_is_caught_by_the_entry_by_entry_check(monkeypatch, fresh_lowering, cls, wrong,
+                                                                     expression, tensors):
     monkeypatch.setitem(lower._FUNCTIONS, cls, wrong)
     report = run(expression, tensors, list(tensors))
     assert report.status == "failed"
     assert "disagree" in {v.status for v in report.variables}
-    session.parse_cached.cache_clear()
 
 
 def test_dot_of_two_long_vectors_keeps_the_scalar_route_at_any_size():
@@ -174,3 +173,218 @@ def test_tensor_operations_are_never_folded_or_evaluated_by_sympy():
     assert str(parse_expression("x @ A.T @ x").expr) == "x @ A.T @ x"
     with pytest.raises(GradcliError, match="attribute access"):
         parse_expression("x.shape")
+
+
+# --------------------------------------------------------------------------- axes
+
+AXES = [
+    ("sum(sum(A, dim=1) ** 2)", lambda A: torch.sum(A, dim=1) ** 2),
+    ("sum(sum(A, axis=0, keepdim=True) * A)", lambda A: torch.sum(A, dim=0, keepdim=True) * A),
+    ("sum(sum(T, dim=(0, 2)) ** 2)", lambda T: torch.sum(T, dim=(0, 2)) ** 2),
+    ("sum(mean(A, -1) ** 2)", lambda A: torch.mean(A, dim=-1) ** 2),
+    ("sum(prod(A, dim=0))", lambda A: torch.prod(A, dim=0)),
+    ("sum(prod(T, dim=(0, 1), keepdim=True) * T)", lambda T: torch.prod(torch.prod(T, 1, keepdim=True), 0,
+                                                                         keepdim=True) * T),
+    ("sum(max(A, dim=1) * min(A, axis=0))", lambda A: torch.amax(A, dim=1) * torch.amin(A, dim=0)),
+    ("sum(max(A, dim=0, keepdim=True) - A)", lambda A: torch.amax(A, dim=0, keepdim=True) - A),
+    ("sum(norm(A, dim=1))", lambda A: torch.linalg.vector_norm(A, dim=1)),
+    ("sum(norm(A, 3, dim=0, keepdim=True))", lambda A: torch.linalg.vector_norm(A, ord=3, dim=0, keepdim=True)),
+    ("sum(logsumexp(A, dim=1) ** 2)", lambda A: torch.logsumexp(A, dim=1) ** 2),
+    ("sum(softmax(A, dim=1) * A)", lambda A: torch.softmax(A, dim=1) * A),
+    ("sum(log_softmax(A, axis=0) * A)", lambda A: torch.log_softmax(A, dim=0) * A),
+    ("var(A)", lambda A: torch.var(A)),
+    ("sum(var(A, dim=1))", lambda A: torch.var(A, dim=1)),
+    ("sum(var(A, dim=0, correction=0, keepdim=True) * A)", lambda A: torch.var(A, dim=0, correction=0,
+                                                                                keepdim=True) * A),
+    ("std(A)", lambda A: torch.std(A)),
+    ("sum(std(T, dim=(1, 2), correction=2))", lambda T: torch.std(T, dim=(1, 2), correction=2)),
+]
+
+
+@pytest.mark.parametrize("expression, reference", AXES, ids=[c[0] for c in AXES])
+def test_reductions_over_dims_match_hand_written_torch_and_pass_the_check(expression, reference):
+    tensors = {"T": BATCH} if "(T" in expression else {"A": A}
+    report = run(expression, tensors, list(tensors))
+    theirs, value = torch_grads(reference, tensors, list(tensors))
+    for n, g in gradients(report).items():
+        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
+    assert report.f.data == pytest.approx(value.sum().item())
+    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+
+
+def test_var_and_std_use_torchs_correction_of_1_by_default():
+    values = {"x": "[1, 2, 3, 4]"}
+    assert api.evaluate("var(x)", values).f.data == pytest.approx(5 / 3)
+    assert api.evaluate("var(x, correction=0)", values).f.data == pytest.approx(5 / 4)
+    assert api.evaluate("std(x)", values).f.data == pytest.approx((5 / 3) ** 0.5)
+
+
+# --------------------------------------------------------------------------- building and slicing
+
+BUILDING = [
+    ("sum(einsum('ij,j->i', A, x) ** 2)", lambda A, x: torch.einsum("ij,j->i", A, x) ** 2, {"A": A, "x": X}),
+    ('einsum("i,i", x, y)', lambda x, y: torch.einsum("i,i", x, y), {"x": X, "y": Y}),
+    ('sum(einsum("ij,kj->ik", A, M) * 2)', lambda A, M: torch.einsum("ij,kj->ik", A, M) * 2, {"A": A, "M": M}),
+    ('einsum("ii", A)', lambda A: torch.einsum("ii", A), {"A": A}),
+    ("sum(diag(x) @ A)", lambda x, A: torch.diag(x) @ A, {"x": X, "A": A}),
+    ("sum(diag(A) * x)", lambda A, x: torch.diag(A) * x, {"A": A, "x": X}),
+    ("sum((eye(3) + A) @ x)", lambda A, x: (torch.eye(3, dtype=A.dtype) + A) @ x, {"A": A, "x": X}),
+    ("sum(eye(2, 3) * M)", lambda M: torch.eye(2, 3, dtype=M.dtype) * M, {"M": M}),
+    ("sum(stack([x, A @ x], dim=1) ** 2)", lambda x, A: torch.stack([x, A @ x], dim=1) ** 2, {"x": X, "A": A}),
+    ("sum(stack([x, y]) * A[:2])", lambda x, y, A: torch.stack([x, y]) * A[:2], {"x": X, "y": Y, "A": A}),
+    ("sum([x[0] * x[1], x[2] ** 2] * [1, 2])",
+     lambda x: torch.stack([x[0] * x[1], x[2] ** 2]) * torch.tensor([1.0, 2.0], dtype=x.dtype), {"x": X}),
+    ("sum([[x[0], 1], [2, x[1]]] @ x[1:])",
+     lambda x: torch.stack([torch.stack([x[0], torch.ones_like(x[0])]), torch.stack([2 * torch.ones_like(x[0]),
+                                                                                      x[1]])]) @ x[1:], {"x": X}),
+    ("sum(A[:, 0] * x)", lambda A, x: A[:, 0] * x, {"A": A, "x": X}),
+    ("sum(A[1:3] ** 2)", lambda A: A[1:3] ** 2, {"A": A}),
+    ("sum(A[..., -1] * x)", lambda A, x: A[..., -1] * x, {"A": A, "x": X}),
+    ("sum(T[..., 0, :] ** 2)", lambda T: T[..., 0, :] ** 2, {"T": BATCH}),
+    ("sum((A @ x)[1:] ** 2)", lambda A, x: (A @ x)[1:] ** 2, {"A": A, "x": X}),
+    ("sum(sin(A)[:, 1] * x)", lambda A, x: torch.sin(A)[:, 1] * x, {"A": A, "x": X}),
+    ("sum(exp(A)[..., -1])", lambda A: torch.exp(A)[..., -1], {"A": A}),
+]
+
+
+@pytest.mark.parametrize("expression, reference, tensors", BUILDING, ids=[c[0] for c in BUILDING])
+def test_einsum_diag_eye_stack_and_slices_match_hand_written_torch(expression, reference, tensors):
+    report = run(expression, tensors, list(tensors))
+    theirs, value = torch_grads(reference, tensors, list(tensors))
+    for n, g in gradients(report).items():
+        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
+    assert report.f.data == pytest.approx(value.sum().item())
+    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+
+
+# --------------------------------------------------------------------------- conditionals
+
+CONDITIONALS = [
+    ("sum(where(x > 0, x ** 2, -x))", lambda x: torch.where(x > 0, x ** 2, -x)),
+    ("sum(where(x <= y, sin(x), y * x))", lambda x, y: torch.where(x <= y, torch.sin(x), y * x)),
+    ("sum(where(x != 0.5, exp(x), 0))", lambda x: torch.where(x != 0.5, torch.exp(x), 0.0)),
+    ("sum(where(-1 < x < 1, x, 1))", lambda x: torch.where((-1 < x) & (x < 1), x, 1.0)),
+    ("sum(clamp(x, -0.5, 0.5) * y)", lambda x, y: torch.clamp(x, -0.5, 0.5) * y),
+    ("sum(clip(x * y, -0.1, 0.2))", lambda x, y: torch.clamp(x * y, -0.1, 0.2)),
+    ("sum(where(A @ x > 0, A @ x, 0.1 * (A @ x)))", lambda A, x: torch.where(A @ x > 0, A @ x, 0.1 * (A @ x))),
+]
+
+
+@pytest.mark.parametrize("expression, reference", CONDITIONALS, ids=[c[0] for c in CONDITIONALS])
+def test_where_comparisons_and_clamp_match_hand_written_torch(expression, reference):
+    import inspect
+
+    pool = {"x": X, "y": Y, "A": A}
+    tensors = {n: pool[n] for n in inspect.signature(reference).parameters}
+    report = run(expression, tensors, list(tensors))
+    theirs, value = torch_grads(reference, tensors, list(tensors))
+    for n, g in gradients(report).items():
+        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
+    assert report.f.data == pytest.approx(value.sum().item())
+    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+
+
+def test_the_where_trap_is_shown_never_hidden_and_names_the_double_where():
+    report = api.grad("where(x > 0, sqrt(x), 0)", {"x": "-1"})
+    (x,) = report.variables
+    assert x.gradient.data == "nan" or x.gradient.data != x.gradient.data  # autograd's nan, as torch computes
+    assert x.symbolic.data == 0 and x.status == "disagree" and report.status == "failed"
+    assert "0 * inf = nan" in x.note and "not a gradcli error" in x.note
+    assert "where(x > 0, sqrt(where(x > 0, x, 1)), 0)" in x.note
+    # the safe form, typed as the note says, is kept as typed (sympy would fold it back) and agrees
+    safe = api.grad("where(x > 0, sqrt(where(x > 0, x, 1)), 0)", {"x": "-1"})
+    assert safe.variables[0].gradient.data == 0 and safe.variables[0].status == "agree"
+    assert safe.parsed == "where(x > 0, sqrt(where(x > 0, x, 1)), 0)"
+
+
+def test_the_where_trap_in_a_tensor_program_guards_what_the_condition_tests():
+    report = api.grad("sum(where(A @ x > 0, sqrt(A @ x), 0))", {"A": "[[1, 2], [-3, 1]]", "x": "[1, 1]"}, wrt="x")
+    assert report.status == "failed"
+    assert "where(A @ x > 0, sqrt(where(A @ x > 0, A @ x, 1)), 0)" in report.variables[0].note
+
+
+def test_clamp_at_its_bounds_is_a_kink_with_torchs_convention():
+    report = api.grad("sum(clamp(x, -1, 1))", {"x": "[-1, 0, 1, 2]"})
+    (x,) = report.variables
+    assert x.gradient.data == [1, 1, 1, 0] and x.status == "kink"
+    assert "clamp'(x) = 1 at min and max" in x.note
+
+
+TAMPERED_AXES = [
+    (sf.sum_dim, lambda x, dims, keepdim: torch.sum(x, dim=dims or None, keepdim=bool(keepdim)) * 1.01,
+     "sum(sum(A, dim=0) ** 2)"),
+    (sf.softmax_dim, lambda x, dim: torch.softmax(x, (dim + 1) % x.dim()), "sum(softmax(A, dim=1) * A)"),
+    (sf.var_dim, lambda x, c, dims, keepdim: torch.var(x, dim=dims or None, correction=0), "sum(var(A, dim=1))"),
+    (sf.einsum, lambda *args: torch.einsum(args[-1], *args[:-1]).T, 'sum(einsum("ij,jk->ik", A, A) * A)'),
+    (sf.stack, lambda *args: torch.stack(args[-2::-1], dim=args[-1]), "sum(stack([A[0], A[1]]) * A[:2])"),
+    (sf.clamp, lambda x, lo, hi: 1.01 * torch.clamp(x, lo, hi), "sum(clamp(A, -0.5, 0.5))"),
+    (sf.diag, lambda a: torch.diag(a) * 1.01, "sum(diag(A) ** 2)"),
+]
+
+
+@pytest.mark.parametrize("cls, wrong, expression", TAMPERED_AXES, ids=[c[2] for c in TAMPERED_AXES])
+def test_a_tampered_dim_or_building_lowering_is_caught(monkeypatch, fresh_lowering, cls, wrong, expression):
+    monkeypatch.setitem(lower._FUNCTIONS, cls, wrong)
+    report = run(expression, {"A": A}, ["A"])
+    assert report.status == "failed" and report.variables[0].status == "disagree"
+
+
+@pytest.mark.parametrize("expression, values, message", [
+    ("sum(A, dim=2)", {"A": "ones(2, 3)"}, "sum: dim 2 is out of range for shape [2, 3]"),
+    ("sum(softmax(x, dim=1))", {"x": "[1, 2]"}, "softmax: dim 1 is out of range for shape [2]"),
+    ('einsum("ij,j->i", A, x)', {"A": "ones(2, 3)", "x": "[1, 2]"}, "the letter 'j' stands for sizes 3 and 2"),
+    ('einsum("ij,j->i", A)', {"A": "ones(2, 3)"}, "name 2 operands, but it is given 1"),
+    ('einsum("ijk", A)', {"A": "ones(2, 3)"}, "the subscript 'ijk' names 3 dimensions"),
+    ("sum(stack([x, y]))", {"x": "[1, 2]", "y": "[1, 2, 3]"}, "stack needs tensors of one shape, not [2] and [3]"),
+    ("sum([x, 1])", {"x": "[1, 2]"}, "stack needs tensors of one shape, not [2] and []"),
+    ("sum(diag(T))", {"T": "ones(2, 2, 2)"}, "diag takes a vector"),
+    ("sum(A[..., 5])", {"A": "ones(2, 3)"}, "does not fit shape [2, 3]"),
+    ("sum((A @ x)[0, 1:])", {"A": "ones(2, 2)", "x": "[1, 2]"}, "does not fit shape [2]"),
+])
+def test_dim_and_building_mismatches_name_the_shapes(expression, values, message):
+    with pytest.raises(GradcliError) as info:
+        api.grad(expression, values)
+    assert message in info.value.message
+    assert info.value.span is not None
+
+
+@pytest.mark.parametrize("text, message", [
+    ('einsum("ij,j->k", A, x)', "einsum's output letter 'k' is in no operand"),
+    ('einsum("i1,j", A, x)', "einsum's subscripts are letters"),
+    ('einsum("ij->ii", A)', "names a letter twice"),
+    ("einsum(A, x)", "the first argument of einsum is its subscripts"),
+    ('sin("x")', "strings are not allowed"),
+    ('sum(x, dim="0")', "dim must be a whole number"),
+    ("sum(x, dim=0.5)", "dim must be a whole number"),
+    ("sum(x, keepdim=1)", "keepdim is True or False"),
+    ("x > 0", "comparisons are only allowed as the condition of where"),
+    ("where(x, 1, 0)", "the condition of where is a comparison"),
+    ("where(x is y, 1, 0)", "the comparison 'is' is not allowed"),
+    ("sum(x, dim=0, axis=0)", "sum is given dim twice"),
+    ("max(x, y, dim=0)", "max(x, dim=...) reduces one tensor"),
+    ("transpose(A, 0)", "transpose takes two dims to swap"),
+    ("x.shape", "attribute access"),
+    ("x[..., ...]", "one ... at most"),
+    ("stack(x)", "stack takes a bracketed list"),
+])
+def test_tensor_syntax_is_refused_with_a_reason(text, message):
+    with pytest.raises(GradcliError) as info:
+        parse_expression(text)
+    assert message in info.value.message
+    assert info.value.span is not None
+
+
+def test_eye_is_still_a_value_constructor_after_equals():
+    report = api.grad("sum(A @ x)", {"A": "eye(2)", "x": "[1, 2]"}, wrt="x")
+    assert report.variables[0].gradient.data == [1, 1]
+
+
+def test_explain_shows_the_torch_code_of_each_new_node():
+    report = api.grad('sum(einsum("ij,j->i", A, x)) + sum(sum(A, dim=0, keepdim=True)) + where(x[0] > 0, x[1], 0) '
+                      '+ sum(stack([x, x], dim=1)) + sum(eye(2) @ x) + x @ A.T @ x + sum(A[..., -1])',
+                      {"A": "[[1, 2], [3, 4]]", "x": "[1, 2]"}, explain=True)
+    torch_line = dict(report.explain)["torch"]
+    for piece in ["torch.einsum('ij,j->i', A, x)", "torch.sum(A, dim=0, keepdim=True)",
+                  "torch.where(x[0] > 0, x[1], 0)", "torch.stack([x, x], dim=1)", "torch.eye(2) @ x", "A.T",
+                  "A[..., -1]"]:
+        assert piece in torch_line, (piece, torch_line)
