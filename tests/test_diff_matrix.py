@@ -105,3 +105,9 @@ def test_grad_and_jacobian_show_the_matrix_formula(run_json) -> None:
     code, doc = run_json("jacobian", "exp(A @ x)", "x=[1,2]", "A=[[1,0],[0.5,1]]", "--wrt", "x")
     assert code == 0
     assert doc["symbolic"]["x"]["formula"] == "diag(exp(A @ x)) @ A"
+
+
+def test_matrix_operations_without_shapes_ask_for_them(run) -> None:
+    result = run("diff", "x @ A @ x", "x")
+    assert result.exit_code == 2
+    assert "depends on the shapes" in result.stderr and "--shape NAME=3" in result.stderr

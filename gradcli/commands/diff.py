@@ -130,6 +130,10 @@ def diff(expression: str, variables: Sequence[str] | None = None, *, order: int 
                                    f"(its variables: {', '.join(parsed.variables) or 'none'})")
         derivatives = _matrix_form(parsed, parsed.expr, names, shape_of)
         return DiffReport(expression, parsed.pretty(), derivatives)
+    if sympy_functions.has_tensor_ops(parsed.components):
+        raise GradcliError("the expression has matrix operations, whose derivative depends on the shapes",
+                           hint="give each variable's shape (--shape NAME=3 for a vector, NAME=3x3 for a matrix) "
+                                "for the gradient in matrix form; gradcli grad and jacobian compute it at values")
     expr = sympy_functions.expand_definitions(parsed.expr)
     notes = []
     reductions = list(expr.atoms(sympy_functions.Reduction))

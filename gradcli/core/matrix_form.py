@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -570,7 +570,7 @@ def _render(expr: sympy.Basic, unicode: bool) -> tuple[str, int]:
     if isinstance(expr, MatrixSymbol):
         return str(expr.name), _ATOM
     if isinstance(expr, Identity):
-        return "I", _ATOM
+        return ("1" if expr.shape[0] == 1 else "I"), _ATOM
     if isinstance(expr, ZeroMatrix):
         return "0", _ATOM
     if isinstance(expr, OneMatrix):
@@ -596,6 +596,8 @@ def _render(expr: sympy.Basic, unicode: bool) -> tuple[str, int]:
         return f"matrix_power({_render(expr.base, unicode)[0]}, {expr.exp})", _ATOM
     if isinstance(expr, MatMul):
         coefficient, matrices = expr.as_coeff_matrices()
+        if coefficient != 1 and len(matrices) == 1 and isinstance(matrices[0], Identity) and matrices[0].shape[0] == 1:
+            return _scalar_text(coefficient, unicode)  # a 1x1 result: the number itself
         if coefficient.is_Number and coefficient < 0:
             text, _ = _render(_rebuild(-coefficient, list(matrices), expr.shape), unicode)
             return f"-{text}", _SUM
@@ -717,6 +719,21 @@ def _scalar(node: sympy.Basic) -> sympy.Basic:
     return Trace(node) if isinstance(node, MatrixExpr) else node
 
 
+def _holds_matrix_scalar(node: sympy.Basic, symbols: Mapping[sympy.Symbol, sympy.Basic]) -> bool:
+    """Does this 0-d value hold a variable written as a 1x1 matrix symbol?"""
+    ones = {m for m in symbols.values() if isinstance(m, MatrixSymbol) and tuple(m.shape) == (1, 1)}
+    return bool(ones) and any(m in ones for m in node.atoms(MatrixSymbol))
+
+
+def _spread(node: sympy.Basic, shape: tuple[Any, Any]) -> sympy.Basic:
+    """A 0-d value as a matrix of `shape`: ones @ v @ onesᵀ (a 1x1 matrix, or a scalar made one)."""
+    if not isinstance(node, MatrixExpr):
+        node = _scale(node, OneMatrix(1, 1))
+    rows, columns = shape
+    spread = OneMatrix(rows, 1) * node if rows != 1 else node
+    return spread * OneMatrix(1, columns) if columns != 1 else spread
+
+
 # A converted node: the matrix expression, and how many dimensions the tensor has (a vector is
 # a column n x 1 with ndim 1; a 0-d result of a product is a 1x1 matrix with ndim 0).
 Converted = tuple[sympy.Basic, int]
@@ -804,8 +821,11 @@ class Converter:
     Anything else raises MatrixFormUnsupported, naming it.
     """
 
-    def __init__(self, shapes: Mapping[sympy.Symbol, Shape]) -> None:
-        self.symbols = {s: matrix_variable(s.name, shape) for s, shape in shapes.items()}
+    def __init__(self, shapes: Mapping[sympy.Symbol, Shape], as_matrices: Sequence[str] = ()) -> None:
+        # as_matrices: scalar variables written as 1x1 matrix symbols, to differentiate by them
+        # (sympy's matrix calculus differentiates only by matrices); broadcast by ones.
+        self.symbols = {s: MatrixSymbol(s.name, 1, 1) if s.name in as_matrices and not shape
+                        else matrix_variable(s.name, shape) for s, shape in shapes.items()}
         self.ndim = {s: len(shape) for s, shape in shapes.items()}
 
     def convert(self, node: sympy.Basic) -> sympy.Basic:
@@ -847,12 +867,15 @@ class Converter:
         if len({d for a, d in parts if isinstance(a, MatrixExpr) and d > 0} | {ndim}) > 1:
             raise MatrixFormUnsupported("broadcasting a vector against a matrix has no matrix form here")
         matrices = [a for a, d in parts if d > 0]
-        scalars = [_scalar(a) for a, d in parts if d == 0]
+        shape = matrices[0].shape
+        # a 0-d value holding a 1x1 variable (as_matrices) is broadcast as ones @ b @ onesᵀ
+        spread = [_spread(a, shape) for a, d in parts if d == 0 and _holds_matrix_scalar(a, self.symbols)]
+        scalars = [_scalar(a) for a, d in parts if d == 0 and not _holds_matrix_scalar(a, self.symbols)]
         if isinstance(node, sympy.Add):
-            shape = matrices[0].shape
-            return MatAdd(*[_broadcast_to(a, shape) for a in matrices + scalars]).doit(deep=False), ndim
+            return MatAdd(*[_broadcast_to(a, shape) for a in matrices + spread + scalars]).doit(deep=False), ndim
         if isinstance(node, sympy.Mul):
-            body = matrices[0] if len(matrices) == 1 else HadamardProduct(*matrices)
+            factors = matrices + spread
+            body = factors[0] if len(factors) == 1 else HadamardProduct(*factors)
             return _scale(sympy.Mul(*scalars), body), ndim
         if isinstance(node, sympy.Pow):
             (base, base_dims), (exponent, exponent_dims) = parts
@@ -964,7 +987,7 @@ class MatrixGradient:
 
 
 def _prepare(components: list[sympy.Basic], shape: tuple[int, ...] | None,
-             table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any],
+             table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any], as_matrices: Sequence[str] = (),
              ) -> tuple[dict[str, sympy.Basic], sympy.Basic, int, dict[str, Any]]:
     """The variables' matrix symbols by name, the converted expression, its dimensions, and the
     values in float64 (vectors as columns)."""
@@ -977,7 +1000,7 @@ def _prepare(components: list[sympy.Basic], shape: tuple[int, ...] | None,
     for name, tensor in values.items():
         array = tensor.detach().to("cpu").double().numpy()
         arrays[name] = array.reshape(array.shape[0], -1) if array.ndim in (1, 2) else array
-    converter = Converter(shapes)
+    converter = Converter(shapes, as_matrices)
     (component,) = components
     expr, ndim = converter.convert_with_ndim(component)
     by_name = {str(getattr(v, "name", v)): v for v in converter.symbols.values()}
@@ -989,69 +1012,74 @@ def _result(formula: sympy.Basic, arrays: Mapping[str, Any], shape: tuple[int, .
     return MatrixGradient(render(formula), render(formula, unicode=False), render_latex(formula), value, formula)
 
 
+def _scalar_output(expr: sympy.Basic, ndim: int, reduction: str) -> sympy.Basic:
+    """f reduced to a scalar as the autograd route reduces it: sum (or mean) of every element."""
+    if ndim == 0:
+        return expr
+    rows, columns = expr.shape
+    total = OneMatrix(1, rows) * expr
+    if columns != 1:
+        total = total * OneMatrix(columns, 1)
+    return total if reduction == "sum" else _scale(sympy.Rational(1, rows * columns), total)
+
+
+def _each_variable(components: list[sympy.Basic], shape: tuple[int, ...] | None,
+                   table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any], wrt: list[str],
+                   derive: Callable[[sympy.Basic, int, MatrixSymbol, dict[str, Any]], MatrixGradient],
+                   ) -> dict[str, MatrixGradient | str]:
+    """derive(converted f, its dimensions, the variable's matrix symbol, float64 values) for each
+    variable in wrt, or the reason it failed. A scalar variable is converted as a 1x1 matrix."""
+    out: dict[str, MatrixGradient | str] = {}
+    prepared: dict[bool, tuple[dict[str, sympy.Basic], sympy.Basic, int, dict[str, Any]]] = {}
+    for name in wrt:
+        scalar = len(values[name].shape) == 0
+        try:
+            if scalar:
+                by_name, expr, ndim, arrays = _prepare(components, shape, table, values, (name,))
+            else:
+                if False not in prepared:
+                    prepared[False] = _prepare(components, shape, table, values)
+                by_name, expr, ndim, arrays = prepared[False]
+            variable = by_name.get(name)
+            if not isinstance(variable, MatrixSymbol):
+                raise MatrixFormUnsupported(f"{name} is not a variable of the expression")
+            out[name] = derive(expr, ndim, variable, arrays)
+        except MatrixFormUnsupported as why:
+            out[name] = str(why)
+        except (AttributeError, TypeError, NotImplementedError, RecursionError) as why:
+            out[name] = f"sympy's matrix calculus failed: {why}"
+        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
+            out[name] = f"its matrix form could not be evaluated: {why}"
+    return out
+
+
 def matrix_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | None,
                      table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any], wrt: list[str],
                      reduction: str = "sum") -> dict[str, MatrixGradient | str]:
     """The gradient of the reduced output by each variable in `wrt`, in matrix form: a
     MatrixGradient, or the reason there is none. `values` are torch tensors (any dtype: read in
     float64); `table` is the parser's symbol table."""
-    try:
-        by_name, objective, ndim, arrays = _prepare(components, shape, table, values)
-        if ndim > 0:
-            rows, columns = objective.shape
-            total = OneMatrix(1, rows) * objective
-            if columns != 1:
-                total = total * OneMatrix(columns, 1)
-            objective = total if reduction == "sum" else _scale(sympy.Rational(1, rows * columns), total)
-    except MatrixFormUnsupported as why:
-        return dict.fromkeys(wrt, str(why))
-    out: dict[str, MatrixGradient | str] = {}
-    for name in wrt:
-        variable = by_name.get(name)
-        if not isinstance(variable, MatrixSymbol):
-            out[name] = f"{name} is a scalar: the scalar route checks it"
-            continue
-        try:
-            out[name] = _result(gradient(objective, variable), arrays, tuple(values[name].shape))
-        except MatrixFormUnsupported as why:
-            out[name] = str(why)
-        except (AttributeError, TypeError, NotImplementedError, RecursionError) as why:
-            out[name] = f"sympy's matrix calculus failed: {why}"
-        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
-            out[name] = f"its matrix form could not be evaluated: {why}"
-    return out
+    def derive(expr: sympy.Basic, ndim: int, variable: MatrixSymbol, arrays: dict[str, Any]) -> MatrixGradient:
+        formula = gradient(_scalar_output(expr, ndim, reduction), variable)
+        return _result(formula, arrays, tuple(values[variable.name].shape))
+
+    return _each_variable(components, shape, table, values, wrt, derive)
 
 
 def matrix_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None,
                      table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any],
                      wrt: list[str]) -> dict[str, MatrixGradient | str]:
     """d f / d x in matrix form for each x in `wrt`, of shape f.shape + x.shape: the gradient for
-    a scalar f, the m x n matrix for a vector f and a vector x; else the reason there is none."""
-    try:
-        by_name, output, ndim, arrays = _prepare(components, shape, table, values)
-    except MatrixFormUnsupported as why:
-        return dict.fromkeys(wrt, str(why))
-    out: dict[str, MatrixGradient | str] = {}
-    for name in wrt:
-        variable = by_name.get(name)
-        if not isinstance(variable, MatrixSymbol):
-            out[name] = f"{name} is a scalar: the scalar route checks it"
-            continue
-        try:
-            if ndim == 0:
-                out[name] = _result(gradient(output, variable), arrays, tuple(values[name].shape))
-            elif ndim == 1 and len(values[name].shape) == 1:
-                out[name] = _result(jacobian(output, variable), arrays,
-                                    (int(output.shape[0]), int(values[name].shape[0])))
-            else:
-                out[name] = "a Jacobian of more than two dimensions has no matrix form"
-        except MatrixFormUnsupported as why:
-            out[name] = str(why)
-        except (AttributeError, TypeError, NotImplementedError, RecursionError) as why:
-            out[name] = f"sympy's matrix calculus failed: {why}"
-        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as why:
-            out[name] = f"its matrix form could not be evaluated: {why}"
-    return out
+    a scalar f, the m x n matrix for a vector f and a vector (or scalar) x; else the reason."""
+    def derive(expr: sympy.Basic, ndim: int, variable: MatrixSymbol, arrays: dict[str, Any]) -> MatrixGradient:
+        variable_shape = tuple(values[variable.name].shape)
+        if ndim == 0:
+            return _result(gradient(expr, variable), arrays, variable_shape)
+        if ndim == 1 and len(variable_shape) <= 1:
+            return _result(jacobian(expr, variable), arrays, (int(expr.shape[0]), *variable_shape))
+        raise MatrixFormUnsupported("a Jacobian of more than two dimensions has no matrix form")
+
+    return _each_variable(components, shape, table, values, wrt, derive)
 
 
 def complete(results: Mapping[str, Any], found: Mapping[str, MatrixGradient | str]) -> None:
