@@ -313,6 +313,13 @@ PROGRAMS: list[tuple[str, dict[str, torch.Tensor], Callable[..., torch.Tensor]]]
      lambda X, b, c: torch.trace(X.T @ X) + torch.sum(torch.outer(b, c) * X)),
     ("mean(exp(A @ x) * y)", {"A": _rand(6, 4), "x": _rand(4, seed=1), "y": _rand(6, seed=2)},
      lambda A, x, y: torch.mean(torch.exp(A @ x) * y)),
+    # scalar variables: differentiated as 1x1 matrices, broadcast by ones
+    ("bce(sigmoid(X @ w + b), y)", {"X": _rand(9, 2), "w": _rand(2, seed=1),
+                                    "b": torch.tensor(0.3, dtype=torch.float64), "y": (_rand(9, seed=2) > 0).double()},
+     lambda X, w, b, y: torch.nn.functional.binary_cross_entropy(torch.sigmoid(X @ w + b), y)),
+    ("b*x @ x + sin(b) + sum(b*A + b**2*exp(A))", {"x": _rand(3), "b": torch.tensor(0.7, dtype=torch.float64),
+                                                   "A": _rand(3, 2, seed=1)},
+     lambda x, b, A: b * x @ x + torch.sin(b) + torch.sum(b * A + b**2 * torch.exp(A))),
 ]
 
 
