@@ -210,3 +210,34 @@ def test_the_readme_tensor_programs_tables_are_what_gradcli_prints(command, prin
 
 def test_there_are_two_readme_tables():
     assert [c.split('"')[1] for c, _ in _readme_console_blocks()] == ["x @ A @ x", "where(x > 0, sqrt(x), 0)"]
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "bce", "bce_logits", "huber"])
+def test_a_column_against_a_vector_of_targets_is_refused_not_summed_over_every_pair(run, loss):
+    """nn.Linear(2, 1) gives a column [N, 1]; against N targets it would broadcast to N x N pairs,
+    a wrong loss torch refuses (binary_cross_entropy) or warns about (mse_loss): gradcli refuses it."""
+    result = run("grad", f"{loss}(sigmoid(linear(X, W, b)), y)", STACKED, "W=[[0,0]]", "b=[0]", "--wrt", "W,b",
+                 "--data", CLUSTERS)
+    assert result.exit_code == 2
+    assert f"{loss}: its arguments have shapes [200, 1] and [200], which broadcast to [200, 200]" in result.stderr
+    assert "x[:, 0]" in result.stderr
+
+
+def test_the_column_sliced_to_a_vector_is_the_seeds_squeeze():
+    from gradcli import api
+
+    report = api.grad("bce(sigmoid(linear(X, W, b))[:, 0], y)", [STACKED, "W=[[0.1,-0.2]]", "b=[0.3]"],
+                      wrt="W,b", data=CLUSTERS, dtype="float64")
+    x1, x2, y = (torch.tensor(c, dtype=torch.float64) for c in np.loadtxt(CLUSTERS, delimiter=",", skiprows=1,
+                                                                            unpack=True))
+    weight = torch.tensor([[0.1, -0.2]], dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor([0.3], dtype=torch.float64, requires_grad=True)
+    loss = torch.nn.BCELoss()(torch.sigmoid(torch.nn.functional.linear(torch.stack([x1, x2], 1), weight, bias))
+                              .squeeze(), y)
+    expected = torch.autograd.grad(loss, [weight, bias])
+    assert report.f.data == pytest.approx(loss.item(), rel=1e-12)
+    for var, want in zip(report.variables, expected, strict=True):
+        assert torch.allclose(torch.tensor(var.gradient.data, dtype=torch.float64), want, rtol=1e-10)
+    simple = api.grad("bce(sigmoid(w1*x1 + w2*x2 + b), y)", ["w1=0.1", "w2=-0.2", "b=0.3"], data=CLUSTERS,
+                      dtype="float64")
+    assert report.f.data == pytest.approx(simple.f.data, rel=1e-12)

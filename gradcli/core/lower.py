@@ -30,7 +30,7 @@ from gradcli.core.parse import Index, as_python_index, index_text
 from gradcli.core.torch_functions import MatrixInputError, kink_draws
 from gradcli.errors import GradcliError
 
-__all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components",
+__all__ = ["BATCHED_SUM_TERMS", "Compiled", "Env", "LoweringError", "SymbolTable", "compile_components", "compile_many",
            "compile_expression", "kink_draws", "resolve", "to_source", "Trace"]
 
 SymbolTable = Mapping[sympy.Symbol, tuple[str, "Index | None"]]
@@ -121,6 +121,8 @@ class _Lowerer:
         self.trace = trace  # when a list: (sympy node, tensor) of every intermediate result
         self._constant: dict[sympy.Basic, bool] = {}
         self._compiled: dict[sympy.Basic, Compiled] = {}  # a subtree written twice is lowered once
+        # compile_many: each subtree's value, computed once per call (its slot: the order it was lowered in)
+        self.memo: dict[int, _Value] | None = None
         self._folded: dict[sympy.Basic, float | int | bool] = {}
 
     def constant(self, node: sympy.Basic) -> bool:
@@ -141,8 +143,22 @@ class _Lowerer:
             return lambda env: value
         compiled = self._compiled.get(node)
         if compiled is None:
-            compiled = self._compiled[node] = self._traced(node, self._lower(node))
+            compiled = self._traced(node, self._lower(node))
+            if self.memo is not None:
+                compiled = self._memoised(compiled, len(self._compiled))
+            self._compiled[node] = compiled
         return compiled
+
+    def _memoised(self, compiled: Compiled, slot: int) -> Compiled:
+        memo = self.memo
+        assert memo is not None
+
+        def once(env: Env) -> _Value:
+            value = memo.get(slot)
+            if value is None:
+                value = memo[slot] = compiled(env)
+            return value
+        return once
 
     def _traced(self, node: sympy.Basic, compiled: Compiled) -> Compiled:
         if self.trace is None or isinstance(node, sympy.Symbol) or self.constant(node):
@@ -533,6 +549,25 @@ def compile_expression(expr: sympy.Basic, table: SymbolTable, *, dtype: torch.dt
             # A constant expression (x - x): a tensor that depends on nothing.
             out = torch.tensor(out, dtype=dtype, device=device)
         return out
+    return run
+
+
+def compile_many(exprs: Sequence[sympy.Basic], table: SymbolTable, *, dtype: torch.dtype,
+                 device: torch.device) -> Callable[[Env], list[torch.Tensor]]:
+    """Many expressions that share subexpressions (the derivatives of tensors spelled out entry by
+    entry, reference.Expanded): each distinct subtree lowered once, and computed once per call."""
+    lowerer = _Lowerer(table, None, dtype, device)
+    lowerer.memo = {}
+    parts = [lowerer.lower(e) for e in exprs]
+
+    def run(env: Env) -> list[torch.Tensor]:
+        assert lowerer.memo is not None
+        lowerer.memo.clear()
+        try:
+            return [v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=dtype, device=device)
+                    for v in (p(env) for p in parts)]
+        finally:
+            lowerer.memo.clear()
     return run
 
 

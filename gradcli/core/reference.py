@@ -40,6 +40,7 @@ from gradcli.core.lower import (
     LoweringError,
     SymbolTable,
     compile_expression,
+    compile_many,
     kink_draws,
 )
 from gradcli.core.parse import Index, as_python_index, index_text, indexed_shape
@@ -155,6 +156,12 @@ def derivative(expr: sympy.Basic, symbol: sympy.Symbol) -> sympy.Expr:
         with sympy_evaluate(False):  # fdiff builds cos(x/2) as written too (clears sympy's cache)
             return _AsWritten(symbol).derivative(expr)
     return _simplified(_AsWritten(symbol).derivative(expr))
+
+
+def _derivative_as_written(expr: sympy.Basic, symbol: sympy.Symbol) -> sympy.Expr:
+    """d expr / d symbol by the same rules as `derivative`, left unsimplified: for the many
+    derivatives of tensors spelled out entry by entry, whose values alone are compared."""
+    return _AsWritten(symbol).derivative(expr)
 
 
 def _simplified(expr: sympy.Basic) -> sympy.Basic:
@@ -936,9 +943,22 @@ class Expanded:
 
     def evaluate(self, exprs: list[sympy.Expr]) -> torch.Tensor:
         """The expressions' values in float64, through the lowering (NaN where a kink has no slope)."""
-        env = dict(self.env)
-        values = [compile_expression(e, self.element_table, dtype=F64, device=CPU)(env) for e in exprs]
+        values = compile_many(exprs, self.element_table, dtype=F64, device=CPU)(dict(self.env))
         return torch.stack([v.reshape(()) for v in values]) if values else torch.zeros(0, dtype=F64)
+
+    def gradient(self, entries: list[sympy.Expr], symbols: list[sympy.Symbol], scale: int) -> list[sympy.Expr]:
+        """d (sum of entries) / d s for each symbol s, by differentiating each entry only by the
+        symbols it holds (an entry of A @ B holds one row and one column): much less work than
+        differentiating the whole sum by every symbol."""
+        wanted = set(symbols)
+        # Printed only for a few symbols: simplified then, as written (faster, the same values) else.
+        differentiate = derivative if len(symbols) <= 9 else _derivative_as_written
+        terms: dict[sympy.Symbol, list[sympy.Expr]] = {s_: [] for s_ in symbols}
+        for e in entries:
+            for s_ in e.free_symbols & wanted:
+                terms[s_].append(differentiate(e, s_))
+        sums = [sympy.Add(*terms[s_]) if len(symbols) <= 9 else _sum(terms[s_]) for s_ in symbols]
+        return [d / scale for d in sums] if scale != 1 else sums
 
 
 # The small-shape route spells out at most this many entries (every node's elements, summed):
@@ -997,12 +1017,10 @@ def _expanded_gradients(components: list[sympy.Basic], table: SymbolTable, value
         entries = expanded.outputs(components)
     except TensorDerivativeError as exc:  # pragma: no cover - spelled out, no tensor operation is left
         return {v: SymbolicGradient("?", None, str(exc)) for v in wrt}
-    f = sympy.Add(*entries)
-    if reduction == "mean" and len(entries) > 1:
-        f = f / len(entries)
+    scale = len(entries) if reduction == "mean" and len(entries) > 1 else 1
     for var in wrt:
         shape = tuple(env[var].shape)
-        derivatives = [derivative(f, s_) for s_ in expanded.order[var]]
+        derivatives = expanded.gradient(entries, expanded.order[var], scale)
 
         def compute(derivatives: list[sympy.Expr] = derivatives, shape: tuple[int, ...] = shape) -> torch.Tensor:
             return expanded.evaluate(derivatives).reshape(shape)
@@ -1065,7 +1083,8 @@ def _expanded_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | 
     result = {}
     for var in wrt:
         symbols = expanded.order[var]
-        derivatives = [derivative(e, s_) for e in entries for s_ in symbols]
+        derivatives = [_derivative_as_written(e, s_) if s_ in e.free_symbols else sympy.S.Zero
+                       for e in entries for s_ in symbols]
         result[var] = expanded.evaluate(derivatives).reshape(out_shape + tuple(env[var].shape))
     return result
 

@@ -15,6 +15,8 @@ from typing import SupportsFloat, cast
 
 import torch
 
+from gradcli.errors import GradcliError
+
 F = torch.nn.functional
 
 Unary = Callable[[torch.Tensor], torch.Tensor]
@@ -145,22 +147,31 @@ def step_slope(x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- tensors
 
-def _pairwise(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+def _broadcast_pair(name: str, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a and b broadcast together, as the loss's formula does; refused where that makes a shape
+    neither has: a column [N, 1] against N targets is N x N pairs, a silent wrong loss (torch's
+    binary_cross_entropy refuses it, mse_loss warns "this will likely lead to incorrect results")."""
+    x, y = torch.broadcast_tensors(a, b)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    if x.shape != a.shape and x.shape != b.shape:
+        raise GradcliError(f"{name}: its arguments have shapes {list(a.shape)} and {list(b.shape)}, which broadcast "
+                           f"to {list(x.shape)}: every prediction paired with every target",
+                           hint="give both one shape: a column [N, 1] is [N] as x[:, 0] (the seeds' .squeeze())")
+    return x, y
+
+
+def _pairwise(loss: Callable[..., torch.Tensor], name: str) -> Callable[..., torch.Tensor]:
     """torch's losses warn when shapes differ; broadcast first, as the formula does."""
-    # torch leaves broadcast_tensors unannotated
-    return lambda a, b, *rest: loss(*torch.broadcast_tensors(a, b),  # type: ignore[no-untyped-call]
-                                    *(float(r) for r in rest))
+    return lambda a, b, *rest: loss(*_broadcast_pair(name, a, b), *(float(r) for r in rest))
 
 
-mse = _pairwise(F.mse_loss)
-l1 = _pairwise(F.l1_loss)
-bce = _pairwise(F.binary_cross_entropy)
-bce_logits = _pairwise(F.binary_cross_entropy_with_logits)
+mse = _pairwise(F.mse_loss, "mse")
+l1 = _pairwise(F.l1_loss, "l1")
+bce = _pairwise(F.binary_cross_entropy, "bce")
+bce_logits = _pairwise(F.binary_cross_entropy_with_logits, "bce_logits")
 
 
 def huber(a: torch.Tensor, b: torch.Tensor, delta: SupportsFloat = 1.0) -> torch.Tensor:
-    x, y = torch.broadcast_tensors(a, b)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
-    return F.huber_loss(x, y, delta=float(delta))
+    return F.huber_loss(*_broadcast_pair("huber", a, b), delta=float(delta))
 
 
 def norm(x: torch.Tensor, p: SupportsFloat = 2) -> torch.Tensor:

@@ -245,3 +245,19 @@ def test_the_jacobian_of_inv_is_checked_entry_by_entry():
     (var,) = report.variables
     assert torch.allclose(torch.tensor(var.gradient.data, dtype=F64), expected, rtol=1e-10, atol=1e-12)
     assert var.status == "agree"
+
+
+def test_the_class_indices_get_a_zero_gradient_from_both_routes():
+    report = api.grad("cross_entropy(z, y)", {"z": LOGITS, "y": LABELS}, dtype="float64")
+    y = next(v for v in report.variables if v.name == "y")
+    assert y.gradient.data == [0.0] * 4 and y.symbolic.data == [0.0] * 4 and y.status == "agree"
+
+
+def test_one_row_of_logits_and_one_class_index():
+    report = api.grad("cross_entropy(z, y)", {"z": [2.0, 1.0, 0.0], "y": 1.0}, wrt="z", dtype="float64")
+    z = torch.tensor([2.0, 1.0, 0.0], dtype=F64, requires_grad=True)
+    loss = F.cross_entropy(z, torch.tensor(1))
+    (expected,) = torch.autograd.grad(loss, [z])
+    assert report.f.data == pytest.approx(loss.item(), rel=1e-12)
+    assert torch.allclose(torch.tensor(report.variables[0].gradient.data, dtype=F64), expected, rtol=1e-12)
+    assert report.variables[0].status == "agree"
