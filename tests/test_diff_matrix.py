@@ -111,3 +111,16 @@ def test_matrix_operations_without_shapes_ask_for_them(run) -> None:
     result = run("diff", "x @ A @ x", "x")
     assert result.exit_code == 2
     assert "depends on the shapes" in result.stderr and "--shape NAME=3" in result.stderr
+
+
+def test_the_library_call_never_loads_torch() -> None:
+    """gradcli.diff(..., shapes=...) is sympy and numpy only, like diff itself."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gradcli\n"
+            "r = gradcli.diff('x @ A @ x', shapes=['x=3', 'A=3x3'])\n"
+            "print(r.derivatives[0].pretty, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(A + Aᵀ) @ x False"
