@@ -436,8 +436,10 @@ def tidy(expr: sympy.Basic) -> sympy.Basic:
 _NUMPY_FUNCTIONS: dict[type[sympy.Basic], Callable[..., Any]] = {
     sympy.exp: np.exp, sympy.log: np.log, sympy.sin: np.sin, sympy.cos: np.cos, sympy.tan: np.tan,
     sympy.tanh: np.tanh, sympy.sinh: np.sinh, sympy.cosh: np.cosh, sympy.Abs: np.abs,
-    sympy.sign: np.sign, sympy.atan: np.arctan, sympy.asin: np.arcsin, sympy.acos: np.arccos,
-    sympy.sqrt: np.sqrt,
+    # sign(0) is abs' at its kink: NaN, so the check says so instead of agreeing by convention
+    sympy.sign: lambda v: np.where(np.asarray(v) == 0, np.nan, np.sign(v)),
+    sympy.Heaviside: lambda v, *at_zero: np.heaviside(v, np.nan),  # relu' at its kink: NaN too
+    sympy.atan: np.arctan, sympy.asin: np.arcsin, sympy.acos: np.arccos, sympy.sqrt: np.sqrt,
 }
 
 
@@ -446,7 +448,6 @@ _NUMPY_FUNCTIONS: dict[type[sympy.Basic], Callable[..., Any]] = {
 _GRADCLI_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "softplus": lambda v: np.logaddexp(0, v),
     "relu": lambda v: np.maximum(v, 0), "cbrt": np.cbrt,
-    "Heaviside": lambda v: np.heaviside(v, np.nan),
 }
 
 
@@ -883,7 +884,7 @@ class Converter:
                 raise MatrixFormUnsupported("a tensor exponent has no matrix form here")
             return HadamardPower(base, _scalar(exponent)), ndim
         if isinstance(node, sympy.Function) and len(parts) == 1:
-            d = sympy.Dummy("d")
+            d = sympy.Dummy("d", real=True)  # real: abs'(d) is sign(d), not a complex derivative
             return ElementwiseApplyFunction(sympy.Lambda(d, node.func(d)), matrices[0]), ndim
         raise MatrixFormUnsupported(f"{type(node).__name__} has no matrix form yet")
 

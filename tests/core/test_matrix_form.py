@@ -337,3 +337,16 @@ def test_tensor_programs_against_torch_by_hand(text: str, values: dict[str, torc
         got = found[name]
         assert isinstance(got, mf.MatrixGradient), got
         np.testing.assert_allclose(got.value, expected.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_kinks_in_matrix_form_are_kinks_not_agreement() -> None:
+    """relu and abs at 0 inside a large program: the matrix form's derivative is NaN there, so the
+    check says kink (torch's convention), never agree by coincidence."""
+    from gradcli import api
+
+    x = _rand(40).tolist()
+    report = api.grad("sum(relu(A @ x))", {"A": repr(torch.zeros(40, 40).tolist()), "x": repr(x)}, dtype="float64")
+    assert {v.status for v in report.variables} == {"kink"}
+    away = api.grad("sum(abs(A @ x))", {"A": repr(_rand(40, 40).tolist()), "x": repr(x)}, dtype="float64")
+    assert {v.status for v in away.variables} == {"agree"}
+    assert {v.name: v.formula for v in away.variables} == {"A": "sign(A @ x) @ xᵀ", "x": "Aᵀ @ sign(A @ x)"}
