@@ -803,6 +803,35 @@ def _linear(x: Converted, weight: Converted, bias: Converted | None = None) -> C
     return MatAdd(product, OneMatrix(product.shape[0], 1) * Transpose(b)).doit(deep=False), 2  # a row per sample
 
 
+def _axis_sum(mean: bool) -> Callable[..., Converted]:
+    """sum(x, dim=...) and mean(x, dim=...) of a vector or a matrix, as products with ones."""
+    def rule(a: Converted, dims: tuple[int, ...], keepdim: int) -> Converted:
+        expr, ndim = a
+        if ndim not in (1, 2):
+            raise MatrixFormUnsupported("a reduction over dims of a scalar or of 3 dimensions or more")
+        rows, columns = expr.shape
+        chosen = {d % ndim for d in dims} if dims else set(range(ndim))
+        if chosen == set(range(ndim)):  # every dim: the whole sum
+            total = OneMatrix(1, rows) * expr * (OneMatrix(columns, 1) if columns != 1 else Identity(1))
+            count, out_ndim = rows * columns, (ndim if keepdim else 0)
+            if keepdim and ndim == 2:
+                raise MatrixFormUnsupported("keepdim=True over every dim of a matrix")
+        elif chosen == {0}:  # down the rows of a matrix: one entry per column
+            total = OneMatrix(1, rows) * expr if keepdim else Transpose(expr) * OneMatrix(rows, 1)
+            count, out_ndim = rows, (2 if keepdim else 1)
+        else:  # along each row of a matrix
+            total = expr * OneMatrix(columns, 1)
+            count, out_ndim = columns, (2 if keepdim else 1)
+        return (_scale(sympy.Rational(1, count), total) if mean else total), out_ndim
+    return rule
+
+
+def _eye(rows: int, columns: int) -> Converted:
+    if rows != columns:
+        raise MatrixFormUnsupported("a non-square eye has no matrix form here")
+    return Identity(rows), 2
+
+
 # gradcli's tensor operations (sympy_functions.TensorOp subclasses, by class name) -> a rule
 # taking the converted operands, then the static arguments decoded.
 TENSOR_RULES: dict[str, Callable[..., Converted]] = {
@@ -810,6 +839,7 @@ TENSOR_RULES: dict[str, Callable[..., Converted]] = {
     "trace": _square("trace"), "det": _square("det"), "logdet": _square("logdet"), "inv": _square("inv"),
     "logabsdet": _square("logabsdet"),
     "solve": _solve, "linear": _linear,
+    "sum_dim": _axis_sum(mean=False), "mean_dim": _axis_sum(mean=True), "eye": _eye,
 }
 
 

@@ -313,6 +313,15 @@ PROGRAMS: list[tuple[str, dict[str, torch.Tensor], Callable[..., torch.Tensor]]]
      lambda X, b, c: torch.trace(X.T @ X) + torch.sum(torch.outer(b, c) * X)),
     ("mean(exp(A @ x) * y)", {"A": _rand(6, 4), "x": _rand(4, seed=1), "y": _rand(6, seed=2)},
      lambda A, x, y: torch.mean(torch.exp(A @ x) * y)),
+    # reductions over a dim, and eye
+    ("sum(sum(X**2, dim=1) * y)", {"X": _rand(4, 3), "y": _rand(4, seed=1)},
+     lambda X, y: torch.sum(torch.sum(X**2, dim=1) * y)),
+    ("sum(exp(mean(X, dim=0)) * z)", {"X": _rand(4, 3), "z": _rand(3, seed=1)},
+     lambda X, z: torch.sum(torch.exp(torch.mean(X, dim=0)) * z)),
+    ("sum(sum(X, dim=0, keepdim=True) @ W) + trace(eye(3) @ W @ V)",
+     {"X": _rand(4, 3), "W": _rand(3, 2, seed=1), "V": _rand(2, 3, seed=2)},
+     lambda X, W, V: torch.sum(torch.sum(X, dim=0, keepdim=True) @ W)
+     + torch.trace(torch.eye(3, dtype=W.dtype) @ W @ V)),
     # scalar variables: differentiated as 1x1 matrices, broadcast by ones
     ("bce(sigmoid(X @ w + b), y)", {"X": _rand(9, 2), "w": _rand(2, seed=1),
                                     "b": torch.tensor(0.3, dtype=torch.float64), "y": (_rand(9, seed=2) > 0).double()},
