@@ -1113,10 +1113,18 @@ def matrix_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | Non
     return _each_variable(components, shape, table, values, wrt, derive)
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Do the matrix form and the entry-by-entry route give one value (float64 rounding apart)?"""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = float(np.nanmax(np.abs(b))) if b.size and np.isfinite(b).any() else 1.0
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-8, atol=1e-10 * max(scale, 1.0), equal_nan=True))
+
+
 def complete(results: Mapping[str, Any], found: Mapping[str, MatrixGradient | str]) -> None:
-    """reference.py's hook: each SymbolicGradient in `results` gets the matrix form's formula for
-    its symbolic column; where the entry-by-entry route had no value (too many entries), the
-    matrix form's value becomes the reference; where neither has one, both reasons are said."""
+    """reference.py's hook: where the entry-by-entry route had no value (too many entries), the
+    matrix form's value becomes the reference, and its formula the symbolic column; where both
+    have one, the matrix formula is shown if their values agree (else the entries stay: a wrong
+    formula is never shown beside a right value); where neither has one, both reasons are said."""
     import torch
 
     for name, matrix in found.items():
@@ -1124,9 +1132,11 @@ def complete(results: Mapping[str, Any], found: Mapping[str, MatrixGradient | st
         if current is None:
             continue
         if isinstance(matrix, MatrixGradient):
-            current.formula = matrix.formula
             if current.value is None:
+                current.formula = matrix.formula
                 current.value = torch.from_numpy(matrix.value)
                 current.unavailable = None
+            elif _same_value(matrix.value, current.value.numpy()):
+                current.formula = matrix.formula  # shown only where the two sympy routes agree
         elif current.value is None:
             current.unavailable = f"{current.unavailable or 'no symbolic derivative'}; no matrix form: {matrix}"

@@ -359,3 +359,14 @@ def test_kinks_in_matrix_form_are_kinks_not_agreement() -> None:
     away = api.grad("sum(abs(A @ x))", {"A": repr(_rand(40, 40).tolist()), "x": repr(x)}, dtype="float64")
     assert {v.status for v in away.variables} == {"agree"}
     assert {v.name: v.formula for v in away.variables} == {"A": "sign(A @ x) @ xᵀ", "x": "Aᵀ @ sign(A @ x)"}
+
+
+def test_a_matrix_formula_that_disagrees_with_the_entries_is_not_shown() -> None:
+    from gradcli.core.reference import SymbolicGradient
+
+    parsed = parse_expression("sum(x**2)")
+    found = mf.matrix_gradients(parsed.components, parsed.shape, parsed.symbol_table(),
+                                {"x": torch.tensor([1.0, 2.0])}, ["x"])
+    wrong_entries = {"x": SymbolicGradient("[2*x[0], 3*x[1]]", torch.tensor([2.0, 6.0], dtype=torch.float64))}
+    mf.complete(wrong_entries, found)
+    assert wrong_entries["x"].formula == "[2*x[0], 3*x[1]]"
