@@ -1,7 +1,7 @@
 """Tensor programs: gradcli's forward+backward against the same code written by hand in torch,
 and the matrix-form check against the autograd pass, same process.
 
-    python benchmarks/tensor_algebra.py [--repeat 5] [--sizes 100,1000]
+    python benchmarks/tensor_algebra.py [--repeat 5] [--sizes 100,1000] [--threads 1]
 
 For each program and size n, with parsing and lowering done once (as a library call does):
   - hand: the program written by hand in torch (float32), loss.backward() (the baseline),
@@ -17,6 +17,7 @@ Targets (issue 17): ours within 1.1x of hand-written torch; the check under 0.5 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -49,11 +50,30 @@ CASES = {
 }
 
 
+def _once(fn: Callable[[], object]) -> float:
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _repeated(fn: Callable[[], object], times: int) -> Callable[[], None]:
+    def run() -> None:
+        for _ in range(times):
+            fn()
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--sizes", default="100,1000")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch's intra-op threads (0: torch's default); 1 on a loaded machine, where a pass "
+                         "otherwise waits for a busy core and the timings swing a hundredfold")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     for text, (make, wrt) in CASES.items():
@@ -81,19 +101,20 @@ def main() -> None:
                     out.append(matrix_form.evaluate(matrix_form.gradient(objective, symbol), as_numpy))
                 return out
 
-            fns = {
-                "hand": by_hand,
-                "ours": lambda fn=fn, values=values, wrt=wrt: gradient(fn, values, wrt, method="grad",
-                                                                       reduction="sum"),
-                "check": check,
-            }
+            def ours(fn: Callable = fn, values: Values = values, wrt: list[str] = wrt) -> None:  # type: ignore[type-arg]
+                gradient(fn, values, wrt, method="grad", reduction="sum")
+
+            # hand and ours alternate, each repeated to ~20 ms a measurement (a single 30 µs pass is
+            # all noise); the check, which loads numpy's threads, is timed after them, on its own
+            inner = max(1, int(0.02 / max(_once(by_hand), 1e-6)))
             # The check is right before it is timed: against autograd in float64.
             ours64 = gradient(fn, {k: v.double() for k, v in values.items()}, wrt, method="grad", reduction="sum")
             for name, got in zip(wrt, check(), strict=True):
                 expected = ours64.gradients[name].numpy()
                 np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=1e-6, atol=1e-8)
-            m = medians(fns, args.repeat)
-            rows.append((text, n, m["hand"], m["ours"], m["check"]))
+            m = medians({"hand": _repeated(by_hand, inner), "ours": _repeated(ours, inner)}, args.repeat)
+            checked = medians({"check": check}, args.repeat)
+            rows.append((text, n, m["hand"] / inner, m["ours"] / inner, checked["check"]))
 
     print(f"{'program':<22} {'n':>5} {'hand (s)':>10} {'ours/hand':>10} {'check (s)':>10} {'check/ours':>11}")
     for text, n, hand_s, ours_s, check_s in rows:
