@@ -403,6 +403,16 @@ def _linear_source(args: Sequence[str]) -> str:
     return f"F.linear({', '.join(args)})"
 
 
+def _matrix_norm(a: sympy.Expr, order: sympy.Basic | None = None) -> sympy.Expr:
+    return cast(sympy.Expr, sf.matrix_norm(a, _static(order, "fro")))
+
+
+def _matrix_norm_source(args: Sequence[str]) -> str:
+    order = args[1].strip("'\"")
+    return f"torch.linalg.matrix_norm({args[0]})" if order == "fro" else \
+        f"torch.linalg.matrix_norm({args[0]}, ord={order!r})"
+
+
 _SQUARE = (Param("A"),)
 _REDUCTION = Param("reduction", '"mean"', keyword=True, kind="choice", choices=sf.REDUCTION_NAMES)
 _SINGULAR = "a singular A is an error, not a NaN"
@@ -421,6 +431,9 @@ LINEAR_ALGEBRA: tuple[Function, ...] = (
              Category.LINEAR_ALGEBRA, sf.solve, (Node(sf.solve, "tf.solve", "torch.linalg.solve({0}, {1})"),)),
     Function("cholesky", _SQUARE, "lower-triangular L with L @ L.T = A, for a symmetric positive-definite A",
              Category.LINEAR_ALGEBRA, sf.cholesky, (Node(sf.cholesky, "tf.cholesky", "torch.linalg.cholesky({0})"),)),
+    Function("matrix_norm", (Param("A"), Param("ord", '"fro"', keyword=True, kind="choice", choices=sf.MATRIX_NORMS)),
+             "a matrix's Frobenius norm (as norm(A)), or \"nuc\": the sum of its singular values",
+             Category.LINEAR_ALGEBRA, _matrix_norm, (Node(sf.matrix_norm, "tf.matrix_norm", _matrix_norm_source),)),
     Function("linear", (Param("x"), Param("W"), Param("b", "None")), "x @ W.T + b, as nn.Linear computes it",
              Category.MATRIX, _linear, (Node(sf.linear, "F.linear", _linear_source),)),
     Function("cross_entropy", (Param("z"), Param("y"), _REDUCTION),

@@ -730,11 +730,17 @@ class Reader:
         free = expr.free_symbols
         if all(v.symbol in free for v in self.variables.values()):
             return expr  # nothing vanished (the common case: no walk of a long expression)
-        indexed = {id(n.value) for n in ast.walk(node) if isinstance(n, ast.Subscript)}
-        written = {n.id for n in ast.walk(node)
-                   if isinstance(n, ast.Name) and id(n) not in indexed and n.id in self.variables}
+        contexts: dict[str, set[str]] = {}
+        _written_in(node, "elementwise", contexts)
+        written = {name for name, where in contexts.items() if "elementwise" in where and name in self.variables}
         vanished = [self.variables[name].symbol for name in sorted(written)
                     if self.variables[name].symbol not in free]
+        lost = sorted(name for name, where in contexts.items() if "tensor" in where and name in self.variables
+                      and self.variables[name].symbol not in free)
+        if lost:
+            # A @ x - A @ x is 0 to sympy: the shape of what cancelled (a vector here) is lost with it
+            raise self.error(f"sympy cancelled terms holding a tensor operation of {', '.join(lost)}, and with them "
+                             "the shape they had", node, hint="write the expression without the terms that cancel")
         return sympy_functions.bcast(expr, *vanished) if vanished else expr
 
     def subscript(self, node: ast.Subscript) -> sympy.Expr:
@@ -831,6 +837,50 @@ def indexed_shape(index: Index, shape: tuple[int, ...]) -> tuple[int, ...]:
         if isinstance(i, Slice):
             out.append(len(range(*slice(*i).indices(n))))
     return tuple(out) + tuple(shape[len(index):])
+
+
+def _written_in(node: ast.AST, context: str, found: dict[str, set[str]]) -> None:
+    """The names written in node, by what encloses them: "elementwise" (their shape is the
+    expression's), "scalar" (inside a whole-tensor reduction: shape gone) or "tensor" (inside a
+    tensor operation, whose shape is its own). The outermost enclosing operation decides."""
+    inner = context
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        sliced = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if any(_is_ellipsis(p) for p in sliced):  # x[..., 0]: a tensor operation on x itself
+            found.setdefault(node.value.id, set()).add("tensor" if context == "elementwise" else context)
+        return  # x[0], x[1:]: a symbol of its own, not x
+    if context == "elementwise":
+        if isinstance(node, (ast.List, ast.Attribute)) or (isinstance(node, ast.BinOp)
+                                                           and isinstance(node.op, ast.MatMult)):
+            inner = "tensor"
+        elif isinstance(node, ast.Subscript):
+            sliced = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            inner = "tensor" if any(isinstance(p, ast.Slice) or _is_ellipsis(p) for p in sliced) else "scalar"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            inner = _call_context(node)
+    if isinstance(node, ast.Name):
+        found.setdefault(node.id, set()).add(context)
+        return
+    for child in ast.iter_child_nodes(node):
+        _written_in(child, inner, found)
+
+
+def _call_context(node: ast.Call) -> str:
+    """How a call encloses its arguments: elementwise (sin, where, softmax), scalar (sum(x), mse)
+    or tensor (matmul, stack, sum(x, dim=0))."""
+    assert isinstance(node.func, ast.Name)
+    entry = functions.lookup(node.func.id)
+    if entry is None or entry.category is functions.Category.ELEMENTWISE:
+        return "elementwise"
+    if entry.category is functions.Category.VECTOR:  # softmax(x) keeps x's shape; along a dim, its own
+        return "tensor" if node.keywords or len(node.args) > 1 else "elementwise"
+    if entry.category in (functions.Category.REDUCTION, functions.Category.PAIRWISE):
+        by_dim = any(k.arg in ("dim", "axis", "keepdim") for k in node.keywords) or (
+            entry.name not in ("max", "min") and len(node.args) > (2 if entry.name == "norm" else 1))
+        if entry.name in ("max", "min") and len(node.args) > 1:
+            return "elementwise"  # max(a, b)
+        return "tensor" if by_dim else "scalar"
+    return "tensor"
 
 
 def _is_ellipsis(node: ast.AST) -> bool:

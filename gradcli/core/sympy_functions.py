@@ -1130,6 +1130,9 @@ LINEAR_ALGEBRA_EXPANSION_SIZE = 4
 class ExpansionTooLarge(TensorDerivativeError):
     """A matrix too large to spell out: the check says so (as unavailable), never guesses."""
 
+    def __str__(self) -> str:
+        return self.message  # the check's note quotes it as is (an error's str begins "error: ")
+
 
 def _matrix(a: Array) -> sympy.Matrix:
     if a.shape[0] > LINEAR_ALGEBRA_EXPANSION_SIZE:
@@ -1365,3 +1368,38 @@ class linear(TensorOp):  # noqa: N801
 
         out = _matmul_expand(arrays[0], arrays[1].transpose())
         return np.add(out, arrays[2], dtype=object) if len(arrays) > 2 else out
+
+
+MATRIX_NORMS = ("fro", "nuc")  # torch.linalg.matrix_norm's ord= names that gradcli takes
+
+
+class matrix_norm(TensorOp):  # noqa: N801
+    """torch.linalg.matrix_norm(A, ord): "fro" the 2-norm of every element, "nuc" the sum of the
+    singular values. The nuclear norm is spelled out where the smaller side is at most 2: with
+    G = A A^T (or A^T A) of size 2, sigma_1 + sigma_2 = sqrt(trace(G) + 2 sqrt(det(G)))."""
+
+    label = "matrix_norm"
+    statics = 1  # ord, one of MATRIX_NORMS
+
+    @classmethod
+    def shape(cls, shapes: list[tuple[int, ...]], *static: Any) -> tuple[int, ...]:
+        if len(shapes[0]) != 2:
+            raise ShapeError(f"matrix_norm takes a matrix, not shape {shown_shape(shapes[0])}")
+        return ()
+
+    def expand(self, arrays: list[Array], *static: Any) -> Array:
+        (a,), (order,) = arrays, static
+        squares = _sum_entries([v**2 for v in a.reshape(-1).tolist()])
+        if order == "fro" or min(a.shape) == 1:  # one singular value: the Frobenius norm
+            return sympy.sqrt(squares)
+        if min(a.shape) > 2:
+            raise ExpansionTooLarge(f"the nuclear norm is spelled out in sympy only for a matrix with a side of 2 "
+                                    f"or less (its singular values in closed form), not {a.shape[0]} x {a.shape[1]}")
+        m = sympy.Matrix(a.tolist())
+        gram = m * m.T if a.shape[0] <= a.shape[1] else m.T * m
+        return sympy.sqrt(squares + 2 * sympy.sqrt(gram.det(method="berkowitz")))
+
+    def _sympystr(self, printer: Any) -> str:
+        (order,) = self.static
+        text = printer._print(self.operands[0])
+        return f"matrix_norm({text})" if order == "fro" else f'matrix_norm({text}, ord="{order}")'

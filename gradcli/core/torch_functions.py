@@ -395,3 +395,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "
 def nll_loss(log_probabilities: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     return F.nll_loss(log_probabilities, class_indices(target, log_probabilities.shape[-1], "nll_loss"),
                       reduction=reduction)
+
+
+def matrix_norm(a: torch.Tensor, order: str = "fro") -> torch.Tensor:
+    return cast(torch.Tensor, torch.linalg.matrix_norm(a, ord=order))

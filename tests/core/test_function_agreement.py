@@ -287,7 +287,7 @@ TENSOR_PROGRAM_FUNCTIONS = {
 
 # Linear algebra and the losses over classes: tests/core/test_linalg.py checks each against torch by hand.
 LINEAR_ALGEBRA_FUNCTIONS = {"trace", "tr", "det", "logdet", "logabsdet", "inv", "solve", "cholesky", "linear",
-                            "cross_entropy", "nll_loss"}
+                            "matrix_norm", "cross_entropy", "nll_loss"}
 
 
 def test_every_function_name_is_covered():

@@ -56,6 +56,13 @@ CASES = [
      lambda z: F.cross_entropy(z, torch.tensor(LABELS).long(), reduction="sum"), {"z": LOGITS}),
     ("nll_loss(z, y)", {"z": LOGITS, "y": LABELS}, "z",
      lambda z: F.nll_loss(z, torch.tensor(LABELS).long()), {"z": LOGITS}),
+    ("matrix_norm(A)", {"A": A}, "A", lambda A: torch.linalg.matrix_norm(A), {"A": A}),
+    ('matrix_norm(A, ord="nuc")', {"A": [[2.0, 1.0], [1.0, -3.0]]}, "A",
+     lambda A: torch.linalg.matrix_norm(A, ord="nuc"), {"A": [[2.0, 1.0], [1.0, -3.0]]}),
+    ('matrix_norm(A, "nuc")', {"A": LOGITS[:2]}, "A", lambda A: torch.linalg.matrix_norm(A, ord="nuc"),
+     {"A": LOGITS[:2]}),
+    ('matrix_norm(A, "nuc")', {"A": [[1.0], [2.0], [-2.0]]}, "A", lambda A: torch.linalg.matrix_norm(A, ord="nuc"),
+     {"A": [[1.0], [2.0], [-2.0]]}),
     ("sum(linear(x, W, b)**2)", {"x": LOGITS, "W": W, "b": B}, "W,b",
      lambda W, b: (F.linear(torch.tensor(LOGITS, dtype=F64), W, b) ** 2).sum(), {"W": W, "b": B}),
 ]
@@ -93,6 +100,7 @@ TAMPERED = {
     sf.cross_entropy: lambda z, y, r: 1.01 * F.cross_entropy(z, y.long(), reduction=r),
     sf.nll_loss: lambda z, y, r: 1.01 * F.nll_loss(z, y.long(), reduction=r),
     sf.linear: lambda x, w, b: 1.01 * F.linear(x, w, b),
+    sf.matrix_norm: lambda a, order: 1.01 * torch.linalg.matrix_norm(a, ord=order),
 }
 TAMPER_CASES = [c for c in CASES if c[0] not in ("logabsdet(-A)", 'cross_entropy(z, y, reduction="sum")')]
 
@@ -112,7 +120,7 @@ def test_a_tampered_lowering_is_caught(case, monkeypatch, fresh_lowering, run):
 
 def _node_of(expression: str) -> type:
     name = expression.removeprefix("sum(W*").removeprefix("sum(").split("(")[0]
-    return {"linear": sf.linear, "trace": sf.trace, "det": sf.det, "logdet": sf.logdet,
+    return {"matrix_norm": sf.matrix_norm, "linear": sf.linear, "trace": sf.trace, "det": sf.det, "logdet": sf.logdet,
             "logabsdet": sf.logabsdet, "inv": sf.inv, "solve": sf.solve, "cholesky": sf.cholesky,
             "cross_entropy": sf.cross_entropy, "nll_loss": sf.nll_loss}[name]
 
@@ -165,7 +173,8 @@ def test_reduction_none_gives_a_loss_per_sample():
 
 # --------------------------------------------------------------------------- listed and explained
 
-NAMES = ("trace", "det", "logdet", "logabsdet", "inv", "solve", "cholesky", "cross_entropy", "nll_loss")
+NAMES = ("trace", "det", "logdet", "logabsdet", "inv", "solve", "cholesky", "matrix_norm", "linear", "cross_entropy",
+         "nll_loss")
 
 
 def test_gradcli_functions_lists_each():
@@ -183,6 +192,9 @@ def test_gradcli_functions_lists_each():
     ("sum(inv(A))", ["A=[[2,1],[1,3]]"], "torch.linalg.inv(A)"),
     ("sum(solve(A, b))", ["A=[[2,1],[1,3]]", "b=[1,2]"], "torch.linalg.solve(A, b)"),
     ("sum(cholesky(A))", ["A=[[2,1],[1,3]]"], "torch.linalg.cholesky(A)"),
+    ('matrix_norm(A) + matrix_norm(A, ord="nuc")', ["A=[[2,1],[1,3]]"],
+     "torch.linalg.matrix_norm(A) + torch.linalg.matrix_norm(A, ord='nuc')"),
+    ("sum(linear(x, W, b))", ["W=[[2,1],[1,3]]", "x=[1,2]", "b=[1,1]"], "F.linear(x, W, b)"),
     ("cross_entropy(z, y)", ["z=[[2,1],[1,3]]", "y=[1,0]"], "F.cross_entropy(z, y.long())"),
     ('nll_loss(z, y, reduction="sum")', ["z=[[2,1],[1,3]]", "y=[1,0]"],
      "F.nll_loss(z, y.long(), reduction='sum')"),
@@ -261,3 +273,32 @@ def test_one_row_of_logits_and_one_class_index():
     assert report.f.data == pytest.approx(loss.item(), rel=1e-12)
     assert torch.allclose(torch.tensor(report.variables[0].gradient.data, dtype=F64), expected, rtol=1e-12)
     assert report.variables[0].status == "agree"
+
+
+def test_det_at_a_singular_matrix_is_checked_against_the_adjugate():
+    """det is a polynomial: its gradient at a singular A is adj(A).T, here [[4, -2], [-2, 1]]. The torch
+    these tests were written with returns 0 there; whichever torch runs, gradcli's verdict must be the
+    truth about it."""
+    singular = [[1.0, 2.0], [2.0, 4.0]]
+    adjugate_t = torch.tensor([[4.0, -2.0], [-2.0, 1.0]], dtype=F64)
+    _f, expected = by_hand(lambda A: torch.linalg.det(A), A=singular)
+    report = api.grad("det(A)", {"A": singular}, dtype="float64")
+    (var,) = report.variables
+    assert torch.equal(torch.tensor(var.symbolic.data, dtype=F64), adjugate_t)
+    if torch.allclose(expected["A"], adjugate_t):
+        assert var.status == "agree"
+    else:
+        assert var.status == "disagree" and report.status == "failed"
+
+
+def test_the_nuclear_norm_of_a_3_x_3_matrix_is_unavailable_never_agree():
+    report = api.grad('matrix_norm(A, "nuc")', {"A": SPD}, dtype="float64")
+    (var,) = report.variables
+    assert var.status == "unavailable"
+    assert var.note.startswith("the nuclear norm is spelled out in sympy only for a matrix with a side of 2")
+
+
+def test_matrix_norm_takes_only_its_names(run):
+    result = run("grad", 'matrix_norm(A, ord="spectral")', "A=[[2,1],[1,3]]")
+    assert result.exit_code == 2
+    assert 'ord of matrix_norm is one of "fro", "nuc"' in result.stderr

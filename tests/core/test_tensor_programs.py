@@ -388,3 +388,14 @@ def test_explain_shows_the_torch_code_of_each_new_node():
                   "torch.where(x[0] > 0, x[1], 0)", "torch.stack([x, x], dim=1)", "torch.eye(2) @ x", "A.T",
                   "A[..., -1]"]:
         assert piece in torch_line, (piece, torch_line)
+
+
+def test_terms_sympy_cancels_keep_their_shape_or_are_refused():
+    values = {"x": "[1, 2]", "y": "0.5"}
+    # sum(x) - sum(x) is a scalar: y is added once, as torch does
+    assert api.grad("sum(sum(x) - sum(x) + y)", values, wrt="y").variables[0].gradient.data == 1
+    assert api.grad("sum(x - x + y)", values, wrt="y").variables[0].gradient.data == 2
+    # A @ x - A @ x had a shape of its own, which sympy's 0 has lost: refused, never guessed
+    for text in ("sum(A @ x - A @ x + y)", "sum(A[..., 0] - A[..., 0] + y)"):
+        with pytest.raises(GradcliError, match="sympy cancelled terms holding a tensor operation"):
+            api.grad(text, {"A": "ones(2, 2)", **values})
