@@ -281,7 +281,7 @@ def test_shared_options_are_listed_where_they_always_stood(run):
     page = run("grad", "--help").stdout
     listed = re.findall(r"^  (?:-[a-zA-Z], )?(--[a-z-]+)", page.split("Options:", 1)[1], flags=re.M)
     assert listed == ["--wrt", "--method", "--order", "--accumulate", "--explain", "--dtype", "--device", "--reduce",
-                      "--rtol", "--atol", "--check", "--seed", "--max-elements", "--format", "--json", "--plain",
+                      "--rtol", "--atol", "--check", "--no-check", "--seed", "--max-elements", "--format", "--json", "--plain",
                       "--data", "--quiet", "--points", "--output", "--help"]
 
 
