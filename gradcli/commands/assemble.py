@@ -179,6 +179,14 @@ def explained(report: GradReport, st: Session, explain: bool) -> GradReport:
         lines.append(("check", f"sympy's derivative, lowered through the same table, evaluated in float64 at the "
                                f"values rounded to {st.dtype}; agreement means |autograd - symbolic| <= "
                                f"atol*scale + rtol*|symbolic| with rtol {st.rtol:g}, atol {st.atol:g}"))
+    numeric = [v for v in report.variables if "numeric" in v.routes]
+    if numeric:
+        modes = {str(v.routes["numeric"].get("mode")) for v in numeric}
+        how = ("entry by entry" if modes == {"entries"} else
+               "along seeded random directions (v·grad, J v, v·H v), so the cost does not grow with the entries")
+        lines.append(("numeric", "central differences of f as typed, in float64, with Richardson extrapolation and "
+                                 f"an error estimate per entry, compared {how}; tolerance: the dtype's plus 4 times "
+                                 "the error estimate"))
     lines.append(("pitfall", PITFALLS[report.command]))
     report.explain = lines
     return report

@@ -377,29 +377,30 @@ def arbitrate(mode: str, symbolic: Comparison | None, numeric: Callable[[], Nume
         return Arbitration(num.status, note, None, routes, num.max_abs_error)
     # both routes ran
     if symbolic.status is Verdict.DISAGREE:
+        differ = symbolic.note or "autograd and sympy differ"
         if num.status is Verdict.AGREE and numeric_of_sympy is not None:
             of_sympy = numeric_of_sympy()
             routes["numeric"]["sympy_status"] = of_sympy.status
             verified = same_f() if same_f is not None else None
             if of_sympy.status is Verdict.DISAGREE and verified is False:
-                return Arbitration(Verdict.DISAGREE, "torch's f differs from sympy's evaluation of f at this point: "
-                                   "the lowering to torch erred (finite differences of torch's f agree with "
-                                   "autograd)", "autograd", routes, symbolic.max_abs_error, symbolic.max_rel_error)
+                return Arbitration(Verdict.DISAGREE, f"{differ}; torch's f differs from sympy's evaluation of f "
+                                   "at this point: the lowering to torch erred (finite differences of torch's f agree "
+                                   "with autograd)", "autograd", routes, symbolic.max_abs_error, symbolic.max_rel_error)
             if of_sympy.status is Verdict.DISAGREE and verified is None:
-                return Arbitration(Verdict.DISAGREE, "sympy's formula disagrees with autograd and with finite "
-                                   "differences, but torch's f could not be compared with sympy's own evaluation "
-                                   "of f here, so the blame is not settled", None, routes, symbolic.max_abs_error,
-                                   symbolic.max_rel_error)
+                return Arbitration(Verdict.DISAGREE, f"{differ}; sympy's formula disagrees with autograd and with "
+                                   "finite differences, but torch's f could not be compared with sympy's own "
+                                   "evaluation of f here, so the blame is not settled", None, routes,
+                                   symbolic.max_abs_error, symbolic.max_rel_error)
             if of_sympy.status is Verdict.DISAGREE:
-                return Arbitration(Verdict.SYMPY_ERROR, "sympy's formula disagrees with autograd and with finite "
-                                   "differences: sympy's error (autograd's answer is confirmed by finite "
+                return Arbitration(Verdict.SYMPY_ERROR, f"{differ}; sympy's formula disagrees with autograd and "
+                                   "with finite differences: sympy's error (autograd's answer is confirmed by finite "
                                    "differences)", "sympy", routes, symbolic.max_abs_error, symbolic.max_rel_error)
         if num.status is Verdict.DISAGREE and numeric_of_sympy is not None:
             of_sympy = numeric_of_sympy()
             routes["numeric"]["sympy_status"] = of_sympy.status
             if of_sympy.status is Verdict.AGREE:
-                return Arbitration(Verdict.DISAGREE, "autograd disagrees with sympy and with finite differences: "
-                                   "autograd's error", "autograd", routes, symbolic.max_abs_error,
+                return Arbitration(Verdict.DISAGREE, f"{differ}; autograd disagrees with sympy and with finite "
+                                   "differences: autograd's error", "autograd", routes, symbolic.max_abs_error,
                                    symbolic.max_rel_error)
         return Arbitration(Verdict.DISAGREE, (symbolic.note or "autograd and sympy differ")
                            + "; finite differences cannot settle which is wrong", None, routes,

@@ -268,9 +268,13 @@ class Probe:
         """Does `answer` agree with the finite differences, to these tolerances (plus their error)?"""
         est = self.estimate
         a = _as64(answer)
-        finite_answer = torch.isfinite(a)
-        scale = max(1.0, float(a[finite_answer].abs().max()) if bool(finite_answer.any()) else 1.0)
-        entry_tol = atol * scale + rtol * a.abs()
+        size = a.abs()
+        largest = float(size.max()) if size.numel() else 0.0  # max() propagates NaN and inf: the finiteness test
+        if not math.isfinite(largest):
+            finite_answer = torch.isfinite(a)
+            largest = float(size[finite_answer].max()) if bool(finite_answer.any()) else 0.0
+        scale = max(1.0, largest)
+        entry_tol = size.mul_(rtol).add_(atol * scale)  # in place: a 500 x 500 Jacobian is copied once
         projected, projected_tol = self.project(a, entry_tol)
         fd_err = est.error
         finite_fd = torch.isfinite(est.value) & torch.isfinite(fd_err)
