@@ -45,7 +45,8 @@ def test_a_shape_mismatch_is_one_error_line_with_a_caret(run):
 
 def test_above_the_symbolic_limit_the_check_is_unavailable_and_says_why(run_json):
     """A batched product has no matrix form either: unavailable, with both reasons."""
-    code, doc = run_json("grad", "sum(B @ x)", "B=ones(4,20,20)", "x=ones(20)", "--wrt", "x")
+    code, doc = run_json("grad", "sum(B @ x)", "B=ones(4,20,20)", "x=ones(20)", "--wrt", "x",
+                         "--check", "symbolic")
     assert code == 0
     assert doc["check"]["variables"]["x"]["status"] == "unavailable"
     assert "exceed the symbolic limit" in doc["check"]["variables"]["x"]["note"]

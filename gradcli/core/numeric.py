@@ -78,6 +78,7 @@ class Estimate:
     kink: torch.Tensor | None = None  # order 1: True where the one-sided slopes differ
     left: torch.Tensor | None = None  # the one-sided slopes, where a kink was seen
     right: torch.Tensor | None = None
+    f_finite: bool = True  # f itself at the point (every entry)
 
 
 @dataclass
@@ -161,10 +162,11 @@ def _along(fn: Function, point: Mapping[str, torch.Tensor], direction: Mapping[s
     error = truncation + rounding
     error = torch.where(torch.isfinite(value), error, torch.full_like(error, math.inf))
     kink = left = right = None
+    centre = at(0.0)  # f itself (is it finite?), and the middle of the one-sided slopes
     if order == 1:
-        centre = at(0.0)
         slopes = []
-        for h in (step, step / 2 ** (STEPS - 1)):
+        # the stencil's own points (offsets of half a step): no evaluation more
+        for h in (step / 2, step / 2 ** STEPS):
             slopes.append(((at(h) - centre) / h, (centre - at(-h)) / h))
         (r_big, l_big), (r_small, l_small) = slopes
         gap_big, gap_small = (r_big - l_big).abs(), (r_small - l_small).abs()
@@ -172,7 +174,7 @@ def _along(fn: Function, point: Mapping[str, torch.Tensor], direction: Mapping[s
         # Smooth: the gap shrinks in proportion to h (4x over these steps). A kink keeps it.
         kink = (gap_small > 1e-6 * scale) & (gap_small > 0.5 * gap_big)
         left, right = l_small, r_small
-    return Estimate(value, error, kink, left, right)
+    return Estimate(value, error, kink, left, right, bool(torch.isfinite(centre).all()))
 
 
 def derivative_along(fn: Function, point: Mapping[str, torch.Tensor], direction: Mapping[str, torch.Tensor], *,
@@ -193,7 +195,7 @@ def derivative_along(fn: Function, point: Mapping[str, torch.Tensor], direction:
             better = est.error < best.error
             best = Estimate(torch.where(better, est.value, best.value), torch.where(better, est.error, best.error),
                             _pick(better, est.kink, best.kink), _pick(better, est.left, best.left),
-                            _pick(better, est.right, best.right))
+                            _pick(better, est.right, best.right), best.f_finite)
         if bool((best.error <= GOOD_ENOUGH * best.value.abs().clamp_min(1.0)).all()):
             break  # good enough everywhere: no smaller step needed
     assert best is not None
@@ -266,9 +268,13 @@ class Probe:
         """Does `answer` agree with the finite differences, to these tolerances (plus their error)?"""
         est = self.estimate
         a = _as64(answer)
-        finite_answer = torch.isfinite(a)
-        scale = max(1.0, float(a[finite_answer].abs().max()) if bool(finite_answer.any()) else 1.0)
-        entry_tol = atol * scale + rtol * a.abs()
+        size = a.abs()
+        largest = float(size.max()) if size.numel() else 0.0  # max() propagates NaN and inf: the finiteness test
+        if not math.isfinite(largest):
+            finite_answer = torch.isfinite(a)
+            largest = float(size[finite_answer].max()) if bool(finite_answer.any()) else 0.0
+        scale = max(1.0, largest)
+        entry_tol = size.mul_(rtol).add_(atol * scale)  # in place: a 500 x 500 Jacobian is copied once
         projected, projected_tol = self.project(a, entry_tol)
         fd_err = est.error
         finite_fd = torch.isfinite(est.value) & torch.isfinite(fd_err)
@@ -341,7 +347,7 @@ def _stack(estimates: list[Estimate]) -> Estimate:
         return torch.stack(present) if len(present) == len(parts) else None
     return Estimate(torch.stack([e.value for e in estimates]), torch.stack([e.error for e in estimates]),
                     together([e.kink for e in estimates]), together([e.left for e in estimates]),
-                    together([e.right for e in estimates]))
+                    together([e.right for e in estimates]), all(e.f_finite for e in estimates))
 
 
 def _same(answer: torch.Tensor, tol: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,7 +358,6 @@ def jacobian_probe(fn: Function, point: Mapping[str, torch.Tensor], name: str, *
                    entrywise: bool | None = None, directions: int = DIRECTIONS) -> Probe:
     """Probe of d f / d name, an answer of shape f.shape + name.shape (a gradient when f is a scalar)."""
     x = _as64(point[name])
-    finite = _f_finite(fn, point)
     if _use_entries(point, [name], entrywise):
         scales = step_scale(x).reshape(-1)
         stacked = _stack([derivative_along(fn, point, {name: _unit(x, i)}, order=1) for i in range(x.numel())])
@@ -363,7 +368,7 @@ def jacobian_probe(fn: Function, point: Mapping[str, torch.Tensor], name: str, *
                                          None if stacked.right is None else stacked.right / per),
                                 out_dims, tuple(x.shape))
         shape = tuple(est.value.shape)
-        return Probe(est, lambda a, t: _same(a, t, shape), "entries", f_finite=finite)
+        return Probe(est, lambda a, t: _same(a, t, shape), "entries", f_finite=stacked.f_finite)
     count = direction_count(point, [name], directions)
     vs = [random_direction(point, [name], k)[name] for k in range(count)]
     est = _stack([derivative_along(fn, point, {name: v}, order=1) for v in vs])
@@ -374,7 +379,7 @@ def jacobian_probe(fn: Function, point: Mapping[str, torch.Tensor], name: str, *
         out = [torch.tensordot(answer, v, dims=(dims, list(range(xdims)))) for v in vs]
         bound = _random_sum_bound(tol, dims)  # |v| = 1 everywhere: the same bound for every direction
         return torch.stack(out), torch.stack([bound] * len(vs))
-    return Probe(est, along, "directions", count, f_finite=finite)
+    return Probe(est, along, "directions", count, f_finite=est.f_finite)
 
 
 def _move_inputs_last(est: Estimate, out_dims: int, in_shape: tuple[int, ...]) -> Estimate:
@@ -414,7 +419,7 @@ def jvp_probe(fn: Function, point: Mapping[str, torch.Tensor], name: str, v: tor
     """Probe of J·v along `name`: one directional derivative along v itself (each output entry)."""
     est = derivative_along(fn, point, {name: _as64(v)}, order=1)
     shape = tuple(est.value.shape)
-    return Probe(est, lambda a, t: _same(a, t, shape), "entries", f_finite=_f_finite(fn, point), what="J·v")
+    return Probe(est, lambda a, t: _same(a, t, shape), "entries", f_finite=est.f_finite, what="J·v")
 
 
 def hessian_probe(fn: Function, point: Mapping[str, torch.Tensor], names: Sequence[str], *, reduction: str = "sum",
