@@ -89,7 +89,7 @@ def same_f(st: Session, point: Mapping[str, torch.Tensor]) -> bool | None:
     import sympy
 
     if any(t.dim() for t in point.values()):
-        return None
+        return _same_f_in_matrix_form(st, point)
     subs = {var.symbol: sympy.Float(float(point[name]), 30) for name, var in st.parsed.variables.items()}
     try:
         exact = [sympy.N(c.xreplace(subs), 20) for c in st.parsed.components]
@@ -103,6 +103,20 @@ def same_f(st: Session, point: Mapping[str, torch.Tensor]) -> bool | None:
     if got.shape != expected.shape:
         return None
     return bool(torch.allclose(got, expected, rtol=1e-9, atol=1e-12))
+
+
+def _same_f_in_matrix_form(st: Session, point: Mapping[str, torch.Tensor]) -> bool | None:
+    """same_f for tensor variables: f in matrix form (numpy, float64), where it has one."""
+    from gradcli.core import matrix_form
+
+    expected = matrix_form.output_value(st.parsed.components, st.parsed.shape, st.table, point)
+    if expected is None:
+        return None
+    with torch.no_grad():
+        got = float64_function(st)({n: t.double().cpu() for n, t in point.items()}).reshape(-1)
+    if tuple(got.shape) != expected.shape:
+        return None
+    return bool(torch.allclose(got, torch.from_numpy(expected), rtol=1e-9, atol=1e-12))
 
 
 def build_report(st: Session, command: str, method: str, call: str, output: torch.Tensor, results: list[VariableResult],

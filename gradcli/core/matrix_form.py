@@ -1140,3 +1140,16 @@ def complete(results: Mapping[str, Any], found: Mapping[str, MatrixGradient | st
                 current.formula = matrix.formula  # shown only where the two sympy routes agree
         elif current.value is None:
             current.unavailable = f"{current.unavailable or 'no symbolic derivative'}; no matrix form: {matrix}"
+
+
+def output_value(components: list[sympy.Basic], shape: tuple[int, ...] | None,
+                 table: Mapping[sympy.Symbol, tuple[str, Any]], values: Mapping[str, Any]) -> Any:
+    """f itself, in matrix form, evaluated in float64 with numpy (flattened), or None where it has
+    no matrix form: sympy's own f for a tensor program, which the arbitration compares with
+    torch's before it blames sympy (a wrong lowering changes f; a wrong derivative does not)."""
+    try:
+        _, expr, _, arrays = _prepare(components, shape, table, values)
+        return np.asarray(evaluate(expr, arrays), dtype=np.float64).reshape(-1)
+    except (MatrixFormUnsupported, AttributeError, TypeError, ValueError, ZeroDivisionError,
+            np.linalg.LinAlgError):
+        return None

@@ -287,6 +287,29 @@ def test_a_tampered_matmul_is_caught_by_the_matrix_form_alone(monkeypatch: pytes
         session.parse_cached.cache_clear()
     assert report.status == "failed"
     assert [v.status for v in report.variables] == ["disagree"]
+    # torch's f is not the matrix form's f: the lowering erred, never sympy
+    assert "the lowering to torch erred" in (report.variables[0].note or "")
+
+
+def test_a_wrong_sympy_matrix_derivative_is_blamed_on_sympy_by_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sympy's matrix calculus deliberately broken (every derivative doubled): finite differences
+    side with autograd, torch's f is the matrix form's f, so the verdict names sympy."""
+    from gradcli import api
+
+    real_diff = Trace.diff
+
+    def doubled(self: Trace, *symbols: Any, **kwargs: Any) -> Any:
+        return 2 * real_diff(self, *symbols, **kwargs)
+
+    monkeypatch.setattr(Trace, "diff", doubled)
+    monkeypatch.setattr(MatrixExpr, "diff", doubled)
+    report = api.grad("sum((A @ x - b)**2)", _as_text(_big_values()), wrt="x", dtype="float64")
+    (variable,) = report.variables
+    assert variable.status == "sympy error"
+    assert "sympy's formula disagrees with autograd and with finite differences: sympy's error" in (variable.note or "")
+    np.testing.assert_allclose(np.asarray(variable.gradient.data), _torch_gradient(
+        lambda t: ((t["A"] @ t["x"] - t["b"]) ** 2).sum(),
+        {k: v.numpy() for k, v in _big_values().items()}, "x"), rtol=1e-10)
 
 
 def _spd(n: int, seed: int) -> torch.Tensor:
