@@ -124,3 +124,9 @@ def test_the_library_call_never_loads_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(A + Aᵀ) @ x False"
+
+
+def test_a_double_transpose_is_undone(run) -> None:
+    result = run("diff", "logdet(X.T @ X + eye(4))", "--shape", "X=4x4")
+    assert result.exit_code == 0, result.stderr
+    assert "X @ ((Xᵀ @ X + I)⁻¹ + (Xᵀ @ X + I)⁻ᵀ)" in result.stdout

@@ -409,6 +409,8 @@ def tidy(expr: sympy.Basic) -> sympy.Basic:
         expr = _drop_neutral(expr.func(*[tidy(a) for a in expr.args]))
     if isinstance(expr, Transpose) and isinstance(expr.arg, (Identity, ZeroMatrix, OneMatrix)):
         return expr.doit(deep=False)  # Iᵀ = I
+    if isinstance(expr, Transpose) and isinstance(expr.arg, Transpose):
+        return expr.arg.arg  # (Mᵀ)ᵀ = M
     if isinstance(expr, MatAdd):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
