@@ -41,10 +41,10 @@ class Category(str, Enum):
     REDUCTION = "reduction"  # one number from every element of a tensor
     VECTOR = "vector"  # over every element at once, keeping the shape (softmax)
     PAIRWISE = "pairwise loss"  # one number from two tensors broadcast together
-    MATRIX = "matrix"  # matrix algebra: matmul, transpose, dot... (shape rules in sympy_functions.TensorOp)
+    # matrix and tensor algebra: matmul, transpose, dot, einsum, eye, stack... (shape rules: sympy_functions.TensorOp)
+    MATRIX = "matrix"
     LINEAR_ALGEBRA = "linear algebra"  # of a square matrix: a number (det) or a matrix (inv)
     CLASS_LOSS = "class loss"  # a row of class scores and one class index per sample
-    TENSOR = "tensor"  # builds or rearranges tensors, or reduces over chosen dims: stack, eye, sum(x, dim=)
 
 
 Explain = str | Callable[[Sequence[str]], str]
@@ -612,11 +612,11 @@ FUNCTIONS: tuple[Function, ...] = (
     Function("diag", X, "a vector's diagonal matrix, or a matrix's diagonal (torch.diag)", Category.MATRIX,
              sf.diag, (Node(sf.diag, "torch.diag"),), spellings=("diagonal", "diag_embed")),
     Function("eye", (Param("n", kind="int"), Param("m", "n", kind="int")), "the n by m identity matrix (m = n)",
-             Category.TENSOR, _eye, (Node(sf.eye, "tf.eye", _eye_source, factory=True),), spellings=("identity",)),
+             Category.MATRIX, _eye, (Node(sf.eye, "tf.eye", _eye_source, factory=True),), spellings=("identity",)),
     Function("stack", (Param("tensors", kind="list"), Param("dim", "0", keyword=True, kind="int", alias="axis")),
              "tensors of one shape stacked along a new dim, as torch.stack([a, b], dim=0); "
              "a list [a, b] inside an expression is stack([a, b])",
-             Category.TENSOR, _stack, (Node(sf.stack, "tf.stack", _stack_source),), spellings=("vstack", "hstack")),
+             Category.MATRIX, _stack, (Node(sf.stack, "tf.stack", _stack_source),), spellings=("vstack", "hstack")),
     # conditionals: comparisons are read only as where's condition
     Function("where", (Param("condition", kind="condition"), Param("input"), Param("other")),
              "input where the condition (a comparison, like x > 0) holds, else other; torch.where. "

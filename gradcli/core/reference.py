@@ -1153,6 +1153,7 @@ def _component_shapes(differ: SymbolicDifferentiator, components: list[sympy.Bas
 def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
                        values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, SymbolicGradient]:
     """The symbolic Jacobian of f with respect to each variable: f.shape + variable.shape."""
+    typed = components
     components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     if sympy_functions.has_tensor_ops(components):
         formula = "sympy.diff of every entry of f spelled out, by every element"
@@ -1160,7 +1161,7 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
         if isinstance(found, str):
             jacobians = {v: SymbolicGradient("?", None, found) for v in wrt}
         else:
-            jacobians = {v: SymbolicGradient(formula, found[v]) for v in wrt}
+            jacobians = _with_trap({v: SymbolicGradient(formula, found[v]) for v in wrt}, typed)
         from gradcli.core import matrix_form  # the formula in matrix form; its value where expansion is too big
 
         matrix_form.complete(jacobians, matrix_form.matrix_jacobians(components, shape, table, values, wrt))
@@ -1181,7 +1182,7 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
             return torch.stack(parts).reshape(tuple(shape) + common + var_shape)
         out[var] = _guarded(compute, "sympy.diff of each part, assembled by the chain rule "
                                      "(elementwise parts: the diagonal)")
-    return out
+    return _with_trap(out, typed)
 
 
 def symbolic_vjps(components: list[sympy.Basic], shape: tuple[int, ...] | None, table: SymbolTable,
