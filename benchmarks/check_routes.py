@@ -77,7 +77,10 @@ def jacobian_problem() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a shared machine, a thread waiting for a busy core swamps the ratios)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     problems = {
         "scalar: sin(x)*exp(y) + x**2*y": gradient_problem("sin(x)*exp(y) + x**2*y", {"x": 0.7, "y": -0.3}),
         "10^6 elementwise: sum(sin(x)*exp(x/4) + x**2)": gradient_problem(

@@ -186,3 +186,49 @@ def test_a_derivative_beyond_the_dtype_is_not_finite_in_grad_as_in_plot():
     report = gradcli.grad("cot(x)", x=1.7e-16, order=2)
     assert report.variables[1].status == "not finite"
     assert "beyond what float32 can hold" in (report.variables[1].note or "")
+
+
+def test_torch_runs_the_expression_as_typed_and_says_what_overflowed():
+    report = gradcli.grad("log(exp(x))", x=100.0)
+    (x,) = report.variables
+    assert report.f.array.item() == float("inf") and x.gradient.array.item() != x.gradient.array.item()  # inf, nan
+    assert x.status == "not finite" and report.status == "failed"
+    assert "exp(x) overflows float32" in x.note and "3.4028e+38" in x.note and "log(exp(x)) is x" in x.note
+    # sympy's evaluated form is the reference's only: its derivative of x is 1
+    assert x.formula == "1"
+    assert gradcli.grad("log(exp(x))", x=100.0, dtype="float64").variables[0].status == "agree"
+
+    report = gradcli.grad("x/x", x=0.0)
+    assert report.f.array.item() != report.f.array.item()  # nan, as torch computes 0/0
+    assert report.variables[0].status == "not finite" and "0/0" in report.variables[0].note
+    assert "sympy simplifies x/x to 1" in report.variables[0].note
+
+    report = gradcli.grad("exp(x)", x=20.0, dtype="float16")
+    assert report.variables[0].status == "not finite" and "65504" in report.variables[0].note
+
+
+@pytest.mark.parametrize(("expression", "values", "stable"), [
+    ("log(1 + exp(x))", {"x": 100.0}, "log(1 + exp(x)) -> softplus(x)"),
+    ("log(sum(exp(x)))", {"x": "[1, 100]"}, "log(sum(exp(x))) -> logsumexp(x)"),
+    ("log(sigmoid(x))", {"x": -200.0}, "log(sigmoid(x)) -> -softplus(-x)"),
+    ("sum(exp(x)/sum(exp(x)))", {"x": "[1, 100]"}, "exp(x)/sum(exp(x)) -> softmax(x)"),
+])
+def test_the_stable_form_is_named(expression: str, values: dict[str, Any], stable: str):
+    report = gradcli.grad(expression, **values)
+    assert report.status == "failed"
+    assert stable in (report.variables[0].note or ""), report.variables[0].note
+
+
+def test_explain_and_graph_show_the_torch_code_as_typed():
+    from gradcli.commands.evaluate import graph
+
+    explained = dict(gradcli.grad("sqrt(x**2)", x=-2.0, explain=True).explain)
+    assert "torch.sqrt(torch.pow(x, 2))" in explained["torch"]
+    assert "Abs(x)" in explained["parsed"]  # sympy's form, for the reference
+    labels = [n.label for n in graph("log(exp(x))", x=1.0).nodes if n.label]
+    assert any("log" in label for label in labels) and any("exp" in label for label in labels)
+
+
+def test_vjp_and_jvp_are_checked_numerically():
+    assert vjp("[x[0]*x[1], sin(x[0])]", ["x=[1,2]", "v=[1,-2]"], check="numeric").variables[0].status == "agree"
+    assert jvp("[x[0]*x[1], sin(x[0])]", ["x=[1,2]", "v=[1,-2]"], check="numeric").variables[0].status == "agree"

@@ -178,9 +178,9 @@ def explained(report: GradReport, st: Session, explain: bool) -> GradReport:
     torch_code = code[0] if st.parsed.shape is None else "torch.stack([" + ", ".join(code) + "])"
     lines = [
         ("parsed", f"f = {st.parsed.pretty()}  (read into sympy by a whitelist parser: no Python was run; "
-                   "this is sympy's evaluated form, which only the symbolic reference uses)"),
-        ("torch", f"f = {torch_code}  (the expression as typed: torch computes what you wrote, so an "
-                  "overflow or a 0/0 in it shows)"),
+                   "this is sympy's evaluated form, which only the symbolic reference uses: the torch code below "
+                   "is the expression as typed, so an overflow or a 0/0 in it shows)"),
+        ("torch", f"f = {torch_code}"),
         ("leaves", ", ".join(f"{n} = torch.tensor(..., dtype=torch.{st.dtype}, requires_grad=True)" for n in st.wrt)
          or "none"),
         ("autograd", report.call),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from gradcli.commands.assemble import tensor_data
-from gradcli.core.autodiff import gradient, nth_derivatives
+from gradcli.core.autodiff import gradient, not_finite_cause, nth_derivatives
 from gradcli.core.check import CODES, Verdict, check_mode, pointwise_verdicts, uses_symbolic, worst, worst_codes
 from gradcli.core.numeric import SAFETY, Estimate, derivative_along
 from gradcli.core.reference import (
@@ -339,4 +339,20 @@ def _warnings(st: Session, f: TensorData) -> list[str]:
         bad = int((~finite).sum())
         warnings.append(f"f is not finite at {bad} of {f.array.size} points (outside its domain, or beyond what "
                         f"{st.dtype} can hold): those points are left out of the plot")
+        cause = _first_cause(st, f)
+        if cause:
+            warnings.append(cause)
     return warnings
+
+
+def _first_cause(st: Session, f: TensorData) -> str | None:
+    """Why f is not finite at the first such point of a line plot, as `gradcli grad` says it there."""
+    if f.array.ndim != 1 or any(t.dim() > 1 for t in st.tensors.values()):
+        return None  # a grid: the point's coordinates are spread over a meshgrid
+    i = int(np.argmax(~np.isfinite(f.array)))
+    point = {n: (t[i] if t.dim() == 1 else t) for n, t in st.tensors.items()}
+    cause = not_finite_cause(st.parsed.typed_components, st.parsed.shape, st.table, point)
+    if cause is None:
+        return None
+    where = ", ".join(f"{n} = {float(t[i]):g}" for n, t in st.tensors.items() if t.dim() == 1)
+    return f"at {where}: {cause}"
