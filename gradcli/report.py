@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gradcli.core.check import VERDICTS, Verdict, any_fails
+from gradcli.core.check import VERDICTS, Verdict, any_fails, any_unchecked
 from gradcli.version import __version__
 
 if TYPE_CHECKING:  # numpy is imported where it is used, as TensorData does; torch only for .tensor
@@ -139,7 +139,12 @@ class Report:
 
     @property
     def status(self) -> str:
-        return "failed" if self.failed_otherwise() or any_fails(self.verdicts()) else "ok"
+        """failed (exit 1), unchecked (a result no route could check, or --check none: exit 0, but
+        never "ok"), or ok."""
+        verdicts = list(self.verdicts())
+        if self.failed_otherwise() or any_fails(verdicts):
+            return "failed"
+        return "unchecked" if any_unchecked(verdicts) else "ok"
 
     def header(self) -> dict[str, Any]:
         """The fields every JSON document starts with (and the expression, where there is one)."""
@@ -185,6 +190,11 @@ class VariableResult:
     label: str | None = None  # how a table heads the entry (d2f/dx2), when not the name
     rows: list[str] | None = None  # labels of a matrix's rows (outputs), and columns (inputs)
     columns: list[str] | None = None
+    # Each route that ran ("symbolic", "numeric"): its verdict, error, tolerance and note
+    # (core/check.py's arbitrate); erred: "sympy" or "autograd" when finite differences settled
+    # a disagreement between them.
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    erred: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -192,7 +202,14 @@ class VariableResult:
             "max_abs_error": self.max_abs_error,
             "max_rel_error": self.max_rel_error,
             "note": self.note,
+            "routes": {name: {k: (str(v) if isinstance(v, Verdict) else _json_float(v)) for k, v in route.items()}
+                       for name, route in self.routes.items()},
+            "erred": self.erred,
         }
+
+
+def _json_float(x: Any) -> Any:
+    return json_numbers(x) if isinstance(x, float) else x
 
 
 @dataclass
@@ -266,6 +283,7 @@ class GradReport(Report):
     extra: dict[str, Any] = field(default_factory=dict)  # command-specific facts (symmetry...)
     explain: list[tuple[str, str]] = field(default_factory=list)  # (topic, text) for --explain
     matrix: JacobianMatrix | None = None  # jacobian: the assembled m x n matrix, where there is one
+    check_mode: str = "auto"  # --check: auto, symbolic, numeric, all or none
 
     @property
     def result_key(self) -> str:
@@ -355,6 +373,8 @@ class GradReport(Report):
                 "atol": self.atol,
                 "reference_dtype": "float64",
                 "variables": {v.name: v.to_dict() for v in self.variables},
+                "mode": self.check_mode,
+                "routes": sorted({r for v in self.variables for r in v.routes}),
             },
             "seed": self.seed,
             "warnings": list(self.warnings),

@@ -281,8 +281,8 @@ def test_shared_options_are_listed_where_they_always_stood(run):
     page = run("grad", "--help").stdout
     listed = re.findall(r"^  (?:-[a-zA-Z], )?(--[a-z-]+)", page.split("Options:", 1)[1], flags=re.M)
     assert listed == ["--wrt", "--method", "--order", "--accumulate", "--explain", "--dtype", "--device", "--reduce",
-                      "--rtol", "--atol", "--check", "--seed", "--max-elements", "--format", "--json", "--plain",
-                      "--pretty", "--echo-values", "--data", "--quiet", "--points", "--output", "--help"]
+                      "--rtol", "--atol", "--check", "--no-check", "--seed", "--max-elements", "--format", "--json",
+                      "--plain", "--pretty", "--echo-values", "--data", "--quiet", "--points", "--output", "--help"]
 
 
 def test_an_option_group_may_not_hide_a_parameter_of_the_same_name():

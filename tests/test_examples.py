@@ -20,6 +20,8 @@ what that command must print; it holds space-separated checks:
     ``diff``'s formulas).
 ``file=NAME``
     a file the command writes: present, not empty, and of the kind its suffix says.
+``exit=N``
+    the command's exit status, where it is not 0 (a check that fails exits 1, and says why).
 
 The output is read the way it is printed: a JSON document; NDJSON (``--format ndjson``, and
 batch's one result per line) as a list of records; CSV as a list of rows keyed by the header. A line that prints
@@ -258,7 +260,8 @@ def test_example(sh, example: Example, tmp_path: Path) -> None:
     printed = [value for path, _, value in checks if path == "stdout"]
     # The word as written, even where it would read as JSON (contains=2 looks for "2").
     words = [token.split("=", 1)[1] for token in (example.expect or "").split() if token.startswith("contains=")]
-    paths = [(path, op, value) for path, op, value in checks if path not in ("file", "stdout", "contains")]
+    exits = [int(getattr(value, "value", value)) for path, _, value in checks if path == "exit"]
+    paths = [(path, op, value) for path, op, value in checks if path not in ("file", "stdout", "contains", "exit")]
 
     args = argv[1:]
     if paths and prints_table(argv):
@@ -266,7 +269,7 @@ def test_example(sh, example: Example, tmp_path: Path) -> None:
     shutil.copytree(EXAMPLES.parent / "examples", tmp_path / "examples")  # paths are relative to the repository
     result = sh(*args, cwd=tmp_path)
     shown = f"{shlex.join(['gradcli', *args])}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 0, shown
+    assert result.returncode == (exits[0] if exits else 0), shown
     assert result.stdout.strip(), f"{line} printed nothing"
 
     problems: list[str] = []

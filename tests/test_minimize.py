@@ -396,13 +396,20 @@ def test_a_disagreement_at_the_end_exits_1(run, monkeypatch):
             refs["x"].precise = lambda: float(wrong)
         return refs
     monkeypatch.setattr(module, "symbolic_gradients", wrong_the_second_time)
-    result = run("minimize", "(x - 3)**2", "x=0", "--steps", "3", "--json")
+    result = run("minimize", "(x - 3)**2", "x=0", "--steps", "3", "--json", "--check", "symbolic")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert doc["check"]["points"]["start"]["variables"]["x"]["status"] == "agree"
     assert doc["check"]["points"]["end"]["variables"]["x"]["status"] == "disagree"
     assert doc["check"]["points"]["end"]["step"] == 3
     assert len(calls) == 2  # the first and the last point, never each step
+    # By default finite differences arbitrate: they side with autograd, so the wrong value is
+    # sympy's error (exit 0, as in every command: README, How gradcli checks)
+    calls.clear()
+    arbitrated = run("minimize", "(x - 3)**2", "x=0", "--steps", "3", "--json")
+    assert arbitrated.exit_code == 0
+    end = json.loads(arbitrated.stdout)["check"]["points"]["end"]["variables"]["x"]
+    assert end["status"] == "sympy error" and end["erred"] == "sympy"
 
 
 def test_no_check():

@@ -112,10 +112,13 @@ def test_grid_gives_the_gradient_at_every_node():
 
 
 def test_points_outside_the_domain_are_left_out_and_said():
+    # One verdict for one point: `gradcli grad log(x) x=-1` says not finite (exit 1), so a plot
+    # through x = -1 says it too; the points inside the domain are still compared, and drawn.
     data = plot_data("log(x)", ["x=-5:5:200"])
     d = series(data, "df/dx")
-    assert d.status == "agree" and d.compared == 100
-    assert "compared at 100 of 200 points" in d.note
+    assert d.status == "not finite" and d.compared == 100 and data.status == "failed"
+    assert "not finite at 100 of 200 points" in d.note and "the other 100 agree" in d.note
+    assert d.counts() == {"agree": 100, "not finite": 100}
     assert any("not finite at 100 of 200 points" in w for w in data.warnings)
     x = data.axes["x"].array
     assert d.autograd.array[x > 0] == pytest.approx(1 / x[x > 0], rel=1e-6)
@@ -508,10 +511,13 @@ def test_a_derivative_sympy_cannot_evaluate_is_said_not_failed(run, monkeypatch)
     def unavailable(*args, **kwargs):
         return [SymbolicGradient("?", None, "sympy's derivative cannot be evaluated: no torch lowering for X")]
     monkeypatch.setattr(plot_module, "symbolic_order", unavailable)
-    data = plot_data("sin(x)", ["x=-2:2:9"])
+    data = plot_data("sin(x)", ["x=-2:2:9"], check="symbolic")
     d = series(data, "df/dx")
-    assert d.status == "unavailable" and data.status == "ok"
+    assert d.status == "unavailable" and data.status == "unchecked"  # never "ok" with nothing checked
     assert draw.check_text(d, data).startswith("df/dx: unavailable: sympy's derivative cannot be evaluated")
+    # by default, finite differences check what sympy cannot
+    d = series(plot_data("sin(x)", ["x=-2:2:9"]), "df/dx")
+    assert d.status == "agree" and d.compared == 9
 
 
 def test_a_kink_on_the_range():
@@ -530,13 +536,14 @@ def test_float16_plots_with_float16_tolerances():
         assert 0 < s.max_abs_error < 0.02
 
 
-def test_values_beyond_the_dtype_are_left_out_not_failed():
+def test_values_beyond_the_dtype_are_left_out_and_not_finite():
     # x=-3:3:61 passes 1.7e-16, not 0: there cot'' = 2cot(x)csc(x)^2 is about 4e47, past float32's 3.4e38
+    # as `gradcli grad` says of that one point: not finite (autograd can only say inf there)
     data = plot_data("cot(x)", ["x=-3:3:61"], order=2)
     d = series(data, "d2f/dx2")
-    assert d.status == "agree" and d.compared == 60
+    assert d.status == "not finite" and d.compared == 60
     assert "beyond what float32 can hold" in d.note
-    assert data.status == "ok"
+    assert data.status == "failed"
 
 
 def test_infinite_and_huge_values_draw_in_the_terminal():

@@ -44,10 +44,20 @@ def test_a_shape_mismatch_is_one_error_line_with_a_caret(run):
 
 
 def test_above_the_symbolic_limit_the_check_is_unavailable_and_says_why(run_json):
-    code, doc = run_json("grad", "sum(A @ x)", "A=ones(40,40)", "x=ones(40)", "--wrt", "x")
+    """A batched product has no matrix form either: unavailable, with both reasons."""
+    code, doc = run_json("grad", "sum(B @ x)", "B=ones(4,20,20)", "x=ones(20)", "--wrt", "x",
+                         "--check", "symbolic")
     assert code == 0
     assert doc["check"]["variables"]["x"]["status"] == "unavailable"
     assert "exceed the symbolic limit" in doc["check"]["variables"]["x"]["note"]
+    assert "no matrix form" in doc["check"]["variables"]["x"]["note"]
+
+
+def test_above_the_symbolic_limit_the_matrix_form_checks(run_json):
+    code, doc = run_json("grad", "sum(A @ x)", "A=ones(40,40)", "x=ones(40)", "--wrt", "x")
+    assert code == 0
+    assert doc["check"]["variables"]["x"]["status"] == "agree"
+    assert doc["symbolic"]["x"]["formula"] == "Aᵀ @ ones"
 
 
 def test_functions_lists_the_tensor_functions(run):

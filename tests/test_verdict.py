@@ -14,9 +14,11 @@ from gradcli.render.table import MARKS
 
 
 def test_the_words_are_one_vocabulary():
-    assert [v.value for v in VERDICTS] == ["agree", "disagree", "not finite", "kink", "unavailable", "skipped"]
+    assert [v.value for v in VERDICTS] == ["agree", "disagree", "not finite", "kink", "unavailable", "skipped",
+                                           "sympy error"]
     assert {v for v in Verdict if fails(v)} == FAILING == {Verdict.DISAGREE, Verdict.NOT_FINITE}
     assert not fails("kink") and not fails("unavailable") and not fails("skipped") and not fails("agree")
+    assert not fails("sympy error")  # finite differences confirmed autograd: exit 0 (README, How gradcli checks)
     assert fails("disagree") and fails("not finite")
     with pytest.raises(ValueError):
         fails("mismatch")  # a word of schema_version 1 is no verdict now

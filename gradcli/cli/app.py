@@ -77,6 +77,7 @@ from gradcli.cli.options import (
     Reduce,
     ReduceOption,
     SeedOption,
+    ShapeOption,
     SimplifyOption,
     StepsOption,
     TolOption,
@@ -316,6 +317,7 @@ def diff(
     variables: VariablesArgument = None,
     order: OrderOption = 1,
     simplify: SimplifyOption = True,
+    shape: ShapeOption = None,
     fmt: DiffFormatOption = DiffFormat.pretty,
     json_flag: JsonOption = False,
     plain_flag: PlainOption = False,
@@ -330,7 +332,7 @@ def diff(
     from gradcli import render
     from gradcli.commands.diff import diff as run
 
-    report = run(expression_text(expression), variables or [], order=order, simplify=simplify)
+    report = run(expression_text(expression), variables or [], order=order, simplify=simplify, shapes=shape or [])
     render.render_diff(report, output, sys.stdout, quiet=quiet)
 
 

@@ -127,8 +127,11 @@ RtolOption = Annotated[float | None, typer.Option(
 AtolOption = Annotated[float | None, typer.Option(
     "--atol", help="Absolute tolerance of the check, times the result's largest magnitude. Default: by dtype.",
     show_default=False)]
-CheckOption = Annotated[bool, typer.Option(
-    "--check/--no-check", help="Cross-check against sympy's symbolic derivative.")]
+CheckOption = Annotated[str, typer.Option(
+    "--check", help="How the result is checked: symbolic (sympy's derivative), numeric (finite differences "
+    "in float64), all (both), none. Default auto: symbolic where sympy's derivative can be evaluated, numeric "
+    "where it cannot, and numeric to arbitrate when the two disagree.", metavar="auto|symbolic|numeric|all|none")]
+NoCheckOption = Annotated[bool, typer.Option("--no-check", help="Same as --check none.")]
 SeedOption = Annotated[int | None, typer.Option(
     "--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
 MaxElementsOption = Annotated[int, typer.Option(
@@ -194,6 +197,9 @@ JacobianMethodOption = Annotated[JacobianMethod, typer.Option(
 # diff's and graph's own
 SimplifyOption = Annotated[bool, typer.Option(
     "--simplify/--no-simplify", help="Simplify where cheap (bounded to a second).")]
+ShapeOption = Annotated[list[str] | None, typer.Option(
+    "--shape", metavar="NAME=SHAPE",
+    help="A variable's shape (x=3, A=3x3; repeat for each): the gradient in matrix form, (A + Aᵀ) @ x.")]
 DotOption = Annotated[bool, typer.Option("--dot", help="Print Graphviz text (for | dot -Tpng).")]
 LatexOption = Annotated[bool, typer.Option("--latex", help="Same as --format latex.")]
 
@@ -269,7 +275,13 @@ class Checks(OptionGroup):
 
     rtol: RtolOption = None
     atol: AtolOption = None
-    check: CheckOption = True
+    check: CheckOption = "auto"
+    no_check: NoCheckOption = False
+
+    def settings(self) -> dict[str, Any]:
+        if self.no_check and self.check not in ("auto", "none"):
+            raise GradcliError(f"--no-check and --check {self.check} contradict each other")
+        return {"rtol": self.rtol, "atol": self.atol, "check": "none" if self.no_check else self.check}
 
 
 @dataclasses.dataclass(frozen=True)

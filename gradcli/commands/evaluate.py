@@ -55,7 +55,7 @@ def graph(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] |
     st = prepare(expression, values, wrt=wrt, dtype=dtype, device=device, rtol=None, atol=None, seed=seed,
                 max_elements=max_elements, named=named, data=data)
     trace: list[Any] = []
-    fn = compile_components(st.parsed.components, st.parsed.shape, st.table, dtype=resolve_dtype(dtype),
+    fn = compile_components(st.parsed.typed_components, st.parsed.shape, st.table, dtype=resolve_dtype(dtype),
                             device=st.device, trace=trace)
     try:
         nodes, root, out, intermediates = autograd_graph(fn, st.tensors, st.wrt, trace,

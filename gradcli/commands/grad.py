@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,13 +25,15 @@ from gradcli.core.autodiff import (
     torch_error,
 )
 from gradcli.core.autodiff import accumulate as accumulate_by_backward
+from gradcli.core.check import check_mode, uses_symbolic
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR
+from gradcli.core.numeric import Probe, gradient_probe, order_probe
 from gradcli.core.reference import (
     is_elementwise_in,
     symbolic_gradients,
     symbolic_order,
 )
-from gradcli.core.session import Session, gc_paused, prepare
+from gradcli.core.session import Session, float64_function, gc_paused, prepare
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
@@ -51,7 +54,7 @@ def grad(
     device: str = "auto",
     reduce: str = "sum",
     order: int = 1,
-    check: bool = True,
+    check: bool | str = True,
     rtol: float | None = None,
     atol: float | None = None,
     seed: int | None = None,
@@ -89,6 +92,7 @@ def grad(
     if accumulate:
         method = "backward"
 
+    mode = check_mode(check)
     methods = list(METHODS) if method == "all" else [method]
     runs = [gradient(st.fn, st.tensors, st.wrt, method=m, reduction=reduce) for m in methods]
     main = runs[0]
@@ -96,10 +100,11 @@ def grad(
     f_finite = bool(torch.isfinite(main.output).all())
     try:
         symbolic = (symbolic_gradients(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt, reduce)
-                    if check else {})
+                    if uses_symbolic(mode) else {})
     except RuntimeError as exc:  # torch failing on the float64 reference: report, don't crash
         raise torch_error(exc) from None
-    results = [checked_result(n, st, main.gradients[n], symbolic.get(n), f_finite=f_finite, value=st.tensors[n])
+    results = [checked_result(n, st, main.gradients[n], symbolic.get(n), f_finite=f_finite, value=st.tensors[n],
+                              mode=mode, probe=functools.partial(_gradient_probe, st, n, reduce))
                for n in st.wrt]
     method_results = []
     if len(runs) > 1:
@@ -127,7 +132,11 @@ def grad(
     return explained(report, st, explain)
 
 
-def derivatives_of_order(st: Session, order: int, *, check: bool, reduce: str) -> GradReport:
+def _gradient_probe(st: Session, name: str, reduce: str) -> Probe:
+    return gradient_probe(float64_function(st), st.tensors, name, reduction=reduce)
+
+
+def derivatives_of_order(st: Session, order: int, *, check: bool | str, reduce: str) -> GradReport:
     var = st.wrt[0]
     components = [expand_definitions(c) for c in st.parsed.components]
     if st.parsed.shape is not None or (st.tensors[var].dim() > 0
@@ -140,11 +149,17 @@ def derivatives_of_order(st: Session, order: int, *, check: bool, reduce: str) -
                           max_work=WORK_FACTOR * st.max_elements)
     reduction, warnings = reduction_note(run.output, reduce)
     f_finite = bool(torch.isfinite(run.output).all())
-    refs = symbolic_order(components[0], st.table, st.tensors, var, order, reduce) if check else [None] * order
+    mode = check_mode(check)
+    refs = (symbolic_order(components[0], st.table, st.tensors, var, order, reduce) if uses_symbolic(mode)
+            else [None] * order)
+    fn64 = float64_function(st) if mode != "none" else None
     results = []
     for k in range(1, order + 1):
-        results.append(checked_result(str(k), st, run.results[str(k)], refs[k - 1], f_finite=f_finite,
-                                label=f"order {k} ({'df/d' + var if k == 1 else f'd{k}f/d{var}^{k}'})"))
+        probe = (functools.partial(order_probe, fn64, st.tensors, var, k, reduction=reduce)
+                 if fn64 is not None else None)
+        results.append(checked_result(str(k), st, run.results[str(k)], refs[k - 1], f_finite=f_finite, mode=mode,
+                                      probe=probe,
+                                      label=f"order {k} ({'df/d' + var if k == 1 else f'd{k}f/d{var}^{k}'})"))
     return build_report(st, "order", "grad", run.call, run.output, results, check=check, reduction=reduction,
                    warnings=warnings, extra={"order": order, "variable": var})
 

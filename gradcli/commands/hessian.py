@@ -16,11 +16,13 @@ from gradcli.commands.assemble import (
     reduction_note,
 )
 from gradcli.core.autodiff import hessian as hessian_by_autograd
+from gradcli.core.check import check_mode, uses_symbolic
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.numeric import Probe, hessian_probe
 from gradcli.core.reference import (
     symbolic_hessian,
 )
-from gradcli.core.session import Session, gc_paused, prepare
+from gradcli.core.session import Session, float64_function, gc_paused, prepare
 from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
 from gradcli.report import (
@@ -30,7 +32,7 @@ from gradcli.report import (
 
 @gc_paused
 def hessian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
-            dtype: str = "float32", device: str = "auto", reduce: str = "sum", check: bool = True,
+            dtype: str = "float32", device: str = "auto", reduce: str = "sum", check: bool | str = True,
             rtol: float | None = None, atol: float | None = None, seed: int | None = None,
             max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None,
             **named: Any) -> GradReport:
@@ -40,7 +42,7 @@ def hessian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str]
     return explained(hessian_of(st, check=check, reduce=reduce), st, explain)
 
 
-def hessian_of(st: Session, *, check: bool, reduce: str) -> GradReport:
+def hessian_of(st: Session, *, check: bool | str, reduce: str) -> GradReport:
     n = sum(st.tensors[v].numel() for v in st.wrt)
     if n * n > st.max_elements:
         raise GradcliError(f"the Hessian would have {n * n:,} entries; the limit is {st.max_elements:,}",
@@ -48,14 +50,17 @@ def hessian_of(st: Session, *, check: bool, reduce: str) -> GradReport:
     run = hessian_by_autograd(st.fn, st.tensors, st.wrt, reduction=reduce)
     reduction, warnings = reduction_note(run.output, reduce)
     f_finite = bool(torch.isfinite(run.output).all())
-    ref = symbolic_hessian(st.parsed.components, st.table, st.tensors, st.wrt, reduce) if check else None
+    mode = check_mode(check)
+    ref = symbolic_hessian(st.parsed.components, st.table, st.tensors, st.wrt, reduce) if uses_symbolic(mode) else None
     labels = element_labels(st, st.wrt)
     h = run.results["hessian"]
     largest = float((h.double() - h.double().T).abs().max()) if h.numel() else 0.0
     # A Hessian with NaN or inf in it: symmetry cannot be judged.
     asym = largest if math.isfinite(largest) else None
+    def probe() -> Probe:
+        return hessian_probe(float64_function(st), st.tensors, st.wrt, reduction=reduce)
     result = checked_result("hessian", st, h, ref, f_finite=f_finite, rows=labels, columns=labels,
-                      label="Hessian")
+                            label="Hessian", mode=mode, probe=probe)
     if asym:
         warnings.append(f"the Hessian is symmetric to within {asym:.3g}")
     symmetric = None if asym is None else asym <= st.atol * max(1.0, float(h.abs().max()) if h.numel() else 1.0)

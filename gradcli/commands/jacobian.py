@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,14 +23,16 @@ from gradcli.core.autodiff import (
     pick_jacobian_method,
 )
 from gradcli.core.autodiff import jacobian as jacobian_by_autograd
+from gradcli.core.check import check_mode, uses_symbolic
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, WORK_FACTOR, size_text
+from gradcli.core.numeric import Probe, jacobian_probe
 from gradcli.core.reference import (
     is_elementwise_in,
     numel,
     symbolic_gradients,
     symbolic_jacobians,
 )
-from gradcli.core.session import Session, common_shape, gc_paused, prepare
+from gradcli.core.session import Session, common_shape, float64_function, gc_paused, prepare
 from gradcli.core.sympy_functions import expand_definitions
 from gradcli.core.values import ValuesArg
 from gradcli.errors import GradcliError
@@ -44,7 +47,7 @@ from gradcli.report import (
 
 @gc_paused
 def jacobian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
-             method: str = "auto", dtype: str = "float32", device: str = "auto", check: bool = True,
+             method: str = "auto", dtype: str = "float32", device: str = "auto", check: bool | str = True,
              rtol: float | None = None, atol: float | None = None, seed: int | None = None,
              max_elements: int = DEFAULT_MAX_ELEMENTS, explain: bool = False, data: str | None = None,
              **named: Any) -> GradReport:
@@ -88,14 +91,17 @@ def jacobian(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
             else [jacobian_by_autograd(st.fn, st.tensors, st.wrt, method=m) for m in methods])
     main = runs[0]
     f_finite = bool(torch.isfinite(main.output).all())
-    refs = symbolic_jacobians(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt) if check else {}
+    mode = check_mode(check)
+    refs = (symbolic_jacobians(st.parsed.components, st.parsed.shape, st.table, st.tensors, st.wrt)
+            if uses_symbolic(mode) else {})
     out_labels = [f"f[{','.join(map(str, i))}]" for i in element_indices(out_shape)] if out_shape else ["f"]
     results = []
     for n in st.wrt:
         two_d = len(out_shape) <= 1 and st.tensors[n].dim() <= 1
         results.append(checked_result(n, st, main.results[n], refs.get(n), f_finite=f_finite, value=st.tensors[n],
                                 rows=out_labels if two_d else None,
-                                columns=element_labels(st, [n]) if two_d else None))
+                                columns=element_labels(st, [n]) if two_d else None, mode=mode,
+                                probe=functools.partial(_jacobian_probe, st, n)))
     method_results = []
     if len(runs) > 1:
         for r in runs:
@@ -164,6 +170,10 @@ def _part_formulas(st: Session, rows: list[str]) -> list[list[str]] | None:
     return formulas
 
 
+
+
+def _jacobian_probe(st: Session, name: str) -> Probe:
+    return jacobian_probe(float64_function(st), st.tensors, name)
 
 
 def _refuse_dense(st: Session, methods: list[str], out_numel: int) -> None:

@@ -21,6 +21,7 @@ No typer, no rich: the CLI passes a `progress` callback for its progress bar.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -31,14 +32,16 @@ from typing import Any, TextIO
 
 import torch
 
-from gradcli.commands.assemble import tensor_data
+from gradcli.commands.assemble import route_verdict, tensor_data
 from gradcli.core.autodiff import torch_error
-from gradcli.core.check import compare
+from gradcli.core.check import check_mode, uses_symbolic
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS
+from gradcli.core.numeric import gradient_probe
 from gradcli.core.parse import index_text
 from gradcli.core.reference import symbolic_gradients
 from gradcli.core.session import (
     Session,
+    float64_function,
     gc_paused,
     parse_cached,
     prepare,
@@ -299,7 +302,7 @@ def _default_wrt(values: ValuesArg, named: Mapping[str, Any]) -> list[str]:
 def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str] | None = None,
              optimizer: str = "sgd", lr: float = 0.1, steps: int = 100, momentum: float | None = None,
              tol: float | None = None, reduce: str = "sum", data: str | None = None, dtype: str = "float32",
-             device: str = "auto", check: bool = True, rtol: float | None = None, atol: float | None = None,
+             device: str = "auto", check: bool | str = True, rtol: float | None = None, atol: float | None = None,
              seed: int | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS, trace: str | TextIO | None = None,
              trace_format_name: str | None = None, progress: Progress | None = None,
              trace_note: Callable[[str], None] | None = None, **named: Any) -> MinimizeReport:
@@ -389,9 +392,11 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
 
     end_values = {n: p.detach() for n, p in params.items()}
     checks: dict[str, list[VariableResult]] = {}
-    if check:
-        checks["start"] = _checks(st, {n: st.tensors[n] for n in st.wrt}, run.start_gradient, run.losses[0], reduce)
-        checks["end"] = _checks(st, end_values, run.end_gradient, run.end_loss, reduce)
+    mode = check_mode(check)
+    if mode != "none":
+        checks["start"] = _checks(st, {n: st.tensors[n] for n in st.wrt}, run.start_gradient, run.losses[0], reduce,
+                                  mode)
+        checks["end"] = _checks(st, end_values, run.end_gradient, run.end_loss, reduce, mode)
 
     hint = None
     if run.stopped == "diverged":
@@ -430,7 +435,7 @@ def minimize(expression: str, values: ValuesArg = (), *, wrt: str | Sequence[str
         hyperparameters=dict(settings), wrt=names,
         constants={n: tensor_data(t) for n, t in st.tensors.items() if n not in params}, reduction=reduction,
         start=start, end=end, steps_requested=steps, steps_taken=run.steps_taken, evaluations=run.evaluations,
-        stopped=run.stopped, stop_text=text, losses=run.losses, checks=checks, checked=check, rtol=st.rtol,
+        stopped=run.stopped, stop_text=text, losses=run.losses, checks=checks, checked=mode != "none", rtol=st.rtol,
         atol=st.atol, tol=tol, diverged_at=run.diverged_at, hint=hint,
         trace={"path": trace_path, "format": trace_fmt} if trace_path is not None and trace_fmt is not None else None,
         seed=st.seed, warnings=warnings, version=__version__,
@@ -447,19 +452,24 @@ def _output_shape(st: Session) -> tuple[int, ...]:
 
 
 def _checks(st: Session, point: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor], loss: float,
-            reduce: str) -> list[VariableResult]:
-    """Autograd's gradient at one point of the descent against sympy's derivative there."""
+            reduce: str, mode: str = "auto") -> list[VariableResult]:
+    """Autograd's gradient at one point of the descent, checked by the routes --check asks for
+    (core/check.py's arbitrate: the same rule as `gradcli grad`)."""
     values = dict(st.tensors)
     values.update(point)
     try:
-        refs = symbolic_gradients(st.parsed.components, st.parsed.shape, st.table, values, st.wrt, reduce)
+        refs = (symbolic_gradients(st.parsed.components, st.parsed.shape, st.table, values, st.wrt, reduce)
+                if uses_symbolic(mode) else {})
     except RuntimeError as exc:
         raise torch_error(exc) from None
     results = []
     for n in st.wrt:
-        ref = refs[n]
-        cmp = compare(grads[n], ref, f_finite=math.isfinite(loss), rtol=st.rtol, atol=st.atol)
-        results.append(VariableResult(n, tensor_data(point[n]), tensor_data(grads[n]), ref.formula,
-                                      tensor_data(ref.value) if ref.value is not None else None, cmp.status,
-                                      cmp.max_abs_error, cmp.max_rel_error, cmp.note))
+        ref = refs.get(n)
+        probe = functools.partial(gradient_probe, float64_function(st), values, n, reduction=reduce)
+        verdict = route_verdict(st, values, grads[n], ref, f_finite=math.isfinite(loss), mode=mode, probe=probe)
+        results.append(VariableResult(n, tensor_data(point[n]), tensor_data(grads[n]),
+                                      ref.formula if ref is not None else None,
+                                      tensor_data(ref.value) if ref is not None and ref.value is not None else None,
+                                      verdict.status, verdict.max_abs_error, verdict.max_rel_error, verdict.note,
+                                      routes=verdict.routes, erred=verdict.erred))
     return results

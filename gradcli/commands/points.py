@@ -39,12 +39,14 @@ import numpy.typing as npt
 import torch
 
 from gradcli.core.autodiff import torch_error
-from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts, worst_codes
+from gradcli.core.check import CODES, VERDICTS, Verdict, check_mode, pointwise_verdicts, uses_symbolic, worst_codes
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, MAX_CSV_LINE_CHARS
+from gradcli.core.numeric import SAFETY, derivative_along
 from gradcli.core.parse import ParsedExpression
 from gradcli.core.reference import Programs, is_elementwise_in, symbolic_gradients
 from gradcli.core.session import (
     Session,
+    float64_function,
     gc_paused,
     parse_cached,
     prepare,
@@ -342,9 +344,11 @@ class _NpyWriter:
 # --------------------------------------------------------------------------- computing
 
 def _row_checks(f: np.ndarray, autograd: dict[str, torch.Tensor], symbolic: dict[str, torch.Tensor | None],
-                *, dtype: torch.dtype, rtol: float, atol: float) -> np.ndarray:
+                *, dtype: torch.dtype, rtol: float, atol: float,
+                slack: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """A verdict code per row: the worst over the variables, each row judged on its own scale
-    (core/check.py's pointwise_verdicts, which `gradcli plot` judges each point by)."""
+    (core/check.py's pointwise_verdicts, which `gradcli plot` judges each point by). slack: per
+    variable, the allowance of a finite-difference reference (its error estimate)."""
     rows = np.full(len(f), AGREE, dtype=np.int8)
     largest = torch.finfo(dtype).max
     for name, a in autograd.items():
@@ -353,7 +357,8 @@ def _row_checks(f: np.ndarray, autograd: dict[str, torch.Tensor], symbolic: dict
             rows = np.where(rows == AGREE, UNAVAILABLE, rows).astype(np.int8)
             continue
         a64 = a.detach().to(device="cpu", dtype=torch.float64).numpy()
-        rows = worst_codes(rows, pointwise_verdicts(f, a64, r.numpy(), rtol=rtol, atol=atol, largest=largest))
+        rows = worst_codes(rows, pointwise_verdicts(f, a64, r.numpy(), rtol=rtol, atol=atol, largest=largest,
+                                                    slack=(slack or {}).get(name)))
     return rows
 
 
@@ -364,7 +369,7 @@ def _columns_of(table: np.ndarray, names: list[str], wanted: Sequence[str]) -> d
 @gc_paused
 def grad_points(expression: str, points: str, values: ValuesArg = (), *, out: TextIO | None = None,
                 output: str | None = None, fmt: str = "csv", wrt: str | Sequence[str] | None = None,
-                dtype: str = "float32", device: str = "auto", check: bool = True, rtol: float | None = None,
+                dtype: str = "float32", device: str = "auto", check: bool | str = True, rtol: float | None = None,
                 atol: float | None = None, seed: int | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS,
                 chunk_rows: int = CHUNK_ROWS, chunk_bytes: int = CHUNK_BYTES, **named: Any) -> PointsSummary:
     """f and its gradient at every row of `points` (a .csv file with a header, a structured
@@ -450,7 +455,7 @@ def _wrt(wrt: str | Sequence[str] | None, point_vars: list[str], where: str) -> 
 
 def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows | _NpyRows,
          constants: dict[str, ValueSpec], *, out: TextIO | None, output: str | None, out_kind: str,
-         wrt: str | Sequence[str] | None, dtype: str, device: str, check: bool, rtol: float | None,
+         wrt: str | Sequence[str] | None, dtype: str, device: str, check: bool | str, rtol: float | None,
          atol: float | None, seed: int | None, max_elements: int, chunk_rows: int) -> PointsSummary:
     point_vars, unused = _point_variables(parsed, where, rows.names, constants)
     names = _wrt(wrt, point_vars, where)
@@ -476,7 +481,8 @@ def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows |
                       for c in st.parsed.components for n in point_vars)
     constants_t = {n: t for n, t in st.tensors.items() if n not in point_vars}
     columns = list(point_vars) + ["f"] + [f"df/d{n}" for n in names] + ["check"]
-    summary = PointsSummary(expression, st.parsed.pretty(), st.dtype, str(st.device), columns, checked=check,
+    mode = check_mode(check)
+    summary = PointsSummary(expression, st.parsed.pretty(), st.dtype, str(st.device), columns, checked=mode != "none",
                             batched_by="elementwise" if elementwise else "vmap", version=__version__)
     if unused:
         summary.warnings.append(f"{where}: column(s) {', '.join(unused)} are not variables of the "
@@ -486,7 +492,7 @@ def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows |
         stream = out if out is not None else sys.stdout
         writer = _TextRows(stream, out_kind, columns, dtype)
         try:
-            _compute(st, rows, first, chunks, writer, summary, point_vars, names, columns, constants_t, check,
+            _compute(st, rows, first, chunks, writer, summary, point_vars, names, columns, constants_t, mode,
                      elementwise, torch_dtype, chunk_rows)
         finally:
             stream.flush()  # the rows so far were streamed: they are the reader's
@@ -495,7 +501,7 @@ def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows |
     with ExitStack() as files:
         file_writer = (_NpyWriter(files.enter_context(atomic_output(output, "wb")), columns) if out_kind == "npy"
                        else _TextRows(files.enter_context(atomic_output(output, "w")), out_kind, columns, dtype))
-        _compute(st, rows, first, chunks, file_writer, summary, point_vars, names, columns, constants_t, check,
+        _compute(st, rows, first, chunks, file_writer, summary, point_vars, names, columns, constants_t, mode,
                  elementwise, torch_dtype, chunk_rows)
         file_writer.finish()
     return summary
@@ -504,7 +510,7 @@ def _run(parsed: ParsedExpression, expression: str, where: str, rows: _CsvRows |
 def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float64] | None,
              chunks: Iterator[npt.NDArray[np.float64]], writer: _NpyWriter | _TextRows, summary: PointsSummary,
              point_vars: list[str], names: list[str], columns: list[str], constants_t: dict[str, torch.Tensor],
-             check: bool, elementwise: bool, torch_dtype: torch.dtype, chunk_rows: int) -> None:
+             mode: str, elementwise: bool, torch_dtype: torch.dtype, chunk_rows: int) -> None:
     """Every chunk of rows computed, checked, written and counted into `summary`."""
     batch = _elementwise_batch if elementwise else _vmapped_batch
     programs: Programs = {}  # the symbolic derivatives, lowered once for every chunk
@@ -514,11 +520,25 @@ def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float
             cols = _columns_of(part, rows.names, point_vars)
             tensors = {n: torch.from_numpy(np.ascontiguousarray(c)).to(dtype=torch_dtype, device=st.device)
                        for n, c in cols.items()}
-            f, grads, refs = batch(st, constants_t, tensors, point_vars, names, check, programs)
-            if check:
-                checks = _row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
-            else:
+            f, grads, refs = batch(st, constants_t, tensors, point_vars, names, uses_symbolic(mode), programs)
+            if mode == "none":
                 checks = np.full(len(f), SKIPPED, dtype=np.int8)
+            else:
+                numeric = _numeric_rows(st, constants_t, tensors, names, refs, mode, elementwise)
+                checks = (_row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
+                          if mode in ("symbolic", "all") or (mode == "auto" and not numeric) else
+                          np.full(len(f), AGREE, dtype=np.int8))
+                if numeric:
+                    estimates = {n: torch.from_numpy(v) for n, (v, _e) in numeric.items()}
+                    only = {n: grads[n] for n in numeric}
+                    checks = worst_codes(checks, _row_checks(
+                        f, only, dict(estimates), dtype=torch_dtype, rtol=st.rtol, atol=st.atol,
+                        slack={n: SAFETY * e for n, (_v, e) in numeric.items()}))
+                    if mode == "auto":  # the variables sympy did check
+                        checked = {n: grads[n] for n in names if n not in numeric}
+                        if checked:
+                            checks = worst_codes(checks, _row_checks(f, checked, refs, dtype=torch_dtype,
+                                                                     rtol=st.rtol, atol=st.atol))
             values = np.empty((len(f), len(columns) - 1), dtype=np.float64)
             for i, n in enumerate(point_vars):
                 values[:, i] = tensors[n].to(device="cpu", dtype=torch.float64).numpy()
@@ -535,6 +555,28 @@ def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float
                         summary.first_row[name] = summary.rows + int(np.argmax(checks == code)) + 1
                     summary.counts[name] += count
             summary.rows += len(f)
+
+
+def _numeric_rows(st: Session, constants: Mapping[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+                  names: list[str], refs: dict[str, torch.Tensor | None], mode: str,
+                  elementwise: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Finite differences for each row, where the mode asks for them: (estimate, error) per variable.
+
+    f elementwise in the columns: one derivative along a direction of ones gives every row its
+    own. Otherwise (sum(w*x) with a vector w) rows are not separable this way, and the numeric
+    route is not run (the rows say unavailable where sympy could not check either).
+    """
+    wanted = [n for n in names if mode in ("numeric", "all") or (mode == "auto" and refs.get(n) is None)]
+    if not wanted or not elementwise:
+        return {}
+    env = {**constants, **tensors}
+    found = {}
+    for n in wanted:
+        est = derivative_along(float64_function(st), env, {n: torch.ones(tuple(tensors[n].shape),
+                                                                          dtype=torch.float64)})
+        rows = len(tensors[n])
+        found[n] = (torch.broadcast_to(est.value, (rows,)).numpy(), torch.broadcast_to(est.error, (rows,)).numpy())
+    return found
 
 
 def _chain(first: npt.NDArray[np.float64],

@@ -6,6 +6,7 @@ Every method builds its own leaf tensors, so gradients never accumulate across m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -40,7 +41,10 @@ def _reduce(out: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _leaves(values: Mapping[str, torch.Tensor], wrt: list[str]) -> dict[str, torch.Tensor]:
-    return {n: values[n].detach().clone().requires_grad_(True) for n in wrt}
+    # detach() is already a new leaf (sharing the storage, which autograd only reads); a clone
+    # copied every variable on every call: 2x the hand-written time of sum((A @ x - b)**2) at
+    # n = 1000 (benchmarks/tensor_algebra.py).
+    return {n: values[n].detach().requires_grad_(True) for n in wrt}
 
 
 def _env(values: Mapping[str, torch.Tensor], leaves: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -445,3 +449,112 @@ def accumulate(fn: Function, values: Mapping[str, torch.Tensor], wrt: list[str],
             out.backward()  # type: ignore[no-untyped-call]  # unannotated in torch
         history.append({n: (t.grad.clone() if t.grad is not None else torch.zeros_like(t)) for n, t in leaves.items()})
     return history
+
+
+# --------------------------------------------------------------------------- why f is not finite
+
+# Where the typed computation has a numerically stable form torch offers: (pattern, advice).
+_DTYPE_TEXT = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
+               torch.float64: "float64"}
+
+
+def _stable_forms(expr: Any) -> list[str]:
+    """Stable rewrites for the patterns in the typed tree (log(1 + exp(x)) -> softplus(x), ...)."""
+    import sympy
+
+    from gradcli.core import sympy_functions as sf
+
+    found: list[str] = []
+
+    def add(text: str) -> None:
+        if text not in found:
+            found.append(text)
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.log):
+            (arg,) = node.args[:1]
+            if isinstance(arg, sympy.exp):
+                add(f"log(exp({arg.args[0]})) is {arg.args[0]}: write it without log and exp")
+            elif isinstance(arg, sympy.Add) and any(isinstance(a, sympy.exp) for a in arg.args) and any(
+                    a == 1 for a in arg.args) and len(arg.args) == 2:
+                inner = next(a for a in arg.args if isinstance(a, sympy.exp)).args[0]
+                add(f"log(1 + exp({inner})) -> softplus({inner})")
+            elif isinstance(arg, sf.tsum) and isinstance(arg.args[0], sympy.exp):
+                inner = arg.args[0].args[0]
+                add(f"log(sum(exp({inner}))) -> logsumexp({inner})")
+            elif isinstance(arg, sf.sigmoid):
+                inner = arg.args[0]
+                add(f"log(sigmoid({inner})) -> -softplus(-{inner})")
+        if isinstance(node, sympy.Mul):
+            exps = [a for a in node.args if isinstance(a, sympy.exp)]
+            sums = [a.args[0] for a in node.args if isinstance(a, sympy.Pow) and a.args[1] == -1
+                    and isinstance(a.args[0], sf.tsum) and isinstance(a.args[0].args[0], sympy.exp)]
+            for e in exps:
+                if any(s.args[0] == e for s in sums):
+                    add(f"exp({e.args[0]})/sum(exp({e.args[0]})) -> softmax({e.args[0]})")
+    return found
+
+
+def not_finite_cause(components: Sequence[Any], shape: tuple[int, ...] | None, table: Any,
+                     values: Mapping[str, torch.Tensor]) -> str | None:
+    """In words, why f as typed is not finite here: the first operation whose result was not,
+    the dtype's limit when it overflowed or underflowed, and the stable form where one is known.
+
+    None when no single operation explains it (f is not finite in float64 either: outside the
+    domain, where the generic words say enough).
+    """
+    import sympy
+
+    from gradcli.core.lower import compile_components
+
+    if not values:
+        return None
+    dtype = next(iter(values.values())).dtype
+    name = _DTYPE_TEXT.get(dtype, str(dtype))
+    traces: list[list[tuple[Any, torch.Tensor | float | int]]] = []
+    try:
+        for run_dtype in (dtype, torch.float64):
+            trace: list[tuple[Any, torch.Tensor | float | int]] = []
+            fn = compile_components(list(components), shape, table, dtype=run_dtype, device=torch.device("cpu"),
+                                    trace=trace)
+            with torch.no_grad():
+                fn({n: v.detach().to(device="cpu", dtype=run_dtype) for n, v in values.items()})
+            traces.append(trace)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None
+    typed, wide = traces
+    if len(typed) != len(wide):
+        return None
+    info = torch.finfo(dtype)
+    for (node, value), (_node, value64) in zip(typed, wide, strict=True):
+        if not isinstance(value, torch.Tensor) or bool(torch.isfinite(value).all()):
+            continue
+        text = sympy.sstr(node)
+        bad = ~torch.isfinite(value)
+        v64 = torch.broadcast_to(value64, value.shape)[bad] if isinstance(value64, torch.Tensor) else None
+        advice = _stable_forms(sympy.Tuple(*components))
+        tail = ("; the stable form: " + "; ".join(advice)) if advice else ""
+        if v64 is not None and bool(torch.isfinite(v64).all()):
+            size = float(v64.abs().max())
+            if size > info.max:
+                return (f"{text} overflows {name}: it is {size:.3g} here, beyond {name}'s largest number "
+                        f"{info.max:.5g}, so torch gets {float(value[bad].reshape(-1)[0])}{tail}")
+            small = [(sympy.sstr(n), float(t.abs().max())) for (n, t), (_m, t64) in zip(typed, wide, strict=True)
+                     if isinstance(t, torch.Tensor) and isinstance(t64, torch.Tensor) and t.numel() == t64.numel()
+                     and bool((t == 0).any()) and bool((t64 != 0).all()) and not n.is_Atom]
+            if small:
+                under = small[0][0]
+                return (f"{under} underflows {name} to 0 (its smallest normal number is {info.tiny:.3g}), and "
+                        f"{text} is then {float(value[bad].reshape(-1)[0])}{tail}")
+            return (f"{text} is {float(value[bad].reshape(-1)[0])} in {name} here, though it is {size:.6g} in "
+                    f"float64{tail}")
+        try:
+            evaluated = sympy.sstr(node.func(*node.args))
+        except (TypeError, ValueError, ArithmeticError):
+            evaluated = text
+        if evaluated == text:
+            return None  # not finite as sympy writes it too: outside the domain, a pole (the generic words)
+        shown = float(value[bad].reshape(-1)[0])
+        what = "0/0, inf - inf or 0*inf" if math.isnan(shown) else "a division by zero or an overflow"
+        return (f"{text} is {shown} here ({what}); sympy simplifies {text} to {evaluated}, but torch computes it "
+                f"as typed{tail}")
+    return None

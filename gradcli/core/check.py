@@ -6,8 +6,21 @@ One vocabulary for every output (tables, JSON, CSV, NDJSON, --points, plot, batc
     disagree     they differ somewhere both are finite (or autograd is not finite where sympy is)
     not finite   f or its derivative is not finite: outside the domain, a pole, or beyond the dtype
     kink         the derivative does not exist there, and autograd's value is torch's convention
-    unavailable  sympy's derivative could not be evaluated, so nothing was compared
-    skipped      not compared (--no-check)
+    unavailable  no route could compare it (sympy's derivative could not be evaluated, and finite
+                 differences could not be computed or were too inaccurate)
+    skipped      not compared (--check none, --no-check)
+    sympy error  sympy's formula disagrees with autograd and with finite differences, which agree
+                 with each other: the symbolic route erred, the answer shown is confirmed
+
+Three routes check autograd (--check symbolic|numeric|all|none; `check_mode`): sympy's symbolic
+derivative (core/reference.py, `compare` here), finite differences (core/numeric.py), and for
+`all` both. `arbitrate` turns the routes' answers into one verdict, by one rule for every command:
+    auto      sympy where its derivative can be evaluated, finite differences where it cannot;
+              when sympy disagrees, finite differences arbitrate and the verdict names the route
+              that erred ("sympy error", or "disagree" with autograd's error named in the note)
+    symbolic  sympy alone (unavailable where it cannot evaluate)
+    numeric   finite differences alone
+    all       both, each reported; any route's failure fails (sympy's error arbitrated as in auto)
 
 There is no separate `jump`: sign, floor and ceil jump where abs, relu and max have kinks, and
 the reference marks both by a NaN where autograd has a number. A comparison sees the NaN, not
@@ -25,7 +38,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,6 +58,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from gradcli.core.numeric import NumericCheck
     from gradcli.core.reference import SymbolicGradient
 
 
@@ -57,6 +71,7 @@ class Verdict(StrEnum):
     KINK = "kink"
     UNAVAILABLE = "unavailable"
     SKIPPED = "skipped"
+    SYMPY_ERROR = "sympy error"
 
 
 VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
@@ -67,7 +82,15 @@ FAILING = frozenset({Verdict.DISAGREE, Verdict.NOT_FINITE})
 # Which verdict wins when several results (the variables of a row, the points of a series) are
 # summed up in one: a disagreement outweighs a point outside the domain, which outweighs a kink.
 _SEVERITY = {Verdict.AGREE: 0, Verdict.SKIPPED: 0, Verdict.UNAVAILABLE: 0, Verdict.KINK: 1,
-             Verdict.NOT_FINITE: 2, Verdict.DISAGREE: 3}
+             Verdict.SYMPY_ERROR: 1, Verdict.NOT_FINITE: 2, Verdict.DISAGREE: 3}
+
+# Verdicts that leave a result unchecked: a report holding one (and no failure) has status
+# "unchecked", never "ok" (exit status 0: nothing disagreed, but nothing vouches for it either).
+UNCHECKED = frozenset({Verdict.UNAVAILABLE, Verdict.SKIPPED})
+
+
+def any_unchecked(verdicts: Iterable[Verdict | str]) -> bool:
+    return any(Verdict(v) in UNCHECKED for v in verdicts)
 
 
 def fails(verdict: Verdict | str) -> bool:
@@ -199,6 +222,14 @@ def compare(autograd: torch.Tensor, reference: SymbolicGradient, *, f_finite: bo
     # Autograd not finite where sympy's derivative is: autograd is the one that is wrong (0*inf
     # in cbrt(x)**3 at 0, say), as pointwise_verdicts says of the same point in --points and plot.
     autograd_lost = torch.isfinite(r) & ~torch.isfinite(a)
+    beyond = autograd_lost & (r.abs() > torch.finfo(autograd.dtype).max)
+    if bool(autograd_lost.any()) and bool((autograd_lost == beyond).all()):
+        # sympy's value is past the dtype's largest number: inf is all autograd can say (as
+        # pointwise_verdicts judges the same point in --points and plot)
+        return Comparison(Verdict.NOT_FINITE, abs_err, rel_err,
+                          f"the derivative is beyond what {str(autograd.dtype).removeprefix('torch.')} can hold "
+                          f"(up to {float(r.abs().max()):.3g}; its largest number is "
+                          f"{torch.finfo(autograd.dtype).max:.3g})")
     if bool(autograd_lost.any()):
         note = (f"autograd is not finite where sympy's derivative is finite "
                 f"({int(autograd_lost.sum())} of {r.numel()} elements)")
@@ -218,7 +249,7 @@ CODES: dict[Verdict, int] = {v: i for i, v in enumerate(VERDICTS)}
 
 
 def pointwise_verdicts(f: np.ndarray, autograd: np.ndarray, reference: np.ndarray, *, rtol: float, atol: float,
-                       largest: float) -> np.ndarray:
+                       largest: float, slack: np.ndarray | None = None) -> np.ndarray:
     """Each point's verdict (as a code of CODES), judged on its own scale.
 
     |autograd - sympy| <= atol*max(1, |sympy|) + rtol*|sympy| at each point: one huge
@@ -227,6 +258,8 @@ def pointwise_verdicts(f: np.ndarray, autograd: np.ndarray, reference: np.ndarra
     The same rules as compare() for one point: f not finite or the reference not finite (or
     too large) is not finite; sympy's NaN where autograd has a number (and f is finite) is a
     kink; autograd not finite where sympy is, or too far from it, is a disagreement.
+    slack: an allowance added to each point's tolerance (the numeric route's error estimate,
+    when the reference is a finite difference).
     """
     import numpy as np
 
@@ -235,7 +268,10 @@ def pointwise_verdicts(f: np.ndarray, autograd: np.ndarray, reference: np.ndarra
     f_finite = np.broadcast_to(np.isfinite(f), a64.shape)
     with np.errstate(invalid="ignore", over="ignore"):
         size = np.abs(r64)
-        close = np.abs(a64 - r64) <= atol * np.maximum(size, 1.0) + rtol * size
+        allowed = atol * np.maximum(size, 1.0) + rtol * size
+        if slack is not None:
+            allowed = allowed + np.broadcast_to(np.asarray(slack, dtype=np.float64), a64.shape)
+        close = np.abs(a64 - r64) <= allowed
     agree, disagree = CODES[Verdict.AGREE], CODES[Verdict.DISAGREE]
     not_finite, kink = CODES[Verdict.NOT_FINITE], CODES[Verdict.KINK]
     codes = np.full(a64.shape, agree, dtype=np.int8)
@@ -257,3 +293,123 @@ def worst_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     rank = np.array([_SEVERITY[v] for v in VERDICTS])
     return np.where(rank[b] > rank[a], b, a).astype(np.int8)
+
+
+# --------------------------------------------------------------------------- routes and arbitration
+
+CHECK_MODES = ("auto", "symbolic", "numeric", "all", "none")
+
+
+def check_mode(check: bool | str) -> str:
+    """The --check value: True is auto (the default), False is none (--no-check)."""
+    if check is True:
+        return "auto"
+    if check is False:
+        return "none"
+    if check not in CHECK_MODES:
+        from gradcli.errors import GradcliError
+
+        raise GradcliError(f"unknown --check {check!r}", hint="choose " + ", ".join(CHECK_MODES))
+    return str(check)
+
+
+def uses_symbolic(mode: str) -> bool:
+    """Is sympy's derivative computed under this mode? (numeric alone and none skip it)"""
+    return mode in ("auto", "symbolic", "all")
+
+
+@dataclass
+class Arbitration:
+    """The verdict of every route that ran, and the one verdict they add up to."""
+
+    status: Verdict
+    note: str | None
+    erred: str | None  # "sympy" or "autograd" when finite differences settled a disagreement
+    routes: dict[str, dict[str, object]]  # route -> {status, max_abs_error, tolerance, ..., note}
+    max_abs_error: float | None = None
+    max_rel_error: float | None = None
+
+
+def _symbolic_route(cmp: Comparison, rtol: float, atol: float) -> dict[str, object]:
+    return {"status": cmp.status, "max_abs_error": cmp.max_abs_error, "rtol": rtol, "atol": atol,
+            "note": cmp.note}
+
+
+def _numeric_route(n: NumericCheck, rtol: float, atol: float) -> dict[str, object]:
+    return {"status": n.status, "max_abs_error": n.max_abs_error, "rtol": rtol, "atol": atol,
+            "tolerance": n.tolerance, "fd_error": n.fd_error, "mode": n.mode, "directions": n.directions,
+            "note": n.note}
+
+
+def arbitrate(mode: str, symbolic: Comparison | None, numeric: Callable[[], NumericCheck] | None,
+              numeric_of_sympy: Callable[[], NumericCheck] | None, *, rtol: float, atol: float,
+              same_f: Callable[[], bool | None] | None = None) -> Arbitration:
+    """One verdict from the routes that ran, by the rule in this module's docstring.
+
+    symbolic: autograd against sympy (None when not computed); numeric: judges autograd's
+    answer by finite differences, numeric_of_sympy sympy's (computed only when needed).
+    same_f: does torch's f equal sympy's own evaluation of f here (None: cannot tell)? Finite
+    differences differentiate torch's f, so they can blame sympy's derivative only when torch
+    computes the same f: a wrong lowering of f gives autograd and finite differences the same
+    wrong function, and the disagreement stays autograd's side's.
+    """
+    routes: dict[str, dict[str, object]] = {}
+    if mode == "none":
+        return Arbitration(Verdict.SKIPPED, None, None, routes)
+    sym_ok = symbolic is not None and symbolic.status is not Verdict.UNAVAILABLE
+    if symbolic is not None:
+        routes["symbolic"] = _symbolic_route(symbolic, rtol, atol)
+    sym_disagrees = symbolic is not None and symbolic.status is Verdict.DISAGREE
+    run_numeric = numeric is not None and (
+        mode in ("numeric", "all") or (mode == "auto" and (not sym_ok or sym_disagrees)))
+    num = numeric() if run_numeric and numeric is not None else None
+    if num is not None:
+        routes["numeric"] = _numeric_route(num, rtol, atol)
+    if symbolic is None and num is None:
+        return Arbitration(Verdict.UNAVAILABLE, "no route could check this", None, routes)
+    if num is None:
+        assert symbolic is not None
+        return Arbitration(symbolic.status, symbolic.note, None, routes, symbolic.max_abs_error, symbolic.max_rel_error)
+    if symbolic is None or not sym_ok:
+        note = num.note
+        if symbolic is not None and symbolic.note and num.status is not Verdict.UNAVAILABLE:
+            note = f"checked by finite differences ({symbolic.note})" + (f"; {num.note}" if num.note else "")
+        elif symbolic is not None and num.status is not Verdict.UNAVAILABLE and num.note is None:
+            note = "checked by finite differences: sympy's derivative could not be evaluated"
+        return Arbitration(num.status, note, None, routes, num.max_abs_error)
+    # both routes ran
+    if symbolic.status is Verdict.DISAGREE:
+        differ = symbolic.note or "autograd and sympy differ"
+        if num.status is Verdict.AGREE and numeric_of_sympy is not None:
+            of_sympy = numeric_of_sympy()
+            routes["numeric"]["sympy_status"] = of_sympy.status
+            verified = same_f() if same_f is not None else None
+            if of_sympy.status is Verdict.DISAGREE and verified is False:
+                return Arbitration(Verdict.DISAGREE, f"{differ}; torch's f differs from sympy's evaluation of f "
+                                   "at this point: the lowering to torch erred (finite differences of torch's f agree "
+                                   "with autograd)", "autograd", routes, symbolic.max_abs_error, symbolic.max_rel_error)
+            if of_sympy.status is Verdict.DISAGREE and verified is None:
+                return Arbitration(Verdict.DISAGREE, f"{differ}; sympy's formula disagrees with autograd and with "
+                                   "finite differences, but torch's f could not be compared with sympy's own "
+                                   "evaluation of f here, so the blame is not settled", None, routes,
+                                   symbolic.max_abs_error, symbolic.max_rel_error)
+            if of_sympy.status is Verdict.DISAGREE:
+                return Arbitration(Verdict.SYMPY_ERROR, f"{differ}; sympy's formula disagrees with autograd and "
+                                   "with finite differences: sympy's error (autograd's answer is confirmed by finite "
+                                   "differences)", "sympy", routes, symbolic.max_abs_error, symbolic.max_rel_error)
+        if num.status is Verdict.DISAGREE and numeric_of_sympy is not None:
+            of_sympy = numeric_of_sympy()
+            routes["numeric"]["sympy_status"] = of_sympy.status
+            if of_sympy.status is Verdict.AGREE:
+                return Arbitration(Verdict.DISAGREE, f"{differ}; autograd disagrees with sympy and with finite "
+                                   "differences: autograd's error", "autograd", routes, symbolic.max_abs_error,
+                                   symbolic.max_rel_error)
+        return Arbitration(Verdict.DISAGREE, (symbolic.note or "autograd and sympy differ")
+                           + "; finite differences cannot settle which is wrong", None, routes,
+                           symbolic.max_abs_error, symbolic.max_rel_error)
+    if symbolic.status is Verdict.AGREE and num.status is Verdict.DISAGREE:
+        return Arbitration(Verdict.DISAGREE, f"autograd agrees with sympy, but not with finite differences "
+                           f"({num.note})", None, routes, num.max_abs_error)
+    status = worst([symbolic.status, num.status])
+    note = symbolic.note if status is symbolic.status else num.note
+    return Arbitration(status, note, None, routes, symbolic.max_abs_error, symbolic.max_rel_error)

@@ -61,6 +61,15 @@ class ParsedExpression:
     as_written: bool = False  # a long expression, kept as written (LONG_EXPRESSION_NODES)
     # where each tensor operation (and what holds one) was typed: shape errors point there
     spans: dict[sympy.Basic, Span] = field(default_factory=dict)
+    # The components as typed, without sympy's automatic evaluation (log(exp(x)) stays, x/x
+    # stays): what the torch route lowers and runs. `components` (evaluated) are the symbolic
+    # reference's. None when they are the same objects (a long expression is read as typed once).
+    typed: list[sympy.Expr] | None = None
+
+    @property
+    def typed_components(self) -> list[sympy.Expr]:
+        """What torch computes: the expression as typed (same symbols as `components`)."""
+        return self.typed if self.typed is not None else self.components
 
     @property
     def is_list(self) -> bool:
@@ -352,15 +361,37 @@ def _size(value: sympy.Expr) -> float:
 _UNITS = (sympy.S.One, sympy.S.NegativeOne, sympy.I, -sympy.I)
 
 
+def _typed_log(x: sympy.Expr, base: sympy.Expr | None = None) -> sympy.Expr:
+    if base is None:
+        return sympy.log(x, evaluate=False)
+    if not base.free_symbols and (base.is_positive is False or base == 1):
+        raise ValueError("the base of log(x, base) must be a positive number other than 1")
+    return sympy.Mul._from_args((sympy.log(x, evaluate=False), sympy.Pow(sympy.log(base), -1)))
+
+
+# The torch route's reading of the functions whose registry builders evaluate as they build.
+_TYPED_BUILDERS: dict[str, Any] = {
+    "sqrt": lambda x: sympy.Pow(x, sympy.S.Half, evaluate=False),
+    "log": _typed_log,
+    "log2": lambda x: _typed_log(x, sympy.Integer(2)),
+    "log10": lambda x: _typed_log(x, sympy.Integer(10)),
+    "pow": lambda x, y: sympy.Pow(x, y, evaluate=False),
+}
+
+
 class Reader:
     """Walks the ast whitelist into sympy. `constant_only` is for values: no variables."""
 
-    def __init__(self, src: Source, *, constant_only: bool = False, as_written: bool = False):
+    def __init__(self, src: Source, *, constant_only: bool = False, as_written: bool = False,
+                 typed: bool = False):
         self.src = src
         self.constant_only = constant_only
         # Long expressions keep each term as written (no sympy evaluation of terms with
         # variables): see LONG_EXPRESSION_NODES. Constants are still evaluated, and checked.
-        self.as_written = as_written
+        self.as_written = as_written or typed
+        # The torch route's reading: as written, and functions sympy builds by evaluating
+        # (sqrt(x**2) -> Abs(x)) built unevaluated too.
+        self.typed = typed
         self.variables: dict[str, Variable] = {}
         self.depth = 0
         self.spans: dict[sympy.Basic, Span] = {}
@@ -610,6 +641,9 @@ class Reader:
             if isinstance(builder, type) and not entry.keeps_shapes and self._keeps(*args):
                 # (sympy's evaluate(False) context would clear sympy's cache on entry and exit)
                 result = builder(*args, evaluate=False)
+            elif self.typed and entry.name in _TYPED_BUILDERS and self._keeps(*args):
+                # functions whose builders evaluate (sqrt(x**2) would be Abs(x), log(exp(x)) x)
+                result = _TYPED_BUILDERS[entry.name](*args)
             else:
                 result = builder(*args, **keywords)
         except ValueError as exc:
@@ -949,6 +983,15 @@ def parse_expression(text: str) -> ParsedExpression:
                            hint="write 3.5 for a decimal, or [f1, f2] for a vector function")
     if isinstance(tree, ast.List):
         components, shape = read_list(reader, tree)
-        return ParsedExpression(text, components, shape, reader.variables, reader.as_written, reader.spans)
-    return ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables,
-                            reader.as_written, reader.spans)
+        parsed = ParsedExpression(text, components, shape, reader.variables, reader.as_written, reader.spans)
+    else:
+        parsed = ParsedExpression(text, [reader.keep_shapes(reader.read(tree), tree)], None, reader.variables,
+                                  reader.as_written, reader.spans)
+    if not long:
+        # The same text again, as typed, for the torch route (the same names give the same
+        # symbols: sympy's Symbol is equal by name and assumptions).
+        typed_reader = Reader(src, typed=True)
+        typed = read_list(typed_reader, tree)[0] if isinstance(tree, ast.List) else [typed_reader.read(tree)]
+        if typed != parsed.components:
+            parsed.typed = typed
+    return parsed

@@ -724,7 +724,11 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
     typed = components
     components = scalar_forms([sympy_functions.expand_definitions(c) for c in components], table, values)
     if sympy_functions.has_tensor_ops(components):
-        return _with_trap(_expanded_gradients(components, table, values, wrt, reduction), typed)
+        expanded = _expanded_gradients(components, table, values, wrt, reduction)
+        from gradcli.core import matrix_form  # the formula in matrix form; its value where expansion is too big
+
+        matrix_form.complete(expanded, matrix_form.matrix_gradients(components, shape, table, values, wrt, reduction))
+        return _with_trap(expanded, typed)
     env = reference_env(values)
     results: dict[str, SymbolicGradient] = {}
     def assemble(var: str, var_shape: tuple[int, ...]) -> tuple[_Part, int]:
@@ -1162,8 +1166,13 @@ def symbolic_jacobians(components: list[sympy.Basic], shape: tuple[int, ...] | N
         formula = "sympy.diff of every entry of f spelled out, by every element"
         found = _guarded_jacobians(components, shape, table, values, wrt)
         if isinstance(found, str):
-            return {v: SymbolicGradient("?", None, found) for v in wrt}
-        return _with_trap({v: SymbolicGradient(formula, found[v]) for v in wrt}, typed)
+            jacobians = {v: SymbolicGradient("?", None, found) for v in wrt}
+        else:
+            jacobians = _with_trap({v: SymbolicGradient(formula, found[v]) for v in wrt}, typed)
+        from gradcli.core import matrix_form  # the formula in matrix form; its value where expansion is too big
+
+        matrix_form.complete(jacobians, matrix_form.matrix_jacobians(components, shape, table, values, wrt))
+        return jacobians
     env = reference_env(values)
     out: dict[str, SymbolicGradient] = {}
     for var in wrt:

@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import numpy as np
 import sympy
@@ -215,7 +215,7 @@ def prepare(expression: str, values: ValuesArg, *, wrt: str | Sequence[str] | No
     lowered = parsed.__dict__.setdefault("_lowered", {})
     fn = lowered.get((torch_dtype, torch_device))
     if fn is None:
-        fn = compile_components(parsed.components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
+        fn = compile_components(parsed.typed_components, parsed.shape, table, dtype=torch_dtype, device=torch_device)
         lowered[(torch_dtype, torch_device)] = fn
     if has_tensor_ops(parsed.components):
         check_tensor_shapes(parsed, table, tensors, max_elements)
@@ -290,6 +290,18 @@ def check_tensor_shapes(parsed: ParsedExpression, table: SymbolTable, tensors: M
     except ValueError:
         raise GradcliError(f"the entries of the list have shapes {', '.join(map(str, map(list, shapes)))}, "
                            "which do not fit together") from None
+
+
+def float64_function(st: Session) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+    """f lowered in float64 on the CPU, as the numeric route evaluates it (cached like st.fn)."""
+    lowered = st.parsed.__dict__.setdefault("_lowered", {})
+    key = (torch.float64, torch.device("cpu"))
+    fn = lowered.get(key)
+    if fn is None:
+        fn = compile_components(st.parsed.typed_components, st.parsed.shape, st.table, dtype=torch.float64,
+                                device=torch.device("cpu"))
+        lowered[key] = fn
+    return cast(Callable[[Mapping[str, torch.Tensor]], torch.Tensor], fn)
 
 
 def common_shape(st: Session) -> tuple[int, ...]:

@@ -8,10 +8,11 @@ import this module, and it imports neither (no rich either), so they form no cir
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from gradcli.core.check import Verdict
-from gradcli.report import GradReport, TensorData
+from gradcli.report import GradReport, TensorData, VariableResult
 
 if TYPE_CHECKING:  # numpy is imported where it is used
     import numpy as np
@@ -101,6 +102,13 @@ def shape_text(t: TensorData) -> str:
 
 
 # --------------------------------------------------------------------------- notes
+
+def routes_text(results: Iterable[VariableResult]) -> str:
+    """Who checked the results, in words: "sympy", "finite differences", or both."""
+    ran = {route for v in results for route, r in v.routes.items() if r.get("status") not in ("unavailable", None)}
+    words = [w for route, w in (("symbolic", "sympy"), ("numeric", "finite differences")) if route in ran]
+    return " and ".join(words) or "sympy"
+
 
 def notes(report: GradReport, quiet: bool = False) -> list[str]:
     """Lines a person should read beside the numbers (--quiet: only what explains a verdict)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gradcli.core.check import Verdict, fails
-from gradcli.render.common import notes, number, shape_text, tensor_text
+from gradcli.render.common import notes, number, routes_text, shape_text, tensor_text
 from gradcli.report import (
     GradReport,
     GraphReport,
@@ -33,6 +33,7 @@ MARKS: dict[Verdict, tuple[str, str]] = {
     Verdict.KINK: ("~", "yellow"),
     Verdict.UNAVAILABLE: ("?", "yellow"),
     Verdict.SKIPPED: ("–", "dim"),
+    Verdict.SYMPY_ERROR: ("!", "yellow"),
 }
 
 
@@ -286,17 +287,22 @@ def render_table(report: GradReport, out: TextIO, quiet: bool = False) -> None:
             con.print(explained)
     if report.checked:
         confirmed = [v for v in report.variables if v.status is Verdict.AGREE]
-        if report.status != "ok":
+        routes = routes_text(report.variables)
+        sympy_wrong = [v.label or v.name for v in report.variables if v.status is Verdict.SYMPY_ERROR]
+        if report.status == "failed":
             summary = Text("the cross-check failed", style="bold red")
         elif len(confirmed) == len(report.variables):
-            summary = Text("autograd agrees with sympy", style="green")
+            summary = Text(f"autograd agrees with {routes}", style="green")
+        elif sympy_wrong and all(v.status in (Verdict.AGREE, Verdict.SYMPY_ERROR) for v in report.variables):
+            summary = Text(f"autograd agrees with finite differences; sympy's formula is wrong for "
+                           f"{', '.join(sympy_wrong)} (see the notes)", style="yellow")
         elif all(v.status in (Verdict.AGREE, Verdict.KINK) for v in report.variables):
             # at a kink, every element where the derivative exists was compared
-            summary = Text("autograd agrees with sympy wherever the derivative exists; at a kink its value is "
+            summary = Text(f"autograd agrees with {routes} wherever the derivative exists; at a kink its value is "
                            "torch's convention (see the notes)", style="yellow")
         elif confirmed:
-            summary = Text(f"autograd agrees with sympy for {', '.join(v.label or v.name for v in confirmed)}; "
-                           "the rest could not be compared (see the notes)", style="yellow")
+            summary = Text(f"autograd agrees with {routes} for {', '.join(v.label or v.name for v in confirmed)}; "
+                           "the rest could not be checked (see the notes)", style="yellow")
         else:
             summary = Text("nothing could be compared: the result is autograd's alone (see the notes)",
                            style="yellow")

@@ -233,11 +233,21 @@ def test_shapes_that_do_not_fit_are_named_before_torch_runs(run, expression, val
 
 
 def test_a_matrix_too_large_to_spell_out_is_unavailable_never_agree():
+    """cholesky has no matrix form either: neither route checks it, and the note says why."""
     big = (torch.eye(5, dtype=F64) * 3 + 0.5).tolist()
-    report = api.grad("logdet(A)", {"A": big}, dtype="float64")
+    report = api.grad("sum(cholesky(A))", {"A": big}, dtype="float64", check="symbolic")
     (var,) = report.variables
     assert var.status == "unavailable"
     assert "spelled out in sympy only up to 4 x 4" in var.note and "not 5 x 5" in var.note
+    assert "no matrix form: cholesky" in var.note
+
+
+def test_a_matrix_too_large_to_spell_out_is_checked_in_matrix_form():
+    big = (torch.eye(5, dtype=F64) * 3 + 0.5).tolist()
+    report = api.grad("logdet(A)", {"A": big}, dtype="float64")
+    (var,) = report.variables
+    assert var.status == "agree" and var.formula == "A⁻ᵀ"
+    assert torch.allclose(torch.tensor(var.gradient.data, dtype=F64), torch.linalg.inv(torch.tensor(big, dtype=F64)).T)
 
 
 def test_the_jacobian_of_inv_is_checked_entry_by_entry():
@@ -282,7 +292,7 @@ def test_det_at_a_singular_matrix_is_checked_against_the_adjugate():
 
 
 def test_the_nuclear_norm_of_a_3_x_3_matrix_is_unavailable_never_agree():
-    report = api.grad('matrix_norm(A, "nuc")', {"A": SPD}, dtype="float64")
+    report = api.grad('matrix_norm(A, "nuc")', {"A": SPD}, dtype="float64", check="symbolic")
     (var,) = report.variables
     assert var.status == "unavailable"
     assert var.note.startswith("the nuclear norm is spelled out in sympy only for a matrix with a side of 2")

@@ -128,10 +128,20 @@ def test_dot_of_two_long_vectors_keeps_the_scalar_route_at_any_size():
 
 
 def test_above_the_symbolic_limit_the_check_says_unavailable_never_agree():
-    report = api.grad("sum(A @ x)", {"A": "ones(40, 40)", "x": "ones(40)"})
+    """A batched product has no matrix form either: neither route checks it, and the note says
+    why, with the size limit."""
+    report = api.grad("sum(B @ x)", {"B": "ones(4, 20, 20)", "x": "ones(20)"}, check="symbolic")
     assert {v.status for v in report.variables} == {"unavailable"}
     note = report.variables[0].note
     assert "entries exceed the symbolic limit" in note and str(SYMBOLIC_EXPANSION_LIMIT) in note.replace(",", "")
+    assert "no matrix form: B has 3 dimensions" in note
+
+
+def test_above_the_symbolic_limit_the_matrix_form_checks():
+    """sympy's matrix calculus does not grow with the entries: A @ x at 40 x 40 is checked."""
+    report = api.grad("sum(A @ x)", {"A": "ones(40, 40)", "x": "ones(40)"})
+    assert {v.status for v in report.variables} == {"agree"}
+    assert {v.name: v.formula for v in report.variables} == {"A": "ones @ xᵀ", "x": "Aᵀ @ ones"}
 
 
 def test_jacobian_vjp_jvp_and_hessian_of_a_matrix_product():
