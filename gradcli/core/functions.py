@@ -694,26 +694,11 @@ ALSO_CALLED: dict[str, str] = {
 
 # What other libraries call a function gradcli writes another way (or has no function for):
 # how to write it here. Meaning comes before spelling: by spelling alone, matmul looked like
-# maximum, where like huber and det like dot. A name the registry takes is found before this
-# table is read, so an entry for a name that becomes a function of gradcli's is never shown.
+# maximum, where like huber and det like dot. A name the registry takes never reaches this
+# table (asserted below): when gradcli gains a function, its entry here goes.
 WRITTEN_AS: dict[str, str] = {
-    "matmul": "a matrix product has no function here: dot(a, b) is sum(a*b), and each entry of A @ B is a dot",
-    "mm": "a matrix product has no function here: dot(a, b) is sum(a*b), and each entry of A @ B is a dot",
-    "einsum": "a contraction has no function here: dot(a, b) is sum(a*b); sum(x*y) contracts any shapes alike",
-    "tensordot": "dot(a, b) is sum(a*b) over every element",
-    "outer": "an outer product has no function here: each entry is x[i]*y[j]",
-    "where": "no where(cond, a, b) here: relu, abs, sign, max and min write the pieces "
-             "(relu(x) is where(x > 0, x, 0); max(a, b) picks elementwise)",
-    "select": "no where/select here: relu, abs, sign, max and min write the pieces",
-    "det": "no determinant here: write it out, x[0,0]*x[1,1] - x[0,1]*x[1,0] for a 2 x 2 x",
-    "logdet": "no determinant here: write it out, log(x[0,0]*x[1,1] - x[0,1]*x[1,0]) for a 2 x 2 x",
-    "trace": "no trace here: write it out, x[0,0] + x[1,1] + ...",
-    "transpose": "no transpose here: index the other way round, x[j,i]",
-    "inv": "no matrix inverse here",
-    "var": "the variance is mean((x - mean(x))**2) (the population variance; torch.var divides by n - 1)",
-    "std": "the standard deviation is sqrt(mean((x - mean(x))**2)) (torch.std divides by n - 1)",
-    "cross_entropy": "cross-entropy of logits z against one-hot (or probability) targets y: -sum(y * log_softmax(z))",
-    "nll_loss": "the negative log-likelihood of log-probabilities l against one-hot y: -sum(y * l)",
+    "tensordot": 'einsum("ij,jk->ik", a, b) contracts the axes you name; a @ b the last and first',
+    "select": "where(cond, a, b)",
     "kl_div": "the KL divergence of p from q: sum(p * log(p / q))",
     "square": "x**2",
     "reciprocal": "1/x",
@@ -724,10 +709,8 @@ WRITTEN_AS: dict[str, str] = {
     "hypot": "sqrt(x**2 + y**2)",
     "logaddexp": "log(exp(a) + exp(b))",
     "negative": "-x",
-    "clamp": "min(max(x, lo), hi) (max and min of several arguments are elementwise)",
-    "clip": "min(max(x, lo), hi) (max and min of several arguments are elementwise)",
-    "relu6": "min(max(x, 0), 6)",
-    "hardtanh": "min(max(x, -1), 1)",
+    "relu6": "clamp(x, 0, 6)",
+    "hardtanh": "clamp(x, -1, 1)",
     "silu": "x*sigmoid(x)",
     "swish": "x*sigmoid(x)",
     "mish": "x*tanh(softplus(x))",
@@ -745,6 +728,7 @@ WRITTEN_AS: dict[str, str] = {
 }
 
 assert all(target in _BY_NAME for target in ALSO_CALLED.values()), "ALSO_CALLED names a function gradcli lacks"
+assert not _BY_NAME.keys() & WRITTEN_AS.keys(), "WRITTEN_AS holds a name the registry takes: its hint is never shown"
 
 # A library's prefix before a name: np.dot, torch.nn.functional.mse_loss, F.softplus.
 _PREFIX = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)+")
