@@ -28,9 +28,11 @@ from gradcli.core.numeric import gradient_probe, jacobian_probe
 from gradcli.core.reference import symbolic_gradients, symbolic_jacobians
 from gradcli.core.session import float64_function, prepare
 
+DTYPE = {"dtype": "float32"}  # the user's dtype: --dtype
+
 
 def session(expression: str, values: dict[str, object]):
-    return prepare(expression, values, wrt=None, dtype="float32", device="cpu", rtol=None, atol=None, seed=7,
+    return prepare(expression, values, wrt=None, dtype=DTYPE["dtype"], device="cpu", rtol=None, atol=None, seed=7,
                    max_elements=10**8)
 
 
@@ -79,15 +81,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: on a shared machine, a thread waiting for a busy core swamps the ratios)")
+    ap.add_argument("--dtype", default="float32",
+                    help="the user's dtype (the routes compute in float64 whatever it is: float32's pass is cheaper)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    DTYPE["dtype"] = args.dtype
     problems = {
         "scalar: sin(x)*exp(y) + x**2*y": gradient_problem("sin(x)*exp(y) + x**2*y", {"x": 0.7, "y": -0.3}),
         "10^6 elementwise: sum(sin(x)*exp(x/4) + x**2)": gradient_problem(
             "sum(sin(x)*exp(x/4) + x**2)", {"x": "randn(1000000)"}),
         "500 x 500 Jacobian: softmax(x)": jacobian_problem(),
     }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeat}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}; median of {args.repeat}")
     for title, fns in problems.items():
         times = medians(fns, args.repeat)
         base = times["autograd pass"]

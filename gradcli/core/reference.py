@@ -431,6 +431,8 @@ class SymbolicDifferentiator:
         for s_ in _outside_reductions(expr)[1]:
             if s_ in self.table:
                 name, index = self.table[s_]
+                if name in self.env.pending:
+                    continue  # a reduction's placeholder: a scalar, not worth computing for its shape
                 value = self.env[name]
                 shapes.append(tuple(value.shape) if index is None
                               else tuple(value[_normalise(index, tuple(value.shape))].shape))
