@@ -172,7 +172,7 @@ def test_matrix_table_has_row_and_column_labels(run):
     result = run("jacobian", "[x[0]**2 + x[1]*4, x[1]**3 + log(x[0])]", "x=[2,3]")
     assert result.exit_code == 0
     out = result.stdout
-    assert "rows: outputs, columns: inputs" in out
+    assert "rows: outputs, columns: variables" in out
     for label in ("f[0]", "f[1]", "x[0]", "x[1]"):
         assert label in out
 
