@@ -22,7 +22,9 @@ if TYPE_CHECKING:  # numpy is imported where it is used, as TensorData does; tor
 
 # 2: the verdict words became one vocabulary (gradcli/core/check.py's Verdict): agree, disagree,
 # not finite, kink, unavailable, skipped, where version 1 said ok, mismatch, domain, undefined.
-SCHEMA_VERSION = 2
+# 3: status "unchecked" (a result not checked: no longer "ok"), the verdict "sympy error", the
+# check's routes and mode, and inputs over 1000 elements written as their shape (--echo-values).
+SCHEMA_VERSION = 3
 
 
 class TensorData:

@@ -137,7 +137,7 @@ def test_json_document_has_the_documented_keys(run_json):
                 "method", "call", "values", "wrt", "f", "reduction", "differentiated", "gradient", "symbolic",
                 "check", "seed", "warnings"):
         assert key in doc
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert doc["values"]["y"] == {"data": 3.0, "shape": [], "dtype": "float32"}
     assert doc["symbolic"]["x"]["formula"] == "y"
     assert list(doc["gradient"]) == ["x"]

@@ -20,7 +20,7 @@ def test_json_into_a_pipe_is_one_line_and_pretty_indents_it(run):
     compact = run("grad", "x**2*y", "x=3", "y=2", "--json")
     assert compact.exit_code == 0 and compact.stdout.count("\n") == 1
     pretty = run("grad", "x**2*y", "x=3", "y=2", "--json", "--pretty")
-    assert pretty.stdout.startswith('{\n  "schema_version": 2,')
+    assert pretty.stdout.startswith('{\n  "schema_version": 3,')
     assert json.loads(pretty.stdout) == json.loads(compact.stdout)
     assert json.loads(compact.stdout)["gradient"]["x"]["data"] == 12.0  # d(x^2 y)/dx = 2xy
 

@@ -30,7 +30,7 @@ def test_every_command_speaks_every_machine_format(run, command, fmt):
     assert result.exit_code == 0, result.stderr
     if fmt == "json":
         doc = json.loads(result.stdout)
-        assert doc["schema_version"] == 2 and doc["command"] == command
+        assert doc["schema_version"] == 3 and doc["command"] == command
     elif fmt == "ndjson":
         lines = result.stdout.splitlines()
         assert len(lines) == 1 and json.loads(lines[0])["command"] == command

@@ -215,7 +215,7 @@ def test_json_document(run):
     result = run("plot", "x**2", "x=0:2:3", "--order", "2", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert doc["schema_version"] == 2 and doc["command"] == "plot" and doc["kind"] == "line"
+    assert doc["schema_version"] == 3 and doc["command"] == "plot" and doc["kind"] == "line"
     assert doc["axes"]["x"]["data"] == [0.0, 1.0, 2.0]
     assert doc["f"]["data"] == [0.0, 1.0, 4.0]
     first, second = doc["series"]

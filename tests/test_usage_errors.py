@@ -268,3 +268,10 @@ def test_control_characters_typed_are_shown_escaped(run):
     result = run("gr\x1bad", "x")
     assert result.stderr.splitlines()[0] == "error: no such command: gr\\x1bad (did you mean grad?)"
     assert "\x1b" not in result.stderr
+
+
+def test_the_check_modes_of_the_cli_are_the_core_s():
+    from gradcli.cli.options import CheckMode
+    from gradcli.core.check import CHECK_MODES
+
+    assert tuple(m.value for m in CheckMode) == CHECK_MODES

@@ -96,13 +96,13 @@ def test_csv_and_ndjson_carry_the_verdict_word(run):
     rows = list(csv.DictReader(io.StringIO(run("grad", "abs(x)", "x=[0, 2]", "--format", "csv").stdout)))
     assert {r["status"] for r in rows} == {"kink"}  # the tensor's verdict, on each of its rows
     doc = json.loads(run("grad", "abs(x)", "x=0", "--format", "ndjson").stdout)
-    assert doc["check"]["variables"]["x"]["status"] == "kink" and doc["schema_version"] == 2
+    assert doc["check"]["variables"]["x"]["status"] == "kink" and doc["schema_version"] == 3
 
 
 def test_minimize_says_the_verdict_words(run):
     doc = json.loads(run("minimize", "(x - 3)**2", "x=0", "--steps", "5", "--json").stdout)
     assert {v["status"] for p in doc["check"]["points"].values() for v in p["variables"].values()} == {"agree"}
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
 
 
 def test_batch_results_carry_the_verdict_words(run):
@@ -111,7 +111,7 @@ def test_batch_results_carry_the_verdict_words(run):
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert docs[0]["check"]["variables"]["x"]["status"] == "kink" and docs[0]["exit_status"] == 0
     assert docs[1]["check"]["variables"]["x"]["status"] == "not finite" and docs[1]["exit_status"] == 1
-    assert all(d["schema_version"] == 2 for d in docs)  # a line in error too
+    assert all(d["schema_version"] == 3 for d in docs)  # a line in error too
 
 
 def _reports():
@@ -168,11 +168,11 @@ def test_quiet_plot_leaves_the_data_unchanged():
 def test_every_report_shares_the_header_and_status():
     from gradcli.report import SCHEMA_VERSION, Report
 
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     for report in _reports():
         assert isinstance(report, Report)
         doc = report.to_dict()
-        assert doc["schema_version"] == 2 and doc["command"] == report.command and doc["gradcli_version"]
+        assert doc["schema_version"] == 3 and doc["command"] == report.command and doc["gradcli_version"]
         assert doc["expression"] == report.expression
         assert report.status in ("ok", "failed")
         assert report.status == ("failed" if report.failed_otherwise() or any(fails(v) for v in report.verdicts())

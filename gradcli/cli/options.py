@@ -39,6 +39,16 @@ class JacobianMethod(str, Enum):
     all = "all"
 
 
+class CheckMode(str, Enum):
+    """--check: the routes that check a result (core/check.py's CHECK_MODES)."""
+
+    auto = "auto"
+    symbolic = "symbolic"
+    numeric = "numeric"
+    all = "all"
+    none = "none"
+
+
 class Reduce(str, Enum):
     sum = "sum"
     mean = "mean"
@@ -127,10 +137,10 @@ RtolOption = Annotated[float | None, typer.Option(
 AtolOption = Annotated[float | None, typer.Option(
     "--atol", help="Absolute tolerance of the check, times the result's largest magnitude. Default: by dtype.",
     show_default=False)]
-CheckOption = Annotated[str, typer.Option(
+CheckOption = Annotated[CheckMode, typer.Option(
     "--check", help="How the result is checked: symbolic (sympy's derivative), numeric (finite differences "
     "in float64), all (both), none. Default auto: symbolic where sympy's derivative can be evaluated, numeric "
-    "where it cannot, and numeric to arbitrate when the two disagree.", metavar="auto|symbolic|numeric|all|none")]
+    "where it cannot, and numeric to arbitrate when the two disagree.")]
 NoCheckOption = Annotated[bool, typer.Option("--no-check", help="Same as --check none.")]
 SeedOption = Annotated[int | None, typer.Option(
     "--seed", help="Seed for rand(...)/randn(...) values.", show_default=False)]
@@ -275,13 +285,14 @@ class Checks(OptionGroup):
 
     rtol: RtolOption = None
     atol: AtolOption = None
-    check: CheckOption = "auto"
+    check: CheckOption = CheckMode.auto
     no_check: NoCheckOption = False
 
     def settings(self) -> dict[str, Any]:
-        if self.no_check and self.check not in ("auto", "none"):
-            raise GradcliError(f"--no-check and --check {self.check} contradict each other")
-        return {"rtol": self.rtol, "atol": self.atol, "check": "none" if self.no_check else self.check}
+        check = CheckMode(self.check).value
+        if self.no_check and check not in ("auto", "none"):
+            raise GradcliError(f"--no-check and --check {check} contradict each other")
+        return {"rtol": self.rtol, "atol": self.atol, "check": "none" if self.no_check else check}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,9 +131,9 @@ def build_report(st: Session, command: str, method: str, call: str, output: torc
                             f"{st.dtype} can hold")
         else:
             warnings.append(f"f is not finite at this point: {cause}")
-            for r in results:  # the verdict says why, in each result's note
+            for r in results:  # the cause is told once, in the warning; each verdict points to it
                 if r.status is Verdict.NOT_FINITE:
-                    r.note = f"f is not finite: {cause}"
+                    r.note = "f is not finite here (why: the note on f)"
     return GradReport(
         expression=st.expression, parsed=st.parsed.pretty(), dtype=st.dtype, device=str(st.device),
         device_note=st.device_note, method=method, call=call, f=tensor_data(output), reduction=reduction,
@@ -176,10 +176,12 @@ def explained(report: GradReport, st: Session, explain: bool) -> GradReport:
         return report
     code = [to_source(c, st.table) for c in st.parsed.typed_components]
     torch_code = code[0] if st.parsed.shape is None else "torch.stack([" + ", ".join(code) + "])"
+    evaluated = st.parsed.pretty(evaluated=True)
+    rewritten = "" if evaluated == st.parsed.pretty() else (
+        f"; sympy evaluates it to {evaluated}, which only the symbolic reference differentiates")
     lines = [
         ("parsed", f"f = {st.parsed.pretty()}  (read into sympy by a whitelist parser: no Python was run; "
-                   "this is sympy's evaluated form, which only the symbolic reference uses: the torch code below "
-                   "is the expression as typed, so an overflow or a 0/0 in it shows)"),
+                   f"torch computes it as typed, so an overflow or a 0/0 in it shows{rewritten})"),
         ("torch", f"f = {torch_code}"),
         ("leaves", ", ".join(f"{n} = torch.tensor(..., dtype=torch.{st.dtype}, requires_grad=True)" for n in st.wrt)
          or "none"),

@@ -90,13 +90,17 @@ class ParsedExpression:
                 table[sym] = (var.name, index)
         return table
 
-    def pretty(self) -> str:
+    def pretty(self, evaluated: bool = False) -> str:
+        """How gradcli read the text: the expression torch runs, as typed (log(exp(x)) stays
+        log(exp(x)), not sympy's x), with ^ as ** and the spacing made regular; or, with
+        `evaluated`, sympy's evaluation of it, which the symbolic reference differentiates."""
         if self.as_written:
             return self.text  # sympy would print it in seconds, and no more readably
-        if "_pretty" not in self.__dict__:  # printed once: a parsed expression is reused (gradcli batch)
-            texts = [sympy.sstr(c) for c in self.components]
-            self.__dict__["_pretty"] = texts[0] if self.shape is None else _nest_text(texts, self.shape)
-        return cast(str, self.__dict__["_pretty"])
+        key = "_evaluated" if evaluated else "_pretty"
+        if key not in self.__dict__:  # printed once: a parsed expression is reused (gradcli batch)
+            texts = [sympy.sstr(c) for c in (self.components if evaluated else self.typed_components)]
+            self.__dict__[key] = texts[0] if self.shape is None else _nest_text(texts, self.shape)
+        return cast(str, self.__dict__[key])
 
 
 def _nest_text(texts: list[str], shape: tuple[int, ...]) -> str:
@@ -534,7 +538,8 @@ class Reader:
                 if value.is_Rational:  # directly: sympy's Pow asks each new number's assumptions
                     if value.p == 0:
                         raise self.error("division by zero", operand)
-                    value = sympy.Rational(value.q, value.p)
+                    # As typed, x/2 stays a division by 2 (it prints as typed; torch folds 2**-1)
+                    value = sympy.Pow(value, -1, evaluate=False) if self.typed else sympy.Rational(value.q, value.p)
                 elif value.is_zero:
                     raise self.error("division by zero", operand)
                 else:
