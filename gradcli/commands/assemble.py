@@ -131,9 +131,9 @@ def build_report(st: Session, command: str, method: str, call: str, output: torc
                             f"{st.dtype} can hold")
         else:
             warnings.append(f"f is not finite at this point: {cause}")
-            for r in results:  # the cause is told once, in the warning; each verdict points to it
+            for r in results:  # each verdict says why, in the same words (a table prints them once)
                 if r.status is Verdict.NOT_FINITE:
-                    r.note = "f is not finite here (why: the note on f)"
+                    r.note = warnings[-1]
     return GradReport(
         expression=st.expression, parsed=st.parsed.pretty(), dtype=st.dtype, device=str(st.device),
         device_note=st.device_note, method=method, call=call, f=tensor_data(output), reduction=reduction,

@@ -113,9 +113,13 @@ def routes_text(results: Iterable[VariableResult]) -> str:
 def notes(report: GradReport, quiet: bool = False) -> list[str]:
     """Lines a person should read beside the numbers (--quiet: only what explains a verdict)."""
     lines = [] if quiet else list(report.warnings)
+    # A note several variables share is printed once for them all, and not again when a
+    # warning already says it (f not finite: the cause is f's, the same for every variable).
+    shared: dict[str, list[str]] = {}
     for v in report.variables:
-        if v.note and v.status is not Verdict.AGREE:
-            lines.append(f"{v.name}: {v.note}")
+        if v.note and v.status is not Verdict.AGREE and v.note not in lines:
+            shared.setdefault(v.note, []).append(v.name)
+    lines.extend(f"{', '.join(names)}: {note}" for note, names in shared.items())
     for m in report.methods:
         if not m.agrees:
             lines.append(f"method {m.method} disagrees with {report.methods[0].method}")
