@@ -19,6 +19,7 @@ from gradcli.commands.jacobian import jacobian
 from gradcli.commands.vectors import jvp, vjp
 from gradcli.core import lower, reference
 from tests.helpers import gradcli_executable
+from tests.tampered import WrongBackwardSin
 
 
 @pytest.fixture
@@ -29,19 +30,6 @@ def wrong_sympy_sin(monkeypatch, fresh_lowering):
     yield
     reference.derivative.cache_clear()
 
-
-class _WrongBackward(torch.autograd.Function):
-    """sin forward, a backward 10% off: only finite differences see it (sympy compares values)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return torch.sin(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        return grad * 1.1 * torch.cos(x)
 
 
 def _route(report: Any, name: str, route: str) -> str:
@@ -89,7 +77,7 @@ def test_a_wrong_forward_lowering_is_not_blamed_on_sympy(monkeypatch, fresh_lowe
 
 
 def test_a_tampered_backward_is_caught_by_each_route_and_blamed_on_autograd(monkeypatch, fresh_lowering):
-    monkeypatch.setitem(lower._FUNCTIONS, sympy.sin, _WrongBackward.apply)
+    monkeypatch.setitem(lower._FUNCTIONS, sympy.sin, WrongBackwardSin.apply)
     numeric_only = gradcli.grad("sin(x)", x=0.5, check="numeric")
     assert numeric_only.variables[0].status == "disagree" and numeric_only.status == "failed"
     assert list(numeric_only.variables[0].routes) == ["numeric"]

@@ -19,6 +19,7 @@ from gradcli.core import numeric
 from gradcli.core.check import Verdict
 from gradcli.core.session import prepare
 from tests.core.test_function_agreement import CASES, Case, few
+from tests.tampered import WrongBackwardSin
 
 
 def _t(x: Any) -> torch.Tensor:
@@ -154,20 +155,6 @@ def test_jvp_and_vjp_probes():
     assert numeric.vjp_probe(f, point, "x", v).judge(jac @ v, rtol=1e-4, atol=1e-5).status is Verdict.DISAGREE
 
 
-class _WrongBackward(torch.autograd.Function):
-    """sin forward, a backward that is off by 10%: a lowering only finite differences can catch,
-    since its forward (all sympy's route compares values of) is right."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return torch.sin(x)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        return grad * 1.1 * torch.cos(x)
-
 
 def test_numeric_route_alone_catches_a_tampered_backward(monkeypatch, fresh_lowering):
     import sympy
@@ -175,7 +162,7 @@ def test_numeric_route_alone_catches_a_tampered_backward(monkeypatch, fresh_lowe
     from gradcli.core import lower
     from gradcli.core.autodiff import gradient
 
-    monkeypatch.setitem(lower._FUNCTIONS, sympy.sin, _WrongBackward.apply)
+    monkeypatch.setitem(lower._FUNCTIONS, sympy.sin, WrongBackwardSin.apply)
     st = prepare("sin(x)*y", {"x": 0.5, "y": 2.0}, wrt=None, dtype="float32", device="cpu", rtol=None,
                  atol=None, seed=None, max_elements=10**6)
     run = gradient(st.fn, st.tensors, st.wrt, method="grad", reduction="sum")
