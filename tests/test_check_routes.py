@@ -220,3 +220,37 @@ def test_explain_and_graph_show_the_torch_code_as_typed():
 def test_vjp_and_jvp_are_checked_numerically():
     assert vjp("[x[0]*x[1], sin(x[0])]", ["x=[1,2]", "v=[1,-2]"], check="numeric").variables[0].status == "agree"
     assert jvp("[x[0]*x[1], sin(x[0])]", ["x=[1,2]", "v=[1,-2]"], check="numeric").variables[0].status == "agree"
+
+
+# ------------------------------------------------------------------ sympy's NaN is not a kink
+
+def test_sympys_overflow_is_not_called_a_kink_and_finite_differences_check_instead(run):
+    """logsumexp at 1000: sympy's exp(x)/sum(exp(x)) is nan/nan in float64, though f is smooth.
+    It used to read "kink" and exit 0 with nothing checked; now finite differences check it."""
+    import numpy as np
+
+    result = run("grad", "logsumexp(x)", "x=[1000,999,998]", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    check = doc["check"]["variables"]["x"]
+    assert check["status"] == "agree" and doc["check"]["status"] == "ok"
+    assert check["routes"]["symbolic"]["status"] == "unavailable"
+    assert "f has no kink" in check["routes"]["symbolic"]["note"]
+    assert check["routes"]["numeric"]["status"] == "agree"
+    softmax = np.exp([0.0, -1.0, -2.0]) / np.exp([0.0, -1.0, -2.0]).sum()  # the gradient, by hand
+    assert np.allclose(doc["gradient"]["x"]["data"], softmax, rtol=1e-4)  # float32 at 1000: its ulp is 6e-5
+
+
+def test_a_wrong_gradient_behind_sympys_overflow_is_caught():
+    """torch's det has gradient 0 at a singular matrix (the transposed adjugate, [[4, -2], [-2, 1]],
+    is right); a tiny logsumexp term that overflows sympy's formula used to hide that as a kink."""
+    report = gradcli.grad("det(A) + 1e-30*logsumexp(1000*A)", {"A": "[[1,2],[2,4]]"})
+    assert report.status == "failed"
+    (a,) = report.variables
+    assert a.status == "disagree" and a.routes["numeric"]["status"] == "disagree"
+
+
+def test_a_real_kink_is_still_a_kink(run):
+    result = run("grad", "relu(x) + logsumexp([y, 2*y])", "x=0", "y=1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["check"]["variables"]["x"]["status"] == "kink"

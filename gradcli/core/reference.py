@@ -62,7 +62,10 @@ class SymbolicGradient:
     formula: str
     value: torch.Tensor | None  # float64 on the CPU; None when it could not be evaluated
     unavailable: str | None = None  # why not, when value is None
-    kinks: tuple[str, ...] = ()  # torch's conventions at the kinks f may have (when value has NaN)
+    # torch's conventions at the kinks f may have, looked up when value has NaN: () when f has
+    # no function with a kink (a NaN is then sympy's formula overflowing or dividing 0 by 0 in
+    # float64, not a kink), None when they were not looked up.
+    kinks: tuple[str, ...] | None = None
     # The value again at 50 digits, for a disagreement that may be float64's own rounding
     # (scalar variables only); None when it cannot be had.
     precise: Callable[[], float | None] | None = None
@@ -767,7 +770,7 @@ def symbolic_gradients(components: list[sympy.Basic], shape: tuple[int, ...] | N
                 each = total.whole * added if reduction == "mean" else total.whole
                 formula = f"{reduction}({_show(each)})"
             value = total.value
-            kinks: tuple[str, ...] = ()
+            kinks: tuple[str, ...] | None = None
             if bool(torch.isnan(value).any()):  # a kink, a point outside the domain, or both
                 kinks = kink_conventions(components, {s_ for s_, (n, _i) in table.items() if n == var})
                 if kinks and not set(kinks) & JUMP_CONVENTIONS:
@@ -831,7 +834,7 @@ def symbolic_order(expr: sympy.Basic, table: SymbolTable, values: Mapping[str, t
             value = differ.evaluate(d)
             full = broadcast_shapes(tuple(value.shape), out_shape, shape)
             value = _sum_to(value.expand(full), shape) * scale
-            kinks = kink_conventions([expr], {whole}) if bool(torch.isnan(value).any()) else ()
+            kinks = kink_conventions([expr], {whole}) if bool(torch.isnan(value).any()) else None
             results.append(SymbolicGradient(_show(d if scale == 1.0 else d * scale), value, kinks=kinks))
         except LoweringError as exc:
             results.append(SymbolicGradient(_show(d), None, f"sympy's derivative cannot be evaluated: {exc.message}"))
