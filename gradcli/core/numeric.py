@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gradcli.core.check import Verdict
+from gradcli.core.torch_functions import PROBING
 
 Function = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 
@@ -126,8 +127,12 @@ def _along(fn: Function, point: Mapping[str, torch.Tensor], direction: Mapping[s
     """One try: central differences with STEPS halving steps from `step`, then Richardson."""
     def g(t: float) -> torch.Tensor:
         env = {n: torch.add(x, direction[n], alpha=t) if n in direction else x for n, x in point.items()}
-        with torch.no_grad():
-            return _as64(fn(env))
+        probing = PROBING.set(t != 0.0)
+        try:
+            with torch.no_grad():
+                return _as64(fn(env))
+        finally:
+            PROBING.reset(probing)
 
     cache: dict[float, torch.Tensor] = {}
 

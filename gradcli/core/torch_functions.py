@@ -11,6 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import SupportsFloat, cast
 
 import torch
@@ -364,13 +365,19 @@ def solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 _POSITIVE_DEFINITE = "cholesky(A) needs a symmetric positive-definite A, like X @ X.T + eye(n)"
 
 
+# True while finite differences evaluate f at points moved off the user's values (core/numeric.py):
+# a move along one entry of a symmetric matrix makes it unsymmetric, which is no fault of the input.
+PROBING: ContextVar[bool] = ContextVar("PROBING", default=False)
+
+
 def cholesky(a: torch.Tensor) -> torch.Tensor:
     # torch reads the lower triangle only and returns a symmetrised gradient: the derivative
-    # of cholesky((A + A.T)/2), which is cholesky(A) only where A is symmetric.
-    if _finite(a) and not _is_symmetric(a):
+    # of cholesky((A + A.T)/2), which is cholesky(A) only where A is symmetric. Computed on
+    # (A + A.T)/2, so finite differences (which move one entry at a time) see that function.
+    if _finite(a) and not PROBING.get() and not _is_symmetric(a):
         raise MatrixInputError("cholesky", "is not symmetric", hint=_POSITIVE_DEFINITE)
     try:
-        return cast(torch.Tensor, torch.linalg.cholesky(a))
+        return cast(torch.Tensor, torch.linalg.cholesky((a + a.mT) / 2))
     except _LinAlgError:
         raise MatrixInputError("cholesky", "is not positive definite", hint=_POSITIVE_DEFINITE) from None
 

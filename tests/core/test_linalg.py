@@ -302,3 +302,20 @@ def test_matrix_norm_takes_only_its_names(run):
     result = run("grad", 'matrix_norm(A, ord="spectral")', "A=[[2,1],[1,3]]")
     assert result.exit_code == 2
     assert 'ord of matrix_norm is one of "fro", "nuc"' in result.stderr
+
+
+def test_cholesky_above_the_symbolic_size_is_checked_by_finite_differences():
+    """Finite differences move one entry at a time, which makes a symmetric matrix unsymmetric:
+    that is no fault of the input, and cholesky is computed on (A + A.T)/2 so that they see
+    the function torch's symmetric gradient is the derivative of."""
+    import gradcli
+
+    m = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    p = m @ m.T + 6 * torch.eye(6, dtype=torch.float64)
+    report = gradcli.grad("sum(cholesky(P))", P=p.numpy(), dtype="float64")
+    assert report.status == "ok"
+    (var,) = report.variables
+    assert var.status == "agree" and var.routes["numeric"]["status"] == "agree"
+    leaf = p.clone().requires_grad_(True)
+    torch.linalg.cholesky(leaf).sum().backward()  # the second route: torch by hand
+    assert torch.allclose(torch.from_numpy(var.gradient.array), leaf.grad, rtol=1e-10, atol=1e-12)
