@@ -98,7 +98,8 @@ def _bind(parsed: ParsedExpression, specs: Mapping[str, ValueSpec]) -> None:
             label = f"{var.name}[{index_text(index)}]"
             if len(index) > len(shape):
                 what = "a scalar" if not shape else f"of shape {list(shape)}"
-                raise GradcliError(f"{label} has {len(index)} indices, but {var.name} is {what}",
+                count = f"{len(index)} index" if len(index) == 1 else f"{len(index)} indices"
+                raise GradcliError(f"{label} has {count}, but {var.name} is {what}",
                                    span=var.span)
             for i, n in zip(index, shape, strict=False):  # len(index) <= len(shape), checked above
                 if isinstance(i, int) and not -n <= i < n:
