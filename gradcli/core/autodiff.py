@@ -115,7 +115,8 @@ def torch_error(exc: BaseException) -> GradcliError:
     """A torch failure on user input, as a one-line error with a hint where one helps."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     hint = None
-    if "not implemented for" in message and ("Half" in message or "BFloat16" in message):
+    if ("not implemented for" in message or "Low precision dtypes not supported" in message) and (
+            "Half" in message or "BFloat16" in message):
         hint = "this function has no kernel for that dtype on this device: try --dtype float32"
     elif "out of memory" in message.lower():
         hint = "use smaller values, or --device cpu"

@@ -319,3 +319,11 @@ def test_cholesky_above_the_symbolic_size_is_checked_by_finite_differences():
     leaf = p.clone().requires_grad_(True)
     torch.linalg.cholesky(leaf).sum().backward()  # the second route: torch by hand
     assert torch.allclose(torch.from_numpy(var.gradient.array), leaf.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_algebra_in_float16_says_which_dtype_to_use(run):
+    """torch's linear algebra has no half-precision kernels: one line, and the dtype that works."""
+    result = run("grad", "logdet(A)", "A=[[2,1],[1,3]]", "--dtype", "float16")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == "hint: this function has no kernel for that dtype on this device: " \
+                                             "try --dtype float32"
