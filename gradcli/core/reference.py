@@ -505,11 +505,17 @@ class SymbolicDifferentiator:
         indicator of the extreme element for max/min (NaN on a tie: no derivative there).
         """
         h_expr = r.args[0]
-        if isinstance(r, sympy_functions.tsum):
-            return self.gradient_of_sum(h_expr, var, shape)
-        if isinstance(r, sympy_functions.tmean):
+        if isinstance(r, (sympy_functions.tsum, sympy_functions.tmean)):
             inner = self.gradient_of_sum(h_expr, var, shape)
             n = numel(self.shape_of(h_expr))
+            mean = isinstance(r, sympy_functions.tmean)
+            if not shape and n > 1 and self._holds_tensor(inner.whole):
+                # A scalar's derivative through a reduction over many elements (a parameter over
+                # the rows of --data) is the sum or mean of one per element: the formula says so.
+                whole = (sympy_functions.tmean if mean else sympy_functions.tsum)(inner.whole)
+                return _Part(inner.value / n if mean else inner.value, whole, inner.elements)
+            if not mean:
+                return inner
             return _Part(inner.value / n, inner.whole / n, {k: e / n for k, e in inner.elements.items()})
         h = self.evaluate(h_expr)
         if isinstance(r, sympy_functions.tprod):
@@ -528,6 +534,11 @@ class SymbolicDifferentiator:
         else:  # pragma: no cover - every Reduction subclass is handled above
             raise LoweringError(f"no derivative rule for the reduction {type(r).__name__}")
         return self.gradient_of_sum(h_expr, var, shape, weight=weight, weight_formula=shown)
+
+    def _holds_tensor(self, expr: sympy.Basic) -> bool:
+        """Whether expr holds a whole tensor variable (its value differs element by element)."""
+        return any(s_ in self.table and self.table[s_][1] is None and self.env[self.table[s_][0]].dim() > 0
+                   for s_ in expr.free_symbols)
 
     def gradient_of_sum(self, expr: sympy.Basic, var: str, shape: tuple[int, ...],
                         out_shape: tuple[int, ...] = (), weight: torch.Tensor | None = None,
