@@ -254,3 +254,18 @@ def test_a_real_kink_is_still_a_kink(run):
     result = run("grad", "relu(x) + logsumexp([y, 2*y])", "x=0", "y=1", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["check"]["variables"]["x"]["status"] == "kink"
+
+
+def test_point_by_point_a_nan_of_sympys_is_a_kink_only_where_f_has_one():
+    """The same rule as compare(): --points and plot judge each point by pointwise_verdicts."""
+    import numpy as np
+
+    from gradcli.core.check import CODES, VERDICTS, Verdict, pointwise_verdicts
+
+    f, autograd, sympys = np.array([1.0, 2.0]), np.array([0.5, 1.0]), np.array([np.nan, 1.0])
+    words = {kinks: [VERDICTS[c] for c in pointwise_verdicts(f, autograd, sympys, rtol=1e-4, atol=1e-5,
+                                                               largest=3.4e38, kinks=kinks)]
+             for kinks in (True, False)}
+    assert words[True] == [Verdict.KINK, Verdict.AGREE]
+    assert words[False] == [Verdict.UNAVAILABLE, Verdict.AGREE]
+    assert CODES[Verdict.UNAVAILABLE] != CODES[Verdict.KINK]

@@ -103,7 +103,7 @@ def _compare(label: str, autograd: torch.Tensor, ref: SymbolicGradient | None, f
     a = autograd.detach().to(device="cpu", dtype=torch.float64).reshape(-1)
     largest = torch.finfo(autograd.dtype).max
     points = pointwise_verdicts(f.reshape(-1), a.numpy(), r.numpy(), rtol=rtol, atol=atol, largest=largest,
-                                slack=slack)
+                                slack=slack, kinks=ref is None or ref.kinks != ())
     # Beyond the dtype's largest number (cot's 2/x^3 near 0 in float32) autograd can only say inf.
     representable = r.abs() <= largest
     defined = torch.from_numpy(np.isfinite(f).reshape(-1)) & torch.isfinite(r) & representable

@@ -43,7 +43,7 @@ from gradcli.core.check import CODES, VERDICTS, Verdict, check_mode, pointwise_v
 from gradcli.core.limits import DEFAULT_MAX_ELEMENTS, MAX_CSV_LINE_CHARS
 from gradcli.core.numeric import SAFETY, derivative_along
 from gradcli.core.parse import ParsedExpression
-from gradcli.core.reference import Programs, is_elementwise_in, symbolic_gradients
+from gradcli.core.reference import Programs, is_elementwise_in, kink_conventions, symbolic_gradients
 from gradcli.core.session import (
     Session,
     float64_function,
@@ -345,7 +345,7 @@ class _NpyWriter:
 
 def _row_checks(f: np.ndarray, autograd: dict[str, torch.Tensor], symbolic: dict[str, torch.Tensor | None],
                 *, dtype: torch.dtype, rtol: float, atol: float,
-                slack: dict[str, np.ndarray] | None = None) -> np.ndarray:
+                slack: dict[str, np.ndarray] | None = None, kinks: bool = True) -> np.ndarray:
     """A verdict code per row: the worst over the variables, each row judged on its own scale
     (core/check.py's pointwise_verdicts, which `gradcli plot` judges each point by). slack: per
     variable, the allowance of a finite-difference reference (its error estimate)."""
@@ -358,7 +358,7 @@ def _row_checks(f: np.ndarray, autograd: dict[str, torch.Tensor], symbolic: dict
             continue
         a64 = a.detach().to(device="cpu", dtype=torch.float64).numpy()
         rows = worst_codes(rows, pointwise_verdicts(f, a64, r.numpy(), rtol=rtol, atol=atol, largest=largest,
-                                                    slack=(slack or {}).get(name)))
+                                                    slack=(slack or {}).get(name), kinks=kinks))
     return rows
 
 
@@ -514,6 +514,8 @@ def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float
     """Every chunk of rows computed, checked, written and counted into `summary`."""
     batch = _elementwise_batch if elementwise else _vmapped_batch
     programs: Programs = {}  # the symbolic derivatives, lowered once for every chunk
+    # Whether f has a function with a kink: sympy's NaN is a kink only then (else an overflow).
+    kinks = bool(kink_conventions(st.parsed.components, {s_ for s_, (n, _i) in st.table.items() if n in names}))
     for table in _chain(first, chunks) if first is not None else ():
         for start in range(0, len(table), chunk_rows):
             part = table[start:start + chunk_rows]
@@ -525,7 +527,7 @@ def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float
                 checks = np.full(len(f), SKIPPED, dtype=np.int8)
             else:
                 numeric = _numeric_rows(st, constants_t, tensors, names, refs, mode, elementwise)
-                checks = (_row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol)
+                checks = (_row_checks(f, grads, refs, dtype=torch_dtype, rtol=st.rtol, atol=st.atol, kinks=kinks)
                           if mode in ("symbolic", "all") or (mode == "auto" and not numeric) else
                           np.full(len(f), AGREE, dtype=np.int8))
                 if numeric:
@@ -538,7 +540,7 @@ def _compute(st: Session, rows: _CsvRows | _NpyRows, first: npt.NDArray[np.float
                         checked = {n: grads[n] for n in names if n not in numeric}
                         if checked:
                             checks = worst_codes(checks, _row_checks(f, checked, refs, dtype=torch_dtype,
-                                                                     rtol=st.rtol, atol=st.atol))
+                                                                     rtol=st.rtol, atol=st.atol, kinks=kinks))
             values = np.empty((len(f), len(columns) - 1), dtype=np.float64)
             for i, n in enumerate(point_vars):
                 values[:, i] = tensors[n].to(device="cpu", dtype=torch.float64).numpy()

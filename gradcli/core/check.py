@@ -255,7 +255,7 @@ CODES: dict[Verdict, int] = {v: i for i, v in enumerate(VERDICTS)}
 
 
 def pointwise_verdicts(f: np.ndarray, autograd: np.ndarray, reference: np.ndarray, *, rtol: float, atol: float,
-                       largest: float, slack: np.ndarray | None = None) -> np.ndarray:
+                       largest: float, slack: np.ndarray | None = None, kinks: bool = True) -> np.ndarray:
     """Each point's verdict (as a code of CODES), judged on its own scale.
 
     |autograd - sympy| <= atol*max(1, |sympy|) + rtol*|sympy| at each point: one huge
@@ -288,7 +288,9 @@ def pointwise_verdicts(f: np.ndarray, autograd: np.ndarray, reference: np.ndarra
     codes = np.where(close, agree, disagree)
     codes = np.where(reference_finite & ~a_finite, disagree, codes)
     codes = np.where(~reference_finite, not_finite, codes)
-    codes = np.where(np.isnan(r64) & a_finite & f_finite, kink, codes)
+    # NaN in sympy's value where f is finite: a kink, if f has a function with one (kinks);
+    # else sympy's formula overflowed in float64 there, and the point is unchecked (as compare()).
+    codes = np.where(np.isnan(r64) & a_finite & f_finite, kink if kinks else CODES[Verdict.UNAVAILABLE], codes)
     codes = np.where(~f_finite, not_finite, codes)
     return codes.astype(np.int8)
 
