@@ -513,7 +513,9 @@ class SymbolicDifferentiator:
                 # A scalar's derivative through a reduction over many elements (a parameter over
                 # the rows of --data) is the sum or mean of one per element: the formula says so.
                 whole = (sympy_functions.tmean if mean else sympy_functions.tsum)(inner.whole)
-                return _Part(inner.value / n if mean else inner.value, whole, inner.elements)
+                if mean:
+                    return _Part(inner.value / n, whole, {k: e / n for k, e in inner.elements.items()})
+                return _Part(inner.value, whole, inner.elements)
             if not mean:
                 return inner
             return _Part(inner.value / n, inner.whole / n, {k: e / n for k, e in inner.elements.items()})
