@@ -40,6 +40,17 @@ def gradients(report):
     return {v.name: torch.tensor(v.gradient.data, dtype=torch.float64) for v in report.variables}
 
 
+def assert_matches_torch_and_agrees(expression, reference, tensors):
+    """gradcli's f and gradient by every variable equal hand-written torch's (the second
+    route), and gradcli's own check says agree for each."""
+    report = run(expression, tensors, list(tensors))
+    theirs, value = torch_grads(reference, tensors, list(tensors))
+    for n, g in gradients(report).items():
+        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
+    assert report.f.data == pytest.approx(value.sum().item())
+    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+
+
 MATRIX = [
     ("sum(A @ x)", lambda A, x: A @ x, {"A": A, "x": X}, ["A", "x"]),
     ("x @ A @ x", lambda A, x: x @ A @ x, {"A": A, "x": X}, ["A", "x"]),
@@ -204,12 +215,7 @@ AXES = [
 @pytest.mark.parametrize("expression, reference", AXES, ids=[c[0] for c in AXES])
 def test_reductions_over_dims_match_hand_written_torch_and_pass_the_check(expression, reference):
     tensors = {"T": BATCH} if "(T" in expression else {"A": A}
-    report = run(expression, tensors, list(tensors))
-    theirs, value = torch_grads(reference, tensors, list(tensors))
-    for n, g in gradients(report).items():
-        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
-    assert report.f.data == pytest.approx(value.sum().item())
-    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+    assert_matches_torch_and_agrees(expression, reference, tensors)
 
 
 def test_var_and_std_use_torchs_correction_of_1_by_default():
@@ -249,12 +255,7 @@ BUILDING = [
 
 @pytest.mark.parametrize("expression, reference, tensors", BUILDING, ids=[c[0] for c in BUILDING])
 def test_einsum_diag_eye_stack_and_slices_match_hand_written_torch(expression, reference, tensors):
-    report = run(expression, tensors, list(tensors))
-    theirs, value = torch_grads(reference, tensors, list(tensors))
-    for n, g in gradients(report).items():
-        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
-    assert report.f.data == pytest.approx(value.sum().item())
-    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+    assert_matches_torch_and_agrees(expression, reference, tensors)
 
 
 # --------------------------------------------------------------------------- conditionals
@@ -276,12 +277,7 @@ def test_where_comparisons_and_clamp_match_hand_written_torch(expression, refere
 
     pool = {"x": X, "y": Y, "A": A}
     tensors = {n: pool[n] for n in inspect.signature(reference).parameters}
-    report = run(expression, tensors, list(tensors))
-    theirs, value = torch_grads(reference, tensors, list(tensors))
-    for n, g in gradients(report).items():
-        torch.testing.assert_close(g, theirs[n], rtol=1e-10, atol=1e-12)
-    assert report.f.data == pytest.approx(value.sum().item())
-    assert {v.status for v in report.variables} == {"agree"}, [(v.name, v.note) for v in report.variables]
+    assert_matches_torch_and_agrees(expression, reference, tensors)
 
 
 def test_the_where_trap_is_shown_never_hidden_and_names_the_double_where():
